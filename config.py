@@ -1,0 +1,157 @@
+"""Settings per environment, chosen by ``SHOP_ENV``; every secret comes from the environment.
+
+``SHOP_ENV`` unset means production, so a forgotten setting fails loudly instead of running a
+debug shop. Development needs no setting at all: SQLite under ``instance/`` and the local Stripe
+emulator.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+EMULATOR_API_BASE = "http://127.0.0.1:12111"
+EMULATOR_SECRET_KEY = "sk_test_emulator"  # noqa: S105 - the local emulator accepts any test key
+EMULATOR_WEBHOOK_SECRET = "whsec_emulator"  # noqa: S105 - the local emulator's public test secret
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _database_url(default: str | None) -> str | None:
+    url = _env("DATABASE_URL", default)
+    if url and url.startswith(("postgres://", "postgresql://")):
+        # psycopg 3 is the driver we ship; plain URLs from hosting providers mean it.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Config:
+    """Shared defaults. Subclasses read the environment when instantiated, not at import."""
+
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    # Argon2id parameters (memory in KiB): RFC 9106's second recommended option.
+    SHOP_PASSWORD_TIME_COST = 3
+    SHOP_PASSWORD_MEMORY_COST = 65536
+    SHOP_PASSWORD_PARALLELISM = 4
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 512 * 1024
+    MAX_FORM_PARTS = 200
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "smallbatch_session"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_STRATEGY = "moving-window"
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = _env("SECRET_KEY")
+        self.SQLALCHEMY_DATABASE_URI = _database_url(None)
+        self.STRIPE_SECRET_KEY = _env("STRIPE_SECRET_KEY")
+        self.STRIPE_WEBHOOK_SECRET = _env("STRIPE_WEBHOOK_SECRET")
+        self.STRIPE_API_BASE = _env("STRIPE_API_BASE")
+        self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
+        self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
+        self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
+        self.SHOP_SHIPPING_COUNTRIES = [
+            code.strip().upper()
+            for code in (
+                _env("SHOP_SHIPPING_COUNTRIES", "US,CA,GB,IE,DE,FR,NL,BE,AT,IT,ES,SE,DK") or ""
+            ).split(",")
+            if code.strip()
+        ]
+        self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
+        self.REDIS_URL = _env("REDIS_URL")
+        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+
+    def missing(self) -> list[str]:
+        """Names of required settings that are not set (production refuses to start)."""
+        return []
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SECRET_KEY = self.SECRET_KEY or "dev-only-secret-not-for-production"
+        self.SQLALCHEMY_DATABASE_URI = self.SQLALCHEMY_DATABASE_URI or (
+            f"sqlite:///{BASE_DIR / 'instance' / 'smallbatch.sqlite3'}"
+        )
+        if self.STRIPE_SECRET_KEY is None:
+            # No Stripe account: talk to the local emulator that `flask shop serve` starts.
+            self.STRIPE_SECRET_KEY = EMULATOR_SECRET_KEY
+            self.STRIPE_API_BASE = self.STRIPE_API_BASE or EMULATOR_API_BASE
+            self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or EMULATOR_WEBHOOK_SECRET
+        self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or EMULATOR_WEBHOOK_SECRET
+        self.SHOP_BASE_URL = self.SHOP_BASE_URL or "http://127.0.0.1:5000"
+
+
+class TestingConfig(DevelopmentConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+    WTF_CSRF_ENABLED = True
+    # Cheap hashing keeps the suite fast; production strength is asserted by a test.
+    SHOP_PASSWORD_TIME_COST = 1
+    SHOP_PASSWORD_MEMORY_COST = 1024
+    SHOP_PASSWORD_PARALLELISM = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SQLALCHEMY_DATABASE_URI = _database_url("sqlite://")
+        self.SHOP_BASE_URL = _env("SHOP_BASE_URL", "http://shop.test")
+        self.RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "0") == "1"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+    def missing(self) -> list[str]:
+        required = {
+            "SECRET_KEY": self.SECRET_KEY,
+            "DATABASE_URL": self.SQLALCHEMY_DATABASE_URI,
+            "STRIPE_SECRET_KEY": self.STRIPE_SECRET_KEY,
+            "STRIPE_WEBHOOK_SECRET": self.STRIPE_WEBHOOK_SECRET,
+            "SHOP_BASE_URL": self.SHOP_BASE_URL,
+        }
+        return [name for name, value in required.items() if not value]
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load(env_name: str | None = None) -> Config:
+    """The settings object for ``env_name`` (default: ``SHOP_ENV``, unset means production)."""
+    name = env_name or _env("SHOP_ENV", "production")
+    try:
+        return CONFIGS[name]()
+    except KeyError:
+        raise RuntimeError(f"SHOP_ENV={name!r} is not one of {', '.join(CONFIGS)}") from None

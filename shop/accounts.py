@@ -1,0 +1,81 @@
+"""Account rules: registration, authentication, session revocation. No request in here."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+
+from shop import passwords
+from shop.errors import InvalidInput
+from shop.extensions import db
+from shop.models import User
+from shop.models.user import CUSTOMER, MAKER, new_session_token
+
+
+def normalise_email(raw: str) -> str:
+    """The canonical, lower-cased form of an address; InvalidInput when it is not one."""
+    try:
+        info = validate_email((raw or "").strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidInput(f"That email address doesn't look right: {error}") from None
+    return info.normalized.lower()
+
+
+def check_password_rules(password: str) -> None:
+    if not password or not password.strip():
+        raise InvalidInput("Choose a password.")
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise InvalidInput(
+            f"Passwords are {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long."
+        )
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def register(email: str, password: str, *, display_name: str = "", role: str = CUSTOMER) -> User:
+    """A new account; InvalidInput for a bad or taken email or a weak password."""
+    if role not in (CUSTOMER, MAKER):
+        raise InvalidInput("Unknown role.")
+    email = normalise_email(email)
+    check_password_rules(password)
+    if find_by_email(email) is not None:
+        raise InvalidInput("An account with that email already exists. Try logging in.")
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(password),
+        display_name=(display_name or "").strip()[:80] or email.split("@")[0],
+        role=role,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user for these credentials, or None; takes as long for unknown emails."""
+    try:
+        email = normalise_email(email)
+    except InvalidInput:
+        email = ""
+    user = find_by_email(email) if email else None
+    if not passwords.verify_password(user.password_hash if user else None, password or ""):
+        return None
+    assert user is not None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    return user
+
+
+def revoke_sessions(user: User) -> None:
+    """Every session and remember-me cookie issued before now stops working."""
+    user.session_token = new_session_token()
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    if not passwords.verify_password(user.password_hash, current or ""):
+        raise InvalidInput("Your current password is not right.")
+    check_password_rules(new)
+    user.password_hash = passwords.hash_password(new)
+    revoke_sessions(user)

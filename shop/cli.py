@@ -1,0 +1,175 @@
+"""``flask --app wsgi shop …``: demo data, accounts, drops, the sweeper and the dev server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from shop import accounts, clock, drops, orders
+from shop.errors import ShopError
+from shop.extensions import db
+from shop.models import Drop
+from shop.models.user import CUSTOMER, MAKER
+
+
+@click.group()
+def shop() -> None:
+    """Small Batch commands."""
+
+
+def _fail(message: str) -> None:
+    db.session.rollback()
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True, default="", show_default=False
+    )
+
+
+def _create_account(email: str, role: str, password_stdin: bool, name: str) -> None:
+    password = _read_password(password_stdin)
+    try:
+        user = accounts.register(email, password, display_name=name, role=role)
+    except ShopError as error:
+        _fail(error.message)
+        return
+    db.session.commit()
+    click.echo(f"Created {role} {user.email}")
+
+
+@shop.command("create-maker")
+@click.argument("email")
+@click.option("--name", default="", help="Display name (defaults to the email's local part).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_maker(email: str, name: str, password_stdin: bool) -> None:
+    """Create a maker account."""
+    _create_account(email, MAKER, password_stdin, name)
+
+
+@shop.command("create-customer")
+@click.argument("email")
+@click.option("--name", default="", help="Display name (defaults to the email's local part).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_customer(email: str, name: str, password_stdin: bool) -> None:
+    """Create a customer account."""
+    _create_account(email, CUSTOMER, password_stdin, name)
+
+
+@shop.command()
+@with_appcontext
+def demo() -> None:
+    """Load the demo shop (idempotent) and print the demo logins."""
+    from shop import demo as demo_data
+
+    created = demo_data.load(now=clock.now())
+    db.session.commit()
+    click.echo("Demo data loaded." if created else "Demo data already present; nothing changed.")
+    for role, email, password in demo_data.LOGINS:
+        click.echo(f"  {role:<9} {email}  password: {password}")
+
+
+def _parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter("give a time zone, e.g. 2026-12-01T18:00:00+00:00")
+    return clock.as_utc(parsed)
+
+
+def _drop(slug: str) -> Drop:
+    found = db.session.scalar(select(Drop).where(Drop.slug == slug))
+    if found is None:
+        _fail(f"no drop with slug {slug!r}")
+    assert found is not None
+    return found
+
+
+@shop.command("open-drop")
+@click.argument("slug")
+@click.option("--at", "at", help="ISO 8601 time to open at (default: now).")
+@with_appcontext
+def open_drop(slug: str, at: str | None) -> None:
+    """Open a drop now, or schedule its opening."""
+    drop = _drop(slug)
+    try:
+        drops.open_drop(drop, actor=None, now=clock.now(), at=_parse_at(at))
+    except ShopError as error:
+        _fail(error.message)
+    db.session.commit()
+    click.echo(f"{slug}: {drop.state}, opens {drop.opens_at.isoformat() if drop.opens_at else '-'}")
+
+
+@shop.command("close-drop")
+@click.argument("slug")
+@click.option("--at", "at", help="ISO 8601 time to close at (default: now).")
+@with_appcontext
+def close_drop(slug: str, at: str | None) -> None:
+    """Close a drop now, or schedule its closing."""
+    drop = _drop(slug)
+    try:
+        drops.close_drop(drop, actor=None, now=clock.now(), at=_parse_at(at))
+    except ShopError as error:
+        _fail(error.message)
+    db.session.commit()
+    click.echo(
+        f"{slug}: {drop.state}, closes {drop.closes_at.isoformat() if drop.closes_at else '-'}"
+    )
+
+
+@shop.command()
+@with_appcontext
+def sweep() -> None:
+    """One pass: release expired holds that Stripe confirms can no longer be paid."""
+    counts = orders.sweep(clock.now())
+    click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+
+
+@shop.command()
+@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@click.option("--passes", type=int, default=0, help="Stop after this many passes (0: forever).")
+@with_appcontext
+def worker(interval: float | None, passes: int) -> None:
+    """Sweep forever (safe to run several: they never release a hold twice)."""
+    every = interval if interval is not None else current_app.config["SHOP_SWEEP_SECONDS"]
+    done = 0
+    while passes == 0 or done < passes:
+        try:
+            counts = orders.sweep(clock.now())
+            if any(counts.values()):
+                click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+        except Exception:  # keep sweeping; the next pass retries
+            current_app.logger.exception("sweep pass failed")
+            db.session.rollback()
+        finally:
+            db.session.remove()
+        done += 1
+        if passes == 0 or done < passes:
+            time.sleep(every)
+
+
+@shop.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@with_appcontext
+def serve(host: str, port: int) -> None:
+    """Run the development shop, with the local Stripe emulator and the sweeper."""
+    from shop import devserver
+
+    devserver.run(current_app._get_current_object(), host=host, port=port)  # type: ignore[attr-defined]

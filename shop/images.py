@@ -1,0 +1,100 @@
+"""Uploaded images: only JPEG, PNG or WebP that Pillow decodes, within size and pixel caps,
+re-encoded without metadata (no GPS) and stored under a server-generated name."""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import abort, current_app, send_from_directory
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from shop.errors import InvalidInput
+
+MAX_BYTES = 8 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+MAX_SIDE = 2400
+FORMATS = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+}
+CONTENT_TYPES = {ext: content_type for ext, content_type in FORMATS.values()}
+_NAME = re.compile(r"[a-f0-9]{32}\.(jpg|png|webp)")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    filename: str
+    content_type: str
+    width: int
+    height: int
+
+
+def upload_dir() -> Path:
+    return Path(current_app.config["SHOP_UPLOAD_DIR"])
+
+
+def store(data: bytes) -> StoredImage:
+    """Validate, strip and save an upload; InvalidInput with a clear reason otherwise."""
+    if not data:
+        raise InvalidInput("Choose an image file to upload.")
+    if len(data) > MAX_BYTES:
+        raise InvalidInput(f"Images can be at most {MAX_BYTES // (1024 * 1024)} MB.")
+    image = _decode(data)
+    extension, content_type = FORMATS[image.format or ""]
+    image = ImageOps.exif_transpose(image)
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    out = io.BytesIO()
+    save_format = "PNG" if extension == "png" else ("WEBP" if extension == "webp" else "JPEG")
+    if save_format == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    # A fresh save writes pixels only: no EXIF, no GPS, no comments, no ICC text chunks.
+    image.save(out, save_format, quality=86, optimize=True)
+    filename = f"{secrets.token_hex(16)}.{extension}"
+    directory = upload_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / filename).write_bytes(out.getvalue())
+    return StoredImage(filename, content_type, image.width, image.height)
+
+
+def _decode(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            probe = Image.open(io.BytesIO(data))
+            if probe.format not in FORMATS:
+                raise InvalidInput("Upload a JPEG, PNG or WebP image.")
+            width, height = probe.size
+            if width * height > MAX_PIXELS:
+                raise InvalidInput("That image has too many pixels.")
+            probe.verify()
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except InvalidInput:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInput("That image has too many pixels.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InvalidInput("That file isn't an image we can read (JPEG, PNG or WebP).") from None
+    return image
+
+
+def send(filename: str):
+    """Serve a stored upload with its own content type, or 404 for any other name."""
+    if not _NAME.fullmatch(filename):
+        abort(404)
+    directory = upload_dir()
+    if not (directory / filename).is_file():
+        abort(404)
+    extension = filename.rsplit(".", 1)[1]
+    response = send_from_directory(directory, filename, mimetype=CONTENT_TYPES[extension])
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

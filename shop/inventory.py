@@ -1,0 +1,396 @@
+"""The only code that changes stock: hold, release, re-hold and confirm (serial numbers).
+
+Every rule is enforced by the database in the same transaction, never by a read in Python
+followed by a write:
+
+- stock with one conditional ``UPDATE batches … WHERE sold + held + q <= edition_size``
+  (backed by a CHECK constraint);
+- the per-customer limit with a conditional upsert of the (customer, batch) allotment row;
+- "the drop is live" from its state and window, evaluated in the hold statement itself, with the
+  drop row share-locked so a close that commits first is always seen;
+- every state change of an order as a compare-and-set on its current state, so release and
+  confirm happen exactly once however often they are called.
+
+On PostgreSQL a hold is ONE statement (drop check, allotment, stock, order in a CTE), so the hot
+batch row is locked for a single short statement plus the commit. SQLite runs the same steps as
+separate statements inside a ``BEGIN IMMEDIATE`` transaction (see ``shop.database``).
+
+Functions flush and never commit: the caller commits once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import bindparam
+from sqlalchemy import text as _text
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.elements import TextClause
+
+from shop.errors import DropNotLive, InvalidQuantity, InvalidState, LimitReached, SoldOut
+from shop.extensions import db
+from shop.models import Batch, Order, Unit, User
+from shop.models.order import CANCELLED, EXPIRED, HELD, new_certificate_code, new_public_id
+from shop.models.types import UTCDateTime
+
+RELEASE_REASONS = (EXPIRED, CANCELLED)
+_TIME_PARAMS = ("now", "hold_expires_at")
+
+
+def text(sql: str) -> TextClause:
+    """A SQL statement whose time parameters go through the aware-UTC column type, so SQLite
+    compares them in the same text form the ORM stores."""
+    statement = _text(sql)
+    names = [name for name in _TIME_PARAMS if f":{name}" in sql]
+    return statement.bindparams(*(bindparam(name, type_=UTCDateTime()) for name in names))
+
+
+_LIVE_DROP = """
+    d.id = :drop_id
+    AND d.state IN ('scheduled', 'open')
+    AND d.opens_at IS NOT NULL AND d.opens_at <= :now
+    AND (d.closes_at IS NULL OR d.closes_at > :now)
+"""
+
+_PG_HOLD = text(  # the f-string only splices in the constant _LIVE_DROP
+    f"""
+    WITH live AS (
+        SELECT d.id FROM drops d WHERE {_LIVE_DROP} FOR SHARE
+    ), allot AS (
+        INSERT INTO allotments (customer_id, batch_id, units)
+        SELECT :customer_id, :batch_id, :quantity FROM live
+        ON CONFLICT (customer_id, batch_id) DO UPDATE
+            SET units = allotments.units + EXCLUDED.units
+            WHERE allotments.units + EXCLUDED.units <= :limit
+        RETURNING units
+    ), stock AS (
+        UPDATE batches SET held = held + :quantity
+        WHERE id = :batch_id AND sold + held + :quantity <= edition_size
+          AND EXISTS (SELECT 1 FROM allot)
+        RETURNING id
+    ), new_order AS (
+        INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
+                            currency, state, hold_expires_at, checkout_attempt, created_at)
+        SELECT :public_id, :customer_id, :batch_id, :quantity, :unit_price, :amount,
+               :currency, 'held', :hold_expires_at, 0, :now
+        FROM stock
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM live) AS live,
+           (SELECT units FROM allot) AS units,
+           (SELECT id FROM new_order) AS order_id
+    """  # noqa: S608
+)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What a hold copies from the batch, read before any lock is taken."""
+
+    batch_id: int
+    drop_id: int | None
+    limit: int
+    unit_price: int
+    currency: str
+
+
+def hold(
+    batch: Batch,
+    quantity: int,
+    *,
+    customer: User,
+    now: datetime,
+    hold_minutes: int | None = None,
+) -> Order:
+    """Reserve ``quantity`` units of ``batch`` for ``customer`` and create a held Order.
+
+    Raises InvalidQuantity, DropNotLive, LimitReached (with how many more are allowed) or
+    SoldOut (with how many are left); on any of them nothing is held.
+    """
+    terms = _Terms(batch.id, batch.drop_id, batch.per_customer_limit, batch.price, batch.currency)
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise InvalidQuantity()
+    if not 1 <= quantity <= terms.limit:
+        raise InvalidQuantity(f"Choose between 1 and {terms.limit}.")
+    if terms.drop_id is None:
+        raise DropNotLive()
+    minutes = hold_minutes if hold_minutes is not None else current_app.config["SHOP_HOLD_MINUTES"]
+    values = {
+        "drop_id": terms.drop_id,
+        "now": now,
+        "customer_id": customer.id,
+        "batch_id": terms.batch_id,
+        "quantity": quantity,
+        "limit": terms.limit,
+        "public_id": new_public_id(),
+        "unit_price": terms.unit_price,
+        "amount": terms.unit_price * quantity,
+        "currency": terms.currency,
+        "hold_expires_at": now + timedelta(minutes=minutes),
+    }
+    if db.session.get_bind().dialect.name == "postgresql":
+        order_id = _hold_postgresql(values)
+    else:
+        order_id = _hold_stepwise(values)
+    return _attach_new_order(order_id, values)
+
+
+def _hold_postgresql(values: dict) -> int:
+    row = db.session.execute(_PG_HOLD, values).one()
+    if not row.live:
+        raise DropNotLive()
+    if row.units is None:
+        raise LimitReached(allowed=_allowed_more(values))
+    if row.order_id is None:
+        _return_allotment(values["customer_id"], values["batch_id"], values["quantity"])
+        raise SoldOut(remaining=_remaining(values["batch_id"]))
+    return row.order_id
+
+
+def _hold_stepwise(values: dict) -> int:
+    session = db.session
+    live_drop = text(f"SELECT d.id FROM drops d WHERE {_LIVE_DROP}")  # noqa: S608 - constant
+    live = session.execute(live_drop, values).first()
+    if live is None:
+        raise DropNotLive()
+    units = session.execute(
+        text(
+            """
+            INSERT INTO allotments (customer_id, batch_id, units)
+            VALUES (:customer_id, :batch_id, :quantity)
+            ON CONFLICT (customer_id, batch_id) DO UPDATE
+                SET units = allotments.units + excluded.units
+                WHERE allotments.units + excluded.units <= :limit
+            RETURNING units
+            """
+        ),
+        values,
+    ).first()
+    if units is None:
+        raise LimitReached(allowed=_allowed_more(values))
+    taken = session.execute(
+        text(
+            "UPDATE batches SET held = held + :quantity "
+            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
+        ),
+        values,
+    ).rowcount
+    if taken != 1:
+        _return_allotment(values["customer_id"], values["batch_id"], values["quantity"])
+        raise SoldOut(remaining=_remaining(values["batch_id"]))
+    return session.execute(
+        text(
+            """
+            INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
+                                currency, state, hold_expires_at, checkout_attempt, created_at)
+            VALUES (:public_id, :customer_id, :batch_id, :quantity, :unit_price, :amount,
+                    :currency, 'held', :hold_expires_at, 0, :now)
+            RETURNING id
+            """
+        ),
+        values,
+    ).scalar_one()
+
+
+def _attach_new_order(order_id: int, values: dict) -> Order:
+    """The Order just inserted, as a persistent object, without another round trip."""
+    order = Order(
+        id=order_id,
+        public_id=values["public_id"],
+        customer_id=values["customer_id"],
+        batch_id=values["batch_id"],
+        quantity=values["quantity"],
+        unit_price=values["unit_price"],
+        amount=values["amount"],
+        currency=values["currency"],
+        state=HELD,
+        hold_expires_at=values["hold_expires_at"],
+        checkout_attempt=0,
+        created_at=values["now"],
+    )
+    make_transient_to_detached(order)
+    db.session.add(order)
+    return order
+
+
+def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
+    db.session.execute(
+        text(
+            "UPDATE allotments SET units = units - :quantity "
+            "WHERE customer_id = :customer_id AND batch_id = :batch_id"
+        ),
+        {"quantity": quantity, "customer_id": customer_id, "batch_id": batch_id},
+    )
+
+
+def _allowed_more(values: dict) -> int:
+    units = db.session.execute(
+        text(
+            "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
+        ),
+        values,
+    ).scalar()
+    return max(0, values["limit"] - (units or 0))
+
+
+def _remaining(batch_id: int) -> int:
+    return db.session.execute(
+        text("SELECT edition_size - sold - held FROM batches WHERE id = :id"), {"id": batch_id}
+    ).scalar_one()
+
+
+def allowed_quantity(batch: Batch, customer: User | None) -> int:
+    """How many more units this customer may hold now (for the quantity select)."""
+    remaining = max(0, batch.remaining)
+    if customer is None or not customer.is_authenticated:
+        return min(batch.per_customer_limit, remaining)
+    units = _allowed_more(
+        {"customer_id": customer.id, "batch_id": batch.id, "limit": batch.per_customer_limit}
+    )
+    return min(units, remaining)
+
+
+def release(order: Order, reason: str, *, now: datetime) -> bool:
+    """held → expired/cancelled, stock and allotment returned exactly once.
+
+    Returns False (and changes nothing) when the order is no longer held.
+    """
+    if reason not in RELEASE_REASONS:
+        raise ValueError(f"unknown release reason {reason!r}")
+    changed = db.session.execute(
+        text(
+            "UPDATE orders SET state = :reason, released_at = :now, sweep_lease_until = NULL "
+            "WHERE id = :id AND state = 'held'"
+        ),
+        {"reason": reason, "now": now, "id": order.id},
+    ).rowcount
+    if changed != 1:
+        _refresh(order)
+        return False
+    db.session.execute(
+        text("UPDATE batches SET held = held - :q WHERE id = :batch_id"),
+        {"q": order.quantity, "batch_id": order.batch_id},
+    )
+    _return_allotment(order.customer_id, order.batch_id, order.quantity)
+    _refresh(order)
+    return True
+
+
+def rehold(order: Order, *, now: datetime) -> None:
+    """A released order whose payment arrived anyway takes its units back, if any are left.
+
+    Raises SoldOut or LimitReached when they are not; then the payment must be refunded.
+    """
+    values = {
+        "id": order.id,
+        "customer_id": order.customer_id,
+        "batch_id": order.batch_id,
+        "quantity": order.quantity,
+    }
+    reopened = db.session.execute(
+        text(
+            "UPDATE orders SET state = 'held', released_at = NULL "
+            "WHERE id = :id AND state IN ('expired', 'cancelled')"
+        ),
+        values,
+    ).rowcount
+    if reopened != 1:
+        _refresh(order)
+        raise InvalidState("Only a released order can be held again.")
+    limit = db.session.execute(
+        text("SELECT per_customer_limit FROM batches WHERE id = :batch_id"), values
+    ).scalar_one()
+    values["limit"] = limit
+    allotted = db.session.execute(
+        text(
+            "UPDATE allotments SET units = units + :quantity "
+            "WHERE customer_id = :customer_id AND batch_id = :batch_id "
+            "AND units + :quantity <= :limit"
+        ),
+        values,
+    ).rowcount
+    if allotted != 1:
+        _undo_rehold(values, now)
+        raise LimitReached(allowed=_allowed_more(values))
+    taken = db.session.execute(
+        text(
+            "UPDATE batches SET held = held + :quantity "
+            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
+        ),
+        values,
+    ).rowcount
+    if taken != 1:
+        _return_allotment(order.customer_id, order.batch_id, order.quantity)
+        _undo_rehold(values, now)
+        raise SoldOut(remaining=_remaining(order.batch_id))
+    _refresh(order)
+
+
+def _undo_rehold(values: dict, now: datetime) -> None:
+    db.session.execute(
+        text("UPDATE orders SET state = 'expired', released_at = :now WHERE id = :id"),
+        {"id": values["id"], "now": now},
+    )
+
+
+def confirm(
+    order: Order,
+    *,
+    now: datetime,
+    payment_intent_id: str | None = None,
+    customer_email: str | None = None,
+    shipping: dict | None = None,
+) -> bool:
+    """held → paid exactly once: held stock becomes sold and the order's units get the next
+    serial numbers of the batch (contiguous, no gap, no duplicate), each with an unguessable
+    certificate code. Returns False (and changes nothing) if the order was not held."""
+    paid = db.session.execute(
+        text(
+            "UPDATE orders SET state = 'paid', paid_at = :now, sweep_lease_until = NULL, "
+            "payment_intent_id = COALESCE(:pi, payment_intent_id), "
+            "customer_email = COALESCE(:email, customer_email) "
+            "WHERE id = :id AND state = 'held'"
+        ),
+        {"now": now, "pi": payment_intent_id, "email": customer_email, "id": order.id},
+    ).rowcount
+    if paid != 1:
+        _refresh(order)
+        return False
+    # The row lock taken here orders concurrent confirms; RETURNING gives this order's range.
+    sold = db.session.execute(
+        text(
+            "UPDATE batches SET held = held - :q, sold = sold + :q WHERE id = :batch_id "
+            "RETURNING sold"
+        ),
+        {"q": order.quantity, "batch_id": order.batch_id},
+    ).scalar_one()
+    first = sold - order.quantity + 1
+    db.session.add_all(
+        Unit(
+            batch_id=order.batch_id,
+            serial=serial,
+            order_id=order.id,
+            certificate_code=new_certificate_code(),
+            created_at=now,
+        )
+        for serial in range(first, sold + 1)
+    )
+    if shipping is not None:
+        order.shipping = shipping
+    db.session.flush()
+    _refresh(order)
+    return True
+
+
+def _refresh(order: Order) -> None:
+    """Forget what the session knew of the order so its next read is the database's."""
+    if order in db.session:
+        db.session.expire(order)
+    batch = db.session.identity_map.get(db.session.identity_key(Batch, order.batch_id))
+    if batch is not None:
+        db.session.expire(batch)
+
+
+__all__ = ["allowed_quantity", "confirm", "hold", "rehold", "release"]

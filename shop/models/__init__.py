@@ -1,0 +1,21 @@
+"""Typed models, split by area. Import from here: ``from shop.models import Batch``."""
+
+from shop.models.audit import AuditEntry
+from shop.models.catalog import Batch, BatchImage, Product
+from shop.models.drop import Drop
+from shop.models.order import Allotment, Order, Unit
+from shop.models.stripe_event import StripeEvent
+from shop.models.user import User
+
+__all__ = [
+    "Allotment",
+    "AuditEntry",
+    "Batch",
+    "BatchImage",
+    "Drop",
+    "Order",
+    "Product",
+    "StripeEvent",
+    "Unit",
+    "User",
+]

@@ -1,0 +1,109 @@
+"""What makers make: products and their numbered batches."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shop import clock
+from shop.extensions import db
+from shop.models.types import UTCDateTime
+
+if TYPE_CHECKING:
+    from shop.models.drop import Drop
+    from shop.models.user import User
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    maker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    slug: Mapped[str] = mapped_column(String(140), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    maker: Mapped[User] = relationship()
+    batches: Mapped[list[Batch]] = relationship(back_populates="product", order_by="Batch.number")
+
+    def __repr__(self) -> str:
+        return f"<Product {self.slug}>"
+
+
+class Batch(db.Model):
+    """One numbered production run: the unit of scarcity. ``sold``/``held`` change only in
+    ``shop.inventory``; the CHECK constraints make overselling impossible at the database."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("product_id", "number"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("edition_size >= 1", name="edition_size_positive"),
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("per_customer_limit >= 1", name="limit_positive"),
+        CheckConstraint("sold >= 0", name="sold_not_negative"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("sold + held <= edition_size", name="no_oversell"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    drop_id: Mapped[int | None] = mapped_column(ForeignKey("drops.id"), index=True)
+    number: Mapped[int]
+    edition_size: Mapped[int]
+    unit_label: Mapped[str] = mapped_column(String(32), default="units")
+    price: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    per_customer_limit: Mapped[int] = mapped_column(default=2)
+    story: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(String(280), default="")
+    origin_place: Mapped[str] = mapped_column(String(160), default="")
+    produced_on: Mapped[date | None]
+    inputs: Mapped[str] = mapped_column(Text, default="")
+    process: Mapped[str] = mapped_column(Text, default="")
+    sold: Mapped[int] = mapped_column(default=0)
+    held: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    product: Mapped[Product] = relationship(back_populates="batches")
+    drop: Mapped[Drop | None] = relationship(back_populates="batches")
+    images: Mapped[list[BatchImage]] = relationship(
+        back_populates="batch", order_by="BatchImage.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def remaining(self) -> int:
+        return self.edition_size - self.sold - self.held
+
+    @property
+    def sold_out(self) -> bool:
+        return self.remaining <= 0
+
+    @property
+    def title(self) -> str:
+        return f"{self.product.name}, Batch No. {self.number}"
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.product_id}#{self.number}>"
+
+
+class BatchImage(db.Model):
+    """An uploaded picture, re-encoded and stored under a server-generated name."""
+
+    __tablename__ = "batch_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(80), unique=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int]
+    height: Mapped[int]
+    alt: Mapped[str] = mapped_column(String(200), default="")
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    batch: Mapped[Batch] = relationship(back_populates="images")

@@ -1,0 +1,71 @@
+"""Release events: a drop puts one or more batches on sale in a window."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shop import clock
+from shop.extensions import db
+from shop.models.types import UTCDateTime
+
+if TYPE_CHECKING:
+    from shop.models.catalog import Batch
+    from shop.models.user import User
+
+DRAFT = "draft"
+SCHEDULED = "scheduled"
+OPEN = "open"
+CLOSED = "closed"
+STATES = (DRAFT, SCHEDULED, OPEN, CLOSED)
+
+
+class Drop(db.Model):
+    """``state`` is what the maker decided; whether the drop is *live* at an instant is derived
+    from it and the window, so a scheduled drop opens on the second with no job running."""
+
+    __tablename__ = "drops"
+    __table_args__ = (
+        CheckConstraint("state IN ('draft', 'scheduled', 'open', 'closed')", name="state_known"),
+        CheckConstraint(
+            "closes_at IS NULL OR opens_at IS NULL OR closes_at > opens_at", name="window_ordered"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    maker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(140))
+    slug: Mapped[str] = mapped_column(String(160), unique=True)
+    story: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default=DRAFT)
+    opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    maker: Mapped[User] = relationship()
+    batches: Mapped[list[Batch]] = relationship(back_populates="drop", order_by="Batch.id")
+
+    def is_live(self, now: datetime) -> bool:
+        return (
+            self.state in (SCHEDULED, OPEN)
+            and self.opens_at is not None
+            and self.opens_at <= now
+            and (self.closes_at is None or now < self.closes_at)
+        )
+
+    def phase(self, now: datetime) -> str:
+        """What a visitor sees: draft, upcoming, live or closed."""
+        if self.state == DRAFT:
+            return DRAFT
+        if self.state == CLOSED or (self.closes_at is not None and now >= self.closes_at):
+            return CLOSED
+        if self.opens_at is not None and self.opens_at <= now:
+            return "live"
+        return "upcoming"
+
+    def __repr__(self) -> str:
+        return f"<Drop {self.slug} {self.state}>"

@@ -1,0 +1,115 @@
+"""Purchases: orders, the numbered units they become, and per-customer allotments."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shop import clock
+from shop.extensions import db
+from shop.models.types import UTCDateTime
+
+if TYPE_CHECKING:
+    from shop.models.catalog import Batch
+    from shop.models.user import User
+
+HELD = "held"
+PAID = "paid"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+STATES = (HELD, PAID, EXPIRED, CANCELLED, REFUNDED)
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_certificate_code() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Order(db.Model):
+    """One customer's purchase of ``quantity`` units of one batch; price copied at hold time."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("unit_price > 0", name="unit_price_positive"),
+        CheckConstraint("amount = unit_price * quantity", name="amount_matches"),
+        CheckConstraint(
+            "state IN ('held', 'paid', 'expired', 'cancelled', 'refunded')", name="state_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    quantity: Mapped[int]
+    unit_price: Mapped[int]
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(16), default=HELD, index=True)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    checkout_session_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    checkout_attempt: Mapped[int] = mapped_column(default=0)
+    # A sweeper claims an expired hold for a short lease, then talks to Stripe with no lock held.
+    sweep_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    shipping: Mapped[dict | None] = mapped_column(JSON)
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    refund_reason: Mapped[str | None] = mapped_column(String(255))
+    carrier: Mapped[str | None] = mapped_column(String(80))
+    tracking_number: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[User] = relationship()
+    batch: Mapped[Batch] = relationship()
+    units: Mapped[list[Unit]] = relationship(back_populates="order", order_by="Unit.serial")
+
+    def __repr__(self) -> str:
+        return f"<Order {self.public_id} {self.state}>"
+
+
+class Unit(db.Model):
+    """One numbered item, created in the transaction that marks its order paid."""
+
+    __tablename__ = "units"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "serial"),
+        CheckConstraint("serial >= 1", name="serial_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    serial: Mapped[int]
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    certificate_code: Mapped[str] = mapped_column(
+        String(32), unique=True, default=new_certificate_code
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    batch: Mapped[Batch] = relationship()
+    order: Mapped[Order] = relationship(back_populates="units")
+
+
+class Allotment(db.Model):
+    """Units of a batch a customer holds or has paid for; the per-customer limit is checked
+    against this row atomically, in the same transaction as the stock update."""
+
+    __tablename__ = "allotments"
+    __table_args__ = (CheckConstraint("units >= 0", name="units_not_negative"),)
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    units: Mapped[int] = mapped_column(default=0)

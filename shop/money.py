@@ -1,0 +1,62 @@
+"""Integer minor units with their currency; formatting lives here and in one Jinja filter."""
+
+from __future__ import annotations
+
+ZERO_DECIMAL = frozenset(
+    [
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    ]
+)
+THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
+SUPPORTED = ("usd", "eur", "gbp", "cad", "aud", "chf", "sek", "dkk", "nok", "jpy")
+
+
+def decimals(currency: str) -> int:
+    currency = currency.lower()
+    if currency in ZERO_DECIMAL:
+        return 0
+    if currency in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def format_money(amount: int, currency: str) -> str:
+    """``2500, "usd"`` → ``$25.00``; ``4800, "jpy"`` → ``¥4,800``."""
+    currency = (currency or "").lower()
+    places = decimals(currency)
+    value = f"{amount / 10**places:,.{places}f}" if places else f"{amount:,}"
+    symbol = SYMBOLS.get(currency)
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """``"25.50"`` in USD → 2550. ValueError for anything that is not a plain amount."""
+    from decimal import Decimal, InvalidOperation
+
+    cleaned = (text or "").strip().replace(",", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("not an amount") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError("not a positive amount")
+    minor = value * (10 ** decimals(currency))
+    if minor != minor.to_integral_value():
+        raise ValueError("too many decimal places")
+    return int(minor)

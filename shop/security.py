@@ -1,0 +1,100 @@
+"""Security defaults applied to every response and checked at start-up."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from flask import Flask, g, request
+
+from config import EMULATOR_SECRET_KEY
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self' {stripe}",
+    ]
+)
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def check_production_settings(app: Flask) -> None:
+    """Refuse weak or contradictory production settings, naming what to fix."""
+    if app.config.get("ENV_NAME") != "production":
+        return
+    problems = []
+    secret = app.config.get("SECRET_KEY") or ""
+    if len(secret) < MIN_SECRET_KEY_LENGTH or len(set(secret)) < 10:
+        problems.append(
+            f"SECRET_KEY must be a random string of at least {MIN_SECRET_KEY_LENGTH} characters"
+        )
+    key = app.config.get("STRIPE_SECRET_KEY") or ""
+    if key == EMULATOR_SECRET_KEY or not key.startswith(("sk_live_", "sk_test_", "rk_")):
+        problems.append("STRIPE_SECRET_KEY must be a real Stripe secret key")
+    if not (app.config.get("STRIPE_WEBHOOK_SECRET") or "").startswith("whsec_"):
+        problems.append("STRIPE_WEBHOOK_SECRET must be the endpoint's whsec_ secret")
+    api_base = app.config.get("STRIPE_API_BASE")
+    if api_base and key.startswith("sk_live_"):
+        problems.append(
+            "STRIPE_API_BASE must not be set with a live key (it points at an emulator)"
+        )
+    base_url = urlsplit(app.config.get("SHOP_BASE_URL") or "")
+    if base_url.scheme != "https" or not base_url.hostname:
+        problems.append("SHOP_BASE_URL must be the shop's https:// address")
+    if app.config.get("DEBUG"):
+        problems.append("DEBUG must be off in production")
+    if problems:
+        raise RuntimeError("Small Batch (production) cannot start: " + "; ".join(problems))
+
+
+def register(app: Flask) -> None:
+    base = urlsplit(app.config.get("SHOP_BASE_URL") or "")
+    if base.hostname and not app.config.get("TRUSTED_HOSTS"):
+        hosts = [base.hostname]
+        if app.config.get("ENV_NAME") != "production":
+            hosts += ["127.0.0.1", "localhost"]
+        app.config["TRUSTED_HOSTS"] = hosts
+    stripe_origin = _origin(app.config.get("STRIPE_API_BASE")) or "https://checkout.stripe.com"
+    csp = CSP.format(stripe=stripe_origin)
+    hsts = app.config.get("ENV_NAME") == "production"
+
+    @app.before_request
+    def _assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = (
+            incoming if re.fullmatch(r"[A-Za-z0-9-]{8,64}", incoming) else (secrets.token_hex(8))
+        )
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if hsts:
+            response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        if getattr(g, "request_id", None):
+            response.headers["X-Request-Id"] = g.request_id
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.pop("Server", None)
+        return response
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None

@@ -1,0 +1,1 @@
+// Live numbers: filled in by the storefront.

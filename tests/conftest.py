@@ -1,0 +1,126 @@
+"""Fixtures shared by every test folder: the app on SQLite and PostgreSQL, client, CLI runner.
+
+``app`` runs each test against both databases (``[sqlite]`` and ``[postgresql]``); each test run
+gets freshly created databases, migrated with the real Alembic migrations, and every table is
+emptied after each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+import config as settings
+from shop import create_app
+from shop.extensions import db
+from tests.support import databases
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def make_config(database_url: str, **overrides) -> settings.Config:
+    config = settings.TestingConfig()
+    config.SQLALCHEMY_DATABASE_URI = database_url
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def _migrate(database_url: str) -> None:
+    app = create_app(make_config(database_url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'shop.sqlite3'}"
+    _migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    with databases.fresh_postgres_database() as url:
+        _migrate(url)
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def app_overrides() -> dict:
+    """Override in a test module to change settings for its ``app``."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, app_overrides, tmp_path) -> Iterator[Flask]:
+    app = create_app(
+        make_config(database_url, SHOP_UPLOAD_DIR=str(tmp_path / "uploads"), **app_overrides)
+    )
+    with app.app_context():
+        yield app
+        db.session.remove()
+        empty_all_tables()
+        db.engine.dispose()
+
+
+def empty_all_tables() -> None:
+    tables = list(reversed(db.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# Under CI a skip is a failure: a missing PostgreSQL or Chromium must never pass quietly.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if databases.under_ci() and _skipped and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if databases.under_ci() and _skipped:
+        terminalreporter.write_line(
+            f"CI: {len(_skipped)} test(s) were skipped; under CI every test must run.", red=True
+        )
+
+
+def pytest_report_header() -> list[str]:
+    reason = databases.postgres_unavailable_reason()
+    return [
+        f"CI mode: {'yes' if databases.under_ci() else 'no'}",
+        "PostgreSQL: " + ("available" if reason is None else reason),
+        f"SHOP_ENV for servers started by tests: {os.environ.get('SHOP_ENV', 'testing')}",
+    ]

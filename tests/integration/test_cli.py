@@ -1,0 +1,88 @@
+import pytest
+from sqlalchemy import func, select
+
+from shop.extensions import db
+from shop.models import Batch, Drop, Order, Product, Unit, User
+from shop.models.drop import CLOSED
+
+
+def _counts():
+    return {
+        model.__name__: db.session.scalar(select(func.count()).select_from(model))
+        for model in (User, Product, Batch, Drop, Order, Unit)
+    }
+
+
+def test_demo_loads_a_live_a_scheduled_and_a_sold_out_drop(runner):
+    result = runner.invoke(args=["shop", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "maker@smallbatch.test" in result.output
+    drops = {d.slug: d for d in db.session.scalars(select(Drop))}
+    from shop import clock
+
+    now = clock.now()
+    assert drops["winter-release"].phase(now) == "live"
+    assert len(drops["winter-release"].batches) == 2
+    assert all(b.images and b.story for b in drops["winter-release"].batches)
+    assert drops["spring-release"].phase(now) == "upcoming"
+    past = drops["highland-rye-batch-6"]
+    assert past.state == CLOSED
+    assert all(b.sold_out and b.sold == b.edition_size for b in past.batches)
+
+
+def test_demo_twice_leaves_the_same_data(runner):
+    runner.invoke(args=["shop", "demo"])
+    before = _counts()
+    result = runner.invoke(args=["shop", "demo"])
+    assert result.exit_code == 0
+    assert "nothing changed" in result.output
+    assert _counts() == before
+
+
+def test_demo_serials_of_the_sold_out_batch_run_from_one_without_gaps(runner):
+    runner.invoke(args=["shop", "demo"])
+    batch = db.session.scalar(select(Batch).where(Batch.number == 6))
+    serials = sorted(db.session.scalars(select(Unit.serial).where(Unit.batch_id == batch.id)))
+    assert serials == list(range(1, batch.edition_size + 1))
+
+
+def test_create_maker_reads_the_password_from_stdin(runner):
+    result = runner.invoke(
+        args=["shop", "create-maker", "Rose@Example.com", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert result.exit_code == 0, result.output
+    user = db.session.scalar(select(User).where(User.email == "rose@example.com"))
+    assert user is not None and user.is_maker
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("not-an-email", "a long enough password", "email address"),
+        ("someone@example.com", "", "Choose a password"),
+        ("someone@example.com", "short", "8 to 128"),
+    ],
+)
+def test_create_customer_rejects_bad_input_with_one_line_and_writes_nothing(
+    runner, email, password, message
+):
+    result = runner.invoke(
+        args=["shop", "create-customer", email, "--password-stdin"], input=password + "\n"
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert _counts()["User"] == 0
+
+
+def test_create_customer_refuses_a_duplicate_email_whatever_its_case(runner):
+    args = ["shop", "create-customer", "dup@example.com", "--password-stdin"]
+    assert runner.invoke(args=args, input="a long enough password\n").exit_code == 0
+    again = runner.invoke(
+        args=["shop", "create-customer", "DUP@example.com", "--password-stdin"],
+        input="another password\n",
+    )
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    assert _counts()["User"] == 1
