@@ -8,13 +8,15 @@ emulator.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
 
 EMULATOR_API_BASE = "http://127.0.0.1:12111"
-EMULATOR_SECRET_KEY = "sk_test_emulator"  # noqa: S105 - the local emulator accepts any test key
-EMULATOR_WEBHOOK_SECRET = "whsec_emulator"  # noqa: S105 - the local emulator's public test secret
+# The local emulator's public test credentials, not secrets (production refuses them).
+EMULATOR_SECRET_KEY = "sk_test_emulator"  # noqa: S105  # nosec B105
+EMULATOR_WEBHOOK_SECRET = "whsec_emulator"  # noqa: S105  # nosec B105
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -62,8 +64,16 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_NAME = "smallbatch_session"
+    REMEMBER_COOKIE_DURATION = timedelta(days=30)
+    # Rate limits (policy in shop/limits.py and SECURITY.md). Set explicitly: Flask-Limiter
+    # otherwise inherits "enabled" from whichever app it was bound to before in this process.
+    RATELIMIT_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_STRATEGY = "moving-window"
+    RATELIMIT_KEY_PREFIX = "smallbatch"
+    # A Redis outage must not take logins and checkout down with it: count in memory meanwhile.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
 
     def __init__(self) -> None:
         self.SECRET_KEY = _env("SECRET_KEY")
@@ -84,6 +94,9 @@ class Config:
         self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
         self.REDIS_URL = _env("REDIS_URL")
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        # How many reverse proxies (load balancers) we run in front of the app: their
+        # X-Forwarded-For/-Proto are trusted that many hops deep, so limits see real clients.
+        self.SHOP_PROXY_COUNT = _env_int("SHOP_PROXY_COUNT", 0)
 
     def missing(self) -> list[str]:
         """Names of required settings that are not set (production refuses to start)."""

@@ -60,9 +60,9 @@ def authenticate(email: str, password: str) -> User | None:
     except InvalidInput:
         email = ""
     user = find_by_email(email) if email else None
-    if not passwords.verify_password(user.password_hash if user else None, password or ""):
+    matched = passwords.verify_password(user.password_hash if user else None, password or "")
+    if user is None or not matched:
         return None
-    assert user is not None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     return user

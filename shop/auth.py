@@ -54,23 +54,32 @@ def maker_required(view):
     return guarded
 
 
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+# As sent: printable ASCII only (no spaces, controls, backslashes or Unicode slash lookalikes).
+# Once decoded, an encoded space is harmless; the rest is not.
+_UNSAFE_RAW = re.compile(r"[^\x21-\x7e]|\\")
+_UNSAFE_DECODED = re.compile(r"[^\x20-\x7e]|\\")
+_MAX_DECODES = 4
 
 
 def safe_next(target: str | None) -> str | None:
     """``target`` if it is a same-site relative path, else None.
 
-    Rejects schemes, ``//host``, backslashes, control characters and the same hidden behind
-    percent-encoding, so ``next=`` can never send someone to another site.
+    Rejects schemes, ``//host``, backslashes, control characters, non-ASCII lookalikes, and the
+    same hidden behind any depth of percent-encoding, so ``next=`` never leaves the site.
     """
     if not target or len(target) > 2000:
         return None
+    if _UNSAFE_RAW.search(target):
+        return None
     decoded = target
-    for _ in range(3):  # catch double and triple encodings too
-        if _UNSAFE_CHARS.search(decoded):
+    for _ in range(_MAX_DECODES):
+        if _UNSAFE_DECODED.search(decoded):
             return None
         parts = urlsplit(decoded)
         if parts.scheme or parts.netloc or not decoded.startswith("/") or decoded.startswith("//"):
             return None
-        decoded = unquote(decoded)
-    return target
+        unquoted = unquote(decoded)
+        if unquoted == decoded:
+            return target
+        decoded = unquoted
+    return None  # still encoded after several rounds: nobody links like that

@@ -8,10 +8,16 @@ A person gets a clear page, an API caller clear JSON, nobody a traceback. A view
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import time
 
 from flask import Flask, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask_limiter.errors import RateLimitExceeded
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, SecurityError
+
+from shop.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -142,18 +148,29 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str, **extra: object):
+    title = GENERIC_TITLES.get(status, "Something went wrong")
     if wants_json():
         return jsonify(error={"code": code, "message": message, **extra}), status
+    if extra.get("request_id") is None:
+        extra["request_id"] = getattr(g, "request_id", None)
+    if _host_rejected():
+        return _bare_page(status, title, message), status
     return (
-        render_template(
-            "errors/error.html",
-            status=status,
-            title=GENERIC_TITLES.get(status, "Something went wrong"),
-            message=message,
-            request_id=getattr(g, "request_id", None),
-            **extra,
-        ),
+        render_template("errors/error.html", status=status, title=title, message=message, **extra),
         status,
+    )
+
+
+def _host_rejected() -> bool:
+    """A Host header outside TRUSTED_HOSTS leaves no URL adapter: no url_for, so no layout."""
+    return isinstance(getattr(request, "routing_exception", None), SecurityError)
+
+
+def _bare_page(status: int, title: str, message: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)} · Small Batch</title></head><body>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
     )
 
 
@@ -168,6 +185,15 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
         status = error.code or 500
+        if isinstance(error, RateLimitExceeded):
+            wait = _retry_after_seconds()
+            body, code = error_response(
+                429,
+                "too_many_requests",
+                f"Too many attempts in a short time. Please try again {_in_words(wait)}.",
+                retry_after=wait,
+            )
+            return body, code, {"Retry-After": str(wait)}
         message = _http_message(error)
         response = error_response(status, _slug(error.name), message)
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
@@ -196,12 +222,35 @@ def _http_message(error: HTTPException) -> str:
         403: "You don't have access to that.",
         404: "The page may have moved, or the link may be mistyped.",
         405: "That action isn't available at this address.",
-        413: "That upload is larger than we accept.",
-        429: "Too many attempts in a short time.",
+        413: "That upload or form is larger than we accept.",
+        429: "Too many attempts in a short time. Please try again in a minute.",
     }
     status = error.code or 500
     description = getattr(error, "shop_message", None)
     return description or defaults.get(status, "Something went wrong.")
+
+
+def _retry_after_seconds() -> int:
+    """Seconds until the breached limit lets this client in again (at least 1)."""
+    try:
+        current = limiter.current_limit
+        reset_at = current.reset_at if current is not None else None
+    except Exception:  # the storage is unreachable: a safe guess beats a second error
+        log.warning("could not read the rate limit window", exc_info=True)
+        reset_at = None
+    if reset_at is None:
+        return 60
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def _in_words(seconds: int) -> str:
+    if seconds < 60:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return "in a minute" if minutes == 1 else f"in {minutes} minutes"
+    hours = math.ceil(minutes / 60)
+    return "in an hour" if hours == 1 else f"in {hours} hours"
 
 
 def _slug(name: str) -> str:

@@ -6,9 +6,12 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request, url_for
+from flask.helpers import get_debug_flag
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
+from shop import limits
 
 CSP = "; ".join(
     [
@@ -51,13 +54,19 @@ def check_production_settings(app: Flask) -> None:
     base_url = urlsplit(app.config.get("SHOP_BASE_URL") or "")
     if base_url.scheme != "https" or not base_url.hostname:
         problems.append("SHOP_BASE_URL must be the shop's https:// address")
-    if app.config.get("DEBUG"):
-        problems.append("DEBUG must be off in production")
+    if app.config.get("DEBUG") or get_debug_flag():
+        # `flask run` turns FLASK_DEBUG=1 into the Werkzeug debugger after the app is built,
+        # so the variable itself is refused, not just the setting.
+        problems.append("DEBUG must be off in production (unset FLASK_DEBUG)")
     if problems:
         raise RuntimeError("Small Batch (production) cannot start: " + "; ".join(problems))
 
 
 def register(app: Flask) -> None:
+    proxies = int(app.config.get("SHOP_PROXY_COUNT") or 0)
+    if proxies:
+        # The client's address and scheme from the proxies we run; never their Host header.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     base = urlsplit(app.config.get("SHOP_BASE_URL") or "")
     if base.hostname and not app.config.get("TRUSTED_HOSTS"):
         hosts = [base.hostname]
@@ -67,6 +76,10 @@ def register(app: Flask) -> None:
     stripe_origin = _origin(app.config.get("STRIPE_API_BASE")) or "https://checkout.stripe.com"
     csp = CSP.format(stripe=stripe_origin)
     hsts = app.config.get("ENV_NAME") == "production"
+
+    # First of all hooks: CSRFProtect reads the form in its own before_request.
+    app.before_request_funcs.setdefault(None, []).insert(0, _cap_urlencoded_body)
+    limits.init_app(app)
 
     @app.before_request
     def _assign_request_id() -> None:
@@ -89,8 +102,26 @@ def register(app: Flask) -> None:
             response.headers["X-Request-Id"] = g.request_id
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
+        # Werkzeug's dev server and gunicorn add their own (version-free for gunicorn) banner
+        # after this; see SECURITY.md.
         response.headers.pop("Server", None)
         return response
+
+
+def _cap_urlencoded_body() -> None:
+    """Werkzeug enforces MAX_FORM_MEMORY_SIZE and MAX_FORM_PARTS on multipart bodies only; a
+    urlencoded form is read whole, so its whole body gets the per-field cap (413 above it)."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        cap = request.max_form_memory_size
+        if cap is not None:
+            current = request.max_content_length
+            request.max_content_length = cap if current is None else min(cap, current)
+
+
+def external_url(endpoint: str, **values: object) -> str:
+    """An absolute URL on SHOP_BASE_URL (for Stripe, emails, QR codes), never the Host header."""
+    base = (current_app.config.get("SHOP_BASE_URL") or "").rstrip("/")
+    return base + url_for(endpoint, _external=False, **values)
 
 
 def _origin(url: str | None) -> str | None:

@@ -1,0 +1,173 @@
+"""Rate-limit policy: who may try what, how often. The numbers and their reasons are in SECURITY.md.
+
+Counters live in ``RATELIMIT_STORAGE_URI`` (Redis from ``REDIS_URL`` in production, so every
+app process shares them). Login limits count *failed* attempts only, in short windows, so a
+customer who types the right password is never slowed down by their own success, and an
+attacker hammering someone's account can lock it for at most an hour — never for a browser the
+customer has already logged in from (see ``known_device``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask, current_app, request
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from shop import accounts
+from shop.errors import InvalidInput
+from shop.extensions import limiter
+
+# Login: failures only (401), so successes cost nothing.
+LOGIN_PER_ACCOUNT_AND_IP = "10 per minute"
+LOGIN_PER_ACCOUNT = "30 per hour"
+LOGIN_PER_IP = "30 per minute; 300 per hour"
+# Registration: every attempt, per address.
+REGISTER_PER_IP = "20 per minute; 200 per hour"
+# Buying: every attempt. Per customer stops a script; per IP lets a whole office of buyers
+# behind one NAT (64 people retrying a few times each) through in the first minute of a drop.
+BUY_PER_CUSTOMER = "10 per minute"
+BUY_PER_IP = "300 per minute"
+
+DEVICE_COOKIE = "smallbatch_device"
+DEVICE_COOKIE_DAYS = 365
+_DEVICE_ACCOUNTS = 5
+
+
+def client_ip() -> str:
+    """The client's address (behind ``SHOP_PROXY_COUNT`` trusted proxies, see shop.security)."""
+    return get_remote_address()
+
+
+def account_key() -> str:
+    """A keyed hash of the normalised email in the posted form: no addresses in Redis."""
+    raw = request.form.get("email", "")
+    try:
+        email = accounts.normalise_email(raw)
+    except InvalidInput:
+        email = raw.strip().lower()
+    secret = (current_app.config.get("SECRET_KEY") or "").encode()
+    return hmac.new(secret, email.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def account_and_ip_key() -> str:
+    return f"{account_key()}@{client_ip()}"
+
+
+def customer_key() -> str:
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return f"ip:{client_ip()}"
+
+
+def login_failed(response) -> bool:
+    return response.status_code == 401
+
+
+def known_device() -> bool:
+    """True when this browser has logged in to the posted account before (signed cookie).
+
+    Such a browser skips the per-account limit, so an attacker failing on purpose from many
+    addresses cannot keep the real customer out; the per-address limits still apply to it.
+    """
+    return account_key() in _device_accounts()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="smallbatch.device")
+
+
+def _device_accounts() -> list[str]:
+    value = request.cookies.get(DEVICE_COOKIE)
+    if not value:
+        return []
+    try:
+        accounts_seen = _serializer().loads(value, max_age=DEVICE_COOKIE_DAYS * 86400)
+    except BadSignature:
+        return []
+    return (
+        [a for a in accounts_seen if isinstance(a, str)] if isinstance(accounts_seen, list) else []
+    )
+
+
+def _remember_device(response):
+    """After a successful login or registration, mark this browser as known for the account."""
+    if (
+        request.method == "POST"
+        and request.endpoint in ("account.login", "account.register")
+        and response.status_code in (302, 303)
+        and current_user.is_authenticated
+    ):
+        key = account_key()
+        seen = [key, *[a for a in _device_accounts() if a != key]][:_DEVICE_ACCOUNTS]
+        config = current_app.config
+        response.set_cookie(
+            DEVICE_COOKIE,
+            _serializer().dumps(seen),
+            max_age=DEVICE_COOKIE_DAYS * 86400,
+            path="/account",
+            secure=bool(config.get("SESSION_COOKIE_SECURE")),
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+def login(view):
+    """The login view's limits (POST only; failed attempts only)."""
+    for decorator in (
+        limiter.limit(
+            LOGIN_PER_ACCOUNT_AND_IP,
+            key_func=account_and_ip_key,
+            methods=["POST"],
+            deduct_when=login_failed,
+            scope="login-account-ip",
+        ),
+        limiter.limit(
+            LOGIN_PER_ACCOUNT,
+            key_func=account_key,
+            methods=["POST"],
+            deduct_when=login_failed,
+            exempt_when=known_device,
+            scope="login-account",
+        ),
+        limiter.limit(
+            LOGIN_PER_IP,
+            key_func=client_ip,
+            methods=["POST"],
+            deduct_when=login_failed,
+            scope="login-ip",
+        ),
+    ):
+        view = decorator(view)
+    return view
+
+
+def register(view):
+    """The registration view's limits (POST only, every attempt)."""
+    return limiter.limit(REGISTER_PER_IP, key_func=client_ip, methods=["POST"], scope="register")(
+        view
+    )
+
+
+def buy(view):
+    """The buy view's limits (POST only, every attempt)."""
+    for decorator in (
+        limiter.limit(BUY_PER_CUSTOMER, key_func=customer_key, methods=["POST"], scope="buy-user"),
+        limiter.limit(BUY_PER_IP, key_func=client_ip, methods=["POST"], scope="buy-ip"),
+    ):
+        view = decorator(view)
+    return view
+
+
+def init_app(app: Flask) -> None:
+    """Hooks the policy needs besides the decorators (called from shop.security.register)."""
+    app.after_request(_remember_device)
+    if app.config.get("ENV_NAME") == "production" and not app.config.get("REDIS_URL"):
+        app.logger.warning(
+            "REDIS_URL is not set: rate limits are counted per process, so each of N app "
+            "processes allows N times the documented limits. Set REDIS_URL in production."
+        )
