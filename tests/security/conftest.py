@@ -1,0 +1,45 @@
+"""Fixtures for the security tests: accounts, and rate limiting switched on against Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shop.extensions import db, limiter
+from tests.security.helpers import close_limiter_storage
+from tests.support import redis_server
+from tests.support.factories import make_customer, make_maker
+
+
+@pytest.fixture
+def customer(app):
+    user = make_customer()
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def maker(app):
+    user = make_maker()
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def rate_limits(monkeypatch) -> Iterator[dict]:
+    """Settings that switch rate limiting on, counting in Redis under this test's own prefix.
+
+    Use as ``app_overrides`` in a module. Flask-Limiter keeps the key prefix of the first app it
+    was bound to in this process, so it is cleared here for the app about to be built.
+    """
+    with redis_server.private_prefix() as prefix:
+        monkeypatch.setattr(limiter, "_key_prefix", "")
+        yield {
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": redis_server.redis_url(),
+            "RATELIMIT_KEY_PREFIX": prefix,
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": False,
+            "RATELIMIT_SWALLOW_ERRORS": False,
+        }
+        close_limiter_storage()

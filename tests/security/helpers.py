@@ -1,0 +1,91 @@
+"""Helpers for the security tests: forms with their CSRF token, logins, a production app."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask import Flask
+
+import config as settings
+from shop import create_app
+from shop.extensions import limiter
+from tests.support.factories import PASSWORD
+
+_CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+PRODUCTION_BASE_URL = "https://shop.example.com"
+
+
+def csrf_token_in(html: str) -> str:
+    found = _CSRF_FIELD.search(html)
+    assert found, "the page has no CSRF token field"
+    return found.group(1)
+
+
+def form_token(client, path: str = "/account/login") -> str:
+    """The CSRF token a person would find in the form at ``path``."""
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    return csrf_token_in(response.get_data(as_text=True))
+
+
+def log_in(
+    client,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    remember: bool = False,
+    next: str | None = None,
+    ip: str | None = None,
+    headers: dict | None = None,
+):
+    data = {"csrf_token": form_token(client), "email": email, "password": password}
+    if remember:
+        data["remember"] = "y"
+    if next is not None:
+        data["next"] = next
+    environ = {"REMOTE_ADDR": ip} if ip else {}
+    return client.post("/account/login", data=data, environ_base=environ, headers=headers or {})
+
+
+def log_out(client):
+    return client.post("/account/logout", data={"csrf_token": form_token(client, "/account/")})
+
+
+def is_logged_in(client) -> bool:
+    response = client.get("/account/")
+    return response.status_code == 200
+
+
+def close_limiter_storage() -> None:
+    client = getattr(limiter.storage, "storage", None)
+    if client is not None and hasattr(client, "connection_pool"):
+        client.connection_pool.disconnect()
+
+
+def production_env(monkeypatch, database_url: str, **overrides: str | None) -> None:
+    """A complete, valid production environment; ``None`` in overrides unsets a variable."""
+    values: dict[str, str | None] = {
+        "SHOP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": database_url,
+        "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
+        "SHOP_BASE_URL": PRODUCTION_BASE_URL,
+        "STRIPE_API_BASE": None,
+        "REDIS_URL": None,
+        "FLASK_DEBUG": None,
+        "SHOP_PROXY_COUNT": None,
+    }
+    values.update(overrides)
+    for name, value in values.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def production_app(monkeypatch, database_url: str, **overrides: str | None) -> Flask:
+    production_env(monkeypatch, database_url, **overrides)
+    return create_app(settings.load())

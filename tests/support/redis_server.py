@@ -1,0 +1,80 @@
+"""Redis for the tests that need shared rate-limit storage.
+
+Redis comes from ``TEST_REDIS_URL`` (default: the local server, database 15). When it is
+unreachable a local run skips what needs it and says so; under CI (``CI=true``) that is a failure,
+never a skip. Each test counts under a key prefix of its own and deletes only those keys, so tests
+in parallel workers (and anything else in that database) never see each other's counters.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+
+from tests.support import databases
+
+DEFAULT_URL = "redis://127.0.0.1:6379/15"
+
+
+def redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL") or DEFAULT_URL
+
+
+def redis_unavailable_reason() -> str | None:
+    url = redis_url()
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as error:
+        return (
+            f"Redis is not reachable at {url} ({error}). Start it or set TEST_REDIS_URL to run "
+            "the rate-limit tests against shared storage."
+        )
+    return None
+
+
+def require_redis() -> None:
+    """Skip locally, fail under CI, when Redis cannot be reached."""
+    reason = redis_unavailable_reason()
+    if reason is None:
+        return
+    if databases.under_ci():
+        pytest.fail(f"CI needs Redis: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextmanager
+def private_prefix(label: str = "smallbatch-test") -> Iterator[str]:
+    """A fresh key prefix; every key containing it is deleted afterwards."""
+    require_redis()
+    prefix = f"{label}-{secrets.token_hex(6)}"
+    try:
+        yield prefix
+    finally:
+        delete_keys(prefix)
+
+
+def keys_with(prefix: str) -> list[bytes]:
+    client = redis.Redis.from_url(redis_url())
+    try:
+        return list(client.scan_iter(match=f"*{prefix}*", count=500))
+    finally:
+        client.close()
+
+
+def delete_keys(prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url())
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
