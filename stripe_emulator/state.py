@@ -1,0 +1,1205 @@
+"""All emulator state, in memory, behind one lock.
+
+:class:`EmulatorState` holds the Stripe objects (sessions, payment intents, charges, refunds,
+events), the idempotency store, fault-injection settings and the webhook dispatcher. Its public
+methods are thread-safe and return deep copies, so request threads never share mutable objects.
+Business rules follow STRIPE.md §1 to §6; conditional create rules follow §10.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import itertools
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from stripe_emulator import cards, objects
+from stripe_emulator.clock import Clock
+from stripe_emulator.errors import (
+    ParamError,
+    StripeAPIError,
+    parameter_missing,
+    resource_missing,
+)
+from stripe_emulator.webhooks import WebhookConfig, WebhookDispatcher
+
+IDEMPOTENCY_TTL = 24 * 3600
+EVENT_RETENTION = 30 * 24 * 3600
+MIN_EXPIRY = 30 * 60
+MAX_EXPIRY = 24 * 3600
+MAX_LINE_ITEMS = 100
+MAX_UNIT_AMOUNT = 99_999_999
+
+_CURRENCY = re.compile(r"^[a-z]{3}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s]+$")
+
+#: Which fields of which object kinds ``expand[]`` accepts, and what they expand into.
+#: ``None`` means "expandable, but always null in the emulator".
+_EXPANDABLE: dict[str, dict[str, str | None]] = {
+    "checkout.session": {
+        "line_items": "list:item",
+        "payment_intent": "payment_intent",
+        "customer": None,
+        "invoice": None,
+        "payment_link": None,
+        "setup_intent": None,
+        "subscription": None,
+    },
+    "payment_intent": {"latest_charge": "charge", "customer": None, "review": None},
+    "charge": {"payment_intent": "payment_intent", "refunds": "list:refund", "customer": None},
+    "refund": {"charge": "charge", "payment_intent": "payment_intent"},
+    "item": {"price": "price"},
+    "price": {"product": "product"},
+    "product": {},
+    "event": {},
+}
+
+#: Demo shipping addresses the hosted page pre-fills, keyed by country.
+DEMO_ADDRESSES: dict[str, dict[str, str]] = {
+    "DE": {"line1": "Teststraße 1", "city": "Berlin", "postal_code": "10115", "state": ""},
+    "FR": {"line1": "12 Rue de Rivoli", "city": "Paris", "postal_code": "75001", "state": ""},
+    "GB": {"line1": "10 Downing Street", "city": "London", "postal_code": "SW1A 2AA", "state": ""},
+    "US": {
+        "line1": "354 Oyster Point Blvd",
+        "city": "South San Francisco",
+        "postal_code": "94080",
+        "state": "CA",
+    },
+    "NL": {"line1": "Damrak 1", "city": "Amsterdam", "postal_code": "1012 LG", "state": ""},
+    "AT": {"line1": "Stephansplatz 1", "city": "Wien", "postal_code": "1010", "state": ""},
+}
+DEMO_NAME = "Jenny Rosen"
+
+
+def demo_address(country: str) -> dict[str, Any]:
+    """A plausible address in ``country`` (generic when the country has no template)."""
+    template = DEMO_ADDRESSES.get(
+        country, {"line1": "1 Example Street", "city": "Example City", "postal_code": "12345"}
+    )
+    return {
+        "line1": template["line1"],
+        "line2": None,
+        "city": template["city"],
+        "postal_code": template["postal_code"],
+        "state": template.get("state") or None,
+        "country": country,
+    }
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """The API request that causes an event (``event.request``); empty for customer actions."""
+
+    id: str | None = None
+    idempotency_key: str | None = None
+
+    def as_event_request(self) -> dict[str, str | None]:
+        return {"id": self.id, "idempotency_key": self.idempotency_key}
+
+
+@dataclass
+class FaultConfig:
+    """Fault injection for ``/v1`` routes (see ``POST /_emulator/faults``)."""
+
+    delay_seconds: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 500
+    timeout_next: int = 0
+    hang_seconds: float = 10.0
+    paths: list[str] | None = None
+
+    def matches(self, path: str) -> bool:
+        return self.paths is None or any(path.startswith(prefix) for prefix in self.paths)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delay_seconds": self.delay_seconds,
+            "fail_next": self.fail_next,
+            "fail_status": self.fail_status,
+            "timeout_next": self.timeout_next,
+            "hang_seconds": self.hang_seconds,
+            "paths": self.paths,
+        }
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """What fault injection does to one request."""
+
+    delay_seconds: float = 0.0
+    hang_seconds: float = 0.0
+    fail_status: int | None = None
+
+
+@dataclass
+class IdempotencyRecord:
+    method: str
+    path: str
+    fingerprint: str
+    created: int
+    request_id: str
+    in_flight: bool = True
+    status: int = 0
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _SessionExtra:
+    """What a session needs internally but Stripe does not show."""
+
+    line_item_ids: list[str]
+    payment_intent_data: dict[str, Any]
+
+
+class EmulatorState:
+    """The emulator's in-memory world. Every public method takes the lock itself."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str = "whsec_emulator",  # noqa: S107 - a test-mode placeholder
+        api_key_prefix: str = "sk_test_",
+        public_base_url: str | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock or Clock()
+        self.api_key_prefix = api_key_prefix
+        self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        #: Set on shutdown: wakes requests sleeping in injected delays.
+        self.stopping = threading.Event()
+        self.webhooks = WebhookDispatcher(
+            WebhookConfig(url=webhook_url, secret=webhook_secret),
+            event_for=self._event_for_delivery,
+            on_delivered=self._mark_delivered,
+        )
+        self._sweeper: threading.Thread | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.line_items: dict[str, dict[str, Any]] = {}
+        self.products: dict[str, dict[str, Any]] = {}
+        self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, dict[str, Any]] = {}
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        self.faults = FaultConfig()
+        self._extra: dict[str, _SessionExtra] = {}
+        self._open: set[str] = set()
+        self._seq: dict[str, int] = {}
+        self._counter = itertools.count()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, sweep_interval: float = 1.0) -> None:
+        """Start the background threads: expiry sweeper and webhook dispatcher."""
+        with self.lock:
+            if self._sweeper is None:
+                self._sweeper = threading.Thread(
+                    target=self._sweep_forever,
+                    args=(sweep_interval,),
+                    name="stripe-emulator-sweeper",
+                    daemon=True,
+                )
+                self._sweeper.start()
+        self.webhooks.start()
+
+    def close(self) -> None:
+        """Stop background threads and wake requests that sleep in injected faults."""
+        self.stopping.set()
+        self.webhooks.stop()
+        if self._sweeper is not None:
+            self._sweeper.join(5)
+
+    def _sweep_forever(self, interval: float) -> None:
+        while not self.stopping.wait(interval):
+            self.sweep()
+
+    def reset(self) -> None:
+        """Forget every object, event, idempotency key and fault; restore webhook settings."""
+        with self.lock:
+            self._clear()
+            self.clock.reset()
+        self.webhooks.reset()
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _store(self, table: dict[str, dict[str, Any]], obj: dict[str, Any]) -> dict[str, Any]:
+        table[obj["id"]] = obj
+        self._seq[obj["id"]] = next(self._counter)
+        return obj
+
+    def _lookup(self, object_id: str) -> dict[str, Any] | None:
+        for prefix, table in (
+            ("cs_", self.sessions),
+            ("pi_", self.payment_intents),
+            ("ch_", self.charges),
+            ("re_", self.refunds),
+            ("prod_", self.products),
+            ("evt_", self.events),
+        ):
+            if object_id.startswith(prefix):
+                return table.get(object_id)
+        return None
+
+    def _emit(
+        self, event_type: str, obj: dict[str, Any], request: RequestInfo | None = None
+    ) -> None:
+        snapshot = copy.deepcopy(obj)
+        event = objects.event_object(
+            event_type,
+            snapshot,
+            now=self.now(),
+            pending_webhooks=1 if self.webhooks.enabled else 0,
+            request=(request or RequestInfo()).as_event_request(),
+        )
+        self._store(self.events, event)
+        self.webhooks.enqueue(event["id"])
+
+    def _event_for_delivery(self, event_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            event = self.events.get(event_id)
+            return copy.deepcopy(event) if event else None
+
+    def _mark_delivered(self, event_id: str) -> None:
+        with self.lock:
+            event = self.events.get(event_id)
+            if event is not None:
+                event["pending_webhooks"] = 0
+
+    # --- expiry -----------------------------------------------------------------------------
+
+    def sweep(self) -> list[str]:
+        """Expire every open session whose ``expires_at`` has passed; prune old idempotency keys.
+
+        Returns the ids of the sessions expired now (each emits ``checkout.session.expired``).
+        """
+        with self.lock:
+            now = self.now()
+            due = [sid for sid in self._open if self.sessions[sid]["expires_at"] <= now]
+            for session_id in sorted(due, key=self._seq.__getitem__):
+                self._expire_locked(self.sessions[session_id], None)
+            stale = [k for k, r in self.idempotency.items() if r.created <= now - IDEMPOTENCY_TTL]
+            for key in stale:
+                del self.idempotency[key]
+            return due
+
+    def _expire_locked(self, session: dict[str, Any], request: RequestInfo | None) -> None:
+        session["status"] = "expired"
+        session["url"] = None
+        self._open.discard(session["id"])
+        self._emit("checkout.session.expired", session, request)
+
+    # --- rendering and expansion ------------------------------------------------------------
+
+    def render(self, obj: dict[str, Any], expand: Iterable[str] = ()) -> dict[str, Any]:
+        """A deep copy of ``obj`` with ``expand`` paths (already checked) filled in."""
+        with self.lock:
+            result = copy.deepcopy(obj)
+            for path in expand:
+                self._expand(result, path.split("."))
+            return result
+
+    def _expand(self, obj: dict[str, Any], parts: list[str]) -> None:
+        head, rest = parts[0], parts[1:]
+        if obj.get("object") == "list" and head == "data":
+            for item in obj["data"]:
+                if rest:
+                    self._expand(item, rest)
+            return
+        kind = obj.get("object")
+        if kind == "checkout.session" and head == "line_items":
+            obj["line_items"] = self._line_items_list(obj["id"], {"limit": 100})
+        elif kind == "charge" and head == "refunds":
+            refunds = [r for r in self.refunds.values() if r["charge"] == obj["id"]]
+            refunds.sort(key=lambda r: self._seq[r["id"]], reverse=True)
+            obj["refunds"] = objects.list_object(
+                copy.deepcopy(refunds), f"/v1/charges/{obj['id']}/refunds"
+            )
+        elif isinstance(obj.get(head), str):
+            target = self._lookup(obj[head])
+            if target is not None:
+                obj[head] = copy.deepcopy(target)
+        child = obj.get(head)
+        if rest and isinstance(child, dict):
+            self._expand(child, rest)
+
+    @staticmethod
+    def check_expand(kind: str, paths: Iterable[str]) -> None:
+        """Reject ``expand[]`` paths that do not exist for ``kind`` before anything runs."""
+        for index, path in enumerate(paths):
+            parts = path.split(".")
+            if len(parts) > 4:
+                raise ParamError(
+                    "You cannot expand more than 4 levels of a property.",
+                    param=f"expand[{index}]",
+                )
+            current: str | None = kind
+            for part in parts:
+                if current is None:
+                    break
+                if current.startswith("list:"):
+                    if part != "data":
+                        current = "?"
+                    else:
+                        current = current[len("list:") :]
+                        continue
+                fields = _EXPANDABLE.get(current, {})
+                if part not in fields:
+                    raise ParamError(
+                        f"This property cannot be expanded ({path}).",
+                        param=f"expand[{index}]",
+                    )
+                current = fields[part]
+
+    # --- lists ------------------------------------------------------------------------------
+
+    def _paginate(
+        self,
+        items: list[dict[str, Any]],
+        params: dict[str, Any],
+        url: str,
+        kind: str,
+        *,
+        newest_first: bool = True,
+    ) -> dict[str, Any]:
+        """Stripe cursor pagination over ``items`` (any order; sorted here by creation)."""
+        limit = params.get("limit", 10)
+        if not 1 <= limit <= 100:
+            raise ParamError("Invalid limit: must be between 1 and 100", param="limit", code=None)
+        after, before = params.get("starting_after"), params.get("ending_before")
+        if after and before:
+            raise ParamError(
+                "You may only specify one of these parameters: starting_after, ending_before.",
+                param="ending_before",
+                code="parameters_exclusive",
+            )
+        sign = -1 if newest_first else 1
+        ordered = sorted(items, key=lambda item: sign * self._seq[item["id"]])
+        cursor = after or before
+        if cursor:
+            if cursor not in self._seq:
+                raise StripeAPIError(
+                    400,
+                    f"No such {kind}: '{cursor}'",
+                    code="resource_missing",
+                    param="starting_after" if after else "ending_before",
+                    store=False,
+                )
+            mark = sign * self._seq[cursor]
+            if after:
+                ordered = [item for item in ordered if sign * self._seq[item["id"]] > mark]
+            else:
+                ordered = [item for item in ordered if sign * self._seq[item["id"]] < mark]
+                page = ordered[-limit:]
+                return objects.list_object(copy.deepcopy(page), url, has_more=len(ordered) > limit)
+        page = ordered[:limit]
+        return objects.list_object(copy.deepcopy(page), url, has_more=len(ordered) > limit)
+
+    @staticmethod
+    def _created_matches(created: int, condition: Any) -> bool:
+        if condition is None:
+            return True
+        if isinstance(condition, int):
+            return created == condition
+        checks: dict[str, Callable[[int], bool]] = {
+            "gt": lambda bound: created > bound,
+            "gte": lambda bound: created >= bound,
+            "lt": lambda bound: created < bound,
+            "lte": lambda bound: created <= bound,
+        }
+        return all(checks[op](bound) for op, bound in condition.items() if op in checks)
+
+    # --- checkout sessions ------------------------------------------------------------------
+
+    def create_session(self, params: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+        """Create an open Checkout Session from validated params (POST /v1/checkout/sessions)."""
+        expand = params.get("expand", [])
+        self.check_expand("checkout.session", expand)
+        with self.lock:
+            now = self.now()
+            self._check_session_rules(params, now)
+            session_id = objects.new_session_id()
+            line_item_ids, subtotal, currency = [], 0, ""
+            for item in params["line_items"]:
+                price_data = item["price_data"]
+                product = self._store(
+                    self.products, objects.product_object(price_data["product_data"], now)
+                )
+                price = objects.price_object(price_data, product["id"], now)
+                line_item = self._store(
+                    self.line_items, objects.line_item_object(item, price, product["name"])
+                )
+                line_item_ids.append(line_item["id"])
+                subtotal += line_item["amount_total"]
+                currency = price["currency"]
+            shipping = self._shipping_choice(params)
+            base = self.public_base_url or base_url.rstrip("/")
+            session = objects.session_object(
+                params,
+                session_id=session_id,
+                url=f"{base}/checkout/{session_id}",
+                now=now,
+                currency=currency,
+                subtotal=subtotal,
+                shipping=shipping,
+            )
+            session["metadata"] = _clean_metadata(session["metadata"])
+            self._store(self.sessions, session)
+            intent_data = dict(params.get("payment_intent_data", {}))
+            intent_data["metadata"] = _clean_metadata(intent_data.get("metadata", {}))
+            self._extra[session_id] = _SessionExtra(
+                line_item_ids=line_item_ids, payment_intent_data=intent_data
+            )
+            self._open.add(session_id)
+            return self.render(session, expand)
+
+    @staticmethod
+    def _shipping_choice(params: dict[str, Any]) -> dict[str, Any] | None:
+        options = params.get("shipping_options") or []
+        if not options:
+            return None
+        rate = options[0]["shipping_rate_data"]
+        return {"id": objects.new_id("shr_"), "amount": rate["fixed_amount"]["amount"]}
+
+    def _check_session_rules(self, params: dict[str, Any], now: int) -> None:
+        """Conditional rules the typed params cannot express (STRIPE.md §1, §10)."""
+        mode = params.get("mode")
+        if mode is None:
+            raise parameter_missing("mode")
+        if mode != "payment":
+            raise ParamError(
+                f"The local Stripe emulator only supports mode=payment (got {mode}).",
+                param="mode",
+            )
+        if params.get("ui_mode", "hosted_page") != "hosted_page":
+            raise ParamError(
+                "The local Stripe emulator only supports ui_mode=hosted_page.", param="ui_mode"
+            )
+        line_items = params.get("line_items") or []
+        if not line_items:
+            raise ParamError(
+                "`line_items` is required in `payment` mode.",
+                param="line_items",
+                code="parameter_missing",
+            )
+        if len(line_items) > MAX_LINE_ITEMS:
+            raise ParamError(
+                f"You may only specify up to {MAX_LINE_ITEMS} line items in `payment` mode.",
+                param="line_items",
+            )
+        currencies = {
+            self._check_line_item(item, f"line_items[{i}]") for i, item in enumerate(line_items)
+        }
+        if len(currencies) > 1:
+            raise ParamError(
+                "All line items in a Checkout Session must use the same currency.",
+                param="line_items",
+            )
+        currency = currencies.pop()
+        if "currency" in params and params["currency"] != currency:
+            raise ParamError(
+                "The `currency` must match the currency of the line items.", param="currency"
+            )
+        if "expires_at" in params:
+            expires_at = params["expires_at"]
+            if expires_at < now + MIN_EXPIRY:
+                raise ParamError(
+                    "The `expires_at` timestamp must be at least 30 minutes from Checkout "
+                    "Session creation.",
+                    param="expires_at",
+                )
+            if expires_at > now + MAX_EXPIRY:
+                raise ParamError(
+                    "The `expires_at` timestamp must be less than 24 hours from Checkout "
+                    "Session creation.",
+                    param="expires_at",
+                )
+        _check_metadata(params.get("metadata", {}), "metadata")
+        reference = params.get("client_reference_id")
+        if reference is not None and len(reference) > 200:
+            raise ParamError(
+                "Invalid client_reference_id: must be at most 200 characters.",
+                param="client_reference_id",
+            )
+        for name in ("success_url", "cancel_url"):
+            url = params.get(name)
+            if url is not None and (len(url) > 5000 or not _URL.match(url)):
+                raise ParamError("Not a valid URL", param=name, code="url_invalid")
+        email = params.get("customer_email")
+        if email is not None and not _EMAIL.match(email):
+            raise ParamError(
+                f"Invalid email address: {email}", param="customer_email", code="email_invalid"
+            )
+        if "customer" in params:
+            raise resource_missing("customer", params["customer"], param="customer", status=400)
+        if params.get("discounts") and params.get("allow_promotion_codes"):
+            raise ParamError(
+                "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                param="discounts",
+                code="parameters_exclusive",
+            )
+        for index, discount in enumerate(params.get("discounts") or []):
+            for kind in ("coupon", "promotion_code"):
+                if kind in discount:
+                    raise resource_missing(
+                        kind.replace("_", " "),
+                        discount[kind],
+                        param=f"discounts[{index}][{kind}]",
+                        status=400,
+                    )
+        collection = params.get("shipping_address_collection")
+        if collection is not None and not collection["allowed_countries"]:
+            raise parameter_missing("shipping_address_collection[allowed_countries]")
+        self._check_shipping_options(params.get("shipping_options") or [], currency)
+        intent_data = params.get("payment_intent_data", {})
+        _check_metadata(intent_data.get("metadata", {}), "payment_intent_data[metadata]")
+        if intent_data.get("capture_method") == "manual":
+            raise ParamError(
+                "The local Stripe emulator does not support capture_method=manual.",
+                param="payment_intent_data[capture_method]",
+            )
+
+    def _check_line_item(self, item: dict[str, Any], path: str) -> str:
+        """Check one line item; return its currency."""
+        if "price" in item and "price_data" in item:
+            raise ParamError(
+                "You may only specify one of these parameters: price, price_data.",
+                param=f"{path}[price_data]",
+                code="parameters_exclusive",
+            )
+        if "price" in item:
+            raise resource_missing("price", item["price"], param=f"{path}[price]", status=400)
+        if "price_data" not in item:
+            raise ParamError(
+                "You must specify either `price` or `price_data` for each line item.",
+                param=f"{path}[price_data]",
+                code="parameter_missing",
+            )
+        if "quantity" not in item:
+            raise parameter_missing(f"{path}[quantity]")
+        if not 1 <= item["quantity"] <= 999_999:
+            raise ParamError("Quantity must be between 1 and 999999.", param=f"{path}[quantity]")
+        _check_metadata(item.get("metadata", {}), f"{path}[metadata]")
+        data, data_path = item["price_data"], f"{path}[price_data]"
+        currency = data["currency"]
+        if not _CURRENCY.match(currency):
+            raise ParamError(
+                f"Invalid currency: {currency}. Currencies are three lower-case letters "
+                "(ISO 4217), e.g. eur.",
+                param=f"{data_path}[currency]",
+            )
+        if "recurring" in data:
+            raise ParamError(
+                "You specified `payment` mode but passed a recurring price. Either switch to "
+                "`subscription` mode or use only one-time prices.",
+                param=f"{data_path}[recurring]",
+            )
+        _exactly_one(data, "product", "product_data", data_path)
+        if "product" in data:
+            raise resource_missing(
+                "product", data["product"], param=f"{data_path}[product]", status=400
+            )
+        product_data = data["product_data"]
+        if len(product_data.get("images", [])) > 8:
+            raise ParamError(
+                "You may only specify up to 8 images.",
+                param=f"{data_path}[product_data][images]",
+            )
+        _check_metadata(product_data.get("metadata", {}), f"{data_path}[product_data][metadata]")
+        _exactly_one(data, "unit_amount", "unit_amount_decimal", data_path)
+        if "unit_amount" in data and not 0 <= data["unit_amount"] <= MAX_UNIT_AMOUNT:
+            raise ParamError(
+                f"Invalid unit_amount: must be between 0 and {MAX_UNIT_AMOUNT}.",
+                param=f"{data_path}[unit_amount]",
+            )
+        if "unit_amount_decimal" in data:
+            _check_decimal_amount(data["unit_amount_decimal"], f"{data_path}[unit_amount_decimal]")
+        return currency
+
+    @staticmethod
+    def _check_shipping_options(options: list[dict[str, Any]], currency: str) -> None:
+        if len(options) > 5:
+            raise ParamError(
+                "You may only specify up to 5 shipping options.", param="shipping_options"
+            )
+        for index, option in enumerate(options):
+            path = f"shipping_options[{index}]"
+            _exactly_one(option, "shipping_rate", "shipping_rate_data", path)
+            if "shipping_rate" in option:
+                raise resource_missing(
+                    "shipping rate",
+                    option["shipping_rate"],
+                    param=f"{path}[shipping_rate]",
+                    status=400,
+                )
+            rate, rate_path = option["shipping_rate_data"], f"{path}[shipping_rate_data]"
+            if rate.get("type", "fixed_amount") != "fixed_amount":
+                raise ParamError("Invalid type: must be fixed_amount", param=f"{rate_path}[type]")
+            if "fixed_amount" not in rate:
+                raise parameter_missing(f"{rate_path}[fixed_amount]")
+            fixed = rate["fixed_amount"]
+            if fixed["currency"] != currency:
+                raise ParamError(
+                    "The shipping rate currency must match the line items' currency.",
+                    param=f"{rate_path}[fixed_amount][currency]",
+                )
+            if fixed["amount"] < 0:
+                raise ParamError(
+                    "Invalid amount: must be at least 0.",
+                    param=f"{rate_path}[fixed_amount][amount]",
+                )
+
+    def get_session(self, session_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("checkout.session", expand)
+        with self.lock:
+            return self.render(self._session(session_id), expand)
+
+    def _session(self, session_id: str) -> dict[str, Any]:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise resource_missing("checkout.session", session_id)
+        if session["status"] == "open" and session["expires_at"] <= self.now():
+            self._expire_locked(session, None)
+        return session
+
+    def session_snapshot(self, session_id: str) -> dict[str, Any] | None:
+        """The session as stored (after lazy expiry), or ``None``: for the hosted page."""
+        with self.lock:
+            try:
+                return copy.deepcopy(self._session(session_id))
+            except StripeAPIError:
+                return None
+
+    def session_line_items(self, session_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            ids = self._extra[session_id].line_item_ids if session_id in self._extra else []
+            return [copy.deepcopy(self.line_items[i]) for i in ids]
+
+    def list_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("list:checkout.session", expand)
+        with self.lock:
+            email = params.get("customer_details", {}).get("email")
+            items = [
+                s
+                for s in self.sessions.values()
+                if params.get("status") in (None, s["status"])
+                and params.get("payment_intent") in (None, s["payment_intent"])
+                and params.get("customer") in (None, s["customer"])
+                and params.get("payment_link") in (None, s["payment_link"])
+                and params.get("subscription") in (None, s["subscription"])
+                and (email is None or (s["customer_details"] or {}).get("email") == email)
+                and self._created_matches(s["created"], params.get("created"))
+            ]
+            page = self._paginate(items, params, "/v1/checkout/sessions", "checkout.session")
+            return self.render(page, expand)
+
+    def list_line_items(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("list:item", expand)
+        with self.lock:
+            self._session(session_id)
+            return self.render(self._line_items_list(session_id, params), expand)
+
+    def _line_items_list(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        items = [self.line_items[i] for i in self._extra[session_id].line_item_ids]
+        url = f"/v1/checkout/sessions/{session_id}/line_items"
+        return self._paginate(items, params, url, "item", newest_first=False)
+
+    def expire_session(
+        self, session_id: str, request: RequestInfo, expand: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """POST …/expire: only an open session expires; anything else is a 400."""
+        expand = list(expand)
+        self.check_expand("checkout.session", expand)
+        with self.lock:
+            session = self._session(session_id)
+            if session["status"] != "open":
+                raise StripeAPIError(
+                    400,
+                    'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                    f"Checkout Session has a status of `{session['status']}`.",
+                    param="session",
+                )
+            self._expire_locked(session, request)
+            return self.render(session, expand)
+
+    # --- paying -----------------------------------------------------------------------------
+
+    def complete_session(
+        self,
+        session_id: str,
+        *,
+        email: str,
+        card: str = cards.SUCCESS_CARD,
+        name: str | None = None,
+        shipping_address: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The customer pays an open session with ``card`` (see :mod:`stripe_emulator.cards`).
+
+        Raises 402 ``card_error`` for declined or invalid cards (the session stays open) and
+        400 when the session is not open. On success the session is ``complete``; with an
+        async card its ``payment_status`` stays ``unpaid`` until :meth:`settle_async`.
+        """
+        outcome = cards.classify(card)
+        if outcome.result in ("declined", "invalid"):
+            raise StripeAPIError(
+                402,
+                outcome.message or "Your card was declined.",
+                type="card_error",
+                code="card_declined" if outcome.result == "declined" else "incorrect_number",
+                decline_code=outcome.decline_code,
+            )
+        with self.lock:
+            session = self._session(session_id)
+            if session["status"] != "open":
+                raise StripeAPIError(
+                    400,
+                    f"This Checkout Session is no longer open (status: {session['status']}).",
+                    param="session",
+                )
+            now = self.now()
+            collection = session["shipping_address_collection"]
+            if collection and shipping_address is None:
+                shipping_address = demo_address(collection["allowed_countries"][0])
+                name = name or DEMO_NAME
+            shipping = (
+                {"name": name or DEMO_NAME, "address": dict(shipping_address)}
+                if collection and shipping_address
+                else None
+            )
+            session["customer_details"] = objects.customer_details(
+                email, name, shipping_address if shipping else None
+            )
+            session["collected_information"]["shipping_details"] = shipping
+            consent_collection = session["consent_collection"] or {}
+            if consent_collection.get("terms_of_service") == "required" and session["consent"]:
+                session["consent"]["terms_of_service"] = "accepted"
+            session["status"] = "complete"
+            session["url"] = None
+            self._open.discard(session_id)
+            if session["amount_total"] == 0:
+                session["payment_status"] = "no_payment_required"
+                self._emit("checkout.session.completed", session)
+                return copy.deepcopy(session)
+            pending = outcome.result == "async"
+            intent = objects.payment_intent_object(
+                amount=session["amount_total"],
+                currency=session["currency"],
+                now=now,
+                payment_intent_data=self._extra[session_id].payment_intent_data,
+                payment_method=objects.new_id("pm_"),
+                status="processing" if pending else "succeeded",
+                shipping=(
+                    {**shipping, "carrier": None, "phone": None, "tracking_number": None}
+                    if shipping
+                    else None
+                ),
+            )
+            billing = {
+                "address": dict(shipping_address) if shipping else objects.empty_address(),
+                "email": email,
+                "name": name,
+                "phone": None,
+                "tax_id": None,
+            }
+            charge = objects.charge_object(
+                payment_intent=intent,
+                now=now,
+                card_brand=outcome.brand,
+                card_last4=outcome.last4,
+                billing_details=billing,
+                status="pending" if pending else "succeeded",
+            )
+            intent["latest_charge"] = charge["id"]
+            self._store(self.payment_intents, intent)
+            self._store(self.charges, charge)
+            session["payment_intent"] = intent["id"]
+            if pending:
+                self._emit("payment_intent.processing", intent)
+            else:
+                session["payment_status"] = "paid"
+                self._emit("payment_intent.succeeded", intent)
+            self._emit("checkout.session.completed", session)
+            return copy.deepcopy(session)
+
+    def settle_async(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
+        """Decide a pending (``complete`` + ``unpaid``) payment: paid, or failed for good."""
+        with self.lock:
+            session = self._session(session_id)
+            intent = self.payment_intents.get(session["payment_intent"] or "")
+            if (
+                session["status"] != "complete"
+                or session["payment_status"] != "unpaid"
+                or intent is None
+                or intent["status"] != "processing"
+            ):
+                raise StripeAPIError(
+                    400,
+                    "Only a complete session with a pending (unpaid) payment can be settled.",
+                    param="session",
+                )
+            charge = self.charges[intent["latest_charge"]]
+            if succeeded:
+                charge.update(
+                    status="succeeded",
+                    paid=True,
+                    captured=True,
+                    amount_captured=charge["amount"],
+                    balance_transaction=objects.new_id("txn_"),
+                )
+                intent.update(status="succeeded", amount_received=intent["amount"])
+                session["payment_status"] = "paid"
+                self._emit("payment_intent.succeeded", intent)
+                self._emit("checkout.session.async_payment_succeeded", session)
+            else:
+                charge.update(
+                    status="failed",
+                    failure_code="generic_decline",
+                    failure_message="The payment failed.",
+                )
+                intent.update(
+                    status="requires_payment_method",
+                    last_payment_error={
+                        "type": "card_error",
+                        "code": "card_declined",
+                        "decline_code": "generic_decline",
+                        "message": "The payment failed.",
+                        "charge": charge["id"],
+                    },
+                )
+                self._emit("payment_intent.payment_failed", intent)
+                self._emit("checkout.session.async_payment_failed", session)
+            return copy.deepcopy(session)
+
+    # --- payment intents and charges --------------------------------------------------------
+
+    def get_payment_intent(self, intent_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("payment_intent", expand)
+        with self.lock:
+            intent = self.payment_intents.get(intent_id)
+            if intent is None:
+                raise resource_missing("payment_intent", intent_id)
+            return self.render(intent, expand)
+
+    def get_charge(self, charge_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("charge", expand)
+        with self.lock:
+            charge = self.charges.get(charge_id)
+            if charge is None:
+                raise resource_missing("charge", charge_id)
+            return self.render(charge, expand)
+
+    # --- refunds ----------------------------------------------------------------------------
+
+    def create_refund(self, params: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
+        """POST /v1/refunds (STRIPE.md §6): refund a succeeded charge, fully or partly."""
+        expand = params.get("expand", [])
+        self.check_expand("refund", expand)
+        intent_id, charge_id = params.get("payment_intent"), params.get("charge")
+        if not intent_id and not charge_id:
+            raise ParamError(
+                "One of the following params should be provided for this request: "
+                "payment_intent or charge.",
+                param="payment_intent",
+                code="parameter_missing",
+            )
+        if "amount" in params and params["amount"] < 1:
+            raise ParamError(
+                "Invalid positive integer", param="amount", code="parameter_invalid_integer"
+            )
+        if params.get("origin"):
+            raise ParamError(
+                "The local Stripe emulator does not support customer balance refunds.",
+                param="origin",
+            )
+        _check_metadata(params.get("metadata", {}), "metadata")
+        with self.lock:
+            charge = self._refundable_charge(intent_id, charge_id)
+            remaining = charge["amount"] - charge["amount_refunded"]
+            if remaining <= 0:
+                raise StripeAPIError(
+                    400,
+                    f"Charge {charge['id']} has already been refunded.",
+                    code="charge_already_refunded",
+                    charge=charge["id"],
+                )
+            amount = params.get("amount", remaining)
+            if amount > remaining:
+                money = objects.format_money
+                raise StripeAPIError(
+                    400,
+                    f"Refund amount ({money(amount, charge['currency'])}) is greater than "
+                    f"unrefunded amount on charge ({money(remaining, charge['currency'])})",
+                    code="amount_too_large",
+                    param="amount",
+                    charge=charge["id"],
+                )
+            refund = objects.refund_object(
+                charge=charge, amount=amount, now=self.now(), params=params
+            )
+            refund["metadata"] = _clean_metadata(refund["metadata"])
+            self._store(self.refunds, refund)
+            charge["amount_refunded"] += amount
+            charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+            self._emit("refund.created", refund, request)
+            self._emit("charge.refunded", charge, request)
+            return self.render(refund, expand)
+
+    def _refundable_charge(self, intent_id: str | None, charge_id: str | None) -> dict[str, Any]:
+        charge = None
+        if charge_id:
+            charge = self.charges.get(charge_id)
+            if charge is None:
+                raise resource_missing("charge", charge_id, param="charge")
+        if intent_id:
+            intent = self.payment_intents.get(intent_id)
+            if intent is None:
+                raise resource_missing("payment_intent", intent_id, param="payment_intent")
+            if charge is not None and charge["payment_intent"] != intent_id:
+                raise StripeAPIError(
+                    400,
+                    f"The charge {charge_id} does not belong to PaymentIntent {intent_id}.",
+                    param="charge",
+                )
+            if charge is None and intent["latest_charge"]:
+                charge = self.charges[intent["latest_charge"]]
+            if charge is None or charge["status"] != "succeeded":
+                raise StripeAPIError(
+                    400,
+                    f"This PaymentIntent ({intent_id}) does not have a successful charge to "
+                    "refund.",
+                    code="payment_intent_unexpected_state",
+                    param="payment_intent",
+                )
+        if charge is None:
+            raise parameter_missing("charge")
+        if charge["status"] != "succeeded":
+            raise StripeAPIError(
+                400,
+                f"Charge {charge['id']} has not succeeded, so it cannot be refunded.",
+                param="charge",
+            )
+        return charge
+
+    def get_refund(self, refund_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("refund", expand)
+        with self.lock:
+            refund = self.refunds.get(refund_id)
+            if refund is None:
+                raise resource_missing("refund", refund_id)
+            return self.render(refund, expand)
+
+    def list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("list:refund", expand)
+        with self.lock:
+            items = [
+                r
+                for r in self.refunds.values()
+                if params.get("charge") in (None, r["charge"])
+                and params.get("payment_intent") in (None, r["payment_intent"])
+                and self._created_matches(r["created"], params.get("created"))
+            ]
+            return self.render(self._paginate(items, params, "/v1/refunds", "refund"), expand)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def get_event(self, event_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        self.check_expand("event", expand)
+        with self.lock:
+            event = self.events.get(event_id)
+            if event is None:
+                raise resource_missing("event", event_id)
+            return copy.deepcopy(event)
+
+    def list_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GET /v1/events: the last 30 days, filtered by type (``*`` wildcards), created…"""
+        if "type" in params and "types" in params:
+            raise ParamError(
+                "You may only specify one of these parameters: type, types.",
+                param="types",
+                code="parameters_exclusive",
+            )
+        self.check_expand("list:event", params.get("expand", []))
+        patterns = params.get("types") or ([params["type"]] if "type" in params else None)
+        delivered = params.get("delivery_success")
+        with self.lock:
+            oldest = self.now() - EVENT_RETENTION
+            items = [
+                e
+                for e in self.events.values()
+                if e["created"] >= oldest
+                and (patterns is None or any(fnmatch.fnmatchcase(e["type"], p) for p in patterns))
+                and (delivered is None or (e["pending_webhooks"] == 0) == delivered)
+                and self._created_matches(e["created"], params.get("created"))
+            ]
+            return self._paginate(items, params, "/v1/events", "event")
+
+    def resend_event(self, event_id: str) -> None:
+        with self.lock:
+            if event_id not in self.events:
+                raise resource_missing("event", event_id)
+        if not self.webhooks.enabled:
+            raise StripeAPIError(400, "No webhook URL is configured.", param="url")
+        self.webhooks.resend(event_id)
+
+    # --- idempotency ------------------------------------------------------------------------
+
+    def idempotency_begin(
+        self, key: str, method: str, path: str, fingerprint: str, request_id: str
+    ) -> IdempotencyRecord | None:
+        """Claim ``key`` for a new request (``None``) or return the saved response to replay.
+
+        Raises 400 ``idempotency_error`` when the key was used for another endpoint or other
+        parameters, and 409 when the first request with the key is still running.
+        """
+        with self.lock:
+            record = self.idempotency.get(key)
+            now = self.now()
+            if record is not None and record.created <= now - IDEMPOTENCY_TTL:
+                record = None
+            if record is None:
+                self.idempotency[key] = IdempotencyRecord(
+                    method, path, fingerprint, now, request_id
+                )
+                return None
+            if (record.method, record.path) != (method, path):
+                raise StripeAPIError(
+                    400,
+                    "Keys for idempotent requests can only be used for the same endpoint they "
+                    f"were first used for ('{record.method} {record.path}' vs '{method} {path}'). "
+                    f"Try using a key other than '{key}' if you meant to execute a different "
+                    "request.",
+                    type="idempotency_error",
+                    store=False,
+                )
+            if record.fingerprint != fingerprint:
+                raise StripeAPIError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters "
+                    f"they were first used with. Try using a key other than '{key}' if you "
+                    "meant to execute a different request.",
+                    type="idempotency_error",
+                    store=False,
+                )
+            if record.in_flight:
+                raise StripeAPIError(
+                    409,
+                    "There is currently another in-progress request using this Idempotent Key "
+                    "(that probably means you submitted twice, and the other request is still "
+                    f"going through): '{key}'. Please try again later.",
+                    code="idempotency_key_in_use",
+                    store=False,
+                    headers={"Stripe-Should-Retry": "true"},
+                )
+            return copy.copy(record)
+
+    def idempotency_finish(
+        self, key: str, request_id: str, status: int, body: bytes, headers: dict[str, str]
+    ) -> None:
+        with self.lock:
+            record = self.idempotency.get(key)
+            if record is not None and record.request_id == request_id:
+                record.in_flight = False
+                record.status, record.body, record.headers = status, body, headers
+
+    def idempotency_abort(self, key: str, request_id: str) -> None:
+        with self.lock:
+            record = self.idempotency.get(key)
+            if record is not None and record.request_id == request_id:
+                del self.idempotency[key]
+
+    # --- fault injection --------------------------------------------------------------------
+
+    def set_faults(self, config: FaultConfig) -> None:
+        with self.lock:
+            self.faults = config
+
+    def take_fault(self, path: str) -> FaultDecision:
+        """Consume the fault (if any) that applies to one API request on ``path``."""
+        with self.lock:
+            faults = self.faults
+            if not faults.matches(path):
+                return FaultDecision()
+            if faults.fail_next > 0:
+                faults.fail_next -= 1
+                return FaultDecision(fail_status=faults.fail_status)
+            hang = 0.0
+            if faults.timeout_next > 0:
+                faults.timeout_next -= 1
+                hang = faults.hang_seconds
+            return FaultDecision(delay_seconds=faults.delay_seconds, hang_seconds=hang)
+
+
+def _exactly_one(params: dict[str, Any], first: str, second: str, path: str) -> None:
+    if first in params and second in params:
+        raise ParamError(
+            f"You may only specify one of these parameters: {first}, {second}.",
+            param=f"{path}[{second}]",
+            code="parameters_exclusive",
+        )
+    if first not in params and second not in params:
+        raise ParamError(
+            f"You must specify either `{first}` or `{second}`.",
+            param=f"{path}[{first}]",
+            code="parameter_missing",
+        )
+
+
+def _check_decimal_amount(value: str, path: str) -> None:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ParamError(f"Invalid decimal: {value}", param=path) from None
+    exponent = amount.as_tuple().exponent
+    if amount < 0 or (isinstance(exponent, int) and exponent < -12):
+        raise ParamError(
+            "Invalid unit_amount_decimal: must be non-negative with at most 12 decimal places.",
+            param=path,
+        )
+    if amount > MAX_UNIT_AMOUNT:
+        raise ParamError(
+            f"Invalid unit_amount_decimal: must be at most {MAX_UNIT_AMOUNT}.", param=path
+        )
+
+
+def _check_metadata(metadata: dict[str, str], path: str) -> None:
+    """Stripe's metadata limits: 50 keys, key ≤ 40 chars without brackets, value ≤ 500."""
+    if len(metadata) > 50:
+        raise ParamError("You can have at most 50 keys in metadata.", param=path)
+    for key, value in metadata.items():
+        if len(key) > 40 or "[" in key or "]" in key:
+            raise ParamError(
+                f"Invalid metadata key '{key}': keys are at most 40 characters and may not "
+                "contain square brackets.",
+                param=f"{path}[{key}]",
+            )
+        if len(value) > 500:
+            raise ParamError(
+                f"Invalid metadata value for '{key}': values are at most 500 characters.",
+                param=f"{path}[{key}]",
+            )
+
+
+def _clean_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """Posting a key with an empty value unsets it."""
+    return {key: value for key, value in metadata.items() if value != ""}
