@@ -11,14 +11,12 @@ from __future__ import annotations
 import copy
 import fnmatch
 import itertools
-import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stripe_emulator import cards, objects
+from stripe_emulator import cards, objects, rules
 from stripe_emulator.clock import Clock
 from stripe_emulator.errors import (
     ParamError,
@@ -30,14 +28,7 @@ from stripe_emulator.webhooks import WebhookConfig, WebhookDispatcher
 
 IDEMPOTENCY_TTL = 24 * 3600
 EVENT_RETENTION = 30 * 24 * 3600
-MIN_EXPIRY = 30 * 60
-MAX_EXPIRY = 24 * 3600
-MAX_LINE_ITEMS = 100
-MAX_UNIT_AMOUNT = 99_999_999
 
-_CURRENCY = re.compile(r"^[a-z]{3}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_URL = re.compile(r"^https?://[^\s]+$")
 
 #: Which fields of which object kinds ``expand[]`` accepts, and what they expand into.
 #: ``None`` means "expandable, but always null in the emulator".
@@ -431,7 +422,7 @@ class EmulatorState:
         self.check_expand("checkout.session", expand)
         with self.lock:
             now = self.now()
-            self._check_session_rules(params, now)
+            rules.check_session_create(params, now)
             session_id = objects.new_session_id()
             line_item_ids, subtotal, currency = [], 0, ""
             for item in params["line_items"]:
@@ -457,10 +448,10 @@ class EmulatorState:
                 subtotal=subtotal,
                 shipping=shipping,
             )
-            session["metadata"] = _clean_metadata(session["metadata"])
+            session["metadata"] = rules.clean_metadata(session["metadata"])
             self._store(self.sessions, session)
             intent_data = dict(params.get("payment_intent_data", {}))
-            intent_data["metadata"] = _clean_metadata(intent_data.get("metadata", {}))
+            intent_data["metadata"] = rules.clean_metadata(intent_data.get("metadata", {}))
             self._extra[session_id] = _SessionExtra(
                 line_item_ids=line_item_ids, payment_intent_data=intent_data
             )
@@ -474,194 +465,6 @@ class EmulatorState:
             return None
         rate = options[0]["shipping_rate_data"]
         return {"id": objects.new_id("shr_"), "amount": rate["fixed_amount"]["amount"]}
-
-    def _check_session_rules(self, params: dict[str, Any], now: int) -> None:
-        """Conditional rules the typed params cannot express (STRIPE.md §1, §10)."""
-        mode = params.get("mode")
-        if mode is None:
-            raise parameter_missing("mode")
-        if mode != "payment":
-            raise ParamError(
-                f"The local Stripe emulator only supports mode=payment (got {mode}).",
-                param="mode",
-            )
-        if params.get("ui_mode", "hosted_page") != "hosted_page":
-            raise ParamError(
-                "The local Stripe emulator only supports ui_mode=hosted_page.", param="ui_mode"
-            )
-        line_items = params.get("line_items") or []
-        if not line_items:
-            raise ParamError(
-                "`line_items` is required in `payment` mode.",
-                param="line_items",
-                code="parameter_missing",
-            )
-        if len(line_items) > MAX_LINE_ITEMS:
-            raise ParamError(
-                f"You may only specify up to {MAX_LINE_ITEMS} line items in `payment` mode.",
-                param="line_items",
-            )
-        currencies = {
-            self._check_line_item(item, f"line_items[{i}]") for i, item in enumerate(line_items)
-        }
-        if len(currencies) > 1:
-            raise ParamError(
-                "All line items in a Checkout Session must use the same currency.",
-                param="line_items",
-            )
-        currency = currencies.pop()
-        if "currency" in params and params["currency"] != currency:
-            raise ParamError(
-                "The `currency` must match the currency of the line items.", param="currency"
-            )
-        if "expires_at" in params:
-            expires_at = params["expires_at"]
-            if expires_at < now + MIN_EXPIRY:
-                raise ParamError(
-                    "The `expires_at` timestamp must be at least 30 minutes from Checkout "
-                    "Session creation.",
-                    param="expires_at",
-                )
-            if expires_at > now + MAX_EXPIRY:
-                raise ParamError(
-                    "The `expires_at` timestamp must be less than 24 hours from Checkout "
-                    "Session creation.",
-                    param="expires_at",
-                )
-        _check_metadata(params.get("metadata", {}), "metadata")
-        reference = params.get("client_reference_id")
-        if reference is not None and len(reference) > 200:
-            raise ParamError(
-                "Invalid client_reference_id: must be at most 200 characters.",
-                param="client_reference_id",
-            )
-        for name in ("success_url", "cancel_url"):
-            url = params.get(name)
-            if url is not None and (len(url) > 5000 or not _URL.match(url)):
-                raise ParamError("Not a valid URL", param=name, code="url_invalid")
-        email = params.get("customer_email")
-        if email is not None and not _EMAIL.match(email):
-            raise ParamError(
-                f"Invalid email address: {email}", param="customer_email", code="email_invalid"
-            )
-        if "customer" in params:
-            raise resource_missing("customer", params["customer"], param="customer", status=400)
-        if params.get("discounts") and params.get("allow_promotion_codes"):
-            raise ParamError(
-                "You may only specify one of these parameters: allow_promotion_codes, discounts.",
-                param="discounts",
-                code="parameters_exclusive",
-            )
-        for index, discount in enumerate(params.get("discounts") or []):
-            for kind in ("coupon", "promotion_code"):
-                if kind in discount:
-                    raise resource_missing(
-                        kind.replace("_", " "),
-                        discount[kind],
-                        param=f"discounts[{index}][{kind}]",
-                        status=400,
-                    )
-        collection = params.get("shipping_address_collection")
-        if collection is not None and not collection["allowed_countries"]:
-            raise parameter_missing("shipping_address_collection[allowed_countries]")
-        self._check_shipping_options(params.get("shipping_options") or [], currency)
-        intent_data = params.get("payment_intent_data", {})
-        _check_metadata(intent_data.get("metadata", {}), "payment_intent_data[metadata]")
-        if intent_data.get("capture_method") == "manual":
-            raise ParamError(
-                "The local Stripe emulator does not support capture_method=manual.",
-                param="payment_intent_data[capture_method]",
-            )
-
-    def _check_line_item(self, item: dict[str, Any], path: str) -> str:
-        """Check one line item; return its currency."""
-        if "price" in item and "price_data" in item:
-            raise ParamError(
-                "You may only specify one of these parameters: price, price_data.",
-                param=f"{path}[price_data]",
-                code="parameters_exclusive",
-            )
-        if "price" in item:
-            raise resource_missing("price", item["price"], param=f"{path}[price]", status=400)
-        if "price_data" not in item:
-            raise ParamError(
-                "You must specify either `price` or `price_data` for each line item.",
-                param=f"{path}[price_data]",
-                code="parameter_missing",
-            )
-        if "quantity" not in item:
-            raise parameter_missing(f"{path}[quantity]")
-        if not 1 <= item["quantity"] <= 999_999:
-            raise ParamError("Quantity must be between 1 and 999999.", param=f"{path}[quantity]")
-        _check_metadata(item.get("metadata", {}), f"{path}[metadata]")
-        data, data_path = item["price_data"], f"{path}[price_data]"
-        currency = data["currency"]
-        if not _CURRENCY.match(currency):
-            raise ParamError(
-                f"Invalid currency: {currency}. Currencies are three lower-case letters "
-                "(ISO 4217), e.g. eur.",
-                param=f"{data_path}[currency]",
-            )
-        if "recurring" in data:
-            raise ParamError(
-                "You specified `payment` mode but passed a recurring price. Either switch to "
-                "`subscription` mode or use only one-time prices.",
-                param=f"{data_path}[recurring]",
-            )
-        _exactly_one(data, "product", "product_data", data_path)
-        if "product" in data:
-            raise resource_missing(
-                "product", data["product"], param=f"{data_path}[product]", status=400
-            )
-        product_data = data["product_data"]
-        if len(product_data.get("images", [])) > 8:
-            raise ParamError(
-                "You may only specify up to 8 images.",
-                param=f"{data_path}[product_data][images]",
-            )
-        _check_metadata(product_data.get("metadata", {}), f"{data_path}[product_data][metadata]")
-        _exactly_one(data, "unit_amount", "unit_amount_decimal", data_path)
-        if "unit_amount" in data and not 0 <= data["unit_amount"] <= MAX_UNIT_AMOUNT:
-            raise ParamError(
-                f"Invalid unit_amount: must be between 0 and {MAX_UNIT_AMOUNT}.",
-                param=f"{data_path}[unit_amount]",
-            )
-        if "unit_amount_decimal" in data:
-            _check_decimal_amount(data["unit_amount_decimal"], f"{data_path}[unit_amount_decimal]")
-        return currency
-
-    @staticmethod
-    def _check_shipping_options(options: list[dict[str, Any]], currency: str) -> None:
-        if len(options) > 5:
-            raise ParamError(
-                "You may only specify up to 5 shipping options.", param="shipping_options"
-            )
-        for index, option in enumerate(options):
-            path = f"shipping_options[{index}]"
-            _exactly_one(option, "shipping_rate", "shipping_rate_data", path)
-            if "shipping_rate" in option:
-                raise resource_missing(
-                    "shipping rate",
-                    option["shipping_rate"],
-                    param=f"{path}[shipping_rate]",
-                    status=400,
-                )
-            rate, rate_path = option["shipping_rate_data"], f"{path}[shipping_rate_data]"
-            if rate.get("type", "fixed_amount") != "fixed_amount":
-                raise ParamError("Invalid type: must be fixed_amount", param=f"{rate_path}[type]")
-            if "fixed_amount" not in rate:
-                raise parameter_missing(f"{rate_path}[fixed_amount]")
-            fixed = rate["fixed_amount"]
-            if fixed["currency"] != currency:
-                raise ParamError(
-                    "The shipping rate currency must match the line items' currency.",
-                    param=f"{rate_path}[fixed_amount][currency]",
-                )
-            if fixed["amount"] < 0:
-                raise ParamError(
-                    "Invalid amount: must be at least 0.",
-                    param=f"{rate_path}[fixed_amount][amount]",
-                )
 
     def get_session(self, session_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
         expand = list(expand)
@@ -930,7 +733,7 @@ class EmulatorState:
                 "The local Stripe emulator does not support customer balance refunds.",
                 param="origin",
             )
-        _check_metadata(params.get("metadata", {}), "metadata")
+        rules.check_metadata(params.get("metadata", {}), "metadata")
         with self.lock:
             charge = self._refundable_charge(intent_id, charge_id)
             remaining = charge["amount"] - charge["amount_refunded"]
@@ -955,7 +758,7 @@ class EmulatorState:
             refund = objects.refund_object(
                 charge=charge, amount=amount, now=self.now(), params=params
             )
-            refund["metadata"] = _clean_metadata(refund["metadata"])
+            refund["metadata"] = rules.clean_metadata(refund["metadata"])
             self._store(self.refunds, refund)
             charge["amount_refunded"] += amount
             charge["refunded"] = charge["amount_refunded"] == charge["amount"]
@@ -1148,58 +951,3 @@ class EmulatorState:
                 faults.timeout_next -= 1
                 hang = faults.hang_seconds
             return FaultDecision(delay_seconds=faults.delay_seconds, hang_seconds=hang)
-
-
-def _exactly_one(params: dict[str, Any], first: str, second: str, path: str) -> None:
-    if first in params and second in params:
-        raise ParamError(
-            f"You may only specify one of these parameters: {first}, {second}.",
-            param=f"{path}[{second}]",
-            code="parameters_exclusive",
-        )
-    if first not in params and second not in params:
-        raise ParamError(
-            f"You must specify either `{first}` or `{second}`.",
-            param=f"{path}[{first}]",
-            code="parameter_missing",
-        )
-
-
-def _check_decimal_amount(value: str, path: str) -> None:
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ParamError(f"Invalid decimal: {value}", param=path) from None
-    exponent = amount.as_tuple().exponent
-    if amount < 0 or (isinstance(exponent, int) and exponent < -12):
-        raise ParamError(
-            "Invalid unit_amount_decimal: must be non-negative with at most 12 decimal places.",
-            param=path,
-        )
-    if amount > MAX_UNIT_AMOUNT:
-        raise ParamError(
-            f"Invalid unit_amount_decimal: must be at most {MAX_UNIT_AMOUNT}.", param=path
-        )
-
-
-def _check_metadata(metadata: dict[str, str], path: str) -> None:
-    """Stripe's metadata limits: 50 keys, key ≤ 40 chars without brackets, value ≤ 500."""
-    if len(metadata) > 50:
-        raise ParamError("You can have at most 50 keys in metadata.", param=path)
-    for key, value in metadata.items():
-        if len(key) > 40 or "[" in key or "]" in key:
-            raise ParamError(
-                f"Invalid metadata key '{key}': keys are at most 40 characters and may not "
-                "contain square brackets.",
-                param=f"{path}[{key}]",
-            )
-        if len(value) > 500:
-            raise ParamError(
-                f"Invalid metadata value for '{key}': values are at most 500 characters.",
-                param=f"{path}[{key}]",
-            )
-
-
-def _clean_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """Posting a key with an empty value unsets it."""
-    return {key: value for key, value in metadata.items() if value != ""}
