@@ -1,15 +1,43 @@
-"""Fixtures for the security tests: accounts, and rate limiting switched on against Redis."""
+"""Fixtures for the security tests: accounts, clients that behave like separate browsers on a
+real server, and rate limiting switched on against Redis."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 
 import pytest
+from flask.globals import _cv_app
+from flask.testing import FlaskClient
 
 from shop.extensions import db, limiter
 from tests.security.helpers import close_limiter_storage
 from tests.support import redis_server
 from tests.support.factories import make_customer, make_maker
+
+
+class SeparateRequestClient(FlaskClient):
+    """Each request in an app context of its own, as on a real server.
+
+    The ``app`` fixture keeps an app context pushed for the whole test, and Flask reuses it for
+    test-client requests, so ``g`` would carry Flask-Login's current user and Flask-WTF's CSRF
+    token from one request (and one client) to the next: a brand-new client would be "logged
+    in". Security tests must see exactly what a second browser would.
+    """
+
+    def open(self, *args, **kwargs):
+        db.session.commit()  # end the test's own transaction (SQLite takes the write lock)
+        return contextvars.copy_context().run(self._open_alone, args, kwargs)
+
+    def _open_alone(self, args, kwargs):
+        _cv_app.set(None)  # type: ignore[arg-type]
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def app(app):
+    app.test_client_class = SeparateRequestClient
+    return app
 
 
 @pytest.fixture
