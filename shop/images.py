@@ -20,9 +20,13 @@ MAX_PIXELS = 40_000_000
 MAX_SIDE = 2400
 FORMATS = {
     "JPEG": ("jpg", "image/jpeg"),
+    # Phones write JPEGs with a second, embedded picture; Pillow calls them MPO. The first
+    # frame is an ordinary JPEG and is all we keep.
+    "MPO": ("jpg", "image/jpeg"),
     "PNG": ("png", "image/png"),
     "WEBP": ("webp", "image/webp"),
 }
+SAVE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CONTENT_TYPES = {ext: content_type for ext, content_type in FORMATS.values()}
 _NAME = re.compile(r"[a-f0-9]{32}\.(jpg|png|webp)")
 
@@ -40,28 +44,52 @@ def upload_dir() -> Path:
 
 
 def store(data: bytes) -> StoredImage:
-    """Validate, strip and save an upload; InvalidInput with a clear reason otherwise."""
+    """Validate, strip and save an upload; InvalidInput with a clear reason otherwise.
+
+    Nothing of the uploaded file is kept but its decoded pixels: the client's file name,
+    metadata (EXIF, GPS, comments, text chunks, ICC) and any bytes smuggled after the image
+    data (a JPEG/HTML polyglot) are gone once it is re-encoded.
+    """
     if not data:
         raise InvalidInput("Choose an image file to upload.")
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"Images can be at most {MAX_BYTES // (1024 * 1024)} MB.")
     image = _decode(data)
     extension, content_type = FORMATS[image.format or ""]
-    image = ImageOps.exif_transpose(image)
-    image.thumbnail((MAX_SIDE, MAX_SIDE))
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    out = io.BytesIO()
-    save_format = "PNG" if extension == "png" else ("WEBP" if extension == "webp" else "JPEG")
-    if save_format == "JPEG" and image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    # A fresh save writes pixels only: no EXIF, no GPS, no comments, no ICC text chunks.
-    image.save(out, save_format, quality=86, optimize=True)
+    try:
+        image = _pixels_only(image)
+        out = io.BytesIO()
+        # A fresh save writes pixels only: no EXIF, no GPS, no comments, no ICC text chunks.
+        image.save(out, SAVE_FORMATS[extension], quality=86, optimize=True)
+    except (OSError, ValueError, SyntaxError):
+        raise InvalidInput("That file isn't an image we can read (JPEG, PNG or WebP).") from None
     filename = f"{secrets.token_hex(16)}.{extension}"
     directory = upload_dir()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / filename).write_bytes(out.getvalue())
     return StoredImage(filename, content_type, image.width, image.height)
+
+
+def _pixels_only(image: Image.Image) -> Image.Image:
+    """Upright, at most MAX_SIDE on the long side, in a plain mode, with no metadata."""
+    extension = FORMATS[image.format or ""][0]
+    image = ImageOps.exif_transpose(image)
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert(
+            "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+        )
+    if extension == "jpg" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    clean = Image.new(image.mode, image.size)
+    clean.paste(image)
+    return clean
+
+
+def discard(filename: str) -> None:
+    """Remove a stored upload (after the row pointing at it has been deleted)."""
+    if _NAME.fullmatch(filename):
+        (upload_dir() / filename).unlink(missing_ok=True)
 
 
 def _decode(data: bytes) -> Image.Image:

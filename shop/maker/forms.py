@@ -1,0 +1,289 @@
+"""Forms of the maker console. They parse and check shape; the rules live in shop.makers."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    BooleanField,
+    DateField,
+    DateTimeLocalField,
+    HiddenField,
+    IntegerField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from shop import makers, money
+
+CURRENCY_CHOICES = [(code, code.upper()) for code in money.SUPPORTED]
+LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+class SettingsForm(FlaskForm):
+    display_name = StringField(
+        "Your name or workshop",
+        validators=[DataRequired(), Length(max=80)],
+        description="Customers see this on your drops.",
+    )
+    timezone = SelectField(
+        "Time zone",
+        description="Times in the console are shown and entered in this zone.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = [(name, name.replace("_", " ")) for name in makers.timezone_names()]
+
+
+class ProductForm(FlaskForm):
+    name = StringField(
+        "Name",
+        validators=[DataRequired(message="Give the product a name."), Length(max=120)],
+        description='What you make, across batches — "Highland Rye".',
+    )
+    description = TextAreaField(
+        "Description",
+        validators=[Optional(), Length(max=5000)],
+        description="A sentence or two that stays true for every batch.",
+    )
+
+
+class BatchForm(FlaskForm):
+    number = IntegerField(
+        "Batch number",
+        validators=[InputRequired(message="Give the batch a number."), NumberRange(min=1)],
+    )
+    edition_size = IntegerField(
+        "Edition size",
+        validators=[
+            InputRequired(message="How many units are in this batch?"),
+            NumberRange(min=1, max=makers.MAX_EDITION_SIZE),
+        ],
+        description="How many numbered units exist. Once on sale it can grow, never shrink "
+        "below what's sold or held.",
+    )
+    unit_label = StringField(
+        "Unit",
+        default="units",
+        validators=[
+            DataRequired(message='What is one unit called? e.g. "bottles"'),
+            Length(max=32),
+        ],
+        description='Plural, as customers read it: "bottles", "bags", "prints".',
+    )
+    price = StringField(
+        "Price per unit",
+        validators=[DataRequired(message='Enter a price like "95.00".'), Length(max=20)],
+        description="New orders pay the new price; existing orders keep theirs.",
+    )
+    currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="usd")
+    per_customer_limit = IntegerField(
+        "Limit per customer",
+        default=2,
+        validators=[InputRequired(message="Set a per-customer limit."), NumberRange(min=1)],
+    )
+    summary = StringField(
+        "Summary",
+        validators=[Optional(), Length(max=280)],
+        description="One line for listings.",
+    )
+    story = TextAreaField(
+        "Origin story",
+        validators=[Optional(), Length(max=20000)],
+        description="Markdown: **bold**, *italic*, ## headings, > quotes, lists, links.",
+        render_kw={"rows": 14, "data-preview": "story-preview"},
+    )
+    origin_place = StringField("Where it comes from", validators=[Optional(), Length(max=160)])
+    produced_on = DateField("Produced on", validators=[Optional()])
+    inputs = TextAreaField(
+        "Ingredients or inputs",
+        validators=[Optional(), Length(max=2000)],
+        render_kw={"rows": 3},
+    )
+    # ``process`` would shadow Form.process, hence the field's own name.
+    making = TextAreaField(
+        "Process", validators=[Optional(), Length(max=2000)], render_kw={"rows": 3}
+    )
+
+    price_minor: int | None = None
+
+    def validate_price(self, field) -> None:
+        try:
+            self.price_minor = money.parse_amount(field.data, self.currency.data or "usd")
+        except ValueError:
+            places = money.decimals(self.currency.data or "usd")
+            example = "95" if places == 0 else "95." + "0" * places
+            raise ValueError(
+                f'Enter a price like "{example}" ({places} decimal places for '
+                f"{(self.currency.data or 'usd').upper()})."
+            ) from None
+
+    def details(self) -> makers.BatchDetails:
+        assert self.price_minor is not None
+        return makers.BatchDetails(
+            number=self.number.data,
+            edition_size=self.edition_size.data,
+            price=self.price_minor,
+            currency=self.currency.data,
+            per_customer_limit=self.per_customer_limit.data,
+            unit_label=self.unit_label.data,
+            summary=self.summary.data or "",
+            story=self.story.data or "",
+            origin_place=self.origin_place.data or "",
+            produced_on=self.produced_on.data,
+            inputs=self.inputs.data or "",
+            process=self.making.data or "",
+        )
+
+
+class ImageForm(FlaskForm):
+    image = FileField(
+        "Image",
+        validators=[FileRequired(message="Choose an image file to upload.")],
+        description="JPEG, PNG or WebP, up to 8 MB. Location data and other metadata are removed.",
+        render_kw={"accept": "image/jpeg,image/png,image/webp"},
+    )
+    alt = StringField(
+        "Describe the picture",
+        validators=[DataRequired(message="Describe the picture in a few words."), Length(max=200)],
+        description="Read aloud to people who can't see it.",
+    )
+
+
+class AltForm(FlaskForm):
+    alt = StringField(
+        "Description",
+        validators=[DataRequired(message="Describe the picture in a few words."), Length(max=200)],
+    )
+
+
+class ConfirmForm(FlaskForm):
+    """A bare POST with a CSRF token (delete an image, move a drop back to draft)."""
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class DropForm(FlaskForm):
+    title = StringField(
+        "Title",
+        validators=[DataRequired(message="Give the drop a title."), Length(max=140)],
+        description='What customers see: "The Winter Release".',
+    )
+    slug = StringField(
+        "Web address",
+        validators=[Optional(), Length(max=80)],
+        description="Leave empty to make one from the title.",
+    )
+    story = TextAreaField(
+        "Story",
+        validators=[Optional(), Length(max=20000)],
+        description="Markdown. Why this release, what's in it.",
+        render_kw={"rows": 10, "data-preview": "story-preview"},
+    )
+    batches = MultiCheckboxField("Batches in this drop", coerce=int)
+    opens_at = DateTimeLocalField("Planned opening", format=LOCAL_FORMATS, validators=[Optional()])
+    closes_at = DateTimeLocalField("Planned closing", format=LOCAL_FORMATS, validators=[Optional()])
+
+    def set_batch_choices(self, batches) -> None:
+        self.batches.choices = [
+            (b.id, f"{b.product.name}, Batch No. {b.number} — {b.edition_size} {b.unit_label}")
+            for b in batches
+        ]
+
+
+class OpenDropForm(FlaskForm):
+    when = RadioField(
+        "When",
+        choices=[("now", "Open now"), ("later", "Schedule the opening")],
+        default="now",
+        validators=[InputRequired(message="Choose when the drop opens.")],
+    )
+    at = DateTimeLocalField("Opening time", format=LOCAL_FORMATS, validators=[Optional()])
+    confirm = BooleanField(
+        "I've checked the batches and prices; customers can buy from the opening time.",
+        validators=[DataRequired(message="Tick the box to confirm.")],
+    )
+
+
+class CloseDropForm(FlaskForm):
+    when = RadioField(
+        "When",
+        choices=[("now", "Close now"), ("later", "Schedule the closing")],
+        default="now",
+        validators=[InputRequired(message="Choose when the drop closes.")],
+    )
+    at = DateTimeLocalField("Closing time", format=LOCAL_FORMATS, validators=[Optional()])
+    confirm = BooleanField(
+        "I understand a closed drop can't be reopened.",
+        validators=[DataRequired(message="Tick the box to confirm.")],
+    )
+
+
+class ShipForm(FlaskForm):
+    carrier = StringField(
+        "Carrier",
+        validators=[DataRequired(message="Say which carrier is delivering it."), Length(max=80)],
+        render_kw={"placeholder": "e.g. USPS, Royal Mail, DHL"},
+    )
+    tracking_number = StringField("Tracking number", validators=[Optional(), Length(max=120)])
+
+
+class RefundForm(FlaskForm):
+    confirm = BooleanField(
+        "Refund the whole order to the customer's card. This can't be undone.",
+        validators=[DataRequired(message="Tick the box to confirm the refund.")],
+    )
+
+
+class OrderFilterForm(FlaskForm):
+    """GET filters for the orders list and its CSV export (no CSRF: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    drop = SelectField("Drop", coerce=str, validators=[Optional()])
+    batch = SelectField("Batch", coerce=str, validators=[Optional()])
+    state = SelectField(
+        "State",
+        choices=[
+            ("", "Any state"),
+            ("to_ship", "Paid, not shipped"),
+            ("paid", "Paid"),
+            ("held", "Held (checking out)"),
+            ("refunded", "Refunded"),
+            ("expired", "Expired"),
+            ("cancelled", "Cancelled"),
+        ],
+        validators=[Optional()],
+    )
+    q = StringField("Customer email", validators=[Optional(), Length(max=254)])
+    page = HiddenField()
+
+    def set_choices(self, drops, batches) -> None:
+        self.drop.choices = [("", "All drops")] + [(str(d.id), d.title) for d in drops]
+        self.batch.choices = [("", "All batches")] + [
+            (str(b.id), f"{b.product.name}, No. {b.number}") for b in batches
+        ]
+
+    def filters(self) -> makers.OrderFilter:
+        state = self.state.data or None
+        return makers.OrderFilter(
+            drop_id=int(self.drop.data) if (self.drop.data or "").isdigit() else None,
+            batch_id=int(self.batch.data) if (self.batch.data or "").isdigit() else None,
+            state=None if state == "to_ship" else state,
+            to_ship=state == "to_ship",
+            email=self.q.data or "",
+        )
+
+    def page_number(self) -> int:
+        value = self.page.data or ""
+        return int(value) if value.isdigit() and 0 < int(value) < 100000 else 1
