@@ -1,12 +1,16 @@
 """Engine behaviour per database, set when the app is built (no connection is opened here).
 
-SQLite: every transaction takes the write lock up front (``BEGIN IMMEDIATE``) and waits for it,
-so concurrent buyers on the embedded server queue instead of failing with "database is locked".
+SQLite: every transaction that may write takes the write lock up front (``BEGIN IMMEDIATE``) and
+waits for it, so concurrent buyers on the embedded server queue instead of failing with "database
+is locked" (a deferred transaction that read first cannot wait for the lock: it fails at once).
+Requests with a safe method (GET, HEAD, OPTIONS) read in deferred transactions, which WAL lets run
+beside a writer. Outside requests (CLI, the sweeper) transactions are immediate too, except in
+tests, whose own fixture sessions must not block the requests they make.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -36,7 +40,25 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _may_write() else "BEGIN")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def writes(view):
+    """Mark a view that writes although its method is safe (a GET that Stripe redirects to)."""
+    view.writes_on_safe_method = True
+    return view
+
+
+def _may_write() -> bool:
+    if has_request_context():
+        if request.method not in SAFE_METHODS:
+            return True
+        view = current_app.view_functions.get(request.endpoint or "")
+        return getattr(view, "writes_on_safe_method", False)
+    return not (has_app_context() and current_app.testing)
 
 
 def is_postgresql() -> bool:
