@@ -1,7 +1,13 @@
-"""Order lifecycle around payments: sweeping expired holds, fulfilling, cancelling, refunding.
+"""Order lifecycle around payments: checkout, fulfilment, cancelling, refunds and the sweeper.
 
-Stripe is reached only through ``shop.payments``; stock changes only through
-``shop.inventory``. No database transaction is open while Stripe is being asked.
+Stripe is reached only through ``shop.payments``; stock changes only through ``shop.inventory``.
+Unlike the inventory rules, these functions commit: each one ends its transaction before Stripe
+is asked, so no lock and no open transaction is ever held across a network call. Exactly-once
+comes from compare-and-set updates on the order's state (inventory's release/rehold/confirm and
+the refund claims here), the UNIQUE session id, and the ``stripe_events`` primary key written in
+the same transaction as an event's effects.
+
+Refunds keep the units sold: a serial, once given to a customer, is never given to anyone else.
 """
 
 from __future__ import annotations
@@ -10,15 +16,527 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from shop import inventory
+from shop import audit, inventory, money, payments
+from shop.errors import (
+    InvalidState,
+    LimitReached,
+    PaymentRejected,
+    PaymentUnavailable,
+    ShopError,
+    SoldOut,
+)
 from shop.extensions import db
-from shop.models import Order
-from shop.models.order import EXPIRED, HELD
+from shop.models import Order, StripeEvent, User
+from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
+from shop.payments import WebhookEvent
 
 log = logging.getLogger(__name__)
 
 SWEEP_LEASE = timedelta(seconds=60)
+# An interrupted refund (claimed, but Stripe never answered) is retried by the sweeper after this.
+REFUND_RETRY_AFTER = timedelta(seconds=60)
+REFUND_RETRY_WINDOW = timedelta(days=3)
+
+SOLD_OUT_REASON = (
+    "The batch sold out before your payment arrived; your payment was refunded in full."
+)
+MISMATCH_REASON = "Your payment did not match your order, so it was refunded in full."
+MAKER_REFUND_REASON = "The maker refunded this order in full."
+EXTERNAL_REFUND_REASON = "This order was refunded in full."
+
+# What fulfil() and the webhook handlers report.
+FULFILLED = "paid"  # this call marked the order paid
+ALREADY_PAID = "already_paid"
+PENDING = "pending"  # not paid (yet): nothing changed
+REFUNDED_NOW = "refunded"  # the order ends refunded (sold out, mismatch, refunded earlier)
+RELEASED = "released"
+IGNORED = "ignored"  # an event that needs nothing from us (stale, unknown, other types)
+DUPLICATE = "duplicate"  # this event id was processed already
+
+FULFIL_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+RELEASE_EVENTS = ("checkout.session.expired", "checkout.session.async_payment_failed")
+
+
+# --- checkout ------------------------------------------------------------------------------
+
+
+def start_checkout(order: Order, *, now: datetime) -> str:
+    """The Stripe Checkout URL for a freshly held (and committed) order.
+
+    A definite refusal releases the hold at once and raises PaymentRejected; a timeout or 5xx
+    keeps the hold and raises PaymentUnavailable, and :func:`continue_checkout` retries with
+    the same idempotency key, so the same session comes back.
+    """
+    return _checkout_url(order.id, now=now)
+
+
+def continue_checkout(order: Order, *, now: datetime) -> str:
+    """Where a customer with a held order goes to pay: the open session, a new one if the last
+    one expired, or the success page if it was paid meanwhile."""
+    if order.state != HELD:
+        raise InvalidState("This order is no longer waiting for payment.")
+    if order.hold_expires_at is not None and order.hold_expires_at <= now:
+        raise InvalidState("Your hold on these units has run out. Please buy them again.")
+    return _checkout_url(order.id, now=now)
+
+
+def _checkout_url(order_id: int, *, now: datetime) -> str:
+    for _ in range(3):
+        order = _reload(order_id)
+        if order is None or order.state != HELD:
+            db.session.rollback()
+            raise InvalidState("This order is no longer waiting for payment.")
+        known_session = order.checkout_session_id
+        request = payments.checkout_request(order)
+        db.session.rollback()  # no transaction is open while Stripe is asked
+
+        if known_session is not None:
+            try:
+                session = payments.checkout_session(known_session)
+            except PaymentRejected:  # Stripe doesn't know it: start a new attempt
+                _next_attempt(order_id, request.attempt, known_session)
+                continue
+        else:
+            try:
+                session = payments.create_checkout(request)
+            except PaymentRejected:
+                _release_refused(order_id, now=now)
+                raise
+        if session.status == "open" and session.url:
+            if known_session is None and not _store_session(order_id, session.id):
+                payments.settle_abandoned(session.id)  # the hold ended meanwhile: close it again
+                raise InvalidState("Your hold on these units has run out. Please buy them again.")
+            return session.url
+        if session.status == "complete":
+            return payments.success_url(session.id)
+        # Expired (a replayed key can return an old, expired session): next attempt, new key.
+        _next_attempt(order_id, request.attempt, known_session)
+    raise PaymentUnavailable()
+
+
+def _store_session(order_id: int, session_id: str) -> bool:
+    stored = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state == HELD)
+        .where((Order.checkout_session_id.is_(None)) | (Order.checkout_session_id == session_id))
+        .values(checkout_session_id=session_id)
+    ).rowcount
+    db.session.commit()
+    return stored == 1
+
+
+def _next_attempt(order_id: int, attempt: int, session_id: str | None) -> None:
+    condition = (
+        Order.checkout_session_id.is_(None)
+        if session_id is None
+        else Order.checkout_session_id == session_id
+    )
+    db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state == HELD, Order.checkout_attempt == attempt)
+        .where(condition)
+        .values(checkout_attempt=attempt + 1, checkout_session_id=None)
+    )
+    db.session.commit()
+
+
+def _release_refused(order_id: int, *, now: datetime) -> None:
+    order = _reload(order_id)
+    if order is not None:
+        inventory.release(order, CANCELLED, now=now)
+    db.session.commit()
+
+
+def cancel(order: Order, *, now: datetime) -> str:
+    """The customer gives up a held order: expire its session first, then release the units.
+
+    Returns ``"released"``, or the fulfil outcome if the session turned out paid. Raises
+    PaymentUnavailable (hold kept) when Stripe cannot be asked.
+    """
+    if order.state != HELD:
+        raise InvalidState("This order is no longer on hold.")
+    order_id, session_id = order.id, order.checkout_session_id
+    db.session.rollback()
+    outcome = payments.settle_abandoned(session_id) if session_id else payments.UNPAYABLE
+    if outcome == payments.UNREACHABLE:
+        raise PaymentUnavailable(
+            "We couldn't reach the payment provider to cancel. Your units are still held — "
+            "try again in a moment."
+        )
+    if outcome == payments.COMPLETE:
+        assert session_id is not None
+        return fulfil(session_id, now=now)
+    order = _reload(order_id)
+    released = order is not None and inventory.release(order, CANCELLED, now=now)
+    db.session.commit()
+    return RELEASED if released else IGNORED
+
+
+# --- fulfilment ----------------------------------------------------------------------------
+
+
+def fulfil(session_id: str, *, now: datetime, event: WebhookEvent | None = None) -> str:
+    """Paid Checkout Session → paid order with serials, exactly once, however often it is called
+    and from wherever (webhook, success page, sweeper), also at the same moment.
+
+    The session is read from Stripe (payloads are not trusted) and checked against the order
+    (reference, amount, currency). A released order whose payment arrived anyway is re-held;
+    when its units are gone the payment is refunded and the customer is told why. ``event`` is
+    recorded in the same transaction as the effect. Raises PaymentUnavailable when Stripe cannot
+    be reached (the webhook answers 5xx so Stripe retries).
+    """
+    db.session.rollback()
+    session = payments.checkout_session(session_id)
+    if not session.is_paid:
+        return _record_only(event, now=now, outcome=PENDING)
+    for _ in range(3):
+        outcome = _fulfil_once(session, now=now, event=event)
+        if outcome is not None:
+            return outcome
+    raise PaymentUnavailable()
+
+
+def _fulfil_once(
+    session: payments.CheckoutSession, *, now: datetime, event: WebhookEvent | None
+) -> str | None:
+    """One decision on a locked-in-the-database view of the order; None means "it changed under
+    us, decide again"."""
+    order = _order_for_session(session.id)
+    if order is None:
+        db.session.rollback()
+        return _refund_stray(session, now=now, event=event)
+    if not _claim_event(event, now=now):
+        db.session.rollback()
+        return DUPLICATE
+    if order.state == PAID:
+        db.session.commit()
+        return ALREADY_PAID
+    if order.state == REFUNDED:
+        order_id = order.id
+        db.session.commit()
+        _finish_refund(order_id)
+        return REFUNDED_NOW
+    mismatch = _mismatch(order, session)
+    if mismatch is not None:
+        log.error("session %s does not match order %s: %s", session.id, order.public_id, mismatch)
+        if order.state == HELD:
+            inventory.release(order, CANCELLED, now=now)
+        return _refund_released(order, session, MISMATCH_REASON, now=now)
+    if order.state in (EXPIRED, CANCELLED):
+        try:
+            inventory.rehold(order, now=now)
+        except (SoldOut, LimitReached):
+            return _refund_released(order, session, SOLD_OUT_REASON, now=now)
+        except InvalidState:
+            db.session.rollback()
+            return None
+    if inventory.confirm(
+        order,
+        now=now,
+        payment_intent_id=session.payment_intent_id,
+        customer_email=session.customer_email,
+        shipping=session.shipping,
+    ):
+        db.session.commit()
+        log.info("order %s paid (session %s)", order.public_id, session.id)
+        return FULFILLED
+    db.session.rollback()
+    return None
+
+
+def _order_for_session(session_id: str) -> Order | None:
+    return db.session.scalar(
+        select(Order)
+        .where(Order.checkout_session_id == session_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _mismatch(order: Order, session: payments.CheckoutSession) -> str | None:
+    if order.public_id not in (session.client_reference_id, session.metadata_order) or (
+        session.client_reference_id != session.metadata_order
+    ):
+        return "reference"
+    if session.amount_total != order.amount:
+        return f"amount {session.amount_total} != {order.amount}"
+    if (session.currency or "").lower() != order.currency.lower():
+        return f"currency {session.currency} != {order.currency}"
+    return None
+
+
+def _refund_released(
+    order: Order, session: payments.CheckoutSession, reason: str, *, now: datetime
+) -> str:
+    """A paid session whose order cannot have its units: claim the refund on the order
+    (released → refunded, once), commit, then ask Stripe (key ``refund:session:{id}``)."""
+    claimed = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.state.in_((EXPIRED, CANCELLED)))
+        .values(
+            state=REFUNDED,
+            refund_reason=reason,
+            refunded_at=now,
+            payment_intent_id=session.payment_intent_id,
+            customer_email=session.customer_email or Order.customer_email,
+        )
+    ).rowcount
+    order_id, public_id = order.id, order.public_id
+    db.session.commit()
+    if claimed != 1:
+        return _current_outcome(order_id)
+    log.warning("order %s refunded instead of fulfilled: %s", public_id, reason)
+    _finish_refund(order_id)
+    return REFUNDED_NOW
+
+
+def _finish_refund(order_id: int) -> str:
+    """Issue (or re-issue, same key) the Stripe refund of a refunded order whose refund id is
+    not recorded yet. Returns "done", "unavailable" (the sweeper retries) or "rejected"."""
+    order = _reload(order_id)
+    if order is None or order.state != REFUNDED or order.refund_id or not order.payment_intent_id:
+        db.session.rollback()
+        return "done"
+    payment_intent_id, public_id = order.payment_intent_id, order.public_id
+    key = _refund_key(order)
+    db.session.rollback()
+    try:
+        refund_id = payments.refund(
+            payment_intent_id, idempotency_key=key, order_public_id=public_id
+        )
+    except PaymentUnavailable:
+        log.warning("refund of order %s not confirmed by Stripe yet; will retry", public_id)
+        return "unavailable"
+    except PaymentRejected as error:
+        log.error("Stripe refused the refund of order %s (%s)", public_id, error.code)
+        return "rejected"
+    db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.refund_id.is_(None))
+        .values(refund_id=refund_id)
+    )
+    db.session.commit()
+    return "done"
+
+
+def _refund_key(order: Order) -> str:
+    if order.paid_at is None:  # refunded instead of fulfilled: one refund per session
+        return f"refund:session:{order.checkout_session_id}"
+    return f"refund:order:{order.public_id}"
+
+
+def _refund_stray(
+    session: payments.CheckoutSession, *, now: datetime, event: WebhookEvent | None
+) -> str:
+    """A paid session no order is waiting for (should not happen): give the money back."""
+    log.error(
+        "paid session %s matches no order (reference %r); refunding",
+        session.id,
+        session.client_reference_id,
+    )
+    if session.payment_intent_id:
+        payments.refund(
+            session.payment_intent_id,
+            idempotency_key=f"refund:session:{session.id}",
+            order_public_id=session.client_reference_id or "",
+        )
+    return _record_only(event, now=now, outcome=REFUNDED_NOW)
+
+
+def _current_outcome(order_id: int) -> str | None:
+    order = _reload(order_id)
+    state = order.state if order is not None else None
+    db.session.rollback()
+    if state == PAID:
+        return ALREADY_PAID
+    if state == REFUNDED:
+        return REFUNDED_NOW
+    return None
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+def handle_event(event: WebhookEvent, *, now: datetime) -> str:
+    """Apply one verified webhook event exactly once (its id is recorded with its effects)."""
+    if db.session.get(StripeEvent, event.id) is not None:
+        db.session.rollback()
+        return DUPLICATE
+    db.session.rollback()
+    object_id = event.object.get("id")
+    if not isinstance(object_id, str) or not object_id:
+        return _record_only(event, now=now, outcome=IGNORED)
+    try:
+        if event.type in FULFIL_EVENTS:
+            return fulfil(object_id, now=now, event=event)
+        if event.type in RELEASE_EVENTS:
+            return _release_for_event(object_id, now=now, event=event)
+        if event.type == "charge.refunded":
+            return _record_external_refund(event, now=now)
+    except PaymentRejected:  # Stripe doesn't know the object: nothing we can act on
+        db.session.rollback()
+        log.error("event %s (%s) names %s, which Stripe refuses", event.id, event.type, object_id)
+    return _record_only(event, now=now, outcome=IGNORED)
+
+
+def _release_for_event(session_id: str, *, now: datetime, event: WebhookEvent) -> str:
+    """Release a hold only when Stripe itself says its session can no longer be paid."""
+    order = _order_for_session(session_id)
+    if order is None or order.state != HELD:
+        db.session.rollback()
+        return _record_only(event, now=now, outcome=IGNORED)
+    order_id = order.id
+    db.session.rollback()
+    session = payments.checkout_session(session_id)
+    if session.is_paid:
+        return fulfil(session_id, now=now, event=event)  # out of order: it was paid after all
+    failed = session.status == "complete" and event.type.endswith("async_payment_failed")
+    if session.status != "expired" and not failed:
+        return _record_only(event, now=now, outcome=IGNORED)  # still open: a stale event
+    if not _claim_event(event, now=now):
+        db.session.rollback()
+        return DUPLICATE
+    order = _reload(order_id)
+    released = order is not None and inventory.release(
+        order, EXPIRED if session.status == "expired" else CANCELLED, now=now
+    )
+    db.session.commit()
+    return RELEASED if released else IGNORED
+
+
+def _record_external_refund(event: WebhookEvent, *, now: datetime) -> str:
+    """``charge.refunded``: a paid order whose charge Stripe reports fully refunded (from the
+    Dashboard, or our own refund echoing back) is marked refunded."""
+    payment_intent_id, charge_id = event.object.get("payment_intent"), event.object.get("id")
+    if not isinstance(payment_intent_id, str) or not isinstance(charge_id, str):
+        return _record_only(event, now=now, outcome=IGNORED)
+    if not payments.charge_fully_refunded(charge_id):
+        return _record_only(event, now=now, outcome=IGNORED)  # partial: the order stays paid
+    if not _claim_event(event, now=now):
+        db.session.rollback()
+        return DUPLICATE
+    changed = db.session.execute(
+        update(Order)
+        .where(Order.payment_intent_id == payment_intent_id, Order.state == PAID)
+        .values(state=REFUNDED, refunded_at=now, refund_reason=EXTERNAL_REFUND_REASON)
+    ).rowcount
+    db.session.commit()
+    return REFUNDED_NOW if changed else IGNORED
+
+
+def _record_only(event: WebhookEvent | None, *, now: datetime, outcome: str) -> str:
+    if event is None:
+        return outcome
+    if not _claim_event(event, now=now):
+        db.session.rollback()
+        return DUPLICATE
+    db.session.commit()
+    return outcome
+
+
+def _claim_event(event: WebhookEvent | None, *, now: datetime) -> bool:
+    """Record the event id in the current transaction; False when it is already recorded (a
+    concurrent duplicate committed first). INSERT … ON CONFLICT DO NOTHING on both databases."""
+    if event is None:
+        return True
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(StripeEvent)
+        .values(id=event.id, type=event.type[:80], received_at=now, processed_at=now)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(StripeEvent.id)
+    )
+    return db.session.execute(statement).first() is not None
+
+
+# --- refunds by the maker ------------------------------------------------------------------
+
+
+def refund_order(
+    order: Order, *, actor: User | None, now: datetime, reason: str | None = None
+) -> Order:
+    """Refund a paid order in full through Stripe, exactly once (two tabs, double clicks).
+
+    The claim is a conditional update paid → refunded, committed with the audit entry before
+    Stripe is asked (key ``refund:order:{public_id}``); the second submit finds the order no
+    longer paid and gets InvalidState. If Stripe cannot be reached the order stays refunded with
+    no refund id and the sweeper re-issues the same refund. The units stay sold: serials are
+    never reused.
+    """
+    claimed = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.state == PAID, Order.payment_intent_id.is_not(None))
+        .values(state=REFUNDED, refunded_at=now, refund_reason=reason or MAKER_REFUND_REASON)
+    ).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        raise InvalidState("Only a paid order can be refunded, and only once.")
+    order_id = order.id
+    db.session.refresh(order)
+    audit.record(
+        "order.refunded",
+        actor=actor,
+        batch=order.batch,
+        order=order,
+        detail=f"{money.format_money(order.amount, order.currency)} for {order.quantity} "
+        f"unit(s): {order.refund_reason}",
+    )
+    db.session.commit()
+    result = _finish_refund(order_id)
+    if result == "rejected":
+        _undo_refund_claim(order_id, actor=actor)
+        raise PaymentRejected(
+            "Stripe refused this refund (the payment may be disputed or already refunded "
+            "elsewhere). The order is still paid."
+        )
+    order = _reload(order_id)
+    assert order is not None
+    if result == "unavailable":
+        raise PaymentUnavailable(
+            "The refund is recorded, but Stripe didn't confirm it yet. It will be retried "
+            "automatically — nothing to do."
+        )
+    return order
+
+
+def _undo_refund_claim(order_id: int, *, actor: User | None) -> None:
+    order = _reload(order_id)
+    reverted = db.session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.state == REFUNDED, Order.refund_id.is_(None))
+        .values(state=PAID, refunded_at=None, refund_reason=None)
+    ).rowcount
+    if reverted and order is not None:
+        audit.record("order.refund_failed", actor=actor, batch=order.batch, order=order)
+    db.session.commit()
+
+
+def retry_refunds(now: datetime, *, limit: int = 50) -> int:
+    """Re-issue refunds that were claimed but never confirmed by Stripe (same idempotency key,
+    so never twice). Returns how many were confirmed."""
+    stuck = list(
+        db.session.scalars(
+            select(Order.id)
+            .where(Order.state == REFUNDED, Order.refund_id.is_(None))
+            .where(Order.payment_intent_id.is_not(None))
+            .where(Order.refunded_at <= now - REFUND_RETRY_AFTER)
+            .where(Order.refunded_at > now - REFUND_RETRY_WINDOW)
+            .limit(limit)
+        )
+    )
+    db.session.rollback()
+    done = 0
+    for order_id in stuck:
+        _finish_refund(order_id)
+        order = _reload(order_id)
+        done += bool(order is not None and order.refund_id)
+        db.session.rollback()
+    return done
+
+
+# --- the sweeper ---------------------------------------------------------------------------
 
 
 def claim_expired_holds(now: datetime, *, limit: int = 100) -> list[int]:
@@ -48,35 +566,42 @@ def claim_expired_holds(now: datetime, *, limit: int = 100) -> list[int]:
 
 
 def sweep(now: datetime) -> dict[str, int]:
-    """One pass over expired holds: release each one Stripe confirms can no longer be paid."""
-    from shop import payments
-
-    counts = {"released": 0, "fulfilled": 0, "kept": 0}
+    """One pass over expired holds: release each one Stripe confirms can no longer be paid,
+    fulfil the ones it reports paid, keep the rest for the next pass; then retry interrupted
+    refunds. Safe to run in several processes: leases split the work and every state change is
+    a compare-and-set, so no hold is released twice."""
+    counts = {"released": 0, "fulfilled": 0, "kept": 0, "refunds_retried": 0}
     for order_id in claim_expired_holds(now):
-        order = db.session.get(Order, order_id)
-        if order is None or order.state != HELD:
+        try:
+            counts[_sweep_one(order_id, now=now)] += 1
+        except ShopError as error:  # Stripe trouble mid-fulfil: keep it for the next pass
             db.session.rollback()
-            continue
-        session_id = order.checkout_session_id
-        db.session.rollback()  # no transaction is open while Stripe is asked
-        outcome = payments.settle_abandoned(session_id) if session_id else "unpayable"
-        if outcome == "complete":
-            assert session_id is not None
-            fulfil_session(session_id, now=now)
-            counts["fulfilled"] += 1
-        elif outcome == "unpayable":
-            order = db.session.get(Order, order_id)
-            if order is not None and inventory.release(order, EXPIRED, now=now):
-                counts["released"] += 1
-            db.session.commit()
-        else:
+            log.warning("sweeping order %s failed: %s", order_id, error.message)
             counts["kept"] += 1
-            db.session.rollback()
+    counts["refunds_retried"] = retry_refunds(now)
     return counts
 
 
-def fulfil_session(session_id: str, *, now: datetime) -> str:
-    """Filled in by the Stripe integration: paid session → paid order."""
-    from shop import payments
+def _sweep_one(order_id: int, *, now: datetime) -> str:
+    order = _reload(order_id)
+    if order is None or order.state != HELD:
+        db.session.rollback()
+        return "kept"
+    session_id = order.checkout_session_id
+    db.session.rollback()  # no transaction is open while Stripe is asked
+    outcome = payments.settle_abandoned(session_id) if session_id else payments.UNPAYABLE
+    if outcome == payments.COMPLETE:
+        assert session_id is not None
+        result = fulfil(session_id, now=now)
+        return "fulfilled" if result in (FULFILLED, ALREADY_PAID, REFUNDED_NOW) else "kept"
+    if outcome == payments.UNPAYABLE:
+        order = _reload(order_id)
+        released = order is not None and inventory.release(order, EXPIRED, now=now)
+        db.session.commit()
+        return "released" if released else "kept"
+    db.session.rollback()
+    return "kept"
 
-    return payments.fulfil(session_id, now=now)
+
+def _reload(order_id: int) -> Order | None:
+    return db.session.get(Order, order_id, populate_existing=True)

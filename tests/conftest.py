@@ -20,6 +20,9 @@ from shop import create_app
 from shop.extensions import db
 from tests.support import databases
 
+# Shared fixtures: the Stripe emulator (emulator_server, emulator); see tests/support/stripe.py.
+pytest_plugins = ["tests.support.stripe"]
+
 BACKENDS = ["sqlite", "postgresql"]
 
 

@@ -1,5 +1,142 @@
-"""From a hold to Stripe Checkout and back: success and cancel pages."""
+"""From a hold to Stripe Checkout and back: buy, continue to payment, success and cancel.
 
-from flask import Blueprint
+Errors from buying (sold out, limit, not live, bad quantity, Stripe trouble) re-render the drop
+page with the message, through ``g.render_error``; JSON callers get the central JSON error.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from shop import clock, inventory, orders
+from shop.errors import (
+    InvalidQuantity,
+    PaymentRejected,
+    PaymentUnavailable,
+    error_response,
+    wants_json,
+)
+from shop.extensions import db
+from shop.models import Batch, Order
+from shop.models.drop import DRAFT
+from shop.storefront import views as storefront_views
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
+
+MAX_INT = 2**31 - 1
+_QUANTITY = re.compile(r"[0-9]{1,4}")
+_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def parse_quantity(form: MultiDict, *, limit: int) -> int:
+    """Exactly one ``quantity`` field holding a whole number 1..limit, or InvalidQuantity."""
+    values = form.getlist("quantity")
+    if len(values) != 1 or not _QUANTITY.fullmatch(values[0]):
+        raise InvalidQuantity(f"Choose a quantity between 1 and {limit}.")
+    quantity = int(values[0])
+    if not 1 <= quantity <= limit:
+        raise InvalidQuantity(f"Choose a quantity between 1 and {limit}.")
+    return quantity
+
+
+@bp.post("/batches/<int:batch_id>")
+def buy(batch_id: int):
+    """Hold the units, then send the customer to Stripe Checkout (303)."""
+    batch = _buyable_batch(batch_id)
+    drop = batch.drop
+    if not current_user.is_authenticated:
+        return _login_first(url_for("storefront.drop", slug=drop.slug) + f"#buy-{batch.id}")
+    g.render_error = lambda error: storefront_views.drop_page(drop, error=error)
+    quantity = parse_quantity(request.form, limit=batch.per_customer_limit)
+    order = inventory.hold(batch, quantity, customer=current_user, now=clock.now())
+    db.session.commit()
+    return redirect(orders.start_checkout(order, now=clock.now()), 303)
+
+
+@bp.post("/orders/<public_id>/pay")
+def pay(public_id: str):
+    """Continue to payment for a held order: the same session again, or a fresh one."""
+    if not current_user.is_authenticated:
+        return _login_first(url_for("account.orders"))
+    order = _own_order(public_id)
+    return redirect(orders.continue_checkout(order, now=clock.now()), 303)
+
+
+@bp.get("/success")
+def success():
+    """Where Stripe sends the customer back: fulfil (idempotent) and show the numbers."""
+    session_id = request.args.get("session_id", "")
+    if not current_user.is_authenticated:
+        return _login_first(request.full_path)
+    if not _SESSION_ID.fullmatch(session_id):
+        abort(404)
+    order = db.session.scalar(
+        select(Order).where(
+            Order.checkout_session_id == session_id, Order.customer_id == current_user.id
+        )
+    )
+    if order is None:
+        abort(404)
+    order_id = order.id
+    try:
+        orders.fulfil(session_id, now=clock.now())
+    except (PaymentUnavailable, PaymentRejected):
+        db.session.rollback()  # show what we know; the webhook finishes the job
+    order = db.session.get(Order, order_id, populate_existing=True)
+    return render_template("checkout/success.html", order=order, batch=order.batch)
+
+
+@bp.route("/orders/<public_id>/cancel", methods=["GET", "POST"])
+def cancel(public_id: str):
+    """Stripe's back button lands here: confirm, then expire the session and release."""
+    if not current_user.is_authenticated:
+        return _login_first(request.path)
+    order = _own_order(public_id)
+    batch = order.batch
+    if request.method == "GET":
+        return render_template("checkout/cancel.html", order=order, batch=batch)
+    g.render_error = lambda error: _cancel_page(order.id, error)
+    outcome = orders.cancel(order, now=clock.now())
+    if outcome in (orders.RELEASED, orders.IGNORED):
+        flash("Your hold is released and nothing was charged.", "success")
+        if batch.drop is not None:
+            return redirect(url_for("storefront.drop", slug=batch.drop.slug), 303)
+        return redirect(url_for("account.orders"), 303)
+    order = db.session.get(Order, order.id, populate_existing=True)
+    return redirect(url_for("checkout.success", session_id=order.checkout_session_id), 303)
+
+
+def _cancel_page(order_id: int, error: Exception) -> str:
+    db.session.rollback()
+    order = db.session.get(Order, order_id, populate_existing=True)
+    return render_template("checkout/cancel.html", order=order, batch=order.batch, error=error)
+
+
+def _buyable_batch(batch_id: int) -> Batch:
+    batch = db.session.get(Batch, batch_id) if batch_id <= MAX_INT else None
+    if batch is None or batch.drop is None or batch.drop.state == DRAFT:
+        abort(404)
+    return batch
+
+
+def _own_order(public_id: str) -> Order:
+    """The signed-in customer's own order; anyone else's (or none) is a 404."""
+    if not _PUBLIC_ID.fullmatch(public_id):
+        abort(404)
+    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
+    if order is None or order.customer_id != current_user.id:
+        abort(404)
+    return order
+
+
+def _login_first(next_path: str):
+    if wants_json():
+        return error_response(401, "login_required", "Please log in to continue.")
+    flash("Please log in to continue.", "info")
+    return redirect(url_for("account.login", next=next_path), 303)

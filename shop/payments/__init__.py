@@ -1,21 +1,151 @@
 """Everything Stripe: the only package that imports ``stripe``.
 
-Until Checkout is wired up these are the hooks the rest of the shop calls.
+The Stripe-facing half of the order lifecycle. ``shop.orders`` decides what happens to an order;
+this package asks Stripe and answers in plain data:
+
+- :func:`checkout_request` reads what a Checkout Session is built from (call it, then end the
+  transaction, then :func:`create_checkout`);
+- :func:`create_checkout`, :func:`checkout_session`, :func:`settle_abandoned`, :func:`refund`,
+  :func:`charge_fully_refunded`, :func:`verify_webhook`.
+
+Errors are ``PaymentRejected`` (Stripe definitely refused) or ``PaymentUnavailable`` (timeout,
+connection, 5xx: the outcome is unknown, retry with the same idempotency key).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from shop.errors import PaymentRejected, PaymentUnavailable
+from shop.models import Order
+from shop.payments import gateway
+from shop.payments.gateway import (
+    CheckoutRequest,
+    CheckoutSession,
+    InvalidWebhook,
+    WebhookEvent,
+    stripe_code,
+)
+
+# Stripe refuses expires_at under 30 minutes after creation; a minute of margin absorbs skew.
+SESSION_LIFETIME = timedelta(minutes=31)
+
+UNPAYABLE = "unpayable"
+COMPLETE = "complete"
+UNREACHABLE = "unreachable"
+
+
+def checkout_request(order: Order) -> CheckoutRequest:
+    """What the order's Checkout Session is built from, read from the database.
+
+    ``expires_at`` is anchored on the end of the hold, not on "now": every retry of one attempt
+    sends identical parameters (so Stripe's idempotency layer returns the same session instead of
+    an ``idempotency_error``), and while the hold lasts the session always outlives it by 31
+    minutes, above Stripe's 30-minute minimum.
+    """
+    batch = order.batch
+    assert order.hold_expires_at is not None
+    return CheckoutRequest(
+        order_public_id=order.public_id,
+        attempt=order.checkout_attempt,
+        product_name=batch.product.name,
+        batch_number=batch.number,
+        description=batch.summary or "",
+        unit_price=order.unit_price,
+        quantity=order.quantity,
+        currency=order.currency,
+        customer_email=order.customer.email,
+        expires_at=order.hold_expires_at + SESSION_LIFETIME,
+        # Concatenated, never built with session_id=...: the braces must reach Stripe literally.
+        success_url=shop_url("checkout.success") + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=shop_url("checkout.cancel", public_id=order.public_id),
+    )
+
+
+def shop_url(endpoint: str, **values: object) -> str:
+    """An absolute URL on ``SHOP_BASE_URL`` (never the request's Host), with or without a
+    request: Stripe sends customers back here."""
+    base = urlsplit(current_app.config["SHOP_BASE_URL"])
+    adapter = current_app.url_map.bind(
+        base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=base.scheme or "https"
+    )
+    return adapter.build(endpoint, values, force_external=True)
+
+
+def success_url(session_id: str) -> str:
+    return shop_url("checkout.success", session_id=session_id)
+
+
+def create_checkout(request: CheckoutRequest) -> CheckoutSession:
+    """Create the session for one attempt (idempotency key ``checkout:{order}:{attempt}``)."""
+    return gateway.create_session(request)
+
+
+def checkout_session(session_id: str) -> CheckoutSession:
+    """The session as Stripe has it now (status, payment status, amounts, who paid)."""
+    return gateway.retrieve_session(session_id)
 
 
 def settle_abandoned(session_id: str) -> str:
     """Ask Stripe to make an abandoned session unpayable.
 
-    Returns ``"unpayable"`` (expired: release the stock), ``"complete"`` (paid: fulfil instead)
-    or ``"unreachable"`` (keep the hold and try again next pass).
+    Returns ``"unpayable"`` (expired: release the stock), ``"complete"`` (paid or paying: fulfil
+    instead) or ``"unreachable"`` (keep the hold and try again next pass). The expire call is the
+    authority; when it is refused the session is read back and its status decides.
     """
-    raise NotImplementedError
+    try:
+        gateway.expire_session(session_id)
+        return UNPAYABLE
+    except PaymentUnavailable:
+        return UNREACHABLE
+    except PaymentRejected as refused:
+        if stripe_code(refused) == "resource_missing":
+            return UNPAYABLE  # Stripe has no such session: nobody can pay it
+    try:
+        session = gateway.retrieve_session(session_id)
+    except (PaymentUnavailable, PaymentRejected):
+        return UNREACHABLE
+    if session.status == "expired":
+        return UNPAYABLE
+    if session.status == "complete":
+        return COMPLETE
+    return UNREACHABLE  # still open although expire was refused: ask again next pass
 
 
-def fulfil(session_id: str, *, now: datetime) -> str:
-    raise NotImplementedError
+def refund(payment_intent_id: str, *, idempotency_key: str, order_public_id: str) -> str:
+    """Refund the payment in full; returns the refund id (the same one for a repeated key)."""
+    return gateway.refund(
+        payment_intent_id, idempotency_key=idempotency_key, order_public_id=order_public_id
+    )
+
+
+def charge_fully_refunded(charge_id: str) -> bool:
+    return gateway.charge_fully_refunded(charge_id)
+
+
+def verify_webhook(payload: bytes, signature: str | None, *, now: datetime) -> WebhookEvent:
+    """A verified event (signature, timestamp within 300 s either side) or InvalidWebhook."""
+    return gateway.verify_webhook(payload, signature, now=now)
+
+
+__all__ = [
+    "COMPLETE",
+    "UNPAYABLE",
+    "UNREACHABLE",
+    "CheckoutRequest",
+    "CheckoutSession",
+    "InvalidWebhook",
+    "WebhookEvent",
+    "charge_fully_refunded",
+    "checkout_request",
+    "checkout_session",
+    "create_checkout",
+    "refund",
+    "settle_abandoned",
+    "shop_url",
+    "success_url",
+    "verify_webhook",
+]

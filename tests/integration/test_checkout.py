@@ -1,0 +1,330 @@
+"""Buying through the views against the real emulator: hold → Stripe Checkout → back."""
+
+import re
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from shop import clock, inventory
+from shop.extensions import db
+from shop.models import Batch, Order
+from shop.models.order import CANCELLED, HELD, PAID
+from shop.payments import gateway
+from tests.support.factories import make_customer, make_drop
+from tests.support.stripe import buy, deliver, live_batch, session_id_from, sign_in, stripe_settings
+
+
+@pytest.fixture
+def app_overrides(emulator):
+    return stripe_settings(emulator)
+
+
+def _stock(batch_id: int) -> tuple[int, int]:
+    db.session.expire_all()
+    batch = db.session.get(Batch, batch_id)
+    return batch.held, batch.sold
+
+
+def _orders() -> list[Order]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(Order).order_by(Order.id)))
+
+
+@pytest.fixture
+def shopper(app, client):
+    """A signed-in customer and a live batch of 5 (limit 2); yields (customer, batch, csrf)."""
+    batch = live_batch(edition_size=5, limit=2, price=4200)
+    customer = make_customer()
+    db.session.commit()
+    return customer, batch, sign_in(client, customer)
+
+
+def test_buying_holds_units_and_sends_the_customer_to_a_session_built_from_the_order(
+    app, client, emulator, shopper
+):
+    customer, batch, csrf = shopper
+    response = buy(client, batch.id, 2, csrf=csrf)
+
+    assert response.status_code == 303
+    [order] = _orders()
+    assert order.state == HELD and order.quantity == 2 and _stock(batch.id) == (2, 0)
+    session = emulator.session(order.checkout_session_id)
+    assert response.headers["Location"] == session["url"]
+    assert session["status"] == "open" and session["mode"] == "payment"
+    assert session["amount_total"] == 8400 and session["currency"] == "usd"
+    assert session["client_reference_id"] == order.public_id
+    assert session["metadata"] == {"order": order.public_id}
+    assert session["customer_email"] == customer.email
+    assert session["payment_method_types"] == ["card"]
+    assert session["shipping_address_collection"]["allowed_countries"][:2] == ["US", "CA"]
+    assert (
+        session["success_url"]
+        == "http://shop.test/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    )
+    assert session["cancel_url"] == f"http://shop.test/checkout/orders/{order.public_id}/cancel"
+    assert session["expires_at"] == int((order.hold_expires_at + timedelta(minutes=31)).timestamp())
+    [line] = emulator.get(f"/checkout/sessions/{session['id']}/line_items")["data"]
+    assert line["quantity"] == 2 and line["price"]["unit_amount"] == 4200
+    assert line["description"] == f"{batch.product.name} — Batch No. {batch.number}"
+
+
+def test_a_customer_buys_through_the_hosted_page_and_sees_their_numbers(
+    app, client, emulator, shopper
+):
+    customer, batch, csrf = shopper
+    hosted_url = buy(client, batch.id, 2, csrf=csrf).headers["Location"]
+
+    paid = requests.post(
+        hosted_url,
+        data={
+            "email": customer.email,
+            "card_number": "4242 4242 4242 4242",
+            "expiry": "12 / 34",
+            "cvc": "123",
+            "name": "Ada Lovelace",
+            "line1": "1 Main St",
+            "city": "Springfield",
+            "postal_code": "12345",
+            "state": "IL",
+            "country": "US",
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert paid.status_code == 303
+    success = paid.headers["Location"]
+    assert success.startswith("http://shop.test/checkout/success?session_id=cs_test_")
+
+    page = client.get(success.removeprefix("http://shop.test"))
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Paid — No.&nbsp;1 and No.&nbsp;2 of 5" in html
+    [order] = _orders()
+    assert order.state == PAID and [u.serial for u in order.units] == [1, 2]
+    for unit in order.units:
+        assert f"/u/{unit.certificate_code}" in html
+    assert order.customer_email == customer.email
+    assert order.shipping["address"]["city"] == "Springfield"
+    intent = emulator.get(f"/payment_intents/{order.payment_intent_id}")
+    assert intent["metadata"] == {"order": order.public_id}
+    assert _stock(batch.id) == (0, 2)
+
+    # The webhook arriving afterwards changes nothing.
+    event = emulator.event("checkout.session.completed", order.checkout_session_id)
+    assert deliver(client, event).json["outcome"] == "already_paid"
+    assert _stock(batch.id) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"quantity": "0"},
+        {"quantity": "-1"},
+        {"quantity": "1.5"},
+        {"quantity": "1e3"},
+        {"quantity": ""},
+        {"quantity": " 1"},
+        {"quantity": "3"},  # over the per-customer limit of 2
+        {"quantity": "99999999999999999999"},
+        {},
+        {"quantity": ["1", "1"]},
+    ],
+)
+def test_a_quantity_that_is_not_a_whole_number_within_the_limit_holds_nothing(
+    app, client, emulator, shopper, form
+):
+    _customer, batch, csrf = shopper
+    response = client.post(f"/checkout/batches/{batch.id}", data={**form, "csrf_token": csrf})
+
+    assert response.status_code == 422
+    assert "Choose a quantity between 1 and 2." in response.get_data(as_text=True)
+    assert _orders() == [] and _stock(batch.id) == (0, 0)
+
+
+def test_json_callers_get_the_error_as_json(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    response = buy(client, batch.id, "1.5", csrf=csrf, Accept="application/json")
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_quantity"
+
+
+def test_sold_out_re_renders_the_drop_page_with_the_reason(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    for _ in range(2):  # four units of five go to others
+        inventory.hold(batch, 2, customer=make_customer(), now=clock.now())
+        db.session.commit()
+
+    response = buy(client, batch.id, 2, csrf=csrf)
+
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "Only 1 left" in html and batch.drop.title in html
+    assert _stock(batch.id) == (4, 0)
+
+
+def test_a_drop_that_is_not_live_takes_no_hold(app, client, emulator):
+    drop = make_drop(opens_at=clock.now() + timedelta(hours=1), closes_at=None)
+    batch = live_batch(drop=drop)
+    customer = make_customer()
+    db.session.commit()
+    response = buy(client, batch.id, 1, csrf=sign_in(client, customer))
+    assert response.status_code == 409
+    assert "not open for buying" in response.get_data(as_text=True)
+    assert _orders() == []
+
+
+def test_buying_needs_a_csrf_token(app, client, emulator, shopper):
+    _customer, batch, _csrf = shopper
+    response = client.post(f"/checkout/batches/{batch.id}", data={"quantity": "1"})
+    assert response.status_code == 400
+    assert _orders() == []
+
+
+def test_an_anonymous_buyer_is_sent_to_log_in_and_nothing_is_held(app, client, emulator):
+    batch = live_batch()
+    db.session.commit()
+    login_page = client.get("/account/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login_page).group(1)
+
+    response = buy(client, batch.id, 1, csrf=csrf)
+
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/account/login?next=")
+    assert _orders() == []
+
+
+def test_stripe_refusing_the_session_releases_the_hold_at_once(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    emulator.advance(3600)  # "Stripe" now finds our expires_at too soon: a definite 400
+
+    response = buy(client, batch.id, 2, csrf=csrf)
+
+    assert response.status_code == 502
+    assert "refused this checkout" in response.get_data(as_text=True)
+    [order] = _orders()
+    assert order.state == CANCELLED and _stock(batch.id) == (0, 0)
+
+
+def test_a_stripe_outage_keeps_the_hold_and_a_retry_gets_one_session(
+    app, client, emulator, shopper
+):
+    _customer, batch, csrf = shopper
+    emulator.faults(fail_next=3, fail_status=500, paths=["/v1/checkout/sessions"])  # + 2 retries
+
+    response = buy(client, batch.id, 1, csrf=csrf)
+
+    assert response.status_code == 503
+    assert "still held" in response.get_data(as_text=True)
+    [order] = _orders()
+    assert order.state == HELD and order.checkout_session_id is None
+    retry = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})
+    again = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})
+    assert retry.status_code == again.status_code == 303
+    assert retry.headers["Location"] == again.headers["Location"]
+    assert len(emulator.get("/checkout/sessions")["data"]) == 1
+    assert _stock(batch.id) == (1, 0)
+
+
+def test_a_timeout_keeps_the_hold_and_the_retry_returns_the_session_stripe_made(
+    app, client, emulator, shopper
+):
+    _customer, batch, csrf = shopper
+    app.config.update(STRIPE_READ_TIMEOUT=0.3, STRIPE_MAX_NETWORK_RETRIES=0)
+    gateway.close(app)  # rebuilt with the short timeout
+    emulator.faults(timeout_next=1, hang_seconds=0.6, paths=["/v1/checkout/sessions"])
+
+    response = buy(client, batch.id, 1, csrf=csrf)
+
+    assert response.status_code == 503
+    [order] = _orders()
+    assert order.state == HELD and order.checkout_session_id is None
+    deadline = time.monotonic() + 5
+    while not emulator.get("/checkout/sessions")["data"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the slow request still completes at "Stripe"
+    [made] = emulator.get("/checkout/sessions")["data"]
+    retry = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})
+    assert retry.status_code == 303 and session_id_from(retry.headers["Location"]) == made["id"]
+    assert len(emulator.get("/checkout/sessions")["data"]) == 1
+
+
+def test_continuing_after_the_session_expired_starts_a_new_attempt(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    first = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.expire(first)  # e.g. expired at Stripe while the hold still runs
+    [order] = _orders()
+
+    retry = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})
+
+    second = session_id_from(retry.headers["Location"])
+    assert second != first
+    [order] = _orders()
+    assert order.checkout_attempt == 1 and order.checkout_session_id == second
+    assert order.state == HELD and _stock(batch.id) == (1, 0)
+
+
+def test_continuing_a_paid_order_goes_to_the_success_page(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)
+    [order] = _orders()
+    retry = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})
+    assert retry.headers["Location"] == f"http://shop.test/checkout/success?session_id={session_id}"
+
+
+def test_the_success_page_says_processing_until_the_payment_is_confirmed(
+    app, client, emulator, shopper
+):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    page = client.get(f"/checkout/success?session_id={session_id}")
+    assert page.status_code == 200
+    assert "Processing your payment" in page.get_data(as_text=True)
+    assert _orders()[0].state == HELD
+
+
+def test_cancelling_expires_the_session_and_releases_the_units(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 2, csrf=csrf).headers["Location"])
+    [order] = _orders()
+    confirm = client.get(f"/checkout/orders/{order.public_id}/cancel")
+    assert confirm.status_code == 200 and "Release my units" in confirm.get_data(as_text=True)
+
+    done = client.post(f"/checkout/orders/{order.public_id}/cancel", data={"csrf_token": csrf})
+
+    assert done.status_code == 303 and done.headers["Location"].endswith(batch.drop.slug)
+    assert emulator.session(session_id)["status"] == "expired"
+    assert _orders()[0].state == CANCELLED and _stock(batch.id) == (0, 0)
+
+
+def test_cancelling_a_session_that_was_just_paid_honours_the_sale(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)
+    [order] = _orders()
+
+    done = client.post(f"/checkout/orders/{order.public_id}/cancel", data={"csrf_token": csrf})
+
+    assert done.status_code == 303 and "/checkout/success" in done.headers["Location"]
+    assert _orders()[0].state == PAID and _stock(batch.id) == (0, 1)
+
+
+def test_another_customer_cannot_see_pay_or_cancel_an_order(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    [order] = _orders()
+    stranger = make_customer()
+    db.session.commit()
+    stranger_csrf = sign_in(client, stranger)
+
+    assert client.get(f"/checkout/success?session_id={session_id}").status_code == 404
+    assert client.get(f"/checkout/orders/{order.public_id}/cancel").status_code == 404
+    cancel = f"/checkout/orders/{order.public_id}/cancel"
+    assert client.post(cancel, data={"csrf_token": stranger_csrf}).status_code == 404
+    pay = f"/checkout/orders/{order.public_id}/pay"
+    assert client.post(pay, data={"csrf_token": stranger_csrf}).status_code == 404
+    assert client.get("/checkout/success?session_id=not-a-session").status_code == 404
+    assert _orders()[0].state == HELD
+    assert db.session.scalar(select(func.count()).select_from(Order)) == 1
