@@ -3,35 +3,15 @@ real server, and rate limiting switched on against Redis."""
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from flask.globals import _cv_app
-from flask.testing import FlaskClient
+from flask import Flask
 
 from shop.extensions import db, limiter
-from tests.security.helpers import close_limiter_storage
+from tests.security.helpers import SeparateRequestClient, close_limiter_storage, production_app
 from tests.support import redis_server
 from tests.support.factories import make_customer, make_maker
-
-
-class SeparateRequestClient(FlaskClient):
-    """Each request in an app context of its own, as on a real server.
-
-    The ``app`` fixture keeps an app context pushed for the whole test, and Flask reuses it for
-    test-client requests, so ``g`` would carry Flask-Login's current user and Flask-WTF's CSRF
-    token from one request (and one client) to the next: a brand-new client would be "logged
-    in". Security tests must see exactly what a second browser would.
-    """
-
-    def open(self, *args, **kwargs):
-        db.session.commit()  # end the test's own transaction (SQLite takes the write lock)
-        return contextvars.copy_context().run(self._open_alone, args, kwargs)
-
-    def _open_alone(self, args, kwargs):
-        _cv_app.set(None)  # type: ignore[arg-type]
-        return super().open(*args, **kwargs)
 
 
 @pytest.fixture
@@ -71,3 +51,21 @@ def rate_limits(monkeypatch) -> Iterator[dict]:
             "RATELIMIT_SWALLOW_ERRORS": False,
         }
         close_limiter_storage()
+
+
+@pytest.fixture
+def production(monkeypatch, tmp_path) -> Iterator[Callable[..., Flask]]:
+    """Build production apps from a valid environment (``None`` unsets a variable); their
+    database connections are closed afterwards."""
+    built: list[Flask] = []
+
+    def build(database_url: str | None = None, **overrides: str | None) -> Flask:
+        url = database_url or f"sqlite:///{tmp_path / 'production.sqlite3'}"
+        app = production_app(monkeypatch, url, **overrides)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()

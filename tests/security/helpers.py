@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import contextvars
 import re
 import secrets
 
-from flask import Flask
+from flask import Flask, has_app_context
+from flask.globals import _cv_app
+from flask.testing import FlaskClient
 
 import config as settings
 from shop import create_app
-from shop.extensions import limiter
+from shop.extensions import db, limiter
 from tests.support.factories import PASSWORD
+
+
+class SeparateRequestClient(FlaskClient):
+    """Each request in an app context of its own, as on a real server.
+
+    The ``app`` fixture keeps an app context pushed for the whole test, and Flask reuses it for
+    test-client requests, so ``g`` would carry Flask-Login's current user and Flask-WTF's CSRF
+    token from one request (and one client) to the next: a brand-new client would be "logged
+    in". Security tests must see exactly what a second browser would.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            db.session.commit()  # end the test's own transaction (SQLite takes the write lock)
+        return contextvars.copy_context().run(self._open_alone, args, kwargs)
+
+    def _open_alone(self, args, kwargs):
+        _cv_app.set(None)  # type: ignore[arg-type]
+        return super().open(*args, **kwargs)
+
 
 _CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -88,4 +111,6 @@ def production_env(monkeypatch, database_url: str, **overrides: str | None) -> N
 
 def production_app(monkeypatch, database_url: str, **overrides: str | None) -> Flask:
     production_env(monkeypatch, database_url, **overrides)
-    return create_app(settings.load())
+    app = create_app(settings.load())
+    app.test_client_class = SeparateRequestClient
+    return app

@@ -10,7 +10,7 @@ from PIL import Image
 
 from shop import images, inventory
 from shop.extensions import db
-from tests.security.helpers import PRODUCTION_BASE_URL, log_in, production_app
+from tests.security.helpers import PRODUCTION_BASE_URL, log_in
 from tests.support.factories import AT_DROP, make_batch, make_customer, make_drop
 
 REQUIRED_CSP = ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'")
@@ -96,8 +96,8 @@ def test_pages_keep_to_the_csp_with_no_inline_script_handler_or_style(client, cu
         assert not _JS_URL.search(html), name
 
 
-def test_production_adds_hsts_and_the_same_headers(monkeypatch, tmp_path):
-    app = production_app(monkeypatch, f"sqlite:///{tmp_path / 'prod.sqlite3'}")
+def test_production_adds_hsts_and_the_same_headers(production):
+    app = production()
     response = app.test_client().get("/static/css/shop.css", base_url=PRODUCTION_BASE_URL)
     assert response.status_code == 200
     hsts = response.headers.get("Strict-Transport-Security", "")

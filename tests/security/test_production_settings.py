@@ -15,7 +15,6 @@ from shop.extensions import limiter
 from tests.security.helpers import (
     PRODUCTION_BASE_URL,
     close_limiter_storage,
-    production_app,
     production_env,
 )
 from tests.support import redis_server
@@ -26,8 +25,8 @@ def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'prod.sqlite3'}"
 
 
-def test_a_complete_production_environment_starts_without_debug(monkeypatch, db_url):
-    app = production_app(monkeypatch, db_url)
+def test_a_complete_production_environment_starts_without_debug(production, db_url):
+    app = production(db_url)
     assert app.debug is False
     assert app.config["TESTING"] is False
     assert app.config["TRUSTED_HOSTS"] == ["shop.example.com"]
@@ -64,10 +63,10 @@ def test_a_complete_production_environment_starts_without_debug(monkeypatch, db_
     ],
 )
 def test_production_refuses_unsafe_settings_and_names_them(
-    monkeypatch, db_url, overrides, complaint
+    production, db_url, overrides, complaint
 ):
     with pytest.raises(RuntimeError) as error:
-        production_app(monkeypatch, db_url, **overrides)
+        production(db_url, **overrides)
     assert complaint in str(error.value)
     assert "cannot start" in str(error.value)
 
@@ -75,9 +74,9 @@ def test_production_refuses_unsafe_settings_and_names_them(
 @pytest.mark.parametrize(
     "missing", ["SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SHOP_BASE_URL"]
 )
-def test_production_refuses_a_missing_secret_or_address(monkeypatch, db_url, missing):
+def test_production_refuses_a_missing_secret_or_address(production, db_url, missing):
     with pytest.raises(RuntimeError, match=missing):
-        production_app(monkeypatch, db_url, **{missing: None})
+        production(db_url, **{missing: None})
 
 
 def test_production_refuses_debug_in_its_settings(monkeypatch, db_url):
@@ -88,16 +87,16 @@ def test_production_refuses_debug_in_its_settings(monkeypatch, db_url):
         create_app(config)
 
 
-def test_a_test_stripe_key_against_the_emulator_is_allowed_for_a_staging_shop(monkeypatch, db_url):
-    app = production_app(
-        monkeypatch, db_url, STRIPE_API_BASE="http://127.0.0.1:12111", STRIPE_SECRET_KEY="sk_test_x"
+def test_a_test_stripe_key_against_the_emulator_is_allowed_for_a_staging_shop(production, db_url):
+    app = production(
+        db_url, STRIPE_API_BASE="http://127.0.0.1:12111", STRIPE_SECRET_KEY="sk_test_x"
     )
     assert app.config["STRIPE_API_BASE"] == "http://127.0.0.1:12111"
 
 
-def test_production_counts_rate_limits_in_redis_when_redis_url_is_set(monkeypatch, db_url):
+def test_production_counts_rate_limits_in_redis_when_redis_url_is_set(production, db_url):
     redis_server.require_redis()
-    app = production_app(monkeypatch, db_url, REDIS_URL=redis_server.redis_url())
+    app = production(db_url, REDIS_URL=redis_server.redis_url())
     try:
         assert app.config["RATELIMIT_STORAGE_URI"] == redis_server.redis_url()
         assert app.config["RATELIMIT_ENABLED"] is True
@@ -106,16 +105,16 @@ def test_production_counts_rate_limits_in_redis_when_redis_url_is_set(monkeypatc
         close_limiter_storage()
 
 
-def test_production_without_redis_warns_that_limits_are_per_process(monkeypatch, db_url, caplog):
+def test_production_without_redis_warns_that_limits_are_per_process(production, db_url, caplog):
     with caplog.at_level(logging.WARNING):
-        app = production_app(monkeypatch, db_url)
+        app = production(db_url)
     assert isinstance(limiter.storage, MemoryStorage)
     assert app.config["RATELIMIT_ENABLED"] is True
     assert any("REDIS_URL is not set" in record.getMessage() for record in caplog.records)
 
 
-def test_production_trusts_forwarded_addresses_only_as_many_hops_as_configured(monkeypatch, db_url):
-    app = production_app(monkeypatch, db_url, SHOP_PROXY_COUNT="1")
+def test_production_trusts_forwarded_addresses_only_as_many_hops_as_configured(production, db_url):
+    app = production(db_url, SHOP_PROXY_COUNT="1")
     seen = {}
 
     @app.get("/_probe/ip")
@@ -135,8 +134,8 @@ def test_production_trusts_forwarded_addresses_only_as_many_hops_as_configured(m
     assert seen == {"ip": "203.0.113.7", "scheme": "https"}
 
 
-def test_without_proxies_configured_forwarded_headers_are_ignored(monkeypatch, db_url):
-    app = production_app(monkeypatch, db_url)
+def test_without_proxies_configured_forwarded_headers_are_ignored(production, db_url):
+    app = production(db_url)
     seen = {}
 
     @app.get("/_probe/ip")
