@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from shop import clock, inventory, orders
+from shop import clock, database, inventory, orders
 from shop.errors import (
     InvalidQuantity,
     PaymentRejected,
@@ -69,6 +69,7 @@ def pay(public_id: str):
 
 
 @bp.get("/success")
+@database.writes
 def success():
     """Where Stripe sends the customer back: fulfil (idempotent) and show the numbers."""
     session_id = request.args.get("session_id", "")
