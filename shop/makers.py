@@ -315,8 +315,8 @@ class BatchDetails:
             raise InvalidInput("Set a price above zero.")
         if self.currency not in money.SUPPORTED:
             raise InvalidInput("Choose one of the listed currencies.")
-        if not 1 <= self.per_customer_limit <= self.edition_size:
-            raise InvalidInput("The per-customer limit is between 1 and the edition size.")
+        if self.per_customer_limit < 1:
+            raise InvalidInput("The per-customer limit is at least 1.")
 
     def values(self) -> dict:
         return {
@@ -339,9 +339,9 @@ def has_opened(drop: Drop | None, now: datetime) -> bool:
     """True once customers could have bought from the drop: stock rules tighten from then on."""
     if drop is None:
         return False
-    if drop.state in (OPEN, CLOSED):
+    if drop.state == CLOSED:
         return True
-    return drop.state == SCHEDULED and drop.opens_at is not None and drop.opens_at <= now
+    return drop.state in (SCHEDULED, OPEN) and drop.opens_at is not None and drop.opens_at <= now
 
 
 def _number_taken(product_id: int, number: int, *, except_batch: int | None = None) -> bool:

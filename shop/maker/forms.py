@@ -16,7 +16,14 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from shop import makers, money
@@ -119,7 +126,7 @@ class BatchForm(FlaskForm):
         except ValueError:
             places = money.decimals(self.currency.data or "usd")
             example = "95" if places == 0 else "95." + "0" * places
-            raise ValueError(
+            raise ValidationError(
                 f'Enter a price like "{example}" ({places} decimal places for '
                 f"{(self.currency.data or 'usd').upper()})."
             ) from None
