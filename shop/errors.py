@@ -8,7 +8,6 @@ A person gets a clear page, an API caller clear JSON, nobody a traceback. A view
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import time
 
@@ -240,17 +239,17 @@ def _retry_after_seconds() -> int:
         reset_at = None
     if reset_at is None:
         return 60
-    return max(1, math.ceil(reset_at - time.time()))
+    return max(1, int(reset_at - time.time()))  # as Flask-Limiter's Retry-After header
 
 
 def _in_words(seconds: int) -> str:
     if seconds < 60:
         return f"in {seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
+    minutes = max(1, round(seconds / 60))
     if minutes < 60:
-        return "in a minute" if minutes == 1 else f"in {minutes} minutes"
-    hours = math.ceil(minutes / 60)
-    return "in an hour" if hours == 1 else f"in {hours} hours"
+        return "in a minute" if minutes == 1 else f"in about {minutes} minutes"
+    hours = max(1, round(minutes / 60))
+    return "in an hour" if hours == 1 else f"in about {hours} hours"
 
 
 def _slug(name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import accounts
+from shop import accounts, limits
 from shop.account.forms import LoginForm, LogoutForm, RegisterForm
 from shop.auth import safe_next
 from shop.errors import InvalidInput
@@ -25,6 +25,7 @@ def _start_session(user, *, remember: bool) -> None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@limits.register
 def register():
     form = RegisterForm(next=request.args.get("next", ""))
     if not form.validate_on_submit():
@@ -45,6 +46,7 @@ def register():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limits.login
 def login():
     form = LoginForm(next=request.args.get("next", ""))
     if not form.validate_on_submit():

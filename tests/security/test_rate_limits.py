@@ -1,0 +1,167 @@
+"""Throttling (shop/limits.py), counted in Redis as in production: brute force on one account,
+credential stuffing from one address, registration floods — without locking a customer out of
+their own account, and with a 429 that says when to come back."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from shop import create_app, limits
+from shop.extensions import db
+from shop.models import User
+from tests.conftest import make_config
+from tests.security.helpers import (
+    SeparateRequestClient,
+    close_limiter_storage,
+    form_token,
+    log_in,
+    log_out,
+)
+from tests.support import redis_server
+from tests.support.factories import PASSWORD
+
+ATTACKER = "203.0.113.66"
+CUSTOMER_IP = "198.51.100.7"
+
+
+@pytest.fixture
+def app_overrides(rate_limits):
+    return rate_limits
+
+
+def _fail(client, email: str, ip: str):
+    return log_in(client, email, "wrong password", ip=ip)
+
+
+def _wait_seconds(response) -> int:
+    return int(response.headers["Retry-After"])
+
+
+def test_ten_failures_a_minute_lock_that_account_from_that_address(client, customer):
+    for _ in range(10):
+        assert _fail(client, customer.email, ATTACKER).status_code == 401
+    blocked = log_in(client, customer.email, ip=ATTACKER)  # even with the right password
+    assert blocked.status_code == 429
+    assert 0 < _wait_seconds(blocked) <= 61
+    text = html.unescape(blocked.get_data(as_text=True))
+    assert re.search(r"try again in (\d+ seconds|a minute)", text), text
+    # The customer, elsewhere, is not affected.
+    assert log_in(client, customer.email, ip=CUSTOMER_IP).status_code == 303
+
+
+def test_the_lock_counts_the_normalised_email_so_case_tricks_do_not_reset_it(client, customer):
+    variants = [customer.email, customer.email.upper(), f"  {customer.email}  "]
+    for i in range(10):
+        _fail(client, variants[i % len(variants)], ATTACKER)
+    assert _fail(client, customer.email.title(), ATTACKER).status_code == 429
+
+
+def test_successful_logins_never_count(app, customer):
+    for _ in range(limits_amount(limits.LOGIN_PER_ACCOUNT_AND_IP) + 3):
+        browser = app.test_client()
+        assert log_in(browser, customer.email, ip=CUSTOMER_IP).status_code == 303
+
+
+def test_thirty_failures_an_hour_from_anywhere_lock_the_account_for_new_devices(
+    app, client, customer
+):
+    for i in range(30):
+        _fail(client, customer.email, f"203.0.113.{i // 10 + 1}")  # 10 per address, 3 addresses
+    fresh = app.test_client()
+    response = log_in(fresh, customer.email, ip="192.0.2.200")
+    assert response.status_code == 429
+    assert _wait_seconds(response) <= 3600
+
+
+def test_a_customer_on_a_device_they_used_before_is_never_locked_out_by_an_attacker(
+    app, client, customer
+):
+    phone = app.test_client()
+    assert log_in(phone, customer.email, ip=CUSTOMER_IP).status_code == 303
+    log_out(phone)
+    for i in range(40):
+        _fail(client, customer.email, f"203.0.113.{i // 10 + 1}")
+    assert log_in(phone, customer.email, ip=CUSTOMER_IP).status_code == 303
+
+
+def test_a_forged_device_cookie_does_not_bypass_the_account_limit(app, client, customer):
+    for i in range(30):
+        _fail(client, customer.email, f"203.0.113.{i // 10 + 1}")
+    forger = app.test_client()
+    forger.set_cookie(limits.DEVICE_COOKIE, "W10.forged.signature", path="/account")
+    assert log_in(forger, customer.email, ip="192.0.2.201").status_code == 429
+
+
+def test_one_address_trying_many_accounts_is_stopped(client):
+    for i in range(30):
+        assert _fail(client, f"victim{i}@example.com", ATTACKER).status_code == 401
+    assert _fail(client, "victim-next@example.com", ATTACKER).status_code == 429
+    assert _fail(client, "victim-next@example.com", CUSTOMER_IP).status_code == 401
+
+
+def test_registration_is_throttled_per_address(app, client):
+    token = form_token(client, "/account/register")
+    data = {"csrf_token": token, "display_name": "Flood", "password": "short"}  # all 422
+    for i in range(20):
+        response = client.post(
+            "/account/register",
+            data={**data, "email": f"flood{i}@example.com"},
+            environ_base={"REMOTE_ADDR": ATTACKER},
+        )
+        assert response.status_code == 422
+    blocked = client.post(
+        "/account/register",
+        data={**data, "display_name": "Real", "email": "real@example.com", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": ATTACKER},
+    )
+    assert blocked.status_code == 429
+    assert db.session.query(User).filter_by(email="real@example.com").count() == 0
+    elsewhere = client.post(
+        "/account/register",
+        data={**data, "display_name": "Real", "email": "real@example.com", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": CUSTOMER_IP},
+    )
+    assert elsewhere.status_code == 303
+
+
+def test_the_login_page_itself_is_never_throttled(client, customer):
+    for _ in range(11):
+        _fail(client, customer.email, ATTACKER)
+    for _ in range(5):
+        page = client.get("/account/login", environ_base={"REMOTE_ADDR": ATTACKER})
+        assert page.status_code == 200
+
+
+def test_a_json_caller_gets_a_429_with_retry_after_in_the_body(client, customer):
+    for _ in range(10):
+        _fail(client, customer.email, ATTACKER)
+    response = log_in(client, customer.email, ip=ATTACKER, headers={"Accept": "application/json"})
+    assert response.status_code == 429
+    error = response.get_json()["error"]
+    assert error["code"] == "too_many_requests"
+    assert abs(error["retry_after"] - _wait_seconds(response)) <= 1  # read a moment apart
+    assert "try again" in error["message"]
+
+
+def test_counters_live_in_redis_so_every_app_process_shares_them(
+    app, client, customer, rate_limits, database_url
+):
+    for _ in range(10):
+        _fail(client, customer.email, ATTACKER)
+    assert redis_server.keys_with(rate_limits["RATELIMIT_KEY_PREFIX"])
+    # A second app (another gunicorn worker, another host) sees the same counters.
+    close_limiter_storage()
+    other = create_app(make_config(database_url, **rate_limits))
+    other.test_client_class = SeparateRequestClient
+    try:
+        assert log_in(other.test_client(), customer.email, ip=ATTACKER).status_code == 429
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
+
+def limits_amount(policy: str) -> int:
+    return int(policy.split()[0])
