@@ -21,8 +21,9 @@ take the real events it raised (:meth:`Emulator.event`, :meth:`Emulator.events`)
 socket (gunicorn, a threaded server), let the emulator deliver:
 ``emulator.webhooks(url=f"{server.url}/stripe/webhook")``.
 
-Data and the test client: :func:`live_batch` (live by the real clock, as views see it),
-:func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`.
+Data: :func:`live_batch` (live by the real clock, as views see it), :func:`held_order` (a hold
+with its Checkout Session) and :func:`paid_order` (paid at the emulator and fulfilled). The test
+client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 
 import stripe_emulator
-from shop import clock
-from shop.models import Batch, Drop, User
+from shop import clock, inventory, orders
+from shop.extensions import db
+from shop.models import Batch, Drop, Order, User
 from shop.payments import gateway
 from tests.support import factories
 
@@ -216,6 +218,23 @@ def live_batch(*, drop: Drop | None = None, **kwargs: Any) -> Batch:
     if drop is None:
         drop = factories.make_drop(opens_at=clock.now() - timedelta(hours=1), closes_at=None)
     return factories.make_batch(drop=drop, **kwargs)
+
+
+def held_order(batch: Batch, customer: User, quantity: int = 1) -> Order:
+    """A committed hold with its Checkout Session created at the emulator (through the real
+    services, as the buy button does). Needs the app pointed at the emulator."""
+    order = inventory.hold(batch, quantity, customer=customer, now=clock.now())
+    db.session.commit()
+    orders.start_checkout(order, now=clock.now())
+    return db.session.get(Order, order.id, populate_existing=True)
+
+
+def paid_order(emulator: Emulator, batch: Batch, customer: User, quantity: int = 1) -> Order:
+    """A paid order with its serials: held, paid at the emulator, fulfilled."""
+    order = held_order(batch, customer, quantity)
+    emulator.complete(order.checkout_session_id)
+    orders.fulfil(order.checkout_session_id, now=clock.now())
+    return db.session.get(Order, order.id, populate_existing=True)
 
 
 # --- a customer in the test client ---------------------------------------------------------

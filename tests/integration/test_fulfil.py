@@ -1,0 +1,165 @@
+"""``orders.fulfil`` and ``orders.refund_order`` against the emulator: exactly once, never both."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from shop import clock, inventory, orders
+from shop.errors import InvalidState, PaymentUnavailable
+from shop.extensions import db
+from shop.models import AuditEntry, Batch, Order
+from shop.models.order import EXPIRED, HELD, PAID, REFUNDED
+from tests.support.factories import make_customer, make_maker
+from tests.support.stripe import held_order, live_batch, paid_order, sign_in, stripe_settings
+
+
+@pytest.fixture
+def app_overrides(emulator):
+    return stripe_settings(emulator)
+
+
+def _fresh(order: Order) -> Order:
+    db.session.expire_all()
+    return db.session.get(Order, order.id)
+
+
+def _stock(batch_id: int) -> tuple[int, int]:
+    db.session.expire_all()
+    batch = db.session.get(Batch, batch_id)
+    return batch.held, batch.sold
+
+
+def _fill(batch: Batch, units: int) -> None:
+    for _ in range(units):
+        inventory.hold(batch, 1, customer=make_customer(), now=clock.now())
+    db.session.commit()
+
+
+def test_fulfilling_twice_pays_once_and_numbers_once(app, emulator):
+    order = held_order(live_batch(edition_size=5), make_customer(), 2)
+    emulator.complete(order.checkout_session_id)
+
+    first = orders.fulfil(order.checkout_session_id, now=clock.now())
+    second = orders.fulfil(order.checkout_session_id, now=clock.now())
+
+    assert (first, second) == (orders.FULFILLED, orders.ALREADY_PAID)
+    paid = _fresh(order)
+    assert paid.state == PAID and [u.serial for u in paid.units] == [1, 2]
+    assert _stock(order.batch_id) == (0, 2)
+
+
+def test_an_unpaid_session_fulfils_nothing(app, emulator):
+    order = held_order(live_batch(edition_size=5), make_customer(), 1)
+    assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.PENDING
+    assert _fresh(order).state == HELD and _stock(order.batch_id) == (1, 0)
+
+
+def test_a_payment_for_a_released_hold_takes_the_units_back_when_they_are_left(
+    app, client, emulator
+):
+    customer = make_customer()
+    order = held_order(live_batch(edition_size=5), customer, 2)
+    emulator.complete(order.checkout_session_id)
+    inventory.release(order, EXPIRED, now=clock.now())  # released by mistake
+    db.session.commit()
+    sign_in(client, customer)
+
+    page = client.get(f"/checkout/success?session_id={order.checkout_session_id}")
+
+    assert "Paid — No.&nbsp;1 and No.&nbsp;2 of 5" in page.get_data(as_text=True)
+    assert _fresh(order).state == PAID and _stock(order.batch_id) == (0, 2)
+
+
+def test_a_payment_for_a_released_hold_of_a_sold_out_batch_is_refunded_exactly_once(
+    app, client, emulator
+):
+    customer = make_customer()
+    batch = live_batch(edition_size=3, limit=1)
+    order = held_order(batch, customer, 1)
+    emulator.complete(order.checkout_session_id)
+    inventory.release(order, EXPIRED, now=clock.now())
+    db.session.commit()
+    _fill(batch, 3)  # meanwhile every unit went to others
+    sign_in(client, customer)
+
+    page = client.get(f"/checkout/success?session_id={order.checkout_session_id}")
+    again = orders.fulfil(order.checkout_session_id, now=clock.now())
+
+    assert again == orders.REFUNDED_NOW
+    refunded = _fresh(order)
+    assert refunded.state == REFUNDED and refunded.units == []
+    assert refunded.refund_reason == orders.SOLD_OUT_REASON
+    assert orders.SOLD_OUT_REASON in page.get_data(as_text=True)
+    [refund] = emulator.refunds(refunded.payment_intent_id)
+    assert refund["amount"] == 2500 and refund["id"] == refunded.refund_id
+    assert _stock(batch.id) == (3, 0)
+
+
+def test_a_payment_over_the_customers_limit_after_release_is_refunded(app, emulator):
+    customer = make_customer()
+    batch = live_batch(edition_size=5, limit=1)
+    order = held_order(batch, customer, 1)
+    emulator.complete(order.checkout_session_id)
+    inventory.release(order, EXPIRED, now=clock.now())
+    inventory.hold(batch, 1, customer=customer, now=clock.now())  # they bought it again
+    db.session.commit()
+
+    assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.REFUNDED_NOW
+    assert _fresh(order).state == REFUNDED
+    assert len(emulator.refunds(_fresh(order).payment_intent_id)) == 1
+
+
+def test_a_payment_that_does_not_match_the_order_is_refunded_not_fulfilled(app, emulator):
+    order = held_order(live_batch(edition_size=5, price=2500), make_customer(), 1)
+    emulator.complete(order.checkout_session_id)
+    db.session.execute(  # the order now says 30.00; Stripe took 25.00
+        Order.__table__.update().where(Order.id == order.id).values(unit_price=3000, amount=3000)
+    )
+    db.session.commit()
+
+    assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.REFUNDED_NOW
+    assert _fresh(order).state == REFUNDED and _fresh(order).refund_reason == orders.MISMATCH_REASON
+    assert _stock(order.batch_id) == (0, 0)
+    assert len(emulator.refunds(_fresh(order).payment_intent_id)) == 1
+
+
+def test_a_maker_refund_submitted_twice_refunds_once(app, emulator):
+    maker = make_maker()
+    order = paid_order(emulator, live_batch(edition_size=5, price=4000), make_customer(), 2)
+
+    refunded = orders.refund_order(order, actor=maker, now=clock.now())
+    with pytest.raises(InvalidState):
+        orders.refund_order(order, actor=maker, now=clock.now())  # the second tab
+
+    assert refunded.state == REFUNDED and refunded.refund_id.startswith("re_")
+    [refund] = emulator.refunds(refunded.payment_intent_id)
+    assert refund["amount"] == 8000
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "order.refunded"))
+    assert entry.actor_id == maker.id and entry.order_id == order.id
+    assert [u.serial for u in _fresh(order).units] == [1, 2]  # serials are never reused
+    assert _stock(order.batch_id) == (0, 2)
+
+
+def test_only_a_paid_order_can_be_refunded(app, emulator):
+    order = held_order(live_batch(edition_size=5), make_customer(), 1)
+    with pytest.raises(InvalidState):
+        orders.refund_order(order, actor=None, now=clock.now())
+    assert _fresh(order).state == HELD
+
+
+def test_a_refund_stripe_did_not_confirm_is_retried_by_the_sweeper_once(app, emulator):
+    order = paid_order(emulator, live_batch(edition_size=5), make_customer(), 1)
+    emulator.faults(fail_next=3, fail_status=500, paths=["/v1/refunds"])
+    now = clock.now()
+
+    with pytest.raises(PaymentUnavailable):
+        orders.refund_order(order, actor=None, now=now)
+
+    pending = _fresh(order)
+    assert pending.state == REFUNDED and pending.refund_id is None
+    assert orders.retry_refunds(now + timedelta(seconds=5)) == 0  # too soon: maybe in flight
+    assert orders.retry_refunds(now + timedelta(minutes=2)) == 1
+    assert orders.retry_refunds(now + timedelta(minutes=3)) == 0
+    assert len(emulator.refunds(pending.payment_intent_id)) == 1
+    assert _fresh(order).refund_id is not None
