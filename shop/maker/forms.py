@@ -282,7 +282,9 @@ class OrderFilterForm(FlaskForm):
         ]
 
     def filters(self) -> makers.OrderFilter:
-        state = self.state.data or None
+        known = {value for value, _ in self.state.choices}
+        state = self.state.data if self.state.data in known else None
+        state = state or None
         return makers.OrderFilter(
             drop_id=int(self.drop.data) if (self.drop.data or "").isdigit() else None,
             batch_id=int(self.batch.data) if (self.batch.data or "").isdigit() else None,

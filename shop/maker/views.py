@@ -25,7 +25,7 @@ from flask_login import current_user
 
 from shop import clock, drops, images, makers, markdown, orders
 from shop.auth import maker_required
-from shop.errors import InvalidInput, InvalidState, ShopError
+from shop.errors import InvalidInput, InvalidState, PaymentUnavailable, ShopError
 from shop.extensions import db
 from shop.maker import forms
 from shop.models.drop import CLOSED
@@ -608,7 +608,11 @@ def refund_order(public_id: str):
         return page(), _invalid(form)
     if found.state != PAID:
         raise InvalidState("Only a paid order can be refunded.")
-    orders.refund_order(found, actor=current_user, now=clock.now())
+    try:
+        orders.refund_order(found, actor=current_user, now=clock.now())
+    except PaymentUnavailable as pending:  # recorded, and retried until Stripe confirms
+        flash(pending.message, "warning")
+        return redirect(url_for("maker.order", public_id=public_id), 303)
     db.session.commit()
     flash("Refunded. The customer's card will show it within a few days.", "success")
     return redirect(url_for("maker.order", public_id=public_id), 303)
