@@ -290,7 +290,7 @@ def test_cancelling_expires_the_session_and_releases_the_units(app, client, emul
     session_id = session_id_from(buy(client, batch.id, 2, csrf=csrf).headers["Location"])
     [order] = _orders()
     confirm = client.get(f"/checkout/orders/{order.public_id}/cancel")
-    assert confirm.status_code == 200 and "Release my units" in confirm.get_data(as_text=True)
+    assert confirm.status_code == 200 and "Release my hold" in confirm.get_data(as_text=True)
 
     done = client.post(f"/checkout/orders/{order.public_id}/cancel", data={"csrf_token": csrf})
 
