@@ -58,9 +58,17 @@ def account_and_ip_key() -> str:
 
 
 def customer_key() -> str:
-    if current_user.is_authenticated:
-        return f"user:{current_user.id}"
-    return f"ip:{client_ip()}"
+    return f"user:{current_user.id}" if current_user.is_authenticated else "anonymous"
+
+
+def policy(name: str, default: str):
+    """A limit read per request from setting ``SHOP_LIMIT_<name>``, else ``default``; operators
+    tune numbers to their crowd without a code change."""
+    return lambda: current_app.config.get(f"SHOP_LIMIT_{name}") or default
+
+
+def anonymous() -> bool:
+    return not current_user.is_authenticated
 
 
 def login_failed(response) -> bool:
@@ -120,14 +128,14 @@ def login(view):
     """The login view's limits (POST only; failed attempts only)."""
     for decorator in (
         limiter.limit(
-            LOGIN_PER_ACCOUNT_AND_IP,
+            policy("LOGIN_PER_ACCOUNT_AND_IP", LOGIN_PER_ACCOUNT_AND_IP),
             key_func=account_and_ip_key,
             methods=["POST"],
             deduct_when=login_failed,
             scope="login-account-ip",
         ),
         limiter.limit(
-            LOGIN_PER_ACCOUNT,
+            policy("LOGIN_PER_ACCOUNT", LOGIN_PER_ACCOUNT),
             key_func=account_key,
             methods=["POST"],
             deduct_when=login_failed,
@@ -135,7 +143,7 @@ def login(view):
             scope="login-account",
         ),
         limiter.limit(
-            LOGIN_PER_IP,
+            policy("LOGIN_PER_IP", LOGIN_PER_IP),
             key_func=client_ip,
             methods=["POST"],
             deduct_when=login_failed,
@@ -148,16 +156,31 @@ def login(view):
 
 def register(view):
     """The registration view's limits (POST only, every attempt)."""
-    return limiter.limit(REGISTER_PER_IP, key_func=client_ip, methods=["POST"], scope="register")(
-        view
-    )
+    return limiter.limit(
+        policy("REGISTER_PER_IP", REGISTER_PER_IP),
+        key_func=client_ip,
+        methods=["POST"],
+        scope="register",
+    )(view)
 
 
 def buy(view):
-    """The buy view's limits (POST only, every attempt)."""
+    """Limits for buying and continuing to payment (POST only, every attempt). Anonymous
+    visitors are sent to log in, so only the per-address limit applies to them."""
     for decorator in (
-        limiter.limit(BUY_PER_CUSTOMER, key_func=customer_key, methods=["POST"], scope="buy-user"),
-        limiter.limit(BUY_PER_IP, key_func=client_ip, methods=["POST"], scope="buy-ip"),
+        limiter.limit(
+            policy("BUY_PER_CUSTOMER", BUY_PER_CUSTOMER),
+            key_func=customer_key,
+            methods=["POST"],
+            exempt_when=anonymous,
+            scope="buy-customer",
+        ),
+        limiter.limit(
+            policy("BUY_PER_IP", BUY_PER_IP),
+            key_func=client_ip,
+            methods=["POST"],
+            scope="buy-ip",
+        ),
     ):
         view = decorator(view)
     return view

@@ -6,7 +6,7 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, request, url_for
+from flask import Flask, g, request
 from flask.helpers import get_debug_flag
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -116,12 +116,6 @@ def _cap_urlencoded_body() -> None:
         if cap is not None:
             current = request.max_content_length
             request.max_content_length = cap if current is None else min(cap, current)
-
-
-def external_url(endpoint: str, **values: object) -> str:
-    """An absolute URL on SHOP_BASE_URL (for Stripe, emails, QR codes), never the Host header."""
-    base = (current_app.config.get("SHOP_BASE_URL") or "").rstrip("/")
-    return base + url_for(endpoint, _external=False, **values)
 
 
 def _origin(url: str | None) -> str | None:

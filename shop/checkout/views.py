@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from shop import clock, database, inventory, orders
+from shop import clock, database, inventory, limits, orders
 from shop.errors import (
     InvalidQuantity,
     PaymentRejected,
@@ -46,6 +46,7 @@ def parse_quantity(form: MultiDict, *, limit: int) -> int:
 
 
 @bp.post("/batches/<int:batch_id>")
+@limits.buy
 def buy(batch_id: int):
     """Hold the units, then send the customer to Stripe Checkout (303)."""
     batch = _buyable_batch(batch_id)
@@ -60,6 +61,7 @@ def buy(batch_id: int):
 
 
 @bp.post("/orders/<public_id>/pay")
+@limits.buy
 def pay(public_id: str):
     """Continue to payment for a held order: the same session again, or a fresh one."""
     if not current_user.is_authenticated:

@@ -21,7 +21,8 @@ from tests.security.helpers import (
     log_out,
 )
 from tests.support import redis_server
-from tests.support.factories import PASSWORD
+from tests.support.factories import PASSWORD, make_customer
+from tests.support.stripe import live_batch, sign_in
 
 ATTACKER = "203.0.113.66"
 CUSTOMER_IP = "198.51.100.7"
@@ -165,3 +166,70 @@ def test_counters_live_in_redis_so_every_app_process_shares_them(
 
 def limits_amount(policy: str) -> int:
     return int(policy.split()[0])
+
+
+@pytest.fixture
+def batch(app):
+    found = live_batch(edition_size=500, limit=2)
+    db.session.commit()
+    return found
+
+
+def _click_buy(client, batch_id: int, csrf: str, ip: str, quantity: str = "0"):
+    """A buy attempt that stops at the quantity check (422): counted, no Stripe call."""
+    return client.post(
+        f"/checkout/batches/{batch_id}",
+        data={"quantity": quantity, "csrf_token": csrf},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+def test_one_customer_gets_ten_buy_attempts_a_minute(app, client, customer, batch):
+    csrf = sign_in(client, customer)
+    for _ in range(10):
+        assert _click_buy(client, batch.id, csrf, CUSTOMER_IP).status_code == 422
+    assert _click_buy(client, batch.id, csrf, CUSTOMER_IP).status_code == 429
+    neighbour = app.test_client()
+    other = make_customer()
+    db.session.commit()
+    csrf = sign_in(neighbour, other)
+    assert _click_buy(neighbour, batch.id, csrf, CUSTOMER_IP).status_code == 422
+
+
+def test_an_office_of_64_buyers_behind_one_address_is_not_throttled(app, batch):
+    buyers = [make_customer() for _ in range(64)]
+    db.session.commit()
+    browsers = []
+    for buyer in buyers:
+        browser = app.test_client()
+        browsers.append((browser, sign_in(browser, buyer)))
+    for _ in range(3):  # everyone clicks three times in the first minute
+        for browser, csrf in browsers:
+            assert _click_buy(browser, batch.id, csrf, "192.0.2.10").status_code == 422
+
+
+def test_one_address_is_capped_across_customers(app, batch):
+    app.config["SHOP_LIMIT_BUY_PER_IP"] = "12 per minute"  # the same rule, smaller numbers
+    buyers = [make_customer() for _ in range(4)]
+    db.session.commit()
+    statuses = []
+    for buyer in buyers:
+        browser = app.test_client()
+        csrf = sign_in(browser, buyer)
+        statuses += [_click_buy(browser, batch.id, csrf, ATTACKER).status_code for _ in range(4)]
+    assert statuses.count(422) == 12 and statuses.count(429) == 4
+
+
+def test_anonymous_visitors_pressing_buy_are_sent_to_log_in_not_throttled(app, batch):
+    browser = app.test_client()
+    csrf = form_token(browser)
+    for _ in range(20):
+        response = _click_buy(browser, batch.id, csrf, "192.0.2.10", quantity="1")
+        assert response.status_code == 303
+        assert "/account/login" in response.headers["Location"]
+
+
+def test_the_stripe_webhook_is_never_rate_limited(client):
+    for _ in range(40):
+        response = client.post("/stripe/webhook", data=b"{}", content_type="application/json")
+        assert response.status_code == 400  # unsigned: refused, but never a 429
