@@ -84,7 +84,8 @@ class BatchForm(FlaskForm):
         ],
         description='Plural, as customers read it: "bottles", "bags", "prints".',
     )
-    price = StringField(
+    # Not ``price``: the batch's own ``price`` (integer minor units) must never fill this box.
+    unit_price = StringField(
         "Price per unit",
         validators=[DataRequired(message='Enter a price like "95.00".'), Length(max=20)],
         description="New orders pay the new price; existing orders keep theirs.",
@@ -120,7 +121,7 @@ class BatchForm(FlaskForm):
 
     price_minor: int | None = None
 
-    def validate_price(self, field) -> None:
+    def validate_unit_price(self, field) -> None:
         try:
             self.price_minor = money.parse_amount(field.data, self.currency.data or "usd")
         except ValueError:
@@ -197,8 +198,14 @@ class DropForm(FlaskForm):
         render_kw={"rows": 10, "data-preview": "story-preview"},
     )
     batches = MultiCheckboxField("Batches in this drop", coerce=int)
-    opens_at = DateTimeLocalField("Planned opening", format=LOCAL_FORMATS, validators=[Optional()])
-    closes_at = DateTimeLocalField("Planned closing", format=LOCAL_FORMATS, validators=[Optional()])
+    # Local wall-clock times; named apart from the drop's UTC columns so ``obj=drop`` never
+    # fills them with a UTC value that would then be read as local.
+    opens_local = DateTimeLocalField(
+        "Planned opening", format=LOCAL_FORMATS, validators=[Optional()]
+    )
+    closes_local = DateTimeLocalField(
+        "Planned closing", format=LOCAL_FORMATS, validators=[Optional()]
+    )
 
     def set_batch_choices(self, batches) -> None:
         self.batches.choices = [

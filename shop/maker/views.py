@@ -184,7 +184,7 @@ def new_batch(product_id: int):
 def _batch_form(batch) -> forms.BatchForm:
     form = forms.BatchForm(obj=batch)
     if request.method == "GET":
-        form.price.data = makers.decimal_amount(batch.price, batch.currency)
+        form.unit_price.data = makers.decimal_amount(batch.price, batch.currency)
         form.making.data = batch.process
     return form
 
@@ -305,8 +305,8 @@ def _drop_details(form: forms.DropForm) -> makers.DropDetails:
         slug=form.slug.data or "",
         story=form.story.data or "",
         batch_ids=list(form.batches.data or []),
-        opens_at=_utc(form.opens_at.data),
-        closes_at=_utc(form.closes_at.data),
+        opens_at=_utc(form.opens_local.data),
+        closes_at=_utc(form.closes_local.data),
     )
 
 
@@ -356,8 +356,8 @@ def edit_drop(drop_id: int):
     form.set_batch_choices(makers.assignable_batches(current_user, found))
     if request.method == "GET":
         form.batches.data = [b.id for b in found.batches]
-        form.opens_at.data = _local(found.opens_at)
-        form.closes_at.data = _local(found.closes_at)
+        form.opens_local.data = _local(found.opens_at)
+        form.closes_local.data = _local(found.closes_at)
 
     def page(error: str | None = None):
         fresh = makers.drop_for(current_user, drop_id)

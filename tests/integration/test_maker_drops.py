@@ -348,7 +348,7 @@ def test_a_new_drop_from_the_console_is_a_private_draft_with_its_batches(app, ma
             "title": "The Winter Release",
             "story": "Two *spirits*.",
             "batches": [batch.id],
-            "opens_at": "2030-12-01T12:00",
+            "opens_local": "2030-12-01T12:00",
         },
     )
 

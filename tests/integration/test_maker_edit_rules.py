@@ -176,7 +176,7 @@ def _form(batch: Batch, **changes) -> dict:
         "number": batch.number,
         "edition_size": batch.edition_size,
         "unit_label": batch.unit_label,
-        "price": f"{batch.price / 100:.2f}",
+        "unit_price": f"{batch.price / 100:.2f}",
         "currency": batch.currency,
         "per_customer_limit": batch.per_customer_limit,
         "summary": batch.summary,
@@ -192,7 +192,7 @@ def test_the_batch_form_shows_why_a_shrink_was_refused_and_changes_nothing(app, 
     console = browser(app, live_batch.product.maker)
 
     response = console.form(
-        f"/maker/batches/{live_batch.id}", _form(live_batch, edition_size=2, price="30.00")
+        f"/maker/batches/{live_batch.id}", _form(live_batch, edition_size=2, unit_price="30.00")
     )
 
     assert response.status_code == 422

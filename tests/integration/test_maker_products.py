@@ -17,7 +17,7 @@ BATCH = {
     "number": "1",
     "edition_size": "240",
     "unit_label": "bottles",
-    "price": "95.00",
+    "unit_price": "95.00",
     "currency": "usd",
     "per_customer_limit": "2",
     "summary": "Spicy.",
@@ -100,7 +100,8 @@ def test_a_zero_decimal_currency_takes_whole_amounts(console, maker):
     product = make_product(maker)
 
     response = console.form(
-        f"/maker/products/{product.id}/batches/new", {**BATCH, "price": "4800", "currency": "jpy"}
+        f"/maker/products/{product.id}/batches/new",
+        {**BATCH, "unit_price": "4800", "currency": "jpy"},
     )
 
     assert response.status_code == 303
@@ -110,11 +111,11 @@ def test_a_zero_decimal_currency_takes_whole_amounts(console, maker):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"price": "95.001"}, "Enter a price like"),
-        ({"price": "ninety"}, "Enter a price like"),
-        ({"price": "-5"}, "Enter a price like"),
-        ({"price": "0"}, "Enter a price like"),
-        ({"price": "95.50", "currency": "jpy"}, "0 decimal places for JPY"),
+        ({"unit_price": "95.001"}, "Enter a price like"),
+        ({"unit_price": "ninety"}, "Enter a price like"),
+        ({"unit_price": "-5"}, "Enter a price like"),
+        ({"unit_price": "0"}, "Enter a price like"),
+        ({"unit_price": "95.50", "currency": "jpy"}, "0 decimal places for JPY"),
         ({"currency": "xxx"}, "Not a valid choice"),
         ({"edition_size": "0"}, "Number must be between 1"),
         ({"per_customer_limit": "0"}, "Number must be at least 1"),
