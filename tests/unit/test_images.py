@@ -1,0 +1,206 @@
+"""Hostile uploads: only real JPEG/PNG/WebP pixels get through, re-encoded, without metadata,
+under a name the server made up."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+from werkzeug.exceptions import NotFound
+
+import config as settings
+from shop import create_app, images
+from shop.errors import InvalidInput
+from tests.support.console import image_bytes
+
+NAME = re.compile(r"[a-f0-9]{32}\.(jpg|png|webp)")
+GPS_IFD = 0x8825
+
+
+@pytest.fixture
+def upload_dir(tmp_path):
+    config = settings.TestingConfig()
+    config.SQLALCHEMY_DATABASE_URI = "sqlite://"
+    config.SHOP_UPLOAD_DIR = str(tmp_path / "uploads")
+    app = create_app(config)
+    with app.test_request_context():
+        yield tmp_path / "uploads"
+
+
+def _stored(upload_dir, stored: images.StoredImage) -> bytes:
+    return (upload_dir / stored.filename).read_bytes()
+
+
+def _with_gps(fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # camera make
+    exif[0x0112] = 6  # rotated: the stored picture must come out upright
+    exif[GPS_IFD] = {1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 39.0)}
+    return image_bytes(fmt, (80, 40), exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(("fmt", "extension"), [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")])
+def test_a_real_image_is_re_encoded_under_a_server_made_name(upload_dir, fmt, extension):
+    stored = images.store(image_bytes(fmt))
+
+    assert NAME.fullmatch(stored.filename) and stored.filename.endswith(f".{extension}")
+    assert stored.content_type == f"image/{'jpeg' if fmt == 'JPEG' else extension}"
+    assert [p.name for p in upload_dir.iterdir()] == [stored.filename]
+    with Image.open(io.BytesIO(_stored(upload_dir, stored))) as saved:
+        assert saved.format == fmt and saved.size == (64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_location_and_camera_metadata_are_stripped_and_the_picture_stays_upright(upload_dir, fmt):
+    original = _with_gps(fmt)
+    with Image.open(io.BytesIO(original)) as before:
+        assert before.getexif().get_ifd(GPS_IFD)  # the upload really carries a location
+
+    stored = images.store(original)
+
+    data = _stored(upload_dir, stored)
+    with Image.open(io.BytesIO(data)) as saved:
+        assert dict(saved.getexif()) == {}
+        assert "exif" not in saved.info and "xmp" not in saved.info
+        assert saved.size == (40, 80)  # EXIF said "rotate", so the pixels were rotated
+    assert b"PhoneMaker" not in data and b"Exif" not in data
+
+
+def test_an_iphone_style_multi_picture_jpeg_is_accepted_as_a_jpeg(upload_dir):
+    out = io.BytesIO()
+    first, second = Image.new("RGB", (30, 20), "red"), Image.new("RGB", (30, 20), "blue")
+    first.save(out, "MPO", save_all=True, append_images=[second])
+
+    stored = images.store(out.getvalue())
+
+    assert stored.filename.endswith(".jpg") and stored.content_type == "image/jpeg"
+    with Image.open(io.BytesIO(_stored(upload_dir, stored))) as saved:
+        assert saved.format == "JPEG"
+
+
+def test_a_jpeg_with_html_and_script_appended_is_stored_without_them(upload_dir):
+    payload = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    polyglot = image_bytes("JPEG") + payload
+
+    stored = images.store(polyglot)
+
+    data = _stored(upload_dir, stored)
+    assert b"<script" not in data and b"<html" not in data and b"alert" not in data
+    with Image.open(io.BytesIO(data)) as saved:
+        saved.load()
+        assert saved.format == "JPEG"
+
+
+def test_html_in_a_jpeg_comment_does_not_survive_either(upload_dir):
+    stored = images.store(image_bytes("JPEG", comment=b"<script>alert(1)</script>"))
+
+    assert b"<script" not in _stored(upload_dir, stored)
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"<html><script>alert(1)</script></html>", "isn't an image we can read"),
+        (SVG, "isn't an image we can read"),
+        (b"%PDF-1.4\n1 0 obj\n", "isn't an image we can read"),
+        (b"", "Choose an image file"),
+        (image_bytes("GIF"), "Upload a JPEG, PNG or WebP"),
+        (image_bytes("BMP"), "Upload a JPEG, PNG or WebP"),
+        (image_bytes("TIFF"), "Upload a JPEG, PNG or WebP"),
+        (image_bytes("JPEG")[:200], "isn't an image we can read"),  # truncated
+        (image_bytes("PNG")[:-20], "isn't an image we can read"),  # chunks cut off
+    ],
+    ids=["html", "svg", "pdf", "empty", "gif", "bmp", "tiff", "truncated-jpeg", "broken-png"],
+)
+def test_anything_that_is_not_a_whole_jpeg_png_or_webp_is_refused(upload_dir, data, message):
+    with pytest.raises(InvalidInput, match=message):
+        images.store(data)
+
+    assert not upload_dir.exists() or list(upload_dir.iterdir()) == []
+
+
+def test_an_oversized_file_is_refused_before_it_is_decoded(upload_dir):
+    with pytest.raises(InvalidInput, match="at most 8 MB"):
+        images.store(image_bytes("JPEG") + b"\0" * images.MAX_BYTES)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims ``width`` by ``height`` pixels: a decompression bomb's header."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "size", [(8000, 8000), (50_000, 50_000), (1, 60_000_000)], ids=["64mp", "2.5gp", "tall"]
+)
+def test_a_pixel_bomb_is_refused_without_being_decoded(upload_dir, size):
+    bomb = _png_header_only(*size)
+    assert len(bomb) < 2000
+
+    with pytest.raises(InvalidInput, match="too many pixels"):
+        images.store(bomb)
+
+
+def test_a_large_picture_is_scaled_down(upload_dir):
+    stored = images.store(image_bytes("JPEG", (4000, 1000)))
+
+    assert (stored.width, stored.height) == (images.MAX_SIDE, 600)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        "/etc/passwd",
+        "0123456789abcdef0123456789abcdef.svg",
+        "0123456789abcdef0123456789abcdef.jpg/../x",
+        "0123456789ABCDEF0123456789ABCDEF.jpg",
+        "x.jpg",
+    ],
+)
+def test_only_server_made_names_are_ever_served(upload_dir, name):
+    (upload_dir.parent / "passwd").write_text("secret")
+
+    with pytest.raises(NotFound):
+        images.send(name)
+
+
+@pytest.mark.parametrize(("fmt", "mimetype"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+def test_a_stored_image_is_served_with_its_own_type_and_no_sniffing_room(upload_dir, fmt, mimetype):
+    stored = images.store(image_bytes(fmt))
+
+    response = images.send(stored.filename)
+    response.close()
+
+    assert response.mimetype == mimetype
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert "immutable" in response.headers["Cache-Control"]
+
+
+def test_discarding_only_touches_upload_names(upload_dir):
+    stored = images.store(image_bytes())
+    (upload_dir / "keep.txt").write_text("x")
+
+    images.discard("../keep.txt")
+    images.discard("keep.txt")
+    images.discard(stored.filename)
+
+    assert [p.name for p in upload_dir.iterdir()] == ["keep.txt"]
