@@ -21,8 +21,8 @@ from shop.models.user import CUSTOMER, MAKER
 
 MAKER_EMAIL = "maker@smallbatch.test"
 CUSTOMER_EMAIL = "customer@smallbatch.test"
-MAKER_PASSWORD = "demo-maker-pass"  # noqa: S105 - printed demo logins
-CUSTOMER_PASSWORD = "demo-customer-pass"  # noqa: S105
+MAKER_PASSWORD = "demo-maker-pass"  # noqa: S105 - printed demo logins  # nosec B105
+CUSTOMER_PASSWORD = "demo-customer-pass"  # noqa: S105  # nosec B105
 LOGINS = [("maker", MAKER_EMAIL, MAKER_PASSWORD), ("customer", CUSTOMER_EMAIL, CUSTOMER_PASSWORD)]
 
 RYE_STORY = """\

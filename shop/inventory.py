@@ -81,7 +81,7 @@ _PG_HOLD = text(  # the f-string only splices in the constant _LIVE_DROP
     SELECT (SELECT count(*) FROM live) AS live,
            (SELECT units FROM allot) AS units,
            (SELECT id FROM new_order) AS order_id
-    """  # noqa: S608
+    """  # noqa: S608  # nosec B608
 )
 
 
@@ -151,7 +151,7 @@ def _hold_postgresql(values: dict) -> int:
 
 def _hold_stepwise(values: dict) -> int:
     session = db.session
-    live_drop = text(f"SELECT d.id FROM drops d WHERE {_LIVE_DROP}")  # noqa: S608 - constant
+    live_drop = text(f"SELECT d.id FROM drops d WHERE {_LIVE_DROP}")  # noqa: S608 - constant  # nosec B608
     live = session.execute(live_drop, values).first()
     if live is None:
         raise DropNotLive()
