@@ -321,7 +321,13 @@ class Server:
 
 
 def gunicorn_command(
-    port: int, *, workers: int, threads: int, app: str = "wsgi:app", preload: bool = True
+    port: int,
+    *,
+    workers: int,
+    threads: int,
+    app: str = "wsgi:app",
+    preload: bool = True,
+    reuse_port: bool = False,
 ) -> list[str]:
     command = [
         str(VENV_BIN / "gunicorn"),
@@ -341,6 +347,10 @@ def gunicorn_command(
     ]
     if preload:
         command.append("--preload")
+    if reuse_port:
+        # One listening socket per worker: the kernel spreads connections evenly, where a
+        # shared socket lets one worker accept most keep-alive connections of a burst.
+        command.append("--reuse-port")
     return [*command, app]
 
 
@@ -353,6 +363,7 @@ def start_gunicorn(
     stripe_api_base: str | None = None,
     hold_minutes: int = 10,
     preload: bool = True,
+    reuse_port: bool = False,
     extra_env: dict[str, str] | None = None,
     startup_timeout: float = 30.0,
 ) -> Server:
@@ -364,7 +375,9 @@ def start_gunicorn(
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
-        command = gunicorn_command(port, workers=workers, threads=threads, app=app, preload=preload)
+        command = gunicorn_command(
+            port, workers=workers, threads=threads, app=app, preload=preload, reuse_port=reuse_port
+        )
         env = server_env(
             database_url,
             base_url=f"http://{HOST}:{port}",

@@ -1,0 +1,550 @@
+"""Flash-crowd benchmark (a measurement, not a test).
+
+    .venv/bin/python bench/flash_crowd.py [--buyers 64] [--seconds 20] [--workers 3] [--threads 4]
+
+Starts the shop under gunicorn on a fresh PostgreSQL database, as production runs it, logs in
+``--buyers`` customers through the real login form, and lets each of them buy as fast as the
+shop answers (closed loop, keep-alive, from a separate asyncio load-generator process) for
+``--seconds``. Four measurements in the same run, on the same cores:
+
+1. hello  — ceiling: a hello-world Flask app (``bench/hello.py``) under the same gunicorn settings;
+2. sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row and (b) our
+            whole hold statement (the CTE from ``shop.inventory``), at the app's DB concurrency;
+3. hold   — our hold path: ``bench/hold_app.py`` (BENCH ONLY) does what ``checkout.buy`` does up
+            to the commit of the hold, without creating a Stripe Checkout Session;
+4. buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
+            the local Stripe emulator (its own process on the same cores), then 303.
+
+Each phase prints holds (or requests) per second, latency percentiles, status counts, where the
+CPU went, and for the shop phases the invariant check by SQL (oversold must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("SHOP_ENV", "testing")
+
+import psycopg  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
+
+from shop import inventory  # noqa: E402
+from tests.support import databases, invariants, servers  # noqa: E402
+
+BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
+SHOP_PHASES = {
+    "hold": "our hold path (bench/hold_app.py mirrors checkout.buy up to the commit; no Stripe)",
+    "lean": "the same hold with 2 fewer database trips (what-if for the buy view; no Stripe)",
+    "buy": "the real checkout.buy: hold, then a Checkout Session on the Stripe emulator",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Where and what
+
+
+def machine() -> dict:
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    with psycopg.connect(servers.libpq_url(databases.admin_url())) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    gunicorn_version = subprocess.run(
+        [str(servers.VENV_BIN / "gunicorn"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu_model,
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "postgresql": f"{pg_version} (synchronous_commit={sync_commit})",
+        "python": platform.python_version(),
+        "gunicorn": gunicorn_version,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# CPU accounting from /proc: who used the cores during a phase
+
+
+def _ticks() -> dict[int, tuple[str, int, int]]:
+    """pid → (command name, parent pid, user+system clock ticks) for every process."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found[int(entry.name)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    """CPU seconds per component between ``start()`` and ``stop()``."""
+
+    HZ = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, server_pid: int | None, emulator_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.emulator_pid = emulator_pid
+
+    def start(self) -> None:
+        self.before = _ticks()
+        self.machine_before = _machine_ticks()
+        self.started = time.monotonic()
+
+    def stop(self, loadgen_cpu: float) -> dict:
+        after = _ticks()
+        busy1, total1 = _machine_ticks()
+        wall = time.monotonic() - self.started
+        used: dict[str, float] = {"shop": 0.0, "postgres": 0.0, "emulator": 0.0, "other": 0.0}
+        for pid, (name, ppid, ticks) in after.items():
+            delta = (ticks - self.before.get(pid, (name, ppid, 0))[2]) / self.HZ
+            if delta <= 0:
+                continue
+            if self.server_pid is not None and pid in (self.server_pid, *self._children(after)):
+                used["shop"] += delta
+            elif name.startswith("postgres") or name.startswith("pgbench"):
+                used["postgres"] += delta
+            elif pid == self.emulator_pid:
+                used["emulator"] += delta
+            elif pid != os.getpid():
+                used["other"] += delta
+        used["loadgen"] = loadgen_cpu
+        busy = (busy1 - self.machine_before[0]) / max(1, total1 - self.machine_before[1])
+        return {
+            "wall_seconds": round(wall, 2),
+            "cores_busy": round(busy * len(os.sched_getaffinity(0)), 2),
+            "cores_by_component": {k: round(v / wall, 2) for k, v in used.items()},
+        }
+
+    def _children(self, table: dict) -> list[int]:
+        return [pid for pid, (_, ppid, _) in table.items() if ppid == self.server_pid]
+
+
+# --------------------------------------------------------------------------------------------
+# Load
+
+
+def keep_alive(request: bytes) -> str:
+    return request.replace(b"Connection: close", b"Connection: keep-alive").decode("latin-1")
+
+
+def drive(address, requests: list[bytes], args, meter: CpuMeter) -> dict:
+    """Run the load generator process against ``address`` and summarise what it saw."""
+    job = {
+        "host": address[0],
+        "port": address[1],
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "requests": [keep_alive(r) for r in requests],
+    }
+    meter.start()
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "loadgen.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    raw = json.loads(finished.stdout)
+    cpu = meter.stop(raw["cpu_seconds"])
+    latencies = sorted(raw["latencies_ms"])
+    count = len(latencies)
+
+    def percentile(p: float) -> float:
+        return round(latencies[min(count - 1, int(p * count))], 1) if count else float("nan")
+
+    return {
+        "requests_per_s": round(count / raw["seconds"], 1),
+        "requests": count,
+        "p50_ms": percentile(0.50),
+        "p95_ms": percentile(0.95),
+        "p99_ms": percentile(0.99),
+        "max_ms": round(latencies[-1], 1) if count else float("nan"),
+        "statuses": raw["statuses"],
+        "errors": raw["errors"],
+        "sample_bodies": raw["bodies"],
+        "cpu": cpu,
+    }
+
+
+def successes(result: dict) -> float:
+    """Per second: successful holds (303) only."""
+    ok = result["statuses"].get("303", 0)
+    return round(ok / max(1, result["requests"]) * result["requests_per_s"], 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Phases
+
+
+def phase_hello(args, url: str) -> dict:
+    with servers.start_gunicorn(
+        url,
+        workers=args.workers,
+        threads=args.threads,
+        app="bench.hello:app",
+        reuse_port=args.reuse_port,
+    ) as server:
+        # The same shape and size as a buy request: a session cookie, a CSRF token, a quantity.
+        request = servers.build_request(
+            server.address,
+            "POST",
+            "/",
+            fields={"csrf_token": "x" * 91, "quantity": 1},
+            cookies={"smallbatch_session": "x" * 180},
+        )
+        meter = CpuMeter(server.process.pid, None)
+        return drive(server.address, [request] * args.buyers, args, meter)
+
+
+def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
+    """Run pgbench; the CPU meter reads /proc shortly before it ends, while its backends live."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
+        file.write(script)
+        file.flush()
+        command = [
+            shutil.which("pgbench") or "pgbench",
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, len(os.sched_getaffinity(0)))),
+            "-T",
+            str(int(seconds)),
+            "-f",
+            file.name,
+            servers.libpq_url(url),
+        ]
+        meter = CpuMeter(None, None)
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            time.sleep(1)  # connections made
+            meter.start()
+            time.sleep(max(1.0, int(seconds) - 2))
+            cpu = meter.stop(0.0)
+            output, errors = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {errors}")
+    tps = float(re.search(r"tps = ([0-9.]+)", output).group(1))
+    latency = float(re.search(r"latency average = ([0-9.]+) ms", output).group(1))
+    return {"tps": round(tps, 1), "latency_avg_ms": latency, "clients": clients, "cpu": cpu}
+
+
+def hold_statement_script(drop_id: int, batch_ids: list[int], customers) -> str:
+    """Our hold CTE, verbatim from shop.inventory, with pgbench variables for its parameters,
+    in a transaction as the app runs it (BEGIN; hold; COMMIT), on one of ``batch_ids``."""
+    sql = inventory._PG_HOLD.text
+    sql = sql.replace(":hold_expires_at", "(now() + interval '10 minutes')")
+    sql = sql.replace(":now", "now()")
+    sql = sql.replace(":public_id", "substr(md5(random()::text), 1, 22)")
+    sql = sql.replace(":currency", "'usd'")
+    sql = " ".join(sql.split())
+    first, last = customers[0].id, customers[-1].id
+    return (
+        f"\\set customer_id random({first}, {last})\n"
+        f"\\set batch_id random({min(batch_ids)}, {max(batch_ids)})\n"
+        f"\\set drop_id {drop_id}\n\\set quantity 1\n"
+        f"\\set limit {BIG}\n\\set unit_price 2500\n\\set amount 2500\n"
+        f"BEGIN;\n{sql};\nCOMMIT;\n"
+    )
+
+
+def phase_sql(args, url: str, drop: servers.LiveDrop, hot: int, spread: list[int], customers):
+    if shutil.which("pgbench") is None:
+        return {"skipped": "pgbench is not installed (apt-get install postgresql-client)"}
+    clients = args.workers * args.threads  # the most DB sessions the shop uses at once
+    with psycopg.connect(servers.libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE bench_hot_row (id int PRIMARY KEY, edition_size bigint NOT NULL, "
+            "sold bigint NOT NULL, held bigint NOT NULL, CHECK (sold + held <= edition_size))"
+        )
+        conn.execute("INSERT INTO bench_hot_row VALUES (1, %s, 0, 0)", (BIG,))
+    scripts = {
+        "hot_row_update": (
+            "UPDATE bench_hot_row SET held = held + 1 "
+            "WHERE id = 1 AND sold + held + 1 <= edition_size;\n"
+        ),
+        "hold_statement": hold_statement_script(drop.drop_id, [hot], customers),
+        "hold_statement_spread": hold_statement_script(drop.drop_id, spread, customers),
+    }
+    results: dict = {
+        name: pgbench(url, script, clients, args.sql_seconds) for name, script in scripts.items()
+    }
+    results["spread_batches"] = len(spread)
+    return results
+
+
+def invariant_check(url: str, batch_id: int) -> dict:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            size, sold, held = invariants.stock(connection, batch_id)
+            broken = invariants.violations(connection, batch_id)
+    finally:
+        engine.dispose()
+    return {"oversold": max(0, sold + held - size), "held": held, "violations": broken}
+
+
+def phase_shop(
+    args,
+    url: str,
+    app_name: str,
+    path: str,
+    customers,
+    *,
+    stripe_api_base: str | None = None,
+    emulator_pid: int | None = None,
+) -> dict:
+    with servers.start_gunicorn(
+        url,
+        workers=args.workers,
+        threads=args.threads,
+        app=app_name,
+        stripe_api_base=stripe_api_base,
+        reuse_port=args.reuse_port,
+    ) as server:
+        sessions = [servers.login(server.address, c.email) for c in customers]
+        requests = [s.form_request(path, {"quantity": 1}) for s in sessions]
+        meter = CpuMeter(server.process.pid, emulator_pid)
+        return drive(server.address, requests, args, meter)
+
+
+class Emulator:
+    """The Stripe emulator in its own process (``python -m stripe_emulator``)."""
+
+    def __init__(self) -> None:
+        self.port = servers.free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stripe_emulator", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                servers.http_request(("127.0.0.1", self.port), "GET", "/_emulator/health")
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("the Stripe emulator did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def line(name: str, result: dict, ok_per_s: float | None = None) -> str:
+    cpu = result["cpu"]["cores_by_component"]
+    cores = " ".join(f"{k}={v}" for k, v in cpu.items() if v >= 0.01)
+    cores += f" (busy {result['cpu']['cores_busy']})"
+    rate = f"{result['requests_per_s']:>8.1f} req/s"
+    if ok_per_s is not None:
+        rate += f" ({ok_per_s:.1f} holds/s)"
+    return (
+        f"  {name:<6} {rate}  p50 {result['p50_ms']:>6.1f}  p95 {result['p95_ms']:>6.1f}  "
+        f"p99 {result['p99_ms']:>6.1f}  max {result['max_ms']:>7.1f} ms  "
+        f"statuses {result['statuses']}  cores: {cores}"
+    )
+
+
+def report(args, facts: dict, results: dict) -> None:
+    print("\nMachine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    print(
+        f"Settings: gunicorn -w {args.workers} --threads {args.threads}"
+        f"{' --reuse-port' if args.reuse_port else ''}, {args.buyers} buyers, "
+        f"{args.seconds:g} s measured after {args.warmup:g} s warm-up, SHOP_ENV=testing "
+        "(rate limits off)\n"
+    )
+    hello = results.get("hello")
+    if hello:
+        print(line("hello", hello))
+    for name in SHOP_PHASES:
+        if name in results:
+            print(line(name, results[name], successes(results[name])))
+    sql = results.get("sql", {})
+    if "hot_row_update" in sql:
+        labels = {
+            "hot_row_update": "bare hot-row UPDATE",
+            "hold_statement": "hold CTE, one batch",
+            "hold_statement_spread": f"hold CTE, {sql['spread_batches']} batches",
+        }
+        for key, label in labels.items():
+            item = sql[key]
+            cores = item["cpu"]["cores_by_component"]
+            print(
+                f"  pgbench {label:<22} {item['tps']:>8.1f} tx/s  avg {item['latency_avg_ms']} ms"
+                f"  ({item['clients']} clients; cores: postgres+pgbench={cores['postgres']} "
+                f"other={cores['other']})"
+            )
+    elif sql:
+        print(f"  pgbench: {sql['skipped']}")
+    print()
+    for name in SHOP_PHASES:
+        if name not in results:
+            continue
+        result = results[name]
+        check = results[f"{name}_invariants"]
+        per_s = successes(result)
+        five_xx = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
+        parts = [f"{name}: oversold {check['oversold']}", f"5xx {five_xx}"]
+        if hello:
+            parts.append(f"{per_s / hello['requests_per_s']:.1%} of hello-world")
+        if "hold_statement" in sql:
+            parts.append(f"{per_s / sql['hold_statement']['tps']:.1%} of the hold CTE in pgbench")
+        parts.append(f"p99 {result['p99_ms']} ms")
+        parts.append("invariants hold" if not check["violations"] else str(check["violations"]))
+        if result["errors"]:
+            parts.append(f"load errors {result['errors']}")
+        if result["sample_bodies"]:
+            parts.append(f"sample error bodies {result['sample_bodies']}")
+        print("  " + ", ".join(parts))
+    if "hot_row_update" in sql:
+        hot, spread = sql["hold_statement"]["tps"], sql["hold_statement_spread"]["tps"]
+        print(
+            f"  hold CTE / bare hot-row UPDATE: {hot / sql['hot_row_update']['tps']:.1%}; "
+            f"hold CTE on one hot batch / spread over many: {hot / spread:.1%}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--buyers", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--sql-seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--no-reuse-port",
+        dest="reuse_port",
+        action="store_false",
+        help="one shared listening socket (gunicorn's default) instead of one per worker",
+    )
+    parser.add_argument(
+        "--phases",
+        default="hello,sql,hold,lean,buy",
+        help="comma-separated subset of hello,sql,hold,lean,buy",
+    )
+    parser.add_argument("--json", type=Path, help="also write every number to this file")
+    args = parser.parse_args(argv)
+    phases = set(args.phases.split(","))
+
+    facts = machine()
+    results: dict = {}
+    with servers.migrated_postgres_database("smallbatch_bench") as url:
+        seeding = servers.make_app(url)
+        spread_count = args.workers * args.threads
+        drop = servers.seed_live_drop(
+            seeding, edition_size=BIG, limit=BIG, batches=len(SHOP_PHASES) + 1 + spread_count
+        )
+        customers = servers.create_customers(seeding, args.buyers)
+        with seeding.app_context():
+            from shop.extensions import db
+
+            db.engine.dispose()
+        batches = dict(zip((*SHOP_PHASES, "sql"), drop.batch_ids, strict=False))
+        spread = drop.batch_ids[len(SHOP_PHASES) + 1 :]
+        emulator = Emulator() if "buy" in phases else None
+        try:
+            if "hello" in phases:
+                print("hello-world ceiling …", flush=True)
+                results["hello"] = phase_hello(args, url)
+            if "sql" in phases:
+                print("pgbench ceilings …", flush=True)
+                results["sql"] = phase_sql(args, url, drop, batches["sql"], spread, customers)
+            for name in SHOP_PHASES:
+                if name not in phases:
+                    continue
+                print(f"{name}: {SHOP_PHASES[name]} …", flush=True)
+                app_name, path = {
+                    "hold": ("bench.hold_app:app", "/bench/hold/{}"),
+                    "lean": ("bench.hold_app:app", "/bench/hold-lean/{}"),
+                    "buy": ("wsgi:app", "/checkout/batches/{}"),
+                }[name]
+                results[name] = phase_shop(
+                    args,
+                    url,
+                    app_name,
+                    path.format(batches[name]),
+                    customers,
+                    stripe_api_base=emulator.url if emulator and name == "buy" else None,
+                    emulator_pid=emulator.process.pid if emulator and name == "buy" else None,
+                )
+                results[f"{name}_invariants"] = invariant_check(url, batches[name])
+        finally:
+            if emulator is not None:
+                emulator.stop()
+    report(args, facts, results)
+    if args.json:
+        for key in ("hello", *SHOP_PHASES):
+            if key in results:
+                results[key].pop("sample_bodies", None)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": facts,
+                    "args": vars(args) | {"json": str(args.json)},
+                    "results": results,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    failed = any(
+        results[f"{n}_invariants"]["oversold"] or results[f"{n}_invariants"]["violations"]
+        for n in SHOP_PHASES
+        if f"{n}_invariants" in results
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
