@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import click
 from flask import Flask
+from werkzeug.serving import run_simple
 
 from config import EMULATOR_SECRET_KEY
 
@@ -29,7 +30,8 @@ def run(app: Flask, *, host: str, port: int) -> None:
     threading.Thread(target=_sweep_forever, args=(app,), daemon=True, name="sweeper").start()
     click.echo(f" * Small Batch on http://{host}:{port}")
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+        # Flask's app.run() refuses to start inside the flask CLI; serve with Werkzeug directly.
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         if emulator is not None:
             emulator.stop()
