@@ -7,6 +7,7 @@ Every route is for makers only (``maker_required``) and loads objects through
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 
@@ -23,7 +24,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from shop import clock, drops, images, makers, markdown, orders
+from shop import clock, drops, images, makers, markdown, orders, templating
 from shop.auth import maker_required
 from shop.errors import InvalidInput, InvalidState, PaymentUnavailable, ShopError
 from shop.extensions import db
@@ -616,3 +617,18 @@ def refund_order(public_id: str):
     db.session.commit()
     flash("Refunded. The customer's card will show it within a few days.", "success")
     return redirect(url_for("maker.order", public_id=public_id), 303)
+
+
+_WHEN = re.compile(r"^(opens|closes) (\d{4}-\d\d-\d\dT[0-9:.]+(?:[+-]\d\d:\d\d|Z)?)$")
+
+
+@bp.app_template_filter("audit_detail")
+def audit_detail(entry) -> str:
+    """An audit entry's detail for people: recorded times shown in the reader's time zone."""
+    found = _WHEN.match(entry.detail or "")
+    if found is None:
+        return entry.detail or ""
+    if entry.action == "drop.opened":
+        return ""  # the entry's own time says it
+    at = datetime.fromisoformat(found.group(2).replace("Z", "+00:00"))
+    return f"{found.group(1)} {templating.format_datetime(at)}"

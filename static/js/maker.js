@@ -79,6 +79,10 @@
       if (document.hidden) return schedule();
       fetch(liveUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
         .then(function (response) {
+          var type = response.headers.get("Content-Type") || "";
+          if (response.redirected || response.status === 401 || type.indexOf("json") === -1) {
+            throw new Error("logged-out");
+          }
           if (!response.ok) throw new Error("HTTP " + response.status);
           return response.json();
         })
@@ -89,7 +93,11 @@
           if (data.phase !== "closed") schedule();
           else say("The drop is closed. These are the final numbers.");
         })
-        .catch(function () {
+        .catch(function (error) {
+          if (error && error.message === "logged-out") {
+            say("You've been logged out. Reload the page to log in again.");
+            return; // polling a login page helps nobody
+          }
           failures += 1;
           say("Can't reach the shop right now; trying again…");
           schedule();

@@ -89,6 +89,7 @@ def _shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
+        page.evaluate("window.scrollTo(0, 0)")  # a sticky header stays at the top of the shot
         page.wait_for_timeout(150)
         page.screenshot(path=str(SCREENSHOTS / f"maker-{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -174,6 +175,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         page.get_by_role("link", name="Put in a new drop").click()
         page.get_by_label("Title").fill("The Winter Release")
         page.get_by_label("Story").fill("The spiciest rye we have made. **Numbered by hand.**")
+        expect(page.locator("[data-preview-body] strong")).to_have_text("Numbered by hand.")
         expect(page.get_by_label(re.compile(r"Highland Rye, Batch No\. 1"))).to_be_checked()
         _shoot(page, "drop-new")
         page.get_by_role("button", name="Save draft").click()
