@@ -81,12 +81,20 @@ def register(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _cap_urlencoded_body)
     limits.init_app(app)
 
+    warned = []
+
     @app.before_request
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = (
             incoming if re.fullmatch(r"[A-Za-z0-9-]{8,64}", incoming) else (secrets.token_hex(8))
         )
+        if not proxies and not warned and "X-Forwarded-For" in request.headers:
+            warned.append(True)
+            app.logger.warning(
+                "Requests arrive through a proxy but SHOP_PROXY_COUNT is 0: every client "
+                "shares the proxy's address and its rate limits. Set SHOP_PROXY_COUNT."
+            )
 
     @app.after_request
     def _headers(response):

@@ -18,7 +18,7 @@ from sqlalchemy import text
 import config as settings
 from shop import create_app
 from shop.extensions import db
-from tests.support import databases
+from tests.support import databases, redis_server
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator); see tests/support/stripe.py.
 pytest_plugins = ["tests.support.stripe"]
@@ -122,8 +122,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 def pytest_report_header() -> list[str]:
     reason = databases.postgres_unavailable_reason()
+    redis_reason = redis_server.redis_unavailable_reason()
     return [
         f"CI mode: {'yes' if databases.under_ci() else 'no'}",
         "PostgreSQL: " + ("available" if reason is None else reason),
+        "Redis: " + ("available" if redis_reason is None else redis_reason),
         f"SHOP_ENV for servers started by tests: {os.environ.get('SHOP_ENV', 'testing')}",
     ]

@@ -134,19 +134,26 @@ def test_production_trusts_forwarded_addresses_only_as_many_hops_as_configured(p
     assert seen == {"ip": "203.0.113.7", "scheme": "https"}
 
 
-def test_without_proxies_configured_forwarded_headers_are_ignored(production, db_url):
+def test_without_proxies_configured_forwarded_headers_are_ignored_and_reported_once(
+    production, db_url, caplog
+):
     app = production(db_url)
-    seen = {}
+    seen = []
 
     @app.get("/_probe/ip")
     def probe():
-        seen["ip"] = request.remote_addr
+        seen.append(request.remote_addr)
         return "ok"
 
-    app.test_client().get(
-        "/_probe/ip",
-        base_url=PRODUCTION_BASE_URL,
-        headers={"X-Forwarded-For": "198.51.100.9"},
-        environ_base={"REMOTE_ADDR": "192.0.2.44"},
-    )
-    assert seen == {"ip": "192.0.2.44"}
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            client.get(
+                "/_probe/ip",
+                base_url=PRODUCTION_BASE_URL,
+                headers={"X-Forwarded-For": "198.51.100.9"},
+                environ_base={"REMOTE_ADDR": "192.0.2.44"},
+            )
+    assert seen == ["192.0.2.44", "192.0.2.44"]
+    warnings = [r for r in caplog.records if "SHOP_PROXY_COUNT is 0" in r.getMessage()]
+    assert len(warnings) == 1

@@ -203,7 +203,7 @@ def test_an_office_of_64_buyers_behind_one_address_is_not_throttled(app, batch):
     for buyer in buyers:
         browser = app.test_client()
         browsers.append((browser, sign_in(browser, buyer)))
-    for _ in range(3):  # everyone clicks three times in the first minute
+    for _ in range(2):  # everyone clicks twice in the first minute (a sold-out retry)
         for browser, csrf in browsers:
             assert _click_buy(browser, batch.id, csrf, "192.0.2.10").status_code == 422
 
