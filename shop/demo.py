@@ -19,8 +19,8 @@ from shop.models import Batch, BatchImage, Drop, Product, User
 from shop.models.drop import CLOSED, OPEN, SCHEDULED
 from shop.models.user import CUSTOMER, MAKER
 
-MAKER_EMAIL = "maker@smallbatch.test"
-CUSTOMER_EMAIL = "customer@smallbatch.test"
+MAKER_EMAIL = "maker@smallbatch.example"
+CUSTOMER_EMAIL = "customer@smallbatch.example"
 MAKER_PASSWORD = "demo-maker-pass"  # noqa: S105 - printed demo logins  # nosec B105
 CUSTOMER_PASSWORD = "demo-customer-pass"  # noqa: S105  # nosec B105
 LOGINS = [("maker", MAKER_EMAIL, MAKER_PASSWORD), ("customer", CUSTOMER_EMAIL, CUSTOMER_PASSWORD)]
@@ -294,7 +294,7 @@ def _sell_out_past_drop(batch: Batch, drop: Drop, first_buyer: User) -> None:
     buyers = [first_buyer]
     for i in range(1, batch.edition_size // batch.per_customer_limit):
         collector = User(
-            email=f"collector{i}@smallbatch.test",
+            email=f"collector{i}@smallbatch.example",
             password_hash=collector_hash,
             display_name=f"Collector {i}",
             role=CUSTOMER,

@@ -16,7 +16,7 @@ def _counts():
 def test_demo_loads_a_live_a_scheduled_and_a_sold_out_drop(runner):
     result = runner.invoke(args=["shop", "demo"])
     assert result.exit_code == 0, result.output
-    assert "maker@smallbatch.test" in result.output
+    assert "maker@smallbatch.example" in result.output
     drops = {d.slug: d for d in db.session.scalars(select(Drop))}
     from shop import clock
 
@@ -86,3 +86,11 @@ def test_create_customer_refuses_a_duplicate_email_whatever_its_case(runner):
     assert again.exit_code == 1
     assert "already exists" in again.output
     assert _counts()["User"] == 1
+
+
+def test_the_printed_demo_logins_work(runner, client):
+    from shop import accounts, demo
+
+    runner.invoke(args=["shop", "demo"])
+    for _role, email, password in demo.LOGINS:
+        assert accounts.authenticate(email, password) is not None
