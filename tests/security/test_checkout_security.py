@@ -196,3 +196,16 @@ def test_buying_with_an_unknown_or_huge_batch_id_is_a_404(client, shopper):
         response = buy(client, batch_id, 1, csrf=csrf)
         assert response.status_code == 404
     assert db.session.scalar(select(func.count(Order.id))) == 0
+
+
+def test_a_certificates_address_and_qr_code_come_from_shop_base_url(app, emulator, shopper):
+    owner, batch, _ = shopper
+    code = paid_order(emulator, batch, owner).units[0].certificate_code
+    visitor = app.test_client()
+    qr_codes = set()
+    for base_url in ("http://localhost", "http://127.0.0.1", BASE_URL):
+        page = visitor.get(f"/u/{code}", base_url=base_url).get_data(as_text=True)
+        assert f'<link rel="canonical" href="{BASE_URL}/u/{code}">' in page
+        assert "//localhost" not in page and "//127.0.0.1" not in page
+        qr_codes.add(visitor.get(f"/u/{code}/qr.svg", base_url=base_url).get_data())
+    assert len(qr_codes) == 1  # the same code whichever Host the request named
