@@ -1,16 +1,31 @@
-"""Read-side queries for the storefront: drops by phase, batches with what is left."""
+"""Read-side queries for the storefront and the customer's account pages.
+
+Nothing here changes stock or orders. "Sold out in …" is derived from the drop's ``opens_at`` and
+the last ``paid_at`` of the batch's paid orders, never stored.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from shop.extensions import db
-from shop.models import Batch, Drop, Product
+from shop.models import Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
+from shop.models.order import PAID
+
+# Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
+# else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_SLUG = 160
+
+
+def _plausible_slug(slug: str) -> bool:
+    return 0 < len(slug) <= _MAX_SLUG and "\x00" not in slug
 
 
 @dataclass
@@ -18,17 +33,22 @@ class HomeListing:
     live: list[Drop] = field(default_factory=list)
     upcoming: list[Drop] = field(default_factory=list)
     past: list[Drop] = field(default_factory=list)
+    # batch id → how long it took to sell out, for batches that did
+    sold_out_in: dict[int, timedelta] = field(default_factory=dict)
+
+
+def _batch_options():
+    return (
+        selectinload(Drop.maker),
+        selectinload(Drop.batches).selectinload(Batch.product),
+        selectinload(Drop.batches).selectinload(Batch.images),
+    )
 
 
 def home_listing(now: datetime) -> HomeListing:
     """Public drops split into live, upcoming and past, each in the order a visitor wants."""
     drops = db.session.scalars(
-        select(Drop)
-        .where(Drop.state != DRAFT)
-        .options(
-            selectinload(Drop.batches).selectinload(Batch.product).selectinload(Product.maker),
-            selectinload(Drop.batches).selectinload(Batch.images),
-        )
+        select(Drop).where(Drop.state != DRAFT).options(*_batch_options())
     ).all()
     listing = HomeListing()
     for drop in drops:
@@ -37,23 +57,164 @@ def home_listing(now: datetime) -> HomeListing:
     listing.live.sort(key=lambda d: (d.closes_at is None, d.closes_at or now))
     listing.upcoming.sort(key=lambda d: d.opens_at or now)
     listing.past.sort(key=lambda d: d.closed_at or d.closes_at or d.created_at, reverse=True)
+    listing.sold_out_in = sold_out_times([b for d in drops for b in d.batches])
     return listing
 
 
+def sold_out_times(batches: list[Batch]) -> dict[int, timedelta]:
+    """For each batch whose every unit is paid: last payment minus the drop's opening."""
+    done = [b for b in batches if b.sold >= b.edition_size and b.drop is not None]
+    if not done:
+        return {}
+    last_paid = dict(
+        db.session.execute(
+            select(Order.batch_id, func.max(Order.paid_at))
+            .where(Order.batch_id.in_([b.id for b in done]), Order.state == PAID)
+            .group_by(Order.batch_id)
+        ).all()
+    )
+    times = {}
+    for batch in done:
+        opened, paid = batch.drop.opens_at, last_paid.get(batch.id)
+        if opened is not None and paid is not None and paid >= opened:
+            times[batch.id] = paid - opened
+    return times
+
+
 def public_drop(slug: str) -> Drop | None:
+    """A drop visitors may see (anything but a draft), with its batches, images and maker."""
+    if not _plausible_slug(slug):
+        return None
     return db.session.scalar(
-        select(Drop)
-        .where(Drop.slug == slug, Drop.state != DRAFT)
-        .options(selectinload(Drop.batches).selectinload(Batch.product))
+        select(Drop).where(Drop.slug == slug, Drop.state != DRAFT).options(*_batch_options())
     )
 
 
 def batch_by_number(product_slug: str, number: int) -> Batch | None:
-    """A batch that has been released (its drop is not a draft)."""
+    """A released batch: it belongs to a drop that is not a draft."""
+    if not _plausible_slug(product_slug) or not 1 <= number <= 2**31 - 1:
+        return None
     return db.session.scalar(
         select(Batch)
         .join(Product)
-        .outerjoin(Drop, Batch.drop_id == Drop.id)
-        .where(Product.slug == product_slug, Batch.number == number)
-        .where(or_(Drop.id.is_(None), Drop.state != DRAFT))
+        .join(Drop, Batch.drop_id == Drop.id)
+        .where(Product.slug == product_slug, Batch.number == number, Drop.state != DRAFT)
+        .options(
+            selectinload(Batch.product).selectinload(Product.maker),
+            selectinload(Batch.drop),
+            selectinload(Batch.images),
+        )
+    )
+
+
+def sibling_batches(batch: Batch) -> list[Batch]:
+    """The product's other released batches, newest number first."""
+    return list(
+        db.session.scalars(
+            select(Batch)
+            .join(Drop, Batch.drop_id == Drop.id)
+            .where(Batch.product_id == batch.product_id, Batch.id != batch.id, Drop.state != DRAFT)
+            .order_by(Batch.number.desc())
+            .options(selectinload(Batch.drop), selectinload(Batch.images))
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StockBatch:
+    id: int
+    remaining: int
+    edition_size: int
+
+    @property
+    def sold_out(self) -> bool:
+        return self.remaining <= 0
+
+
+@dataclass(frozen=True)
+class DropStock:
+    slug: str
+    phase: str
+    opens_at: datetime | None
+    closes_at: datetime | None
+    batches: list[StockBatch]
+
+
+def drop_stock(slug: str, now: datetime) -> DropStock | None:
+    """What is left of each batch of a public drop, in ONE query: this is polled by every
+    visitor during a flash crowd."""
+    if not _plausible_slug(slug):
+        return None
+    rows = db.session.execute(
+        select(
+            Drop.state,
+            Drop.opens_at,
+            Drop.closes_at,
+            Batch.id,
+            Batch.edition_size,
+            Batch.sold,
+            Batch.held,
+        )
+        .outerjoin(Batch, Batch.drop_id == Drop.id)
+        .where(Drop.slug == slug, Drop.state != DRAFT)
+        .order_by(Batch.id)
+    ).all()
+    if not rows:
+        return None
+    state, opens_at, closes_at = rows[0][:3]
+    phase = Drop(state=state, opens_at=opens_at, closes_at=closes_at).phase(now)
+    batches = [
+        StockBatch(id=row[3], remaining=max(0, row[4] - row[5] - row[6]), edition_size=row[4])
+        for row in rows
+        if row[3] is not None
+    ]
+    return DropStock(slug, phase, opens_at, closes_at, batches)
+
+
+def certificate(code: str) -> Unit | None:
+    """The unit behind a certificate code; only units of paid (not refunded) orders have one."""
+    if not _TOKEN.fullmatch(code or ""):
+        return None
+    return db.session.scalar(
+        select(Unit)
+        .join(Order, Unit.order_id == Order.id)
+        .where(Unit.certificate_code == code, Order.state == PAID)
+        .options(
+            selectinload(Unit.order).selectinload(Order.customer),
+            selectinload(Unit.batch).selectinload(Batch.product).selectinload(Product.maker),
+            selectinload(Unit.batch).selectinload(Batch.drop),
+            selectinload(Unit.batch).selectinload(Batch.images),
+        )
+    )
+
+
+def _order_options():
+    return (
+        selectinload(Order.batch).selectinload(Batch.product).selectinload(Product.maker),
+        selectinload(Order.batch).selectinload(Batch.images),
+        selectinload(Order.batch).selectinload(Batch.drop),
+        selectinload(Order.units),
+    )
+
+
+def customer_orders(customer: User) -> list[Order]:
+    """Every order of this customer, newest first."""
+    return list(
+        db.session.scalars(
+            select(Order)
+            .where(Order.customer_id == customer.id)
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .options(*_order_options())
+        )
+    )
+
+
+def customer_order(customer: User, public_id: str) -> Order | None:
+    """One of this customer's orders; None for an unknown id or someone else's order."""
+    if not _TOKEN.fullmatch(public_id or ""):
+        return None
+    return db.session.scalar(
+        select(Order)
+        .where(Order.public_id == public_id, Order.customer_id == customer.id)
+        .options(*_order_options())
     )

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from shop import passwords
 
@@ -25,3 +25,18 @@ class RegisterForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     pass
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=passwords.MAX_LENGTH)]
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
+    )
+    confirm_password = PasswordField(
+        "New password, again",
+        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
+    )

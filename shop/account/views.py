@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import accounts, limits
-from shop.account.forms import LoginForm, LogoutForm, RegisterForm
+from shop import accounts, catalog, limits
+from shop.account.forms import LoginForm, LogoutForm, PasswordForm, RegisterForm
 from shop.auth import safe_next
 from shop.errors import InvalidInput
 from shop.extensions import db
+from shop.models.order import HELD, PAID
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -76,4 +87,57 @@ def logout():
 @bp.get("/")
 @login_required
 def overview():
-    return render_template("account/overview.html")
+    orders = catalog.customer_orders(current_user)
+    return render_template(
+        "account/overview.html",
+        awaiting=[o for o in orders if o.state == HELD],
+        units=[unit for o in orders if o.state == PAID for unit in o.units],
+        recent=orders[:3],
+        order_count=len(orders),
+        can_pay=_can_pay(),
+    )
+
+
+@bp.get("/orders")
+@login_required
+def orders():
+    return render_template(
+        "account/orders.html", orders=catalog.customer_orders(current_user), can_pay=_can_pay()
+    )
+
+
+@bp.get("/orders/<public_id>")
+@login_required
+def order(public_id: str):
+    found = catalog.customer_order(current_user, public_id)
+    if found is None:
+        abort(404)  # someone else's order looks exactly like one that does not exist
+    return render_template("account/order.html", order=found, can_pay=_can_pay())
+
+
+def _can_pay() -> bool:
+    """Whether the "Continue to payment" button has somewhere to go yet."""
+    return "checkout.pay" in current_app.view_functions
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password():
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("account/password.html", form=form), status
+    user = current_user._get_current_object()
+    try:
+        accounts.change_password(user, form.current_password.data, form.new_password.data)
+    except InvalidInput as error:
+        db.session.rollback()
+        wrong = form.current_password if "current" in error.message else form.new_password
+        wrong.errors = [*wrong.errors, error.message]
+        return render_template("account/password.html", form=form), 422
+    db.session.commit()
+    # Every other session just ended; this one carries on with the new session token.
+    remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    _start_session(user, remember=remember_cookie in request.cookies)
+    flash("Password changed. You've been logged out everywhere else.", "success")
+    return redirect(url_for("account.overview"), 303)

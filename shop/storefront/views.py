@@ -1,12 +1,34 @@
-"""What customers see: the home page, drops, batches and certificates."""
+"""What customers see: the home page, drops, batches, certificates and live stock numbers."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+import segno
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from markupsafe import Markup
 
-from shop import catalog, clock, images
+from shop import catalog, clock, images, inventory
+from shop.errors import ShopError
+from shop.extensions import db
+from shop.models import Batch, Drop
+from shop.templating import format_datetime, iso
 
 bp = Blueprint("storefront", __name__)
+
+
+@bp.app_template_filter("day")
+def format_day(value, fmt: str = "%-d %B %Y") -> str:
+    """A calendar day in the visitor's time zone, without the zone's name."""
+    return format_datetime(value, fmt).rsplit(" ", 1)[0] if value else ""
 
 
 @bp.get("/")
@@ -20,8 +42,125 @@ def drop(slug: str):
     found = catalog.public_drop(slug)
     if found is None:
         abort(404)
+    return drop_page(found)
+
+
+def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
+    """The drop page; with ``error`` (a domain error from buying) shown next to the batch the
+    customer tried to buy. The checkout view re-renders through this on SoldOut & co."""
+    if error is not None:
+        db.session.rollback()  # whatever the failed attempt touched; show fresh numbers
     now = clock.now()
-    return render_template("storefront/drop.html", drop=found, now=now, phase=found.phase(now))
+    phase = drop.phase(now)
+    error_batch_id = (request.view_args or {}).get("batch_id") if error is not None else None
+    return render_template(
+        "storefront/drop.html",
+        drop=drop,
+        now=now,
+        phase=phase,
+        allowed=_allowed(drop.batches, phase),
+        sold_out_in=catalog.sold_out_times(drop.batches),
+        error=error,
+        error_batch_id=error_batch_id,
+    )
+
+
+def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
+    """How many units of each batch this visitor may still buy (0 when the drop is not live)."""
+    if phase != "live":
+        return {batch.id: 0 for batch in batches}
+    customer = current_user if current_user.is_authenticated else None
+    return {batch.id: inventory.allowed_quantity(batch, customer) for batch in batches}
+
+
+@bp.get("/products/<product_slug>/batches/<int:number>")
+def batch(product_slug: str, number: int):
+    found = catalog.batch_by_number(product_slug, number)
+    if found is None:
+        abort(404)
+    now = clock.now()
+    phase = found.drop.phase(now)
+    siblings = catalog.sibling_batches(found)
+    return render_template(
+        "storefront/batch.html",
+        batch=found,
+        drop=found.drop,
+        now=now,
+        phase=phase,
+        allowed=_allowed([found], phase),
+        earlier=[b for b in siblings if b.number < found.number],
+        later=[b for b in siblings if b.number > found.number],
+        sold_out_in=catalog.sold_out_times([found, *siblings]),
+    )
+
+
+@bp.get("/u/<code>")
+def certificate(code: str):
+    unit = catalog.certificate(code)
+    if unit is None:
+        abort(404)
+    url = certificate_url(unit.certificate_code)
+    qr = segno.make(url, error="m").svg_inline(
+        omitsize=True, svgclass="qr", lineclass=None, dark="#1e231f", border=2
+    )
+    return render_template(
+        "storefront/certificate.html",
+        unit=unit,
+        batch=unit.batch,
+        canonical_url=url,
+        qr_svg=Markup(qr),  # noqa: S704 - segno SVG of our own URL  # nosec B704
+    )
+
+
+@bp.get("/u/<code>/qr.svg")
+def certificate_qr(code: str):
+    """The certificate's QR code alone, for label printers."""
+    unit = catalog.certificate(code)
+    if unit is None:
+        abort(404)
+    svg = segno.make(certificate_url(unit.certificate_code), error="m").svg_inline(
+        scale=8, lineclass=None, dark="#000", border=2
+    )
+    body = '<?xml version="1.0" encoding="utf-8"?>\n' + svg.replace(
+        "<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1
+    )
+    response = Response(body, mimetype="image/svg+xml")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+def certificate_url(code: str) -> str:
+    """The certificate's canonical address, from SHOP_BASE_URL (never the Host header)."""
+    base = (current_app.config.get("SHOP_BASE_URL") or "").rstrip("/")
+    return base + url_for("storefront.certificate", code=code)
+
+
+@bp.get("/api/drops/<slug>/stock")
+def drop_stock(slug: str):
+    """Live numbers for a drop page: one query, no session, cacheable for a moment."""
+    now = clock.now()
+    stock = catalog.drop_stock(slug, now)
+    if stock is None:
+        abort(404)
+    response = jsonify(
+        drop=stock.slug,
+        phase=stock.phase,
+        batches=[
+            {
+                "id": b.id,
+                "remaining": b.remaining,
+                "edition_size": b.edition_size,
+                "sold_out": b.sold_out,
+            }
+            for b in stock.batches
+        ],
+        opens_at=iso(stock.opens_at) or None,
+        closes_at=iso(stock.closes_at) or None,
+        now=iso(now),
+    )
+    response.headers["Cache-Control"] = "public, max-age=2"
+    return response
 
 
 @bp.get("/media/<path:filename>")

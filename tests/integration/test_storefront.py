@@ -1,0 +1,374 @@
+"""What customers see: home, drop, batch and certificate pages, and the live stock endpoint."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from shop import clock, inventory
+from shop.extensions import db
+from shop.models import Order
+from shop.models.drop import CLOSED, DRAFT, SCHEDULED
+from shop.models.order import REFUNDED
+from tests.support.clients import fresh_client
+from tests.support.factories import make_batch, make_customer, make_drop, make_product
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def client(app):
+    """Each request in its own app context, so nothing in ``g`` carries over."""
+    return fresh_client(app)
+
+
+def log_in(client, user) -> None:
+    with client.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+
+
+def live_drop(**kwargs):
+    now = clock.now()
+    return make_drop(opens_at=now - timedelta(hours=1), closes_at=now + timedelta(days=1), **kwargs)
+
+
+def sell(batch, customer, quantity, *, at, paid_after=timedelta(seconds=30)) -> Order:
+    """A paid order through the real inventory rules."""
+    order = inventory.hold(batch, quantity, customer=customer, now=at)
+    inventory.confirm(order, now=at + paid_after, customer_email=customer.email)
+    return order
+
+
+def past_sold_out_batch(*, number=6, edition_size=4, minutes=4):
+    """A closed drop whose batch sold out ``minutes`` after opening."""
+    now = clock.now()
+    opened = now - timedelta(days=10)
+    drop = make_drop(title="Rye Six", opens_at=opened, closes_at=now - timedelta(days=9))
+    batch = make_batch(drop=drop, number=number, edition_size=edition_size, limit=2)
+    sell(batch, make_customer(), 2, at=opened + timedelta(minutes=1))
+    sell(
+        batch,
+        make_customer(),
+        2,
+        at=opened + timedelta(minutes=2),
+        paid_after=timedelta(minutes=minutes - 2),
+    )
+    return batch
+
+
+def options(html: str, batch_id: int) -> list[str]:
+    select = re.search(
+        rf'<select name="quantity" id="quantity-{batch_id}"[^>]*>(.*?)</select>', html, re.S
+    )
+    assert select, "no quantity select"
+    return re.findall(r'<option value="(\d+)"', select.group(1))
+
+
+def test_home_shows_live_drops_first_then_upcoming_then_past(client):
+    live = live_drop(title="Winter Release")
+    batch = make_batch(drop=live, edition_size=10, number=7)
+    sell(batch, make_customer(), 2, at=clock.now())
+    upcoming = make_drop(
+        title="Spring Release",
+        state=SCHEDULED,
+        opens_at=clock.now() + timedelta(days=5),
+        closes_at=None,
+    )
+    make_batch(drop=upcoming, number=4, edition_size=150)
+    past_sold_out_batch(minutes=4)
+    db.session.commit()
+
+    html = client.get("/").get_data(as_text=True)
+
+    assert html.index("Winter Release") < html.index("Spring Release") < html.index("Rye Six")
+    assert f'data-left-for="{batch.id}"' in html and "8 of 10 left" in html
+    assert "Closes in" in html and "Opens in" in html
+    assert "150 units" in html  # what the upcoming drop will release
+    assert "Sold out</strong> in 4 min" in html
+
+
+def test_a_live_drop_shows_each_batch_with_its_numbers_and_a_buy_form(client, app):
+    drop = live_drop(title="Winter Release")
+    batch = make_batch(drop=drop, number=7, edition_size=240, price=9500, limit=2)
+    customer = make_customer()
+    db.session.commit()
+    log_in(client, customer)
+
+    response = client.get(f"/drops/{drop.slug}")
+    html = response.get_data(as_text=True)
+
+    assert response.status_code == 200
+    assert "Batch No. 7" in html and "$95.00" in html and "240 units" in html
+    assert "2 per customer" in html and "240 of 240 left" in html
+    assert f'action="/checkout/batches/{batch.id}"' in html
+    assert _CSRF.search(html)
+    assert options(html, batch.id) == ["1", "2"]
+    assert f"Held for {app.config['SHOP_HOLD_MINUTES']} minutes while you pay" in html
+    assert f'href="/products/{batch.product.slug}/batches/7"' in html
+
+
+def test_the_quantity_offered_is_what_this_customer_may_still_buy(client):
+    drop = live_drop()
+    limited = make_batch(drop=drop, edition_size=50, limit=3)
+    scarce = make_batch(drop=drop, edition_size=3, limit=3)
+    customer = make_customer()
+    inventory.hold(limited, 2, customer=customer, now=clock.now())
+    inventory.hold(scarce, 2, customer=make_customer(), now=clock.now())
+    db.session.commit()
+    log_in(client, customer)
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert options(html, limited.id) == ["1"]  # limit 3, already holds 2
+    assert options(html, scarce.id) == ["1"]  # only one unit left
+
+
+def test_a_customer_at_the_limit_is_told_so_instead_of_a_form(client):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=50, limit=1)
+    customer = make_customer()
+    inventory.hold(batch, 1, customer=customer, now=clock.now())
+    db.session.commit()
+    log_in(client, customer)
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert "the most this batch allows per customer" in html
+    assert f'action="/checkout/batches/{batch.id}"' not in html
+
+
+def test_an_anonymous_visitor_is_asked_to_log_in_and_comes_back_to_the_batch(client):
+    drop = live_drop()
+    batch = make_batch(drop=drop)
+    db.session.commit()
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert "Log in to buy" in html
+    assert f'href="/account/login?next=/drops/{drop.slug}%23buy-{batch.id}"' in html
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ("upcoming", "Not open yet"),
+        ("closed", "This drop has closed"),
+        ("ended", "This drop has closed"),
+        ("sold_out", "Every unit of this batch has found a home"),
+    ],
+)
+def test_a_batch_that_cannot_be_bought_says_why_and_has_no_form(client, window, expected):
+    now = clock.now()
+    if window == "upcoming":
+        drop = make_drop(state=SCHEDULED, opens_at=now + timedelta(hours=3), closes_at=None)
+    elif window == "closed":
+        drop = make_drop(state=CLOSED, opens_at=now - timedelta(days=1), closes_at=None)
+    elif window == "ended":
+        drop = make_drop(opens_at=now - timedelta(days=2), closes_at=now - timedelta(days=1))
+    else:
+        drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=2, limit=2)
+    if window == "sold_out":
+        sell(batch, make_customer(), 2, at=now)
+    customer = make_customer()
+    db.session.commit()
+    log_in(client, customer)
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert expected in html
+    assert 'name="quantity"' not in html
+
+
+def test_a_failed_purchase_shows_the_reason_next_to_that_batch(client):
+    drop = live_drop()
+    other = make_batch(drop=drop, edition_size=10)
+    gone = make_batch(drop=drop, edition_size=1, limit=1)
+    sell(gone, make_customer(), 1, at=clock.now())
+    customer = make_customer()
+    db.session.commit()
+    log_in(client, customer)
+    csrf = _CSRF.search(client.get(f"/drops/{drop.slug}").get_data(as_text=True)).group(1)
+
+    response = client.post(
+        f"/checkout/batches/{gone.id}", data={"quantity": "1", "csrf_token": csrf}
+    )
+    html = response.get_data(as_text=True)
+
+    assert response.status_code == 409
+    assert f'id="buy-error-{gone.id}"' in html and "Sold out" in html
+    assert f'id="buy-error-{other.id}"' not in html
+    assert f'action="/checkout/batches/{other.id}"' in html  # the rest of the drop still works
+
+
+def test_drop_page_renders_an_error_banner_for_any_shop_error(app):
+    from shop.errors import LimitReached
+    from shop.storefront.views import drop_page
+
+    drop = live_drop()
+    batch = make_batch(drop=drop)
+    db.session.commit()
+    with app.test_request_context(f"/checkout/batches/{batch.id}", method="POST"):
+        html = drop_page(drop, error=LimitReached(allowed=1))
+    assert f'id="buy-error-{batch.id}"' in html
+    assert "You can buy 1 more of this batch." in html
+
+
+def test_the_batch_page_tells_the_origin_story_with_provenance_and_history(client):
+    earlier = past_sold_out_batch(number=6, edition_size=4, minutes=4)
+    drop = live_drop()
+    batch = make_batch(earlier.product, drop, number=7, edition_size=240)
+    batch.story = "## The grain\nEleven acres of **Abruzzi rye**."
+    batch.origin_place = "Kessler Farm"
+    batch.inputs = "Rye (85%), malted barley (15%)"
+    batch.process = "Pot-distilled twice"
+    db.session.commit()
+
+    response = client.get(f"/products/{batch.product.slug}/batches/7")
+    html = response.get_data(as_text=True)
+
+    assert response.status_code == 200
+    assert "<h3>The grain</h3>" in html and "<strong>Abruzzi rye</strong>" in html
+    for fact in ("Kessler Farm", "Rye (85%), malted barley (15%)", "Pot-distilled twice"):
+        assert re.search(rf"<th scope=\"row\">[^<]+</th><td>{re.escape(fact)}</td>", html)
+    assert "Earlier batches" in html
+    assert re.search(r"Batch No. 6</a>\s*— 4 units —\s*sold out in 4 min", html)
+    assert "Log in to buy" in html  # the buy panel, because the drop is live
+
+
+def test_a_makers_hostile_story_is_shown_inert(client):
+    drop = live_drop()
+    drop.story = '<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror="alert(1)">'
+    batch = make_batch(drop=drop)
+    batch.story = "<iframe src=https://evil.example></iframe>"
+    db.session.commit()
+
+    pages = [
+        client.get(f"/drops/{drop.slug}").get_data(as_text=True),
+        client.get(f"/products/{batch.product.slug}/batches/{batch.number}").get_data(as_text=True),
+    ]
+    for html in pages:
+        assert "<script>alert" not in html and "<iframe" not in html
+        assert 'href="javascript:' not in html and "<img src=x" not in html
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/drops/no-such-drop",
+        "/drops/{draft}",
+        "/products/no-such-product/batches/1",
+        "/products/{product}/batches/99",
+        "/products/{product}/batches/99999999999999999999",
+        "/products/{draft_product}/batches/1",
+        "/products/{product}/batches/one",
+        "/u/no-such-certificate",
+        "/u/no-such-certificate/qr.svg",
+        "/u/" + "x" * 500,
+    ],
+)
+def test_unknown_things_answer_the_404_page(client, path):
+    draft = make_drop(state=DRAFT)
+    make_batch(drop=draft)
+    product = make_product()
+    make_batch(product, live_drop(), number=1)
+    db.session.commit()
+    url = path.format(
+        draft=draft.slug, product=product.slug, draft_product=draft.batches[0].product.slug
+    )
+
+    response = client.get(url)
+
+    assert response.status_code == 404
+    assert "We couldn&#39;t find that page" in response.get_data(as_text=True)
+
+
+def test_a_certificate_shows_the_number_and_no_personal_data_but_a_first_name(app, client):
+    drop = live_drop()
+    batch = make_batch(drop=drop, number=7, edition_size=240)
+    owner = make_customer(name="Samantha Rivera-Lopez", email="sam.rivera@example.com")
+    order = sell(batch, owner, 2, at=clock.now())
+    db.session.commit()
+    unit = order.units[1]
+
+    response = client.get(f"/u/{unit.certificate_code}", headers={"Host": "127.0.0.1"})
+    html = response.get_data(as_text=True)
+
+    assert response.status_code == 200
+    assert re.search(r"No\. 2</span>\s*<span[^>]*>of 240", html)
+    assert batch.product.name in html and "Batch No. 7" in html
+    assert "Samantha" in html
+    assert "Rivera" not in html and "sam.rivera" not in html and "example.com" not in html
+    canonical = f"{app.config['SHOP_BASE_URL']}/u/{unit.certificate_code}"
+    assert f'<link rel="canonical" href="{canonical}">' in html
+    assert "127.0.0.1" not in html  # never built from the Host header
+    assert '<svg viewBox="' in html and "style=" not in html.split("<svg", 1)[1].split("</svg>")[0]
+
+
+def test_the_certificate_qr_code_is_served_as_a_standalone_svg(client):
+    order = sell(make_batch(drop=live_drop()), make_customer(), 1, at=clock.now())
+    db.session.commit()
+
+    response = client.get(f"/u/{order.units[0].certificate_code}/qr.svg")
+
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml"
+    assert response.get_data(as_text=True).lstrip().startswith("<?xml")
+    assert "script" not in response.get_data(as_text=True)
+
+
+def test_refunded_and_unpaid_units_have_no_certificate(client):
+    drop = live_drop()
+    refunded = sell(make_batch(drop=drop), make_customer(), 1, at=clock.now())
+    refunded.state = REFUNDED
+    db.session.commit()
+
+    assert client.get(f"/u/{refunded.units[0].certificate_code}").status_code == 404
+    assert client.get(f"/u/{refunded.units[0].certificate_code}/qr.svg").status_code == 404
+
+
+def test_live_stock_comes_from_one_query_as_json(app, client):
+    drop = live_drop()
+    first = make_batch(drop=drop, edition_size=240)
+    second = make_batch(drop=drop, edition_size=2, limit=2)
+    sell(first, make_customer(), 2, at=clock.now())
+    inventory.hold(second, 2, customer=make_customer(), now=clock.now())
+    db.session.commit()
+    slug, first_id, second_id = drop.slug, first.id, second.id
+    db.session.remove()  # nothing cached: count what a fresh request costs
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is not a query
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        response = client.get(f"/api/drops/{slug}/stock")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+    assert response.status_code == 200
+    assert len(statements) == 1, statements
+    body = response.get_json()
+    assert body["drop"] == slug and body["phase"] == "live"
+    assert body["batches"] == [
+        {"id": first_id, "remaining": 238, "edition_size": 240, "sold_out": False},
+        {"id": second_id, "remaining": 0, "edition_size": 2, "sold_out": True},
+    ]
+    assert body["opens_at"].endswith("Z") and body["closes_at"].endswith("Z")
+    assert body["now"].endswith("Z")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_stock_of_an_unknown_or_draft_drop_is_a_json_404(client):
+    draft = make_drop(state=DRAFT)
+    db.session.commit()
+    for slug in ("nope", draft.slug):
+        response = client.get(f"/api/drops/{slug}/stock")
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"]
