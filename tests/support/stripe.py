@@ -23,7 +23,8 @@ socket (gunicorn, a threaded server), let the emulator deliver:
 
 Data: :func:`live_batch` (live by the real clock, as views see it), :func:`held_order` (a hold
 with its Checkout Session) and :func:`paid_order` (paid at the emulator and fulfilled). The test
-client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`.
+client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`. Faults:
+``emulator.faults(fail_next=…)``; :func:`without_retries` makes them cheap (no SDK backoff).
 """
 
 from __future__ import annotations
@@ -273,6 +274,8 @@ def session_id_from(location: str) -> str:
     return found.group(1)
 
 
-def close_client(app: Flask) -> None:
-    """Close the app's Stripe client (the ``emulator`` fixture does this for ``app``)."""
+def without_retries(app: Flask) -> None:
+    """Let the app's Stripe client try each call once (production retries twice), so a fault
+    test needs ``fail_next=1`` and no backoff sleeps. Call before the app first uses Stripe."""
+    app.config["STRIPE_MAX_NETWORK_RETRIES"] = 0
     gateway.close(app)
