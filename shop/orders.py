@@ -69,7 +69,13 @@ def start_checkout(order: Order, *, now: datetime) -> str:
     keeps the hold and raises PaymentUnavailable, and :func:`continue_checkout` retries with
     the same idempotency key, so the same session comes back.
     """
-    return _checkout_url(order.id, now=now)
+    try:
+        return _checkout_url(order.id, now=now)
+    except PaymentUnavailable as error:
+        raise PaymentUnavailable(
+            "Stripe is slow to answer right now. Your units are still held for you — continue "
+            "to payment from My orders in a moment."
+        ) from error
 
 
 def continue_checkout(order: Order, *, now: datetime) -> str:
