@@ -5,15 +5,18 @@
 Starts the shop under gunicorn on a fresh PostgreSQL database, as production runs it, logs in
 ``--buyers`` customers through the real login form, and lets each of them buy as fast as the
 shop answers (closed loop, keep-alive, from a separate asyncio load-generator process) for
-``--seconds``. Four measurements in the same run, on the same cores:
+``--seconds``. Measurements in the same run, on the same cores:
 
-1. hello  — ceiling: a hello-world Flask app (``bench/hello.py``) under the same gunicorn settings;
-2. sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row and (b) our
-            whole hold statement (the CTE from ``shop.inventory``), at the app's DB concurrency;
-3. hold   — our hold path: ``bench/hold_app.py`` (BENCH ONLY) does what ``checkout.buy`` does up
-            to the commit of the hold, without creating a Stripe Checkout Session;
-4. buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
-            the local Stripe emulator (its own process on the same cores), then 303.
+- hello  — ceiling: a hello-world Flask app (``bench/hello.py``) under the same gunicorn settings;
+- sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row, (b) our whole
+           hold statement (the CTE from ``shop.inventory``) on one batch and (c) spread over many
+           batches, at the app's DB concurrency (workers x threads clients);
+- hold   — our hold path: ``bench/hold_app.py`` (BENCH ONLY) does what ``checkout.buy`` does up
+           to the commit of the hold, without creating a Stripe Checkout Session;
+- lean   — the same with two fewer database round trips (a what-if for the buy view);
+- spread — the hold path with buyers spread over many batches (no hot row: is the row the limit?);
+- buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
+           the local Stripe emulator (its own process on the same cores), then 303.
 
 Each phase prints holds (or requests) per second, latency percentiles, status counts, where the
 CPU went, and for the shop phases the invariant check by SQL (oversold must be 0).
@@ -48,6 +51,7 @@ BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs
 SHOP_PHASES = {
     "hold": "our hold path (bench/hold_app.py mirrors checkout.buy up to the commit; no Stripe)",
     "lean": "the same hold with 2 fewer database trips (what-if for the buy view; no Stripe)",
+    "spread": "the hold path with the buyers spread over many batches: no hot row at all",
     "buy": "the real checkout.buy: hold, then a Checkout Session on the Stripe emulator",
 }
 
@@ -310,27 +314,32 @@ def phase_sql(args, url: str, drop: servers.LiveDrop, hot: int, spread: list[int
     return results
 
 
-def invariant_check(url: str, batch_id: int) -> dict:
+def invariant_check(url: str, batch_ids: list[int]) -> dict:
     engine = create_engine(url)
+    oversold, held, broken = 0, 0, []
     try:
         with engine.connect() as connection:
-            size, sold, held = invariants.stock(connection, batch_id)
-            broken = invariants.violations(connection, batch_id)
+            for batch_id in batch_ids:
+                size, sold, holding = invariants.stock(connection, batch_id)
+                oversold += max(0, sold + holding - size)
+                held += holding
+                broken += invariants.violations(connection, batch_id)
     finally:
         engine.dispose()
-    return {"oversold": max(0, sold + held - size), "held": held, "violations": broken}
+    return {"oversold": oversold, "held": held, "violations": broken}
 
 
 def phase_shop(
     args,
     url: str,
     app_name: str,
-    path: str,
+    paths: list[str],
     customers,
     *,
     stripe_api_base: str | None = None,
     emulator_pid: int | None = None,
 ) -> dict:
+    """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again."""
     with servers.start_gunicorn(
         url,
         workers=args.workers,
@@ -340,7 +349,9 @@ def phase_shop(
         reuse_port=args.reuse_port,
     ) as server:
         sessions = [servers.login(server.address, c.email) for c in customers]
-        requests = [s.form_request(path, {"quantity": 1}) for s in sessions]
+        requests = [
+            s.form_request(paths[i % len(paths)], {"quantity": 1}) for i, s in enumerate(sessions)
+        ]
         meter = CpuMeter(server.process.pid, emulator_pid)
         return drive(server.address, requests, args, meter)
 
@@ -395,6 +406,16 @@ def line(name: str, result: dict, ok_per_s: float | None = None) -> str:
     )
 
 
+def cpu_per_success(result: dict, per_s: float) -> str:
+    """Milliseconds of CPU each component spent per successful hold (robust to a busy box)."""
+    cores = result["cpu"]["cores_by_component"]
+    return " ".join(
+        f"{name} {cores[name] / per_s * 1000:.1f} ms"
+        for name in ("shop", "postgres", "emulator", "loadgen")
+        if per_s and cores.get(name, 0) >= 0.01
+    )
+
+
 def report(args, facts: dict, results: dict) -> None:
     print("\nMachine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     print(
@@ -440,6 +461,7 @@ def report(args, facts: dict, results: dict) -> None:
         if "hold_statement" in sql:
             parts.append(f"{per_s / sql['hold_statement']['tps']:.1%} of the hold CTE in pgbench")
         parts.append(f"p99 {result['p99_ms']} ms")
+        parts.append("CPU per hold: " + cpu_per_success(result, per_s))
         parts.append("invariants hold" if not check["violations"] else str(check["violations"]))
         if result["errors"]:
             parts.append(f"load errors {result['errors']}")
@@ -470,8 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,sql,hold,lean,buy",
-        help="comma-separated subset of hello,sql,hold,lean,buy",
+        default="hello,sql,hold,lean,spread,buy",
+        help="comma-separated subset of hello,sql,hold,lean,spread,buy",
     )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
@@ -482,16 +504,18 @@ def main(argv: list[str] | None = None) -> int:
     with servers.migrated_postgres_database("smallbatch_bench") as url:
         seeding = servers.make_app(url)
         spread_count = args.workers * args.threads
+        named = (*SHOP_PHASES, "sql")
         drop = servers.seed_live_drop(
-            seeding, edition_size=BIG, limit=BIG, batches=len(SHOP_PHASES) + 1 + spread_count
+            seeding, edition_size=BIG, limit=BIG, batches=len(named) + 2 * spread_count
         )
         customers = servers.create_customers(seeding, args.buyers)
         with seeding.app_context():
             from shop.extensions import db
 
             db.engine.dispose()
-        batches = dict(zip((*SHOP_PHASES, "sql"), drop.batch_ids, strict=False))
-        spread = drop.batch_ids[len(SHOP_PHASES) + 1 :]
+        batches = {name: [batch_id] for name, batch_id in zip(named, drop.batch_ids, strict=False)}
+        rest = drop.batch_ids[len(named) :]
+        spread, batches["spread"] = rest[:spread_count], rest[spread_count:]
         emulator = Emulator() if "buy" in phases else None
         try:
             if "hello" in phases:
@@ -499,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["hello"] = phase_hello(args, url)
             if "sql" in phases:
                 print("pgbench ceilings …", flush=True)
-                results["sql"] = phase_sql(args, url, drop, batches["sql"], spread, customers)
+                results["sql"] = phase_sql(args, url, drop, batches["sql"][0], spread, customers)
             for name in SHOP_PHASES:
                 if name not in phases:
                     continue
@@ -507,13 +531,14 @@ def main(argv: list[str] | None = None) -> int:
                 app_name, path = {
                     "hold": ("bench.hold_app:app", "/bench/hold/{}"),
                     "lean": ("bench.hold_app:app", "/bench/hold-lean/{}"),
+                    "spread": ("bench.hold_app:app", "/bench/hold/{}"),
                     "buy": ("wsgi:app", "/checkout/batches/{}"),
                 }[name]
                 results[name] = phase_shop(
                     args,
                     url,
                     app_name,
-                    path.format(batches[name]),
+                    [path.format(batch_id) for batch_id in batches[name]],
                     customers,
                     stripe_api_base=emulator.url if emulator and name == "buy" else None,
                     emulator_pid=emulator.process.pid if emulator and name == "buy" else None,
