@@ -1,0 +1,143 @@
+"""A customer in Chromium: the demo shop's home page, and a whole purchase from sign-up to the
+certificate of a numbered bottle, paid on the emulator's hosted checkout page.
+
+Screenshots of every storefront page, at 1280 and 390 px wide, go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from shop import clock, inventory
+from shop.extensions import db
+from shop.models import Batch, Product, User
+from tests.e2e.conftest import SCREENSHOTS
+from tests.support.stripe import CARD_OK
+
+pytestmark = pytest.mark.e2e
+
+
+def _rye_seven() -> Batch:
+    return db.session.scalar(
+        select(Batch).join(Product).where(Product.slug == "highland-rye", Batch.number == 7)
+    )
+
+
+def test_the_demo_shop_home_page_shows_the_live_drop_and_its_numbers_move(
+    demo_shop, browser_page, shoot
+):
+    page = browser_page
+    page.goto(f"{demo_shop.url}/")
+
+    live = page.locator(".feature", has_text="The Winter Release")
+    expect(page.get_by_role("heading", name="Live now")).to_be_visible()
+    expect(live).to_contain_text("Highland Rye")
+    expect(live).to_contain_text("240 of 240 left")
+    expect(live.locator("[data-countdown]")).to_contain_text(re.compile(r"Closes in \d"))
+    expect(page.locator(".drop-card--upcoming")).to_contain_text("The Spring Release")
+    expect(page.locator(".drop-card--upcoming [data-countdown]")).to_contain_text("Opens in")
+    expect(page.locator(".drop-card--closed")).to_contain_text(re.compile(r"Sold out\s+in 4 min"))
+    shoot(page, "home")
+
+    # Someone else holds two bottles: the number changes without a reload.
+    def someone_buys():
+        buyer = db.session.scalar(select(User).where(User.email.like("collector1@%")))
+        inventory.hold(_rye_seven(), 2, customer=buyer, now=clock.now())
+
+    demo_shop.run(someone_buys)
+    rye = live.locator(".batch-line", has_text="Highland Rye")
+    expect(rye.locator("[data-left-for]")).to_have_text("238 of 240 left", timeout=12_000)
+    assert page.problems.seen == []
+
+
+def test_a_new_customer_buys_two_numbered_bottles_and_opens_a_certificate(
+    demo_shop, browser_page, shoot
+):
+    page = browser_page
+    base = demo_shop.url
+
+    # --- an anonymous visitor opens the live drop and is asked to log in to buy
+    page.goto(f"{base}/drops/winter-release")
+    rye = page.locator(".batch-card", has_text="Highland Rye")
+    expect(rye).to_contain_text("240 of 240 left")
+    rye.get_by_role("link", name="Log in to buy").click()
+    expect(page).to_have_url(re.compile(r"/account/login\?next="))
+
+    # --- … signs up instead, and comes straight back to the batch
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Your name").fill("Robin Oakes")
+    page.get_by_label("Email").fill("robin.oakes@example.com")
+    page.get_by_label("Password").fill("a long enough secret")
+    page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/drops/winter-release#buy-\d+$"))
+    expect(page.get_by_text("Welcome to Small Batch")).to_be_visible()
+
+    # --- reads the origin story of Batch No. 7
+    rye.get_by_role("link", name=re.compile("origin story of Batch No. 7")).click()
+    expect(page.get_by_role("heading", name="Batch No. 7", exact=True)).to_be_visible()
+    expect(page.locator(".provenance")).to_contain_text("Kessler Farm")
+    expect(page.locator(".history")).to_contain_text(re.compile(r"Batch No. 6\s+— 48 bottles"))
+    shoot(page, "batch")
+
+    # --- buys two from the drop page
+    page.go_back()
+    rye = page.locator(".batch-card", has_text="Highland Rye")
+    rye.get_by_label("Quantity").select_option("2")
+    expect(rye).to_contain_text("Held for 10 minutes while you pay")
+    shoot(page, "drop")
+    rye.get_by_role("button", name=re.compile(r"^Buy")).click()
+
+    # --- pays on the emulator's hosted checkout page
+    expect(page).to_have_url(re.compile(r"/checkout/cs_test_"))
+    assert page.url.startswith(demo_shop.emulator.url)
+    page.locator("#name").fill("Robin Oakes")
+    page.locator("#country").select_option("US")
+    page.locator("#line1").fill("12 Mill Road")
+    page.locator("#postal_code").fill("12534")
+    page.locator("#city").fill("Hudson")
+    page.locator("#card_number").fill(CARD_OK)
+    page.locator("#expiry").fill("12 / 34")
+    page.locator("#cvc").fill("123")
+    page.get_by_role("button", name=re.compile(r"^Pay")).click()
+
+    # --- back in the shop: paid, numbered
+    expect(page).to_have_url(re.compile(rf"^{re.escape(base)}/checkout/success"))
+    expect(page.locator("main")).to_contain_text("No. 1")
+    expect(page.locator("main")).to_contain_text("No. 2")
+    shoot(page, "checkout-return")
+
+    # --- My orders says which bottles are theirs
+    page.get_by_role("link", name="My orders").click()
+    order = page.locator(".order-row", has_text="Highland Rye, Batch No. 7")
+    expect(order).to_contain_text("Paid")
+    expect(order.locator(".unit-numbers")).to_have_text(re.compile(r"^No\. 1 and No\. 2 of 240$"))
+    shoot(page, "my-orders")
+
+    # --- and each has a certificate anyone can check, with no personal data but a first name
+    order.get_by_role("link", name="No. 1", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/u/[A-Za-z0-9_-]+$"))
+    expect(page.locator(".certificate__number")).to_have_text(re.compile(r"No\. 1\s+of 240"))
+    certificate = page.locator(".certificate")
+    expect(certificate).to_contain_text("Highland Rye")
+    expect(certificate).to_contain_text("Robin")
+    expect(certificate.locator("svg.qr")).to_be_visible()
+    expect(certificate).to_contain_text(f"{base}/u/")
+    assert "Oakes" not in certificate.inner_text()
+    assert "robin.oakes@example.com" not in page.content()
+    shoot(page, "certificate")
+
+    # --- printed, it is one 6 x 4 in label
+    label = page.pdf(prefer_css_page_size=True, print_background=True)
+    (SCREENSHOTS / "storefront-certificate-label.pdf").write_bytes(label)
+    assert len(re.findall(rb"/Type\s*/Page[^s]", label)) == 1
+
+    page.goto(f"{base}/drops/winter-release")
+    expect(page.locator(".batch-card", has_text="Highland Rye")).to_contain_text("238 of 240 left")
+    expect(page.locator(".batch-card", has_text="Highland Rye")).to_contain_text(
+        "the most this batch allows per customer"
+    )
+    assert page.problems.seen == []
