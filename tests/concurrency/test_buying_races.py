@@ -8,7 +8,6 @@ invariants are checked by SQL after every run.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import pytest
 from sqlalchemy import select, text
@@ -144,23 +143,23 @@ def close_when_the_first_hold_lands(app, drop: servers.LiveDrop, batch_id: int) 
     return {"closed_at": closed_at, "closer_xid": closer_xid}
 
 
-def holds_of(app, batch_id: int) -> list[tuple[datetime, int]]:
-    """Each successful hold: (its order's created_at, the id of the transaction that held it).
-
-    The transaction id comes from the allotment row the hold inserted (never updated in this
-    race); the order row itself is updated afterwards when its Checkout Session is stored.
-    """
+def holds_of(app, batch_id: int) -> list[dict]:
+    """Each successful hold with its drop's ``closed_at`` and the id of the transaction that
+    took it. That id comes from the allotment row the hold inserted (never updated in this
+    race); the order row itself is updated later, when its Checkout Session is stored."""
     with app.app_context():
         rows = db.session.execute(
             text(
-                "SELECT o.created_at, a.xmin::text::bigint AS xid FROM orders o "
+                "SELECT o.created_at, d.closed_at, a.xmin::text::bigint AS xid FROM orders o "
+                "JOIN batches b ON b.id = o.batch_id JOIN drops d ON d.id = b.drop_id "
                 "JOIN allotments a ON a.customer_id = o.customer_id AND a.batch_id = o.batch_id "
                 "WHERE o.batch_id = :id"
             ),
             {"id": batch_id},
-        ).all()
+        ).mappings()
+        found = [dict(row) for row in rows]
         db.session.remove()
-    return [(clock.as_utc(row.created_at), row.xid) for row in rows]
+    return found
 
 
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
@@ -178,13 +177,12 @@ def test_a_drop_closed_mid_burst_takes_no_hold_after_the_close(
     after = servers.burst(shop_server.address, [s.buy_request(batch_id, 1) for s in crowd[40:]])
 
     assert_no_server_errors(outcome.responses + after.responses, shop_server)
-    closed_at, closer_xid = outcome.alongside["closed_at"], outcome.alongside["closer_xid"]
     held = holds_of(seed_app, batch_id)
     assert len(held) == outcome.count(303) >= 1
     assert outcome.count(303) + outcome.count(409) == len(buyers)
-    assert all(created_at <= closed_at for created_at, _ in held)
+    assert all(h["created_at"] <= h["closed_at"] for h in held)
     # Strict order: every hold share-locked the drop before the close locked it.
-    assert all(xid < closer_xid for _, xid in held)
+    assert all(h["xid"] < outcome.alongside["closer_xid"] for h in held)
     assert after.statuses() == [409] * len(after.responses)
     assert all(NOT_LIVE in r.text for r in after.responses)
     assert violations(seed_app, batch_id) == []
