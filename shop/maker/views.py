@@ -182,11 +182,13 @@ def new_batch(product_id: int):
     return redirect(url_for("maker.batch", batch_id=batch.id) + "#images", 303)
 
 
-def _batch_form(batch) -> forms.BatchForm:
-    form = forms.BatchForm(obj=batch)
-    if request.method == "GET":
-        form.unit_price.data = makers.decimal_amount(batch.price, batch.currency)
-        form.making.data = batch.process
+def _batch_form(batch, *, submitted: bool) -> forms.BatchForm:
+    """The batch form with what was posted, or filled from the batch as stored."""
+    if submitted:
+        return forms.BatchForm()
+    form = forms.BatchForm(formdata=None, obj=batch)
+    form.unit_price.data = makers.decimal_amount(batch.price, batch.currency)
+    form.making.data = batch.process
     return form
 
 
@@ -194,7 +196,7 @@ def _batch_form(batch) -> forms.BatchForm:
 @maker_required
 def batch(batch_id: int):
     found = makers.batch_for(current_user, batch_id)
-    form = _batch_form(found)
+    form = _batch_form(found, submitted=request.method == "POST")
     now = clock.now()
 
     def page(error: str | None = None):
@@ -207,8 +209,6 @@ def batch(batch_id: int):
             error=error,
             opened=makers.has_opened(fresh.drop, clock.now()),
             image_form=forms.ImageForm(formdata=None),
-            alt_form=forms.AltForm(formdata=None),
-            plain_form=forms.ConfirmForm(formdata=None),
         )
 
     if not form.validate_on_submit():
@@ -228,7 +228,7 @@ def batch(batch_id: int):
 def upload_image(batch_id: int):
     found = makers.batch_for(current_user, batch_id)
     form = forms.ImageForm()
-    batch_form = _batch_form(found)
+    batch_form = _batch_form(found, submitted=False)
 
     def page(error: str | None = None):
         return render_template(
@@ -240,8 +240,6 @@ def upload_image(batch_id: int):
             image_error=error,
             opened=makers.has_opened(found.drop, clock.now()),
             image_form=form,
-            alt_form=forms.AltForm(formdata=None),
-            plain_form=forms.ConfirmForm(formdata=None),
         )
 
     if not form.validate_on_submit():
@@ -345,7 +343,6 @@ def drop(drop_id: int):
         phase=found.phase(now),
         stats=makers.live_stats(found, now, recent=5),
         trail=makers.audit_trail(found),
-        plain_form=forms.ConfirmForm(formdata=None),
     )
 
 

@@ -253,8 +253,14 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
             expect(history).to_contain_text(action)
         _shoot(page, "drop-closed")
 
-        page.goto(f"{base}/maker/")
-        _shoot(page, "dashboard")
+        for path, name in (
+            ("/maker/", "dashboard"),
+            ("/maker/products", "products"),
+            ("/maker/drops", "drops"),
+            ("/maker/settings", "settings"),
+        ):
+            page.goto(base + path)
+            _shoot(page, name)
 
         shopper.goto(f"{base}/products/highland-rye/batches/1")
         expect(shopper.locator(".buy")).to_contain_text("closed")

@@ -206,7 +206,9 @@ def test_a_file_that_is_not_an_image_is_refused_on_the_batch_page(console, maker
     )
 
     assert response.status_code == 422
-    assert "an image we can read (JPEG, PNG or WebP)" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert "an image we can read (JPEG, PNG or WebP)" in html
+    assert re.search(r'<input[^>]*id="unit_price"[^>]*value="25.00"', html)  # form still whole
     assert _count(BatchImage) == 0
 
 
