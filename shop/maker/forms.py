@@ -133,11 +133,10 @@ class BatchForm(FlaskForm):
             ) from None
 
     def details(self) -> makers.BatchDetails:
-        assert self.price_minor is not None
         return makers.BatchDetails(
             number=self.number.data,
             edition_size=self.edition_size.data,
-            price=self.price_minor,
+            price=self.price_minor or 0,  # set by validate_unit_price; 0 is refused
             currency=self.currency.data,
             per_customer_limit=self.per_customer_limit.data,
             unit_label=self.unit_label.data,

@@ -376,8 +376,7 @@ def _when(form, now: datetime) -> datetime | None:
         return None
     if form.at.data is None:
         raise InvalidInput("Enter the date and time, or choose “now”.")
-    at = _utc(form.at.data)
-    assert at is not None
+    at = makers.to_utc(form.at.data, current_user.timezone)
     if at <= now:
         raise InvalidInput("That time has already passed; choose a later one or “now”.")
     return at
