@@ -23,13 +23,13 @@ def app_overrides(emulator):
 
 
 def _stock(batch_id: int) -> tuple[int, int]:
-    db.session.expire_all()
+    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
     batch = db.session.get(Batch, batch_id)
     return batch.held, batch.sold
 
 
 def _orders() -> list[Order]:
-    db.session.expire_all()
+    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
     return list(db.session.scalars(select(Order).order_by(Order.id)))
 
 

@@ -20,12 +20,12 @@ def app_overrides(emulator):
 
 
 def _fresh(order: Order) -> Order:
-    db.session.expire_all()
+    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
     return db.session.get(Order, order.id)
 
 
 def _held(batch_id: int) -> int:
-    db.session.expire_all()
+    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
     return db.session.get(Batch, batch_id).held
 
 

@@ -35,15 +35,17 @@ def order(app, emulator):
 
 
 def _fresh(order: Order) -> Order:
-    db.session.expire_all()
+    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
     return db.session.get(Order, order.id)
 
 
 def _events() -> int:
+    db.session.rollback()
     return db.session.scalar(select(func.count()).select_from(StripeEvent))
 
 
 def _units(order: Order) -> list[int]:
+    db.session.rollback()
     return list(db.session.scalars(select(Unit.serial).where(Unit.order_id == order.id)))
 
 
