@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
-from shop.models.order import PAID
+from shop.models.order import HELD, PAID
 
 # Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
@@ -186,6 +186,25 @@ def certificate(code: str) -> Unit | None:
             selectinload(Unit.batch).selectinload(Batch.images),
         )
     )
+
+
+def live_holds(customer: User, batch_ids: list[int], now: datetime) -> dict[int, list[Order]]:
+    """This customer's holds on these batches that have not run out, by batch id."""
+    if not batch_ids:
+        return {}
+    holds: dict[int, list[Order]] = {}
+    for order in db.session.scalars(
+        select(Order)
+        .where(
+            Order.customer_id == customer.id,
+            Order.batch_id.in_(batch_ids),
+            Order.state == HELD,
+            Order.hold_expires_at > now,
+        )
+        .order_by(Order.created_at)
+    ):
+        holds.setdefault(order.batch_id, []).append(order)
+    return holds
 
 
 def _order_options():

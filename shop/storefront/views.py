@@ -59,6 +59,7 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         now=now,
         phase=phase,
         allowed=_allowed(drop.batches, phase),
+        holds=_holds(drop.batches, now),
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
@@ -71,6 +72,13 @@ def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
         return {batch.id: 0 for batch in batches}
     customer = current_user if current_user.is_authenticated else None
     return {batch.id: inventory.allowed_quantity(batch, customer) for batch in batches}
+
+
+def _holds(batches: list[Batch], now) -> dict[int, list]:
+    """The signed-in customer's running holds, so the page offers to finish paying for them."""
+    if not current_user.is_authenticated:
+        return {}
+    return catalog.live_holds(current_user, [batch.id for batch in batches], now)
 
 
 @bp.get("/products/<product_slug>/batches/<int:number>")
@@ -88,6 +96,7 @@ def batch(product_slug: str, number: int):
         now=now,
         phase=phase,
         allowed=_allowed([found], phase),
+        holds=_holds([found], now),
         earlier=[b for b in siblings if b.number < found.number],
         later=[b for b in siblings if b.number > found.number],
         sold_out_in=catalog.sold_out_times([found, *siblings]),

@@ -116,7 +116,7 @@ def test_the_quantity_offered_is_what_this_customer_may_still_buy(client):
     limited = make_batch(drop=drop, edition_size=50, limit=3)
     scarce = make_batch(drop=drop, edition_size=3, limit=3)
     customer = make_customer()
-    inventory.hold(limited, 2, customer=customer, now=clock.now())
+    mine = inventory.hold(limited, 2, customer=customer, now=clock.now())
     inventory.hold(scarce, 2, customer=make_customer(), now=clock.now())
     db.session.commit()
     log_in(client, customer)
@@ -125,6 +125,9 @@ def test_the_quantity_offered_is_what_this_customer_may_still_buy(client):
 
     assert options(html, limited.id) == ["1"]  # limit 3, already holds 2
     assert options(html, scarce.id) == ["1"]  # only one unit left
+    assert "You're holding 2 units" in html  # and may finish paying for them
+    assert html.count('action="/checkout/orders/') == 1
+    assert f'action="/checkout/orders/{mine.public_id}/pay"' in html
 
 
 def test_a_customer_at_the_limit_is_told_so_instead_of_a_form(client):
