@@ -8,72 +8,38 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from shop.extensions import db
-from tests.support import servers
+from shop import demo
+from tests.e2e.conftest import DemoShop
 from tests.support.factories import PASSWORD, make_customer, make_maker
-from tests.support.stripe import CARD_OK, stripe_settings
+from tests.support.stripe import CARD_OK
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MAKER_EMAIL = "ada@marshhollow.example"
 CUSTOMER_EMAIL = "sam@example.com"
 ZONE = "America/New_York"
 
 
 @pytest.fixture
-def shop(tmp_path, emulator) -> Iterator[servers.Server]:
-    """The shop on a real socket (SQLite file, threaded server), paid through the emulator,
-    whose webhooks reach it; a maker and a customer exist."""
-    database_url = servers.migrated_sqlite_database(tmp_path)
-    app = servers.make_app(
-        database_url,
-        SHOP_UPLOAD_DIR=str(tmp_path / "uploads"),
-        SHOP_BASE_URL="http://127.0.0.1",
-        **stripe_settings(emulator),
-    )
-    with app.app_context():
+def shop(demo_shop) -> DemoShop:
+    """The demo shop (tests/e2e/conftest.py) with a new maker, who starts from nothing, and a
+    customer of our own."""
+
+    def accounts():
         maker = make_maker(email=MAKER_EMAIL, name="Ada Marsh · Marsh Hollow")
         maker.timezone = ZONE
         make_customer(email=CUSTOMER_EMAIL, name="Sam Rivera")
-        db.session.commit()
-        db.session.remove()
-    server = servers.start_threaded_server(app)
-    app.config["SHOP_BASE_URL"] = server.url  # success/cancel URLs Stripe sends people back to
-    emulator.webhooks(url=f"{server.url}/stripe/webhook")
-    try:
-        yield server
-    finally:
-        server.stop()
-        with app.app_context():
-            db.engine.dispose()
 
-
-@pytest.fixture
-def chromium() -> Iterator:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    demo_shop.run(accounts)
+    return demo_shop
 
 
 def _log_in(page: Page, base: str, email: str) -> None:
@@ -114,6 +80,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
     base = shop.url
     maker_context = chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id=ZONE)
     customer_context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    demo_context = chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id=ZONE)
     try:
         page = maker_context.new_page()
         problems: list[str] = []
@@ -135,7 +102,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
 
         # --- a product, then its first batch with a story written against the live preview
         page.get_by_role("link", name="New product").first.click()
-        page.get_by_label("Name").fill("Highland Rye")
+        page.get_by_label("Name").fill("Valley Rye")
         page.get_by_label("Description").fill("A cask-strength rye from grain grown up the valley.")
         page.get_by_role("button", name="Create product").click()
         expect(page).to_have_url(re.compile(r"/maker/products/\d+/batches/new$"))
@@ -176,7 +143,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         page.get_by_label("Title").fill("The Winter Release")
         page.get_by_label("Story").fill("The spiciest rye we have made. **Numbered by hand.**")
         expect(page.locator("[data-preview-body] strong")).to_have_text("Numbered by hand.")
-        expect(page.get_by_label(re.compile(r"Highland Rye, Batch No\. 1"))).to_be_checked()
+        expect(page.get_by_label(re.compile(r"Valley Rye, Batch No\. 1"))).to_be_checked()
         _shoot(page, "drop-new")
         page.get_by_role("button", name="Save draft").click()
         expect(page.locator(".console-head .badge")).to_have_text("Draft")
@@ -197,7 +164,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         # --- a customer buys two bottles through the hosted checkout page
         shopper = customer_context.new_page()
         _log_in(shopper, base, CUSTOMER_EMAIL)
-        shopper.goto(f"{base}/products/highland-rye/batches/1")
+        shopper.goto(f"{base}/products/valley-rye/batches/1")
         shopper.get_by_label(re.compile("Quantity|How many", re.I)).select_option("2")
         shopper.get_by_role("button", name=re.compile("^Buy")).click()
         expect(shopper).to_have_url(re.compile(r"/checkout/cs_test_"))
@@ -226,7 +193,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         # --- ship it
         sale.locator("a").click()
         expect(
-            page.get_by_role("heading", name=re.compile("Highland Rye, Batch No. 1"))
+            page.get_by_role("heading", name=re.compile("Valley Rye, Batch No. 1"))
         ).to_be_visible()
         expect(page.locator(".address")).to_contain_text("1 Orchard Lane")
         page.get_by_label("Carrier").fill("UPS")
@@ -262,9 +229,22 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
             page.goto(base + path)
             _shoot(page, name)
 
-        shopper.goto(f"{base}/products/highland-rye/batches/1")
+        shopper.goto(f"{base}/products/valley-rye/batches/1")
         expect(shopper.locator(".buy")).to_contain_text("closed")
+
+        # --- and the demo maker's console, full of history, for the record
+        demo_page = demo_context.new_page()
+        demo_page.goto(f"{base}/account/login")
+        demo_page.get_by_label("Email").fill(demo.MAKER_EMAIL)
+        demo_page.get_by_label("Password").fill(demo.MAKER_PASSWORD)
+        demo_page.get_by_role("button", name="Log in").click()
+        expect(demo_page.get_by_role("heading", name="Hello, Ada")).to_be_visible()
+        _shoot(demo_page, "demo-dashboard")
+        demo_page.get_by_role("link", name="Sales").last.click()  # the sold-out past drop
+        expect(demo_page.locator(".stat__label", has_text="Sold out in")).to_be_visible()
+        _shoot(demo_page, "demo-sold-out")
         assert problems == []
     finally:
+        demo_context.close()
         customer_context.close()
         maker_context.close()
