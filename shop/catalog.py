@@ -22,6 +22,7 @@ from shop.models.order import HELD, PAID
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_SLUG = 160
+PAST_ON_HOME = 12  # the most recent past drops; older ones stay reachable by their address
 
 
 def _plausible_slug(slug: str) -> bool:
@@ -57,7 +58,9 @@ def home_listing(now: datetime) -> HomeListing:
     listing.live.sort(key=lambda d: (d.closes_at is None, d.closes_at or now))
     listing.upcoming.sort(key=lambda d: d.opens_at or now)
     listing.past.sort(key=lambda d: d.closed_at or d.closes_at or d.created_at, reverse=True)
-    listing.sold_out_in = sold_out_times([b for d in drops for b in d.batches])
+    del listing.past[PAST_ON_HOME:]
+    shown = [*listing.live, *listing.upcoming, *listing.past]
+    listing.sold_out_in = sold_out_times([b for d in shown for b in d.batches])
     return listing
 
 
