@@ -19,6 +19,7 @@ import config as settings
 from shop import create_app
 from shop.extensions import db
 from tests.support import databases, redis_server
+from tests.support.clients import FreshContextClient
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator); see tests/support/stripe.py.
 pytest_plugins = ["tests.support.stripe"]
@@ -71,6 +72,8 @@ def app(database_url, app_overrides, tmp_path) -> Iterator[Flask]:
     app = create_app(
         make_config(database_url, SHOP_UPLOAD_DIR=str(tmp_path / "uploads"), **app_overrides)
     )
+    # Each test-client request gets its own app context (own g, own db session), as in a server.
+    app.test_client_class = FreshContextClient
     with app.app_context():
         yield app
         db.session.remove()
