@@ -29,7 +29,14 @@ from sqlalchemy import text as _text
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import TextClause
 
-from shop.errors import DropNotLive, InvalidQuantity, InvalidState, LimitReached, SoldOut
+from shop.errors import (
+    DropNotLive,
+    EditNotAllowed,
+    InvalidQuantity,
+    InvalidState,
+    LimitReached,
+    SoldOut,
+)
 from shop.extensions import db
 from shop.models import Batch, Order, Unit, User
 from shop.models.order import CANCELLED, EXPIRED, HELD, new_certificate_code, new_public_id
@@ -393,4 +400,21 @@ def _refresh(order: Order) -> None:
         db.session.expire(batch)
 
 
-__all__ = ["allowed_quantity", "confirm", "hold", "rehold", "release"]
+def resize_edition(batch: Batch, new_size: int) -> None:
+    """Grow an edition, or shrink it no lower than what is sold and held right now; the
+    condition lives in the UPDATE, so a hold racing the edit can never be squeezed out."""
+    resized = db.session.execute(
+        text("UPDATE batches SET edition_size = :size WHERE id = :id AND sold + held <= :size"),
+        {"size": new_size, "id": batch.id},
+    ).rowcount
+    db.session.expire(batch, ["edition_size", "sold", "held"])
+    if resized != 1:
+        taken = batch.sold + batch.held
+        raise EditNotAllowed(
+            f"{batch.sold} sold and {batch.held} held right now, so the edition can't be "
+            f"smaller than {taken}. Editions can grow, never shrink below what's taken.",
+            minimum=taken,
+        )
+
+
+__all__ = ["allowed_quantity", "confirm", "hold", "rehold", "release", "resize_edition"]

@@ -23,7 +23,7 @@ from sqlalchemy import Select, bindparam, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from shop import audit, images, money
+from shop import audit, images, inventory, money
 from shop.errors import EditNotAllowed, InvalidInput, InvalidState, NotFound
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, BatchImage, Drop, Order, Product, User
@@ -392,7 +392,7 @@ def update_batch(batch: Batch, details: BatchDetails, *, actor: User, now: datet
 
     before = {name: getattr(batch, name) for name in wanted}
     if wanted["edition_size"] != batch.edition_size:
-        _resize(batch, wanted["edition_size"])
+        inventory.resize_edition(batch, wanted["edition_size"])
     for name, value in wanted.items():
         if name != "edition_size":
             setattr(batch, name, value)
@@ -407,21 +407,6 @@ def update_batch(batch: Batch, details: BatchDetails, *, actor: User, now: datet
         )
         db.session.flush()
     return [BatchDetails.LABELS[name] for name in changed]
-
-
-def _resize(batch: Batch, new_size: int) -> None:
-    resized = db.session.execute(
-        text("UPDATE batches SET edition_size = :size WHERE id = :id AND sold + held <= :size"),
-        {"size": new_size, "id": batch.id},
-    ).rowcount
-    db.session.expire(batch, ["edition_size", "sold", "held"])
-    if resized != 1:
-        taken = batch.sold + batch.held
-        raise EditNotAllowed(
-            f"{batch.sold} sold and {batch.held} held right now, so the edition can't be "
-            f"smaller than {taken}. Editions can grow, never shrink below what's taken.",
-            minimum=taken,
-        )
 
 
 def _describe_changes(before: dict, batch: Batch, changed: list[str]) -> str:
