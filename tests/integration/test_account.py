@@ -17,12 +17,6 @@ from tests.support.factories import PASSWORD, make_batch, make_customer, make_dr
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
-@pytest.fixture
-def client(app):
-    """Each request in its own app context, so nothing in ``g`` carries over."""
-    return fresh_client(app)
-
-
 def csrf(client, path: str) -> str:
     return _CSRF.search(client.get(path).get_data(as_text=True)).group(1)
 

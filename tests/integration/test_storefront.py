@@ -13,16 +13,9 @@ from shop.extensions import db
 from shop.models import Order
 from shop.models.drop import CLOSED, DRAFT, SCHEDULED
 from shop.models.order import REFUNDED
-from tests.support.clients import fresh_client
 from tests.support.factories import make_batch, make_customer, make_drop, make_product
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-def client(app):
-    """Each request in its own app context, so nothing in ``g`` carries over."""
-    return fresh_client(app)
 
 
 def log_in(client, user) -> None:

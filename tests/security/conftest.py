@@ -9,15 +9,9 @@ import pytest
 from flask import Flask
 
 from shop.extensions import db, limiter
-from tests.security.helpers import SeparateRequestClient, close_limiter_storage, production_app
+from tests.security.helpers import close_limiter_storage, production_app
 from tests.support import redis_server
 from tests.support.factories import make_customer, make_maker
-
-
-@pytest.fixture
-def app(app):
-    app.test_client_class = SeparateRequestClient
-    return app
 
 
 @pytest.fixture

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import contextvars
-import re
 import secrets
 
-from flask import Flask, has_app_context
-from flask.globals import _cv_app
-from flask.testing import FlaskClient
+from flask import Flask
 
 import config as settings
 from shop import create_app
-from shop.extensions import db, limiter
+from shop.extensions import limiter
+from tests.support.clients import FreshContextClient, csrf_token_in
 from tests.support.factories import PASSWORD
 
-
-class SeparateRequestClient(FlaskClient):
-    """Each request in an app context of its own, as on a real server.
-
-    The ``app`` fixture keeps an app context pushed for the whole test, and Flask reuses it for
-    test-client requests, so ``g`` would carry Flask-Login's current user and Flask-WTF's CSRF
-    token from one request (and one client) to the next: a brand-new client would be "logged
-    in". Security tests must see exactly what a second browser would.
-    """
-
-    def open(self, *args, **kwargs):
-        if has_app_context():
-            db.session.commit()  # end the test's own transaction (SQLite takes the write lock)
-        return contextvars.copy_context().run(self._open_alone, args, kwargs)
-
-    def _open_alone(self, args, kwargs):
-        _cv_app.set(None)  # type: ignore[arg-type]
-        return super().open(*args, **kwargs)
-
-
-_CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
 PRODUCTION_BASE_URL = "https://shop.example.com"
-
-
-def csrf_token_in(html: str) -> str:
-    found = _CSRF_FIELD.search(html)
-    assert found, "the page has no CSRF token field"
-    return found.group(1)
 
 
 def form_token(client, path: str = "/account/login") -> str:
@@ -112,5 +81,5 @@ def production_env(monkeypatch, database_url: str, **overrides: str | None) -> N
 def production_app(monkeypatch, database_url: str, **overrides: str | None) -> Flask:
     production_env(monkeypatch, database_url, **overrides)
     app = create_app(settings.load())
-    app.test_client_class = SeparateRequestClient
+    app.test_client_class = FreshContextClient
     return app

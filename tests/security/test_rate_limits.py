@@ -14,7 +14,7 @@ from shop.extensions import db
 from shop.models import User
 from tests.conftest import make_config
 from tests.security.helpers import (
-    SeparateRequestClient,
+    FreshContextClient,
     close_limiter_storage,
     form_token,
     log_in,
@@ -156,7 +156,7 @@ def test_counters_live_in_redis_so_every_app_process_shares_them(
     # A second app (another gunicorn worker, another host) sees the same counters.
     close_limiter_storage()
     other = create_app(make_config(database_url, **rate_limits))
-    other.test_client_class = SeparateRequestClient
+    other.test_client_class = FreshContextClient
     try:
         assert log_in(other.test_client(), customer.email, ip=ATTACKER).status_code == 429
     finally:

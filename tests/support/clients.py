@@ -1,22 +1,50 @@
-"""A test client whose every request runs in its own app context, as in a real server.
+"""The one test client: every request runs in its own app context, as on a real server.
 
 The ``app`` fixture keeps one app context pushed for the whole test, and Flask reuses a pushed
 context for test-client requests, so ``g`` (Flask-Login's cached user, Flask-WTF's CSRF token,
-``g.render_error``) would otherwise leak from one request, or one client, to the next.
+``g.render_error``) and the database session would otherwise leak from one request, or one
+client, to the next: a brand-new client would be "logged in". The test's own transaction is
+committed before each request (the request must see what the test arranged, and on SQLite an
+open write would block it) and expired after it (the test reads what the request wrote).
 """
 
 from __future__ import annotations
 
+import re
+
+from flask import has_app_context
 from flask.testing import FlaskClient
+
+from shop.extensions import db
+
+_CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 class FreshContextClient(FlaskClient):
+    csrf: str = ""
+
     def open(self, *args, **kwargs):
+        outer = has_app_context()
+        if outer:
+            db.session.commit()
         with self.application.app_context():
-            return super().open(*args, **kwargs)
+            response = super().open(*args, **kwargs)
+        if outer:
+            db.session.expire_all()
+        return response
+
+    def form(self, path: str, data: dict | None = None, **kwargs):
+        """POST a form with this client's CSRF token (see ``csrf``)."""
+        return self.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
 
 
 def fresh_client(app) -> FreshContextClient:
     """A client for ``app`` whose requests never share ``g`` or a database session."""
     app.test_client_class = FreshContextClient
     return app.test_client()
+
+
+def csrf_token_in(html: str) -> str:
+    found = _CSRF_FIELD.search(html)
+    assert found, "the page has no CSRF token field"
+    return found.group(1)

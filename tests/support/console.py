@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import contextvars
 import io
-import re
 
 from flask import Flask
-from flask.globals import _cv_app
-from flask.testing import FlaskClient
 from PIL import Image
 
-from shop.extensions import db
 from shop.models import User
+from tests.support.clients import FreshContextClient, csrf_token_in
 
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
-
-class Browser(FlaskClient):
-    """Each request in an app context of its own, as on a real server, so one client's login
-    (cached by Flask-Login in ``g``) never leaks into another's request. The test's own session
-    is committed first: the request must see what the test arranged."""
-
-    csrf: str = ""
-
-    def open(self, *args, **kwargs):
-        db.session.commit()
-        response = contextvars.copy_context().run(self._alone, args, kwargs)
-        db.session.expire_all()  # the test reads what the request wrote
-        return response
-
-    def _alone(self, args, kwargs):
-        _cv_app.set(None)  # type: ignore[arg-type]
-        return super().open(*args, **kwargs)
-
-    def form(self, path: str, data: dict | None = None, **kwargs):
-        """POST a form with this browser's CSRF token."""
-        return self.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
+class Browser(FreshContextClient):
+    """A browser for the console: a fresh app context per request and a CSRF token at hand."""
 
 
 def browser(app: Flask, user: User | None = None) -> Browser:
@@ -49,12 +25,6 @@ def browser(app: Flask, user: User | None = None) -> Browser:
     page = client.get("/account/login" if user is None else "/account/")
     client.csrf = csrf_token_in(page.get_data(as_text=True))
     return client
-
-
-def csrf_token_in(html: str) -> str:
-    found = _CSRF.search(html)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), **save) -> bytes:
