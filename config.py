@@ -34,6 +34,16 @@ def _env_int(name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be a whole number, got {value!r}") from None
 
 
+def _env_number(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
 def _database_url(default: str | None) -> str | None:
     url = _env("DATABASE_URL", default)
     if url and url.startswith(("postgres://", "postgresql://")):
@@ -97,6 +107,12 @@ class Config:
         # How many reverse proxies (load balancers) we run in front of the app: their
         # X-Forwarded-For/-Proto are trusted that many hops deep, so limits see real clients.
         self.SHOP_PROXY_COUNT = _env_int("SHOP_PROXY_COUNT", 0)
+        # Rate limits (shop/limits.py), e.g. SHOP_LIMIT_BUY_PER_IP="600/minute".
+        for name, value in os.environ.items():
+            if name.startswith("SHOP_LIMIT_") and value:
+                setattr(self, name, value)
+        self.STRIPE_CONNECT_TIMEOUT = _env_number("STRIPE_CONNECT_TIMEOUT", 2.0)
+        self.STRIPE_READ_TIMEOUT = _env_number("STRIPE_READ_TIMEOUT", 5.0)
 
     def missing(self) -> list[str]:
         """Names of required settings that are not set (production refuses to start)."""
