@@ -108,10 +108,12 @@ def _ticks() -> dict[int, tuple[str, int, int]]:
     return found
 
 
-def _machine_ticks() -> tuple[int, int]:
+def _machine_ticks() -> tuple[int, int, int]:
+    """(busy, total, stolen by the hypervisor) clock ticks of the whole machine."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    steal = values[7] if len(values) > 7 else 0
+    return sum(values) - idle, sum(values), steal
 
 
 class CpuMeter:
@@ -130,7 +132,7 @@ class CpuMeter:
 
     def stop(self, loadgen_cpu: float) -> dict:
         after = _ticks()
-        busy1, total1 = _machine_ticks()
+        busy1, total1, steal1 = _machine_ticks()
         wall = time.monotonic() - self.started
         used: dict[str, float] = {"shop": 0.0, "postgres": 0.0, "emulator": 0.0, "other": 0.0}
         for pid, (name, ppid, ticks) in after.items():
@@ -146,10 +148,14 @@ class CpuMeter:
             elif pid != os.getpid():
                 used["other"] += delta
         used["loadgen"] = loadgen_cpu
-        busy = (busy1 - self.machine_before[0]) / max(1, total1 - self.machine_before[1])
+        cores = len(os.sched_getaffinity(0))
+        total = max(1, total1 - self.machine_before[1])
+        busy = (busy1 - self.machine_before[0]) / total
+        stolen = (steal1 - self.machine_before[2]) / total
         return {
             "wall_seconds": round(wall, 2),
-            "cores_busy": round(busy * len(os.sched_getaffinity(0)), 2),
+            "cores_busy": round(busy * cores, 2),
+            "cores_stolen": round(stolen * cores, 2),
             "cores_by_component": {k: round(v / wall, 2) for k, v in used.items()},
         }
 
@@ -395,7 +401,7 @@ class Emulator:
 def line(name: str, result: dict, ok_per_s: float | None = None) -> str:
     cpu = result["cpu"]["cores_by_component"]
     cores = " ".join(f"{k}={v}" for k, v in cpu.items() if v >= 0.01)
-    cores += f" (busy {result['cpu']['cores_busy']})"
+    cores += f" (busy {result['cpu']['cores_busy']}, stolen {result['cpu']['cores_stolen']})"
     rate = f"{result['requests_per_s']:>8.1f} req/s"
     if ok_per_s is not None:
         rate += f" ({ok_per_s:.1f} holds/s)"
