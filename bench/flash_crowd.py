@@ -16,7 +16,9 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
 - lean   — the same with two fewer database round trips (a what-if for the buy view);
 - spread — the hold path with buyers spread over many batches (no hot row: is the row the limit?);
 - buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
-           the local Stripe emulator (its own process on the same cores), then 303.
+           the local Stripe emulator (its own process on the same cores), then 303;
+- soldout — the real buy endpoint after the last unit is gone: every answer is a 409 with the
+           drop page (what most of a real flash crowd gets).
 
 Each phase prints holds (or requests) per second, latency percentiles, status counts, where the
 CPU went, and for the shop phases the invariant check by SQL (oversold must be 0).
@@ -44,8 +46,9 @@ os.environ.setdefault("SHOP_ENV", "testing")
 import psycopg  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 
-from shop import inventory  # noqa: E402
-from tests.support import databases, invariants, servers  # noqa: E402
+from shop import clock, inventory  # noqa: E402
+from shop.models import Batch  # noqa: E402
+from tests.support import databases, factories, invariants, servers  # noqa: E402
 
 BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
 SHOP_PHASES = {
@@ -53,6 +56,7 @@ SHOP_PHASES = {
     "lean": "the same hold with 2 fewer database trips (what-if for the buy view; no Stripe)",
     "spread": "the hold path with the buyers spread over many batches: no hot row at all",
     "buy": "the real checkout.buy: hold, then a Checkout Session on the Stripe emulator",
+    "soldout": "the real checkout.buy on a sold-out batch: every answer a 409 drop page",
 }
 
 
@@ -186,8 +190,9 @@ def drive(address, requests: list[bytes], args, meter: CpuMeter) -> dict:
         input=json.dumps(job),
         capture_output=True,
         text=True,
-        check=True,
     )
+    if finished.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{finished.stderr}")
     raw = json.loads(finished.stdout)
     cpu = meter.stop(raw["cpu_seconds"])
     latencies = sorted(raw["latencies_ms"])
@@ -210,9 +215,9 @@ def drive(address, requests: list[bytes], args, meter: CpuMeter) -> dict:
     }
 
 
-def successes(result: dict) -> float:
-    """Per second: successful holds (303) only."""
-    ok = result["statuses"].get("303", 0)
+def successes(result: dict, status: str = "303") -> float:
+    """Per second: answers with ``status`` only (303: successful holds)."""
+    ok = result["statuses"].get(status, 0)
     return round(ok / max(1, result["requests"]) * result["requests_per_s"], 1)
 
 
@@ -320,6 +325,20 @@ def phase_sql(args, url: str, drop: servers.LiveDrop, hot: int, spread: list[int
     return results
 
 
+def sold_out_batch(app) -> int:
+    """A drop of three batches as a maker would list them, one of them sold out (all held)."""
+    drop = servers.seed_live_drop(app, edition_size=240, limit=2, batches=2)
+    batch_id = servers.add_batch(app, drop, edition_size=2, limit=2)
+    with app.app_context():
+        from shop.extensions import db
+
+        batch = db.session.get(Batch, batch_id)
+        inventory.hold(batch, 2, customer=factories.make_customer(), now=clock.now())
+        db.session.commit()
+        db.session.remove()
+    return batch_id
+
+
 def invariant_check(url: str, batch_ids: list[int]) -> dict:
     engine = create_engine(url)
     oversold, held, broken = 0, 0, []
@@ -359,7 +378,10 @@ def phase_shop(
             s.form_request(paths[i % len(paths)], {"quantity": 1}) for i, s in enumerate(sessions)
         ]
         meter = CpuMeter(server.process.pid, emulator_pid)
-        return drive(server.address, requests, args, meter)
+        try:
+            return drive(server.address, requests, args, meter)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
 
 
 class Emulator:
@@ -434,8 +456,10 @@ def report(args, facts: dict, results: dict) -> None:
     if hello:
         print(line("hello", hello))
     for name in SHOP_PHASES:
-        if name in results:
+        if name in results and name != "soldout":
             print(line(name, results[name], successes(results[name])))
+    if "soldout" in results:
+        print(line("soldout", results["soldout"]))
     sql = results.get("sql", {})
     if "hot_row_update" in sql:
         labels = {
@@ -459,6 +483,16 @@ def report(args, facts: dict, results: dict) -> None:
             continue
         result = results[name]
         check = results[f"{name}_invariants"]
+        if name == "soldout":
+            per_s = successes(result, "409")
+            refused = sum(result["statuses"].values())
+            print(
+                f"  soldout: {result['statuses'].get('409', 0)} of {refused} answers were 409, "
+                f"{per_s:.1f} refusals/s, p99 {result['p99_ms']} ms, CPU per refusal: "
+                + cpu_per_success(result, per_s)
+                + (", invariants hold" if not check["violations"] else str(check["violations"]))
+            )
+            continue
         per_s = successes(result)
         five_xx = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
         parts = [f"{name}: oversold {check['oversold']}", f"5xx {five_xx}"]
@@ -498,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,sql,hold,lean,spread,buy",
-        help="comma-separated subset of hello,sql,hold,lean,spread,buy",
+        default="hello,sql,hold,lean,spread,buy,soldout",
+        help="comma-separated subset of hello,sql,hold,lean,spread,buy,soldout",
     )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
@@ -522,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         batches = {name: [batch_id] for name, batch_id in zip(named, drop.batch_ids, strict=False)}
         rest = drop.batch_ids[len(named) :]
         spread, batches["spread"] = rest[:spread_count], rest[spread_count:]
-        emulator = Emulator() if "buy" in phases else None
+        batches["soldout"] = [sold_out_batch(seeding)]
+        emulator = Emulator() if phases & {"buy", "soldout"} else None
         try:
             if "hello" in phases:
                 print("hello-world ceiling …", flush=True)
@@ -539,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                     "lean": ("bench.hold_app:app", "/bench/hold-lean/{}"),
                     "spread": ("bench.hold_app:app", "/bench/hold/{}"),
                     "buy": ("wsgi:app", "/checkout/batches/{}"),
+                    "soldout": ("wsgi:app", "/checkout/batches/{}"),
                 }[name]
                 results[name] = phase_shop(
                     args,
@@ -546,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
                     app_name,
                     [path.format(batch_id) for batch_id in batches[name]],
                     customers,
-                    stripe_api_base=emulator.url if emulator and name == "buy" else None,
-                    emulator_pid=emulator.process.pid if emulator and name == "buy" else None,
+                    stripe_api_base=emulator.url if emulator else None,
+                    emulator_pid=emulator.process.pid if emulator else None,
                 )
                 results[f"{name}_invariants"] = invariant_check(url, batches[name])
         finally:
