@@ -13,7 +13,7 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
            batches, at the app's DB concurrency (workers x threads clients);
 - hold   — our hold path: ``bench/hold_app.py`` (BENCH ONLY) does what ``checkout.buy`` does up
            to the commit of the hold, without creating a Stripe Checkout Session;
-- lean   — the same with two fewer database round trips (a what-if for the buy view);
+- lean   — the same with two fewer queries, four fewer round trips (a what-if for the buy view);
 - spread — the hold path with buyers spread over many batches (no hot row: is the row the limit?);
 - buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
            the local Stripe emulator (its own process on the same cores), then 303;
@@ -53,7 +53,7 @@ from tests.support import databases, factories, invariants, servers  # noqa: E40
 BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
 SHOP_PHASES = {
     "hold": "our hold path (bench/hold_app.py mirrors checkout.buy up to the commit; no Stripe)",
-    "lean": "the same hold with 2 fewer database trips (what-if for the buy view; no Stripe)",
+    "lean": "the same hold with 2 fewer queries (what-if for the buy view; no Stripe)",
     "spread": "the hold path with the buyers spread over many batches: no hot row at all",
     "buy": "the real checkout.buy: hold, then a Checkout Session on the Stripe emulator",
     "soldout": "the real checkout.buy on a sold-out batch: every answer a 409 drop page",

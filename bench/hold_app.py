@@ -38,9 +38,9 @@ def hold(batch_id: int):
 
 @bench.post("/hold-lean/<int:batch_id>")
 def hold_lean(batch_id: int):
-    """The same hold with two fewer trips to the database: the batch and its drop in one
-    query, and the order's public id read before the commit expires it (a what-if for the
-    buy view, measured by the benchmark's ``hold-lean`` phase)."""
+    """The same hold with two fewer queries: the batch and its drop in one query, and the
+    order's public id read before the commit expires it (no reload in a new transaction).
+    A what-if for the buy view, measured by the benchmark's ``lean`` phase."""
     batch = (
         db.session.scalars(
             select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop))
