@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shop import audit, inventory, money, payments
@@ -69,8 +69,10 @@ def start_checkout(order: Order, *, now: datetime) -> str:
     keeps the hold and raises PaymentUnavailable, and :func:`continue_checkout` retries with
     the same idempotency key, so the same session comes back.
     """
+    # The identity, not ``order.id``: after the commit that would reload the expired row.
+    order_id = inspect(order).identity[0]
     try:
-        return _checkout_url(order.id, now=now)
+        return _checkout_url(order_id, now=now)
     except PaymentUnavailable as error:
         raise PaymentUnavailable(
             "Stripe is slow to answer right now. Your units are still held for you — continue "

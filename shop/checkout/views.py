@@ -11,6 +11,7 @@ import re
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from shop import clock, database, inventory, limits, orders
@@ -122,7 +123,12 @@ def _cancel_page(order_id: int, error: Exception) -> str:
 
 
 def _buyable_batch(batch_id: int) -> Batch:
-    batch = db.session.get(Batch, batch_id) if batch_id <= MAX_INT else None
+    """The batch with its drop, in one query: this is the hot path of a flash crowd."""
+    batch = (
+        db.session.scalar(select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop)))
+        if batch_id <= MAX_INT
+        else None
+    )
     if batch is None or batch.drop is None or batch.drop.state == DRAFT:
         abort(404)
     return batch
