@@ -178,7 +178,8 @@ def test_a_certificate_shows_the_owners_first_name_only(app, client, emulator, s
     assert "Ada" in page
     assert "Lovelace" not in page and owner.email not in page
     assert order.public_id not in page
-    assert visitor.get(f"/u/{code[:-1]}x").status_code == 404
+    other = code[:-1] + ("y" if code.endswith("x") else "x")
+    assert visitor.get(f"/u/{other}").status_code == 404
 
 
 def test_certificate_codes_and_order_ids_are_unguessable(app, emulator, shopper):
