@@ -94,7 +94,10 @@ class BatchForm(FlaskForm):
     per_customer_limit = IntegerField(
         "Limit per customer",
         default=2,
-        validators=[InputRequired(message="Set a per-customer limit."), NumberRange(min=1)],
+        validators=[
+            InputRequired(message="Set a per-customer limit."),
+            NumberRange(min=1, max=makers.MAX_EDITION_SIZE),
+        ],
     )
     summary = StringField(
         "Summary",

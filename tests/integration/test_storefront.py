@@ -368,3 +368,15 @@ def test_stock_of_an_unknown_or_draft_drop_is_a_json_404(client):
         response = client.get(f"/api/drops/{slug}/stock")
         assert response.status_code == 404
         assert response.get_json()["error"]["code"]
+
+
+def test_a_generous_per_customer_limit_gets_a_number_field_not_a_huge_list(client):
+    from tests.support.factories import make_batch, make_customer
+
+    batch = make_batch(drop=live_drop(), edition_size=100_000, limit=100_000)
+    customer = make_customer()
+    db.session.commit()
+    log_in(client, customer)
+    page = client.get(f"/drops/{batch.drop.slug}").get_data(as_text=True)
+    assert 'type="number" name="quantity"' in page
+    assert page.count("<option") < 50
