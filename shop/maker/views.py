@@ -450,30 +450,34 @@ def close_drop(drop_id: int):
     return redirect(url_for("maker.drop", drop_id=found.id), 303)
 
 
+def _confirmed_drop_change(drop_id: int, change, done: str):
+    """A one-click change to a drop behind the confirm form; back to the drop either way."""
+    found = makers.drop_for(current_user, drop_id)
+    if forms.ConfirmForm().validate_on_submit():
+        change(found, actor=current_user, now=clock.now())
+        db.session.commit()
+        flash(done, "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
 @bp.post("/drops/<int:drop_id>/unschedule")
 @maker_required
 def unschedule_drop(drop_id: int):
-    found = makers.drop_for(current_user, drop_id)
-    form = forms.ConfirmForm()
-    if not form.validate_on_submit():
-        return redirect(url_for("maker.drop", drop_id=found.id), 303)
-    makers.unschedule_drop(found, actor=current_user, now=clock.now())
-    db.session.commit()
-    flash("Back to draft. It won't open until you open or schedule it again.", "success")
-    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+    return _confirmed_drop_change(
+        drop_id,
+        makers.unschedule_drop,
+        "Back to draft. It won't open until you open or schedule it again.",
+    )
 
 
 @bp.post("/drops/<int:drop_id>/keep-open")
 @maker_required
 def cancel_close(drop_id: int):
-    found = makers.drop_for(current_user, drop_id)
-    form = forms.ConfirmForm()
-    if not form.validate_on_submit():
-        return redirect(url_for("maker.drop", drop_id=found.id), 303)
-    makers.cancel_scheduled_close(found, actor=current_user, now=clock.now())
-    db.session.commit()
-    flash("The closing time is removed; the drop stays open until you close it.", "success")
-    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+    return _confirmed_drop_change(
+        drop_id,
+        makers.cancel_scheduled_close,
+        "The closing time is removed; the drop stays open until you close it.",
+    )
 
 
 @bp.get("/drops/<int:drop_id>/live")
