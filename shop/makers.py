@@ -39,55 +39,46 @@ EXPIRING_SOON = timedelta(minutes=2)
 # --------------------------------------------------------------------------- lookups
 
 
-def product_for(maker: User, product_id: int) -> Product:
-    product = db.session.scalar(
-        select(Product).where(Product.id == product_id, Product.maker_id == maker.id)
-    )
-    if product is None:
+def _owned(query):
+    """The one row a scoped query finds, or NotFound: another maker's object looks absent."""
+    found = db.session.scalar(query)
+    if found is None:
         raise NotFound()
-    return product
+    return found
+
+
+def product_for(maker: User, product_id: int) -> Product:
+    return _owned(select(Product).where(Product.id == product_id, Product.maker_id == maker.id))
 
 
 def batch_for(maker: User, batch_id: int) -> Batch:
-    batch = db.session.scalar(
+    return _owned(
         select(Batch)
         .join(Product, Batch.product_id == Product.id)
         .where(Batch.id == batch_id, Product.maker_id == maker.id)
     )
-    if batch is None:
-        raise NotFound()
-    return batch
 
 
 def image_for(maker: User, image_id: int) -> BatchImage:
-    image = db.session.scalar(
+    return _owned(
         select(BatchImage)
         .join(Batch, BatchImage.batch_id == Batch.id)
         .join(Product, Batch.product_id == Product.id)
         .where(BatchImage.id == image_id, Product.maker_id == maker.id)
     )
-    if image is None:
-        raise NotFound()
-    return image
 
 
 def drop_for(maker: User, drop_id: int) -> Drop:
-    drop = db.session.scalar(select(Drop).where(Drop.id == drop_id, Drop.maker_id == maker.id))
-    if drop is None:
-        raise NotFound()
-    return drop
+    return _owned(select(Drop).where(Drop.id == drop_id, Drop.maker_id == maker.id))
 
 
 def order_for(maker: User, public_id: str) -> Order:
-    order = db.session.scalar(
+    return _owned(
         select(Order)
         .join(Batch, Order.batch_id == Batch.id)
         .join(Product, Batch.product_id == Product.id)
         .where(Order.public_id == public_id, Product.maker_id == maker.id)
     )
-    if order is None:
-        raise NotFound()
-    return order
 
 
 def products_of(maker: User) -> list[Product]:
