@@ -29,6 +29,11 @@ from tests.support import factories, invariants, servers
 # Several worker processes, each with threads: races inside a process and across processes.
 WORKERS = 3
 THREADS = 4
+# Each race runs this many times on the same server, each time on a fresh drop and batch.
+REPETITIONS = 5
+# What a refused buyer reads.
+SOLD_OUT = "Sold out"
+AT_THE_LIMIT = "the most this batch allows"
 
 
 @pytest.fixture(scope="package")

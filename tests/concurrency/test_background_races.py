@@ -10,12 +10,10 @@ from sqlalchemy import text
 
 from shop import clock
 from shop.extensions import db
-from tests.concurrency.conftest import hold_units, order_states, stock, violations
+from tests.concurrency.conftest import REPETITIONS, hold_units, order_states, stock, violations
 from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
-
-REPETITIONS = 5
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ from shop import clock, drops
 from shop.extensions import db
 from shop.models import Drop, User
 from tests.concurrency.conftest import (
+    AT_THE_LIMIT,
+    REPETITIONS,
+    SOLD_OUT,
     assert_no_server_errors,
     hold_units,
     login_all,
@@ -26,9 +29,6 @@ from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
 
-REPETITIONS = 5
-SOLD_OUT = "Sold out"
-AT_THE_LIMIT = "the most this batch allows"
 NOT_LIVE = "not open for buying"
 
 

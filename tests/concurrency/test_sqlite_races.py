@@ -13,6 +13,9 @@ import pytest
 from shop import clock
 from shop.extensions import db
 from tests.concurrency.conftest import (
+    AT_THE_LIMIT,
+    REPETITIONS,
+    SOLD_OUT,
     assert_no_server_errors,
     hold_units,
     login_all,
@@ -22,10 +25,6 @@ from tests.concurrency.conftest import (
 from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
-
-REPETITIONS = 5
-SOLD_OUT = "Sold out"
-AT_THE_LIMIT = "the most this batch allows"
 
 
 @pytest.fixture(scope="module")
