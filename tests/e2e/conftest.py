@@ -24,7 +24,7 @@ from flask import Flask
 from shop import clock, demo
 from shop.extensions import db
 from tests.support import servers
-from tests.support.databases import under_ci
+from tests.support.databases import require
 from tests.support.stripe import Emulator, stripe_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +53,7 @@ def chromium_missing_reason() -> str | None:
 
 def require_chromium() -> None:
     """Skip locally, fail under CI, when the browser cannot run."""
-    reason = chromium_missing_reason()
-    if reason is None:
-        return
-    if under_ci():
-        pytest.fail(f"CI needs Chromium for the e2e tests: {reason}", pytrace=False)
-    pytest.skip(reason)
+    require("Chromium for the e2e tests", chromium_missing_reason())
 
 
 @dataclass

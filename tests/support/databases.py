@@ -46,14 +46,18 @@ def postgres_unavailable_reason() -> str | None:
     return None
 
 
-def require_postgres() -> None:
-    """Skip locally, fail under CI, when PostgreSQL cannot be reached."""
-    reason = postgres_unavailable_reason()
-    if reason is None:
+def require(needed: str, missing_reason: str | None) -> None:
+    """Skip locally, fail under CI, when something a test needs is missing (a reason is given)."""
+    if missing_reason is None:
         return
     if under_ci():
-        pytest.fail(f"CI needs PostgreSQL: {reason}", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(f"CI needs {needed}: {missing_reason}", pytrace=False)
+    pytest.skip(missing_reason)
+
+
+def require_postgres() -> None:
+    """Skip locally, fail under CI, when PostgreSQL cannot be reached."""
+    require("PostgreSQL", postgres_unavailable_reason())
 
 
 @contextmanager

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import redis
 
 from tests.support import databases
@@ -43,12 +42,7 @@ def redis_unavailable_reason() -> str | None:
 
 def require_redis() -> None:
     """Skip locally, fail under CI, when Redis cannot be reached."""
-    reason = redis_unavailable_reason()
-    if reason is None:
-        return
-    if databases.under_ci():
-        pytest.fail(f"CI needs Redis: {reason}", pytrace=False)
-    pytest.skip(reason)
+    databases.require("Redis", redis_unavailable_reason())
 
 
 @contextmanager
