@@ -33,15 +33,6 @@ def _orders() -> list[Order]:
     return list(db.session.scalars(select(Order).order_by(Order.id)))
 
 
-@pytest.fixture
-def shopper(app, client):
-    """A signed-in customer and a live batch of 5 (limit 2); yields (customer, batch, csrf)."""
-    batch = live_batch(edition_size=5, limit=2, price=4200)
-    customer = make_customer()
-    db.session.commit()
-    return customer, batch, sign_in(client, customer)
-
-
 def test_buying_holds_units_and_sends_the_customer_to_a_session_built_from_the_order(
     app, client, emulator, shopper
 ):

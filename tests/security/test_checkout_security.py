@@ -17,9 +17,7 @@ from tests.support.factories import make_customer
 from tests.support.stripe import (
     buy,
     held_order,
-    live_batch,
     paid_order,
-    sign_in,
     stripe_settings,
 )
 
@@ -29,15 +27,6 @@ BASE_URL = "http://shop.test"  # SHOP_BASE_URL in TestingConfig
 @pytest.fixture
 def app_overrides(emulator):
     return stripe_settings(emulator)
-
-
-@pytest.fixture
-def shopper(app, client):
-    """A signed-in customer and a live batch of 5 at 42.00 (limit 2): (customer, batch, csrf)."""
-    batch = live_batch(edition_size=5, limit=2, price=4200)
-    customer = make_customer()
-    db.session.commit()
-    return customer, batch, sign_in(client, customer)
 
 
 def _orders() -> list[Order]:

@@ -23,7 +23,8 @@ socket (gunicorn, a threaded server), let the emulator deliver:
 
 Data: :func:`live_batch` (live by the real clock, as views see it), :func:`held_order` (a hold
 with its Checkout Session) and :func:`paid_order` (paid at the emulator and fulfilled). The test
-client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`. Faults:
+client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`, and the
+``shopper`` fixture (a signed-in customer and a live batch). Faults:
 ``emulator.faults(fail_next=…)``; :func:`without_retries` makes them cheap (no SDK backoff).
 """
 
@@ -255,6 +256,15 @@ def sign_in(client: FlaskClient, user: User) -> str:
     if found is None:
         raise AssertionError(f"no CSRF token on /account/ ({page.status_code})")
     return found.group(1)
+
+
+@pytest.fixture
+def shopper(app, client):
+    """A signed-in customer and a live batch of 5 at 42.00 (limit 2): (customer, batch, csrf)."""
+    batch = live_batch(edition_size=5, limit=2, price=4200)
+    customer = factories.make_customer()
+    db.session.commit()
+    return customer, batch, sign_in(client, customer)
 
 
 def buy(client: FlaskClient, batch_id: int, quantity: Any = 1, *, csrf: str, **headers: str):
