@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: the app on SQLite and PostgreSQL, client, CLI runner.
+"""Fixtures shared by every test folder: the app on SQLite and PostgreSQL, client, CLI runner,
+a customer and a maker.
 
 ``app`` runs each test against both databases (``[sqlite]`` and ``[postgresql]``); each test run
 gets freshly created databases, migrated with the real Alembic migrations, and every table is
@@ -20,6 +21,7 @@ from shop import create_app
 from shop.extensions import db
 from tests.support import databases, redis_server
 from tests.support.clients import FreshContextClient
+from tests.support.factories import make_customer, make_maker
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator); see tests/support/stripe.py.
 pytest_plugins = ["tests.support.stripe"]
@@ -100,6 +102,22 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def customer(app):
+    """A committed customer account."""
+    user = make_customer()
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def maker(app):
+    """A committed maker account."""
+    user = make_maker()
+    db.session.commit()
+    return user
 
 
 # Under CI a skip is a failure: a missing PostgreSQL or Chromium must never pass quietly.

@@ -23,16 +23,8 @@ from tests.support.factories import (
     make_batch,
     make_customer,
     make_drop,
-    make_maker,
     make_product,
 )
-
-
-@pytest.fixture
-def maker(app):
-    user = make_maker()
-    db.session.commit()
-    return user
 
 
 def _draft(maker, **kwargs) -> Drop:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Product
 from tests.support.console import browser, image_bytes
-from tests.support.factories import make_batch, make_maker, make_product
+from tests.support.factories import make_batch, make_product
 
 BATCH = {
     "number": "1",
@@ -27,13 +27,6 @@ BATCH = {
     "inputs": "Rye, barley",
     "making": "Pot-distilled twice",
 }
-
-
-@pytest.fixture
-def maker(app):
-    user = make_maker()
-    db.session.commit()
-    return user
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Fixtures for the security tests: accounts, clients that behave like separate browsers on a
-real server, and rate limiting switched on against Redis."""
+"""Fixtures for the security tests: clients that behave like separate browsers on a real
+server, and rate limiting switched on against Redis. (The ``customer`` and ``maker`` accounts
+come from tests/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -11,21 +12,6 @@ from flask import Flask
 from shop.extensions import db, limiter
 from tests.security.helpers import close_limiter_storage, production_app
 from tests.support import redis_server
-from tests.support.factories import make_customer, make_maker
-
-
-@pytest.fixture
-def customer(app):
-    user = make_customer()
-    db.session.commit()
-    return user
-
-
-@pytest.fixture
-def maker(app):
-    user = make_maker()
-    db.session.commit()
-    return user
 
 
 @pytest.fixture
