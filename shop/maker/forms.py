@@ -96,7 +96,8 @@ class BatchForm(FlaskForm):
         default=2,
         validators=[
             InputRequired(message="Set a per-customer limit."),
-            NumberRange(min=1, max=makers.MAX_EDITION_SIZE),
+            NumberRange(min=1),
+            NumberRange(max=makers.MAX_EDITION_SIZE),
         ],
     )
     summary = StringField(
