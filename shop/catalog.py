@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, Product, Unit, User
@@ -40,8 +40,8 @@ class HomeListing:
 
 def _batch_options():
     return (
-        selectinload(Drop.maker),
-        selectinload(Drop.batches).selectinload(Batch.product),
+        joinedload(Drop.maker),
+        selectinload(Drop.batches).joinedload(Batch.product),
         selectinload(Drop.batches).selectinload(Batch.images),
     )
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, select
 from sqlalchemy import text as _text
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import TextClause
@@ -38,7 +38,7 @@ from shop.errors import (
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Batch, Order, Unit, User
+from shop.models import Allotment, Batch, Order, Unit, User
 from shop.models.order import CANCELLED, EXPIRED, HELD, new_certificate_code, new_public_id
 from shop.models.types import UTCDateTime
 
@@ -250,13 +250,25 @@ def _remaining(batch_id: int) -> int:
 
 def allowed_quantity(batch: Batch, customer: User | None) -> int:
     """How many more units this customer may hold now (for the quantity select)."""
-    remaining = max(0, batch.remaining)
-    if customer is None or not customer.is_authenticated:
-        return min(batch.per_customer_limit, remaining)
-    units = _allowed_more(
-        {"customer_id": customer.id, "batch_id": batch.id, "limit": batch.per_customer_limit}
-    )
-    return min(units, remaining)
+    return allowed_quantities([batch], customer)[batch.id]
+
+
+def allowed_quantities(batches: list[Batch], customer: User | None) -> dict[int, int]:
+    """``allowed_quantity`` for several batches in one query (a drop page under a crowd)."""
+    taken: dict[int, int] = {}
+    if customer is not None and customer.is_authenticated and batches:
+        taken = dict(
+            db.session.execute(
+                select(Allotment.batch_id, Allotment.units).where(
+                    Allotment.customer_id == customer.id,
+                    Allotment.batch_id.in_([batch.id for batch in batches]),
+                )
+            ).all()
+        )
+    return {
+        batch.id: max(0, min(batch.per_customer_limit - taken.get(batch.id, 0), batch.remaining))
+        for batch in batches
+    }
 
 
 def release(order: Order, reason: str, *, now: datetime) -> bool:
@@ -417,4 +429,12 @@ def resize_edition(batch: Batch, new_size: int) -> None:
         )
 
 
-__all__ = ["allowed_quantity", "confirm", "hold", "rehold", "release", "resize_edition"]
+__all__ = [
+    "allowed_quantities",
+    "allowed_quantity",
+    "confirm",
+    "hold",
+    "rehold",
+    "release",
+    "resize_edition",
+]

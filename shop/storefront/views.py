@@ -49,7 +49,11 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
     """The drop page; with ``error`` (a domain error from buying) shown next to the batch the
     customer tried to buy. The checkout view re-renders through this on SoldOut & co."""
     if error is not None:
+        slug = drop.slug
         db.session.rollback()  # whatever the failed attempt touched; show fresh numbers
+        # One eager query instead of a lazy load per batch: this is the page a flash crowd
+        # gets once the last unit is gone.
+        drop = catalog.public_drop(slug) or drop
     now = clock.now()
     phase = drop.phase(now)
     error_batch_id = (request.view_args or {}).get("batch_id") if error is not None else None
@@ -71,7 +75,7 @@ def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
     if phase != "live":
         return {batch.id: 0 for batch in batches}
     customer = current_user if current_user.is_authenticated else None
-    return {batch.id: inventory.allowed_quantity(batch, customer) for batch in batches}
+    return inventory.allowed_quantities(batches, customer)
 
 
 def _holds(batches: list[Batch], now) -> dict[int, list]:
