@@ -23,6 +23,13 @@ def _sql(statement: str):
     return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
 
 
+def _update(drop: Drop, statement: str, values: dict) -> bool:
+    """Run one conditional UPDATE of the drop row; True when it changed the drop."""
+    changed = db.session.execute(_sql(statement), {"id": drop.id, **values}).rowcount
+    db.session.expire(drop)
+    return changed == 1
+
+
 def open_drop(drop: Drop, *, actor: User | None, now: datetime, at: datetime | None = None) -> None:
     """Open now, or schedule the opening for ``at``; the window decides when it goes live.
 
@@ -36,16 +43,14 @@ def open_drop(drop: Drop, *, actor: User | None, now: datetime, at: datetime | N
     if drop.closes_at is not None and drop.closes_at <= opens_at:
         raise InvalidState("The drop would close before it opens; move the closing time first.")
     state = OPEN if opens_at <= now else SCHEDULED
-    changed = db.session.execute(
-        _sql(
-            "UPDATE drops SET state = :state, opens_at = :opens_at "
-            "WHERE id = :id AND (state = 'draft' OR (state = 'scheduled' AND opens_at > :now)) "
-            "AND (closes_at IS NULL OR closes_at > :opens_at)"
-        ),
-        {"state": state, "opens_at": opens_at, "now": now, "id": drop.id},
-    ).rowcount
-    db.session.expire(drop)
-    if changed != 1:  # someone else opened or closed it a moment ago
+    opened = _update(
+        drop,
+        "UPDATE drops SET state = :state, opens_at = :opens_at "
+        "WHERE id = :id AND (state = 'draft' OR (state = 'scheduled' AND opens_at > :now)) "
+        "AND (closes_at IS NULL OR closes_at > :opens_at)",
+        {"state": state, "opens_at": opens_at, "now": now},
+    )
+    if not opened:  # someone else opened or closed it a moment ago
         _refuse_to_open(drop, now)
         raise InvalidState("The drop changed while you were opening it; reload and try again.")
     audit.record(
@@ -91,17 +96,41 @@ def close_drop(
         )
     # One UPDATE of the drop row: it waits for holds that share-locked the row, and every
     # later hold sees the closed state. The state condition makes a second close a no-op.
-    closed = db.session.execute(
-        _sql(
-            "UPDATE drops SET state = 'closed', closed_at = :now, "
-            "closes_at = CASE WHEN closes_at IS NULL OR closes_at > :now THEN :now "
-            "ELSE closes_at END "
-            "WHERE id = :id AND state <> 'closed'"
-        ),
-        {"now": now, "id": drop.id},
-    ).rowcount
-    db.session.expire(drop)
-    if closed != 1:
+    closed = _update(
+        drop,
+        "UPDATE drops SET state = 'closed', closed_at = :now, "
+        "closes_at = CASE WHEN closes_at IS NULL OR closes_at > :now THEN :now "
+        "ELSE closes_at END "
+        "WHERE id = :id AND state <> 'closed'",
+        {"now": now},
+    )
+    if not closed:
         raise InvalidState("This drop is already closed.")
     audit.record("drop.closed", actor=actor, drop=drop)
+    db.session.flush()
+
+
+def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
+    """A scheduled drop that hasn't opened yet goes back to being a draft."""
+    if not _update(
+        drop,
+        "UPDATE drops SET state = 'draft' WHERE id = :id AND state = 'scheduled' "
+        "AND opens_at > :now",
+        {"now": now},
+    ):
+        raise InvalidState("Only a drop that is scheduled and not yet open can go back to draft.")
+    audit.record("drop.unscheduled", actor=actor, drop=drop, detail="back to draft")
+    db.session.flush()
+
+
+def cancel_scheduled_close(drop: Drop, *, actor: User, now: datetime) -> None:
+    """Remove a closing time that hasn't come yet; the drop then stays open until closed."""
+    if not _update(
+        drop,
+        "UPDATE drops SET closes_at = NULL WHERE id = :id AND state <> 'closed' "
+        "AND closes_at > :now",
+        {"now": now},
+    ):
+        raise InvalidState("There is no future closing time to remove.")
+    audit.record("drop.close_unscheduled", actor=actor, drop=drop)
     db.session.flush()

@@ -603,38 +603,6 @@ def _assign_batches(maker: User, drop: Drop, batch_ids: Iterable[int]) -> None:
             db.session.expire(batch, ["drop_id", "drop"])
 
 
-def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
-    """A scheduled drop that hasn't opened yet goes back to being a draft."""
-    changed = db.session.execute(
-        text(
-            "UPDATE drops SET state = 'draft' WHERE id = :id AND state = 'scheduled' "
-            "AND opens_at > :now"
-        ).bindparams(bindparam("now", type_=UTCDateTime())),
-        {"id": drop.id, "now": now},
-    ).rowcount
-    db.session.expire(drop)
-    if changed != 1:
-        raise InvalidState("Only a drop that is scheduled and not yet open can go back to draft.")
-    audit.record("drop.unscheduled", actor=actor, drop=drop, detail="back to draft")
-    db.session.flush()
-
-
-def cancel_scheduled_close(drop: Drop, *, actor: User, now: datetime) -> None:
-    """Remove a closing time that hasn't come yet; the drop then stays open until closed."""
-    changed = db.session.execute(
-        text(
-            "UPDATE drops SET closes_at = NULL WHERE id = :id AND state <> 'closed' "
-            "AND closes_at > :now"
-        ).bindparams(bindparam("now", type_=UTCDateTime())),
-        {"id": drop.id, "now": now},
-    ).rowcount
-    db.session.expire(drop)
-    if changed != 1:
-        raise InvalidState("There is no future closing time to remove.")
-    audit.record("drop.close_unscheduled", actor=actor, drop=drop)
-    db.session.flush()
-
-
 def audit_trail(drop: Drop, *, limit: int = 200) -> list[AuditEntry]:
     """Everything recorded about the drop, its batches and their orders, newest first."""
     batch_ids = select(Batch.id).where(Batch.drop_id == drop.id)

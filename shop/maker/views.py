@@ -370,6 +370,13 @@ def edit_drop(drop_id: int):
     return redirect(url_for("maker.drop", drop_id=found.id), 303)
 
 
+def _preset_when(form, planned: datetime | None, now: datetime) -> None:
+    """Start the confirm form on the time already planned, if it is still ahead."""
+    ahead = planned if planned is not None and planned > now else None
+    form.when.data = "later" if ahead else "now"
+    form.at.data = _local(ahead)
+
+
 def _when(form, now: datetime) -> datetime | None:
     """``None`` for "now", else the future UTC time the maker entered in their zone."""
     if form.when.data != "later":
@@ -389,9 +396,7 @@ def open_drop(drop_id: int):
     form = forms.OpenDropForm()
     now = clock.now()
     if request.method == "GET":
-        planned = found.opens_at if found.opens_at and found.opens_at > now else None
-        form.when.data = "later" if planned else "now"
-        form.at.data = _local(planned)
+        _preset_when(form, found.opens_at, now)
 
     def page(error: str | None = None):
         fresh = makers.drop_for(current_user, drop_id)
@@ -418,9 +423,7 @@ def close_drop(drop_id: int):
     form = forms.CloseDropForm()
     now = clock.now()
     if request.method == "GET":
-        planned = found.closes_at if found.closes_at and found.closes_at > now else None
-        form.when.data = "later" if planned else "now"
-        form.at.data = _local(planned)
+        _preset_when(form, found.closes_at, now)
 
     def page(error: str | None = None):
         fresh = makers.drop_for(current_user, drop_id)
@@ -465,7 +468,7 @@ def _confirmed_drop_change(drop_id: int, change, done: str):
 def unschedule_drop(drop_id: int):
     return _confirmed_drop_change(
         drop_id,
-        makers.unschedule_drop,
+        drops.unschedule_drop,
         "Back to draft. It won't open until you open or schedule it again.",
     )
 
@@ -475,7 +478,7 @@ def unschedule_drop(drop_id: int):
 def cancel_close(drop_id: int):
     return _confirmed_drop_change(
         drop_id,
-        makers.cancel_scheduled_close,
+        drops.cancel_scheduled_close,
         "The closing time is removed; the drop stays open until you close it.",
     )
 

@@ -160,7 +160,7 @@ def test_a_drop_that_never_opened_cannot_be_closed_only_put_back_to_draft(maker)
 
     with pytest.raises(InvalidState, match="hasn't opened yet"):
         drops.close_drop(drop, actor=maker, now=BEFORE_DROP)
-    makers.unschedule_drop(drop, actor=maker, now=BEFORE_DROP)
+    drops.unschedule_drop(drop, actor=maker, now=BEFORE_DROP)
 
     assert drop.state == DRAFT
     assert _actions(drop) == ["drop.scheduled", "drop.unscheduled"]
@@ -171,7 +171,7 @@ def test_a_drop_that_has_opened_cannot_go_back_to_draft(maker):
     drops.open_drop(drop, actor=maker, now=BEFORE_DROP, at=OPENS_AT)
 
     with pytest.raises(InvalidState, match="not yet open"):
-        makers.unschedule_drop(drop, actor=maker, now=AT_DROP)
+        drops.unschedule_drop(drop, actor=maker, now=AT_DROP)
     assert drop.state == SCHEDULED
 
 
@@ -180,11 +180,11 @@ def test_a_scheduled_close_can_be_removed_before_it_happens(maker):
     drops.open_drop(drop, actor=maker, now=OPENS_AT)
     drops.close_drop(drop, actor=maker, now=AT_DROP, at=CLOSES_AT)
 
-    makers.cancel_scheduled_close(drop, actor=maker, now=AT_DROP)
+    drops.cancel_scheduled_close(drop, actor=maker, now=AT_DROP)
 
     assert drop.closes_at is None and drop.is_live(AFTER_DROP)
     with pytest.raises(InvalidState):
-        makers.cancel_scheduled_close(drop, actor=maker, now=AT_DROP)
+        drops.cancel_scheduled_close(drop, actor=maker, now=AT_DROP)
 
 
 def test_a_closing_time_before_the_opening_is_refused(maker):
