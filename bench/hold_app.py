@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from shop import clock, create_app, inventory
-from shop.checkout.views import MAX_INT, parse_quantity
+from shop.catalog import MAX_ID
+from shop.checkout.views import parse_quantity
 from shop.extensions import db
 from shop.models import Batch
 from shop.models.drop import DRAFT
@@ -25,7 +26,7 @@ bench = Blueprint("bench", __name__, url_prefix="/bench")
 
 @bench.post("/hold/<int:batch_id>")
 def hold(batch_id: int):
-    batch = db.session.get(Batch, batch_id) if batch_id <= MAX_INT else None
+    batch = db.session.get(Batch, batch_id) if batch_id <= MAX_ID else None
     if batch is None or batch.drop is None or batch.drop.state == DRAFT:
         abort(404)
     if not current_user.is_authenticated:
@@ -45,7 +46,7 @@ def hold_lean(batch_id: int):
         db.session.scalars(
             select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop))
         ).first()
-        if batch_id <= MAX_INT
+        if batch_id <= MAX_ID
         else None
     )
     if batch is None or batch.drop is None or batch.drop.state == DRAFT:

@@ -22,6 +22,8 @@ from shop.models.order import HELD, PAID
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_SLUG = 160
+_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+MAX_ID = 2**31 - 1  # integer primary keys; a larger number in a URL names nothing
 PAST_ON_HOME = 12  # the most recent past drops; older ones stay reachable by their address
 
 
@@ -93,9 +95,21 @@ def public_drop(slug: str) -> Drop | None:
     )
 
 
+def buyable_batch(batch_id: int) -> Batch | None:
+    """A released batch with its drop, in one query: the hot path of a flash crowd."""
+    if not 1 <= batch_id <= MAX_ID:
+        return None
+    batch = db.session.scalar(
+        select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop))
+    )
+    if batch is None or batch.drop is None or batch.drop.state == DRAFT:
+        return None
+    return batch
+
+
 def batch_by_number(product_slug: str, number: int) -> Batch | None:
     """A released batch: it belongs to a drop that is not a draft."""
-    if not _plausible_slug(product_slug) or not 1 <= number <= 2**31 - 1:
+    if not _plausible_slug(product_slug) or not 1 <= number <= MAX_ID:
         return None
     return db.session.scalar(
         select(Batch)
@@ -227,6 +241,17 @@ def customer_orders(customer: User) -> list[Order]:
             .where(Order.customer_id == customer.id)
             .order_by(Order.created_at.desc(), Order.id.desc())
             .options(*_order_options())
+        )
+    )
+
+
+def customer_order_for_session(customer: User, session_id: str) -> Order | None:
+    """The customer's order paid through this Checkout Session; None for anyone else's."""
+    if not _SESSION_ID.fullmatch(session_id or ""):
+        return None
+    return db.session.scalar(
+        select(Order).where(
+            Order.checkout_session_id == session_id, Order.customer_id == customer.id
         )
     )
 

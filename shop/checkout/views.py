@@ -10,11 +10,9 @@ import re
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from shop import clock, database, inventory, limits, orders
+from shop import catalog, clock, database, inventory, limits, orders
 from shop.errors import (
     InvalidQuantity,
     PaymentRejected,
@@ -24,15 +22,11 @@ from shop.errors import (
 )
 from shop.extensions import db
 from shop.models import Batch, Order
-from shop.models.drop import DRAFT
 from shop.storefront import views as storefront_views
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 
-MAX_INT = 2**31 - 1
 _QUANTITY = re.compile(r"[0-9]{1,4}")
-_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
-_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def parse_quantity(form: MultiDict, *, limit: int) -> int:
@@ -78,13 +72,7 @@ def success():
     session_id = request.args.get("session_id", "")
     if not current_user.is_authenticated:
         return _login_first(request.full_path)
-    if not _SESSION_ID.fullmatch(session_id):
-        abort(404)
-    order = db.session.scalar(
-        select(Order).where(
-            Order.checkout_session_id == session_id, Order.customer_id == current_user.id
-        )
-    )
+    order = catalog.customer_order_for_session(current_user, session_id)
     if order is None:
         abort(404)
     order_id = order.id
@@ -123,23 +111,16 @@ def _cancel_page(order_id: int, error: Exception) -> str:
 
 
 def _buyable_batch(batch_id: int) -> Batch:
-    """The batch with its drop, in one query: this is the hot path of a flash crowd."""
-    batch = (
-        db.session.scalar(select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop)))
-        if batch_id <= MAX_INT
-        else None
-    )
-    if batch is None or batch.drop is None or batch.drop.state == DRAFT:
+    batch = catalog.buyable_batch(batch_id)
+    if batch is None:
         abort(404)
     return batch
 
 
 def _own_order(public_id: str) -> Order:
     """The signed-in customer's own order; anyone else's (or none) is a 404."""
-    if not _PUBLIC_ID.fullmatch(public_id):
-        abort(404)
-    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
-    if order is None or order.customer_id != current_user.id:
+    order = catalog.customer_order(current_user, public_id)
+    if order is None:
         abort(404)
     return order
 
