@@ -333,7 +333,7 @@ def sold_out_batch(app) -> int:
         from shop.extensions import db
 
         batch = db.session.get(Batch, batch_id)
-        inventory.hold(batch, 2, customer=factories.make_customer(), now=clock.now())
+        inventory.hold(batch.id, 2, customer=factories.make_customer(), now=clock.now())
         db.session.commit()
         db.session.remove()
     return batch_id

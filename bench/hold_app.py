@@ -32,7 +32,7 @@ def hold(batch_id: int):
     if not current_user.is_authenticated:
         abort(401)
     quantity = parse_quantity(request.form, limit=batch.per_customer_limit)
-    order = inventory.hold(batch, quantity, customer=current_user, now=clock.now())
+    order = inventory.hold(batch.id, quantity, customer=current_user, now=clock.now())
     db.session.commit()
     return redirect(f"/bench/held/{order.public_id}", 303)
 
@@ -54,7 +54,7 @@ def hold_lean(batch_id: int):
     if not current_user.is_authenticated:
         abort(401)
     quantity = parse_quantity(request.form, limit=batch.per_customer_limit)
-    order = inventory.hold(batch, quantity, customer=current_user, now=clock.now())
+    order = inventory.hold(batch.id, quantity, customer=current_user, now=clock.now())
     public_id = order.public_id
     db.session.commit()
     return redirect(f"/bench/held/{public_id}", 303)

@@ -304,7 +304,7 @@ def _sell_out_past_drop(batch: Batch, drop: Drop, first_buyer: User) -> None:
     db.session.flush()
     for i, buyer in enumerate(buyers):
         at = opened + timedelta(seconds=20 * (i + 1))
-        order = inventory.hold(batch, batch.per_customer_limit, customer=buyer, now=at)
+        order = inventory.hold(batch.id, batch.per_customer_limit, customer=buyer, now=at)
         inventory.confirm(order, now=at + timedelta(seconds=40), customer_email=buyer.email)
     closed_at = opened + timedelta(minutes=6)
     drop.state = CLOSED

@@ -2,7 +2,8 @@
 
 A person gets a clear page, an API caller clear JSON, nobody a traceback. A view may set
 ``g.render_error`` to a callable ``(error) -> str`` to show a domain error on its own page
-(the drop page re-rendered with "Sold out"), keeping the status code from here.
+(the drop page re-rendered with "Sold out"), keeping the status code from here (or returning
+``(page, status)`` or a whole response, a redirect say, when it needs another).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import secrets
 import time
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, SecurityError
@@ -36,6 +37,14 @@ class NotFound(ShopError):
     status = 404
     code = "not_found"
     message = "We couldn't find that."
+
+
+class LoginRequired(ShopError):
+    """Nobody is signed in, or the session was ended elsewhere (logout, password change)."""
+
+    status = 401
+    code = "login_required"
+    message = "Please log in to continue."
 
 
 class Forbidden(ShopError):
@@ -178,7 +187,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_shop_error(error: ShopError):
         renderer = getattr(g, "render_error", None)
         if renderer is not None and not wants_json():
-            return renderer(error), error.status
+            page = renderer(error)
+            return page if isinstance(page, tuple | Response) else (page, error.status)
         return error_response(error.status, error.code, error.message, **_public(error.details))
 
     @app.errorhandler(HTTPException)

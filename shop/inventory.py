@@ -20,26 +20,31 @@ Functions flush and never commit: the caller commits once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from flask import current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy import text as _text
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import TextClause
 
+from shop import database
+from shop.catalog import MAX_ID
 from shop.errors import (
     DropNotLive,
     EditNotAllowed,
     InvalidQuantity,
     InvalidState,
     LimitReached,
+    LoginRequired,
+    NotFound,
     SoldOut,
 )
 from shop.extensions import db
 from shop.models import Allotment, Batch, Order, Unit, User
-from shop.models.order import CANCELLED, EXPIRED, HELD, new_certificate_code, new_public_id
+from shop.models.order import CANCELLED, EXPIRED, new_certificate_code, new_public_id
 from shop.models.types import UTCDateTime
 
 RELEASE_REASONS = (EXPIRED, CANCELLED)
@@ -55,113 +60,181 @@ def text(sql: str) -> TextClause:
 
 
 _LIVE_DROP = """
-    d.id = :drop_id
-    AND d.state IN ('scheduled', 'open')
+    d.state IN ('scheduled', 'open')
     AND d.opens_at IS NOT NULL AND d.opens_at <= :now
     AND (d.closes_at IS NULL OR d.closes_at > :now)
 """
 
-_PG_HOLD = text(  # the f-string only splices in the constant _LIVE_DROP
-    f"""
-    WITH live AS (
-        SELECT d.id FROM drops d WHERE {_LIVE_DROP} FOR SHARE
+# Who is buying: the account, if the session token the buyer presents is still its current one
+# (a logout elsewhere or a password change rotates it). Checked in the hold's own statement.
+_BUYER = "SELECT id FROM users WHERE id = :customer_id AND session_token = :session_token"
+
+# What a hold needs to know of the batch, read in the hold's own statement or write-locked
+# transaction: no earlier read can go stale.
+_TERMS = """
+    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining
+    FROM batches b WHERE b.id = :batch_id
+"""
+
+_ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
+
+# The whole hold on PostgreSQL: one statement, one round trip. Stock and allotment are only
+# touched when the buyer is who they say, the drop is live (its row share-locked, so a close
+# that commits first is seen) and the quantity is within the limit and the stock read at the
+# start; the conditional UPDATE and upsert then decide for real.
+_PG_HOLD = f"""
+    WITH buyer AS ({_BUYER}
+    ), terms AS ({_TERMS}
+    ), live AS (
+        SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {_LIVE_DROP}
+        FOR SHARE OF d
     ), allot AS (
         INSERT INTO allotments (customer_id, batch_id, units)
-        SELECT :customer_id, :batch_id, :quantity FROM live
+        SELECT buyer.id, :batch_id, :quantity FROM buyer, live, terms t
+        WHERE :quantity <= t.lim AND :quantity <= t.remaining
         ON CONFLICT (customer_id, batch_id) DO UPDATE
             SET units = allotments.units + EXCLUDED.units
-            WHERE allotments.units + EXCLUDED.units <= :limit
+            WHERE allotments.units + EXCLUDED.units <= (SELECT lim FROM terms)
         RETURNING units
     ), stock AS (
         UPDATE batches SET held = held + :quantity
         WHERE id = :batch_id AND sold + held + :quantity <= edition_size
           AND EXISTS (SELECT 1 FROM allot)
-        RETURNING id
+        RETURNING price, currency
     ), new_order AS (
         INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
                             currency, state, hold_expires_at, checkout_attempt, created_at)
-        SELECT :public_id, :customer_id, :batch_id, :quantity, :unit_price, :amount,
-               :currency, 'held', :hold_expires_at, 0, :now
+        SELECT :public_id, :customer_id, :batch_id, :quantity, price, price * :quantity,
+               currency, 'held', :hold_expires_at, 0, :now
         FROM stock
         RETURNING id
     )
-    SELECT (SELECT count(*) FROM live) AS live,
-           (SELECT units FROM allot) AS units,
+    SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, t.lim IS NOT NULL AS found,
+           t.lim, t.remaining, EXISTS (SELECT 1 FROM live) AS live,
+           (SELECT units FROM allot) AS units, ({_ALLOTTED}) AS allotted,
            (SELECT id FROM new_order) AS order_id
-    """  # noqa: S608  # nosec B608
-)
+    FROM (SELECT 1) AS one LEFT JOIN terms t ON true
+"""  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
+# psycopg's own placeholders: the hot path hands this to the driver without SQLAlchemy.
+_PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", _PG_HOLD)
+
+
+class Buyer(Protocol):
+    """A customer as far as a hold needs one: a User, or what a signed session claims."""
+
+    id: int
+    session_token: str
 
 
 @dataclass(frozen=True)
-class _Terms:
-    """What a hold copies from the batch, read before any lock is taken."""
+class Reservation:
+    """A hold just taken: the new order's ids, all a buy request needs to answer."""
 
-    batch_id: int
-    drop_id: int | None
-    limit: int
-    unit_price: int
-    currency: str
+    order_id: int
+    public_id: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one hold attempt found: the buyer, the batch's terms, and an order or why not."""
+
+    signed_in: bool
+    found: bool
+    lim: int | None
+    remaining: int | None
+    live: bool
+    units: int | None  # the allotment after this hold; None when none was taken
+    allotted: int | None  # the allotment before this hold
+    order_id: int | None
 
 
 def hold(
-    batch: Batch,
+    batch_id: int,
     quantity: int,
     *,
-    customer: User,
+    customer: Buyer,
     now: datetime,
     hold_minutes: int | None = None,
 ) -> Order:
-    """Reserve ``quantity`` units of ``batch`` for ``customer`` and create a held Order.
+    """:func:`reserve`, returning the held Order itself (for services and the console)."""
+    reservation = reserve(batch_id, quantity, customer=customer, now=now, hold_minutes=hold_minutes)
+    return db.session.get_one(Order, reservation.order_id)
 
-    Raises InvalidQuantity, DropNotLive, LimitReached (with how many more are allowed) or
-    SoldOut (with how many are left); on any of them nothing is held.
+
+def reserve(
+    batch_id: int,
+    quantity: int,
+    *,
+    customer: Buyer,
+    now: datetime,
+    hold_minutes: int | None = None,
+) -> Reservation:
+    """Reserve ``quantity`` units of batch ``batch_id`` for ``customer``: a held order.
+
+    The buyer's session token, the batch's limit, price and stock, and the drop's state are all
+    read where they are used — in the hold's one statement (PostgreSQL) or write-locked
+    transaction (SQLite) — so nothing read earlier can go stale and a buy request needs no other
+    query. Raises LoginRequired (the token was rotated), NotFound (no such batch),
+    InvalidQuantity, DropNotLive, SoldOut (with how many are left) or LimitReached (with how
+    many more are allowed); on any of them nothing is held.
     """
-    terms = _Terms(batch.id, batch.drop_id, batch.per_customer_limit, batch.price, batch.currency)
-    if isinstance(quantity, bool) or not isinstance(quantity, int):
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidQuantity()
-    if not 1 <= quantity <= terms.limit:
-        raise InvalidQuantity(f"Choose between 1 and {terms.limit}.")
-    if terms.drop_id is None:
-        raise DropNotLive()
+    if not isinstance(batch_id, int) or not 1 <= batch_id <= MAX_ID:
+        raise NotFound()
     minutes = hold_minutes if hold_minutes is not None else current_app.config["SHOP_HOLD_MINUTES"]
     values = {
-        "drop_id": terms.drop_id,
         "now": now,
         "customer_id": customer.id,
-        "batch_id": terms.batch_id,
+        "session_token": customer.session_token,
+        "batch_id": batch_id,
         "quantity": quantity,
-        "limit": terms.limit,
         "public_id": new_public_id(),
-        "unit_price": terms.unit_price,
-        "amount": terms.unit_price * quantity,
-        "currency": terms.currency,
         "hold_expires_at": now + timedelta(minutes=minutes),
     }
-    if db.session.get_bind().dialect.name == "postgresql":
-        order_id = _hold_postgresql(values)
+    if database.is_postgresql():
+        outcome = _Outcome(
+            *database.driver_connection().execute(_PG_HOLD_DRIVER, values).fetchone()
+        )
     else:
-        order_id = _hold_stepwise(values)
-    return _attach_new_order(order_id, values)
-
-
-def _hold_postgresql(values: dict) -> int:
-    row = db.session.execute(_PG_HOLD, values).one()
-    if not row.live:
+        outcome = _hold_stepwise(values)
+    if not outcome.signed_in:
+        raise LoginRequired()
+    if not outcome.found:
+        raise NotFound()
+    if quantity > outcome.lim:
+        raise InvalidQuantity(quantity_message(outcome.lim))
+    if not outcome.live:
         raise DropNotLive()
-    if row.units is None:
-        raise LimitReached(allowed=_allowed_more(values))
-    if row.order_id is None:
-        _return_allotment(values["customer_id"], values["batch_id"], values["quantity"])
-        raise SoldOut(remaining=_remaining(values["batch_id"]))
-    return row.order_id
+    if outcome.units is None:
+        if quantity > outcome.remaining:
+            raise SoldOut(remaining=max(0, outcome.remaining))
+        raise LimitReached(allowed=max(0, outcome.lim - (outcome.allotted or 0)))
+    if outcome.order_id is None:  # the stock went to someone else after the statement began
+        _return_allotment(customer.id, batch_id, quantity)
+        raise SoldOut(remaining=_remaining(batch_id))
+    return Reservation(outcome.order_id, values["public_id"])
 
 
-def _hold_stepwise(values: dict) -> int:
+def quantity_message(limit: int) -> str:
+    return f"Choose a quantity between 1 and {limit}."
+
+
+def _hold_stepwise(values: dict) -> _Outcome:
+    """The PostgreSQL statement's steps, one by one, inside SQLite's write-locked transaction."""
     session = db.session
-    live_drop = text(f"SELECT d.id FROM drops d WHERE {_LIVE_DROP}")  # noqa: S608 - constant  # nosec B608
-    live = session.execute(live_drop, values).first()
-    if live is None:
-        raise DropNotLive()
+    signed_in = session.execute(text(_BUYER), values).first() is not None
+    terms = session.execute(text(_TERMS), values).first()
+    if not signed_in or terms is None:
+        return _Outcome(signed_in, terms is not None, None, None, False, None, None, None)
+    lim, remaining = terms.lim, terms.remaining
+    live_drop = text(f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {_LIVE_DROP}")  # noqa: S608 - constant  # nosec B608
+    live = session.execute(live_drop, {**values, "drop_id": terms.drop_id}).first() is not None
+    allotted = session.execute(text(_ALLOTTED), values).scalar()
+    outcome = _Outcome(True, True, lim, remaining, live, None, allotted, None)
+    quantity = values["quantity"]
+    if not live or quantity > lim or quantity > remaining:
+        return outcome
     units = session.execute(
         text(
             """
@@ -173,21 +246,21 @@ def _hold_stepwise(values: dict) -> int:
             RETURNING units
             """
         ),
-        values,
-    ).first()
+        {**values, "limit": lim},
+    ).scalar()
     if units is None:
-        raise LimitReached(allowed=_allowed_more(values))
+        return outcome
     taken = session.execute(
         text(
             "UPDATE batches SET held = held + :quantity "
-            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
+            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size "
+            "RETURNING price, currency"
         ),
         values,
-    ).rowcount
-    if taken != 1:
-        _return_allotment(values["customer_id"], values["batch_id"], values["quantity"])
-        raise SoldOut(remaining=_remaining(values["batch_id"]))
-    return session.execute(
+    ).first()
+    if taken is None:
+        return replace(outcome, units=units)
+    order_id = session.execute(
         text(
             """
             INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
@@ -197,29 +270,14 @@ def _hold_stepwise(values: dict) -> int:
             RETURNING id
             """
         ),
-        values,
+        {
+            **values,
+            "unit_price": taken.price,
+            "amount": taken.price * quantity,
+            "currency": taken.currency,
+        },
     ).scalar_one()
-
-
-def _attach_new_order(order_id: int, values: dict) -> Order:
-    """The Order just inserted, as a persistent object, without another round trip."""
-    order = Order(
-        id=order_id,
-        public_id=values["public_id"],
-        customer_id=values["customer_id"],
-        batch_id=values["batch_id"],
-        quantity=values["quantity"],
-        unit_price=values["unit_price"],
-        amount=values["amount"],
-        currency=values["currency"],
-        state=HELD,
-        hold_expires_at=values["hold_expires_at"],
-        checkout_attempt=0,
-        created_at=values["now"],
-    )
-    make_transient_to_detached(order)
-    db.session.add(order)
-    return order
+    return replace(outcome, units=units, order_id=order_id)
 
 
 def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:

@@ -17,7 +17,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shop import accounts
+from shop import accounts, auth
 from shop.errors import InvalidInput
 from shop.extensions import limiter
 
@@ -31,6 +31,10 @@ REGISTER_PER_IP = "20 per minute; 200 per hour"
 # behind one NAT (64 people retrying a few times each) through in the first minute of a drop.
 BUY_PER_CUSTOMER = "10 per minute"
 BUY_PER_IP = "300 per minute"
+# Continuing to payment: every buy is followed by one (the redirect to Stripe), and a customer
+# may come back to a held order from My orders; each asks Stripe, so a script is stopped here too.
+PAY_PER_CUSTOMER = "20 per minute"
+PAY_PER_IP = "600 per minute"
 
 DEVICE_COOKIE = "smallbatch_device"
 DEVICE_COOKIE_DAYS = 365
@@ -58,7 +62,9 @@ def account_and_ip_key() -> str:
 
 
 def customer_key() -> str:
-    return f"user:{current_user.id}" if current_user.is_authenticated else "anonymous"
+    """The signed-in customer, as the session claims (no user query on a flash crowd's buy)."""
+    buyer = auth.buyer()
+    return f"user:{buyer.id}" if buyer is not None else "anonymous"
 
 
 def policy(name: str, default: str):
@@ -68,7 +74,7 @@ def policy(name: str, default: str):
 
 
 def anonymous() -> bool:
-    return not current_user.is_authenticated
+    return auth.buyer() is None
 
 
 def login_failed(response) -> bool:
@@ -165,21 +171,32 @@ def register(view):
 
 
 def buy(view):
-    """Limits for buying and continuing to payment (POST only, every attempt). Anonymous
-    visitors are sent to log in, so only the per-address limit applies to them."""
+    """Limits for buying (POST only, every attempt). Anonymous visitors are sent to log in, so
+    only the per-address limit applies to them."""
+    return _per_customer_and_ip(view, "BUY", (BUY_PER_CUSTOMER, BUY_PER_IP), methods=["POST"])
+
+
+def pay(view):
+    """Limits for continuing to payment (every attempt, GET after a buy or POST from My orders)."""
+    return _per_customer_and_ip(view, "PAY", (PAY_PER_CUSTOMER, PAY_PER_IP), methods=None)
+
+
+def _per_customer_and_ip(view, name: str, defaults: tuple[str, str], *, methods):
+    per_customer, per_ip = defaults
+    scope = name.lower()
     for decorator in (
         limiter.limit(
-            policy("BUY_PER_CUSTOMER", BUY_PER_CUSTOMER),
+            policy(f"{name}_PER_CUSTOMER", per_customer),
             key_func=customer_key,
-            methods=["POST"],
+            methods=methods,
             exempt_when=anonymous,
-            scope="buy-customer",
+            scope=f"{scope}-customer",
         ),
         limiter.limit(
-            policy("BUY_PER_IP", BUY_PER_IP),
+            policy(f"{name}_PER_IP", per_ip),
             key_func=client_ip,
-            methods=["POST"],
-            scope="buy-ip",
+            methods=methods,
+            scope=f"{scope}-ip",
         ),
     ):
         view = decorator(view)

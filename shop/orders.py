@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shop import audit, inventory, money, payments
@@ -62,27 +62,14 @@ RELEASE_EVENTS = ("checkout.session.expired", "checkout.session.async_payment_fa
 # --- checkout ------------------------------------------------------------------------------
 
 
-def start_checkout(order: Order, *, now: datetime) -> str:
-    """The Stripe Checkout URL for a freshly held (and committed) order.
-
-    A definite refusal releases the hold at once and raises PaymentRejected; a timeout or 5xx
-    keeps the hold and raises PaymentUnavailable, and :func:`continue_checkout` retries with
-    the same idempotency key, so the same session comes back.
-    """
-    # The identity, not ``order.id``: after the commit that would reload the expired row.
-    order_id = inspect(order).identity[0]
-    try:
-        return _checkout_url(order_id, now=now)
-    except PaymentUnavailable as error:
-        raise PaymentUnavailable(
-            "Stripe is slow to answer right now. Your units are still held for you — continue "
-            "to payment from My orders in a moment."
-        ) from error
-
-
 def continue_checkout(order: Order, *, now: datetime) -> str:
     """Where a customer with a held order goes to pay: the open session, a new one if the last
-    one expired, or the success page if it was paid meanwhile."""
+    one expired, or the success page if it was paid meanwhile.
+
+    A definite refusal releases the hold at once and raises PaymentRejected; a timeout or 5xx
+    keeps the hold and raises PaymentUnavailable, and the next call retries with the same
+    idempotency key, so the same session comes back.
+    """
     if order.state != HELD:
         raise InvalidState("This order is no longer waiting for payment.")
     if order.hold_expires_at is not None and order.hold_expires_at <= now:

@@ -12,9 +12,11 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from shop import catalog, clock, database, inventory, limits, orders
+from shop import auth, catalog, clock, database, inventory, limits, orders
 from shop.errors import (
     InvalidQuantity,
+    LoginRequired,
+    NotFound,
     PaymentRejected,
     PaymentUnavailable,
     error_response,
@@ -29,39 +31,48 @@ bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 _QUANTITY = re.compile(r"[0-9]{1,4}")
 
 
-def parse_quantity(form: MultiDict, *, limit: int) -> int:
-    """Exactly one ``quantity`` field holding a whole number 1..limit, or InvalidQuantity."""
+def parse_quantity(form: MultiDict) -> int:
+    """Exactly one ``quantity`` field holding a whole number from 1; the batch's own limit is
+    checked by ``inventory.hold``, in the statement that takes the units."""
     values = form.getlist("quantity")
-    if len(values) != 1 or not _QUANTITY.fullmatch(values[0]):
-        raise InvalidQuantity(f"Choose a quantity between 1 and {limit}.")
-    quantity = int(values[0])
-    if not 1 <= quantity <= limit:
-        raise InvalidQuantity(f"Choose a quantity between 1 and {limit}.")
-    return quantity
+    if len(values) != 1 or not _QUANTITY.fullmatch(values[0]) or int(values[0]) < 1:
+        raise InvalidQuantity("Choose a quantity: a whole number from 1.")
+    return int(values[0])
 
 
 @bp.post("/batches/<int:batch_id>")
 @limits.buy
 def buy(batch_id: int):
-    """Hold the units, then send the customer to Stripe Checkout (303)."""
-    batch = _buyable_batch(batch_id)
-    drop = batch.drop
-    if not current_user.is_authenticated:
-        return _login_first(url_for("storefront.drop", slug=drop.slug) + f"#buy-{batch.id}")
-    g.render_error = lambda error: storefront_views.drop_page(drop, error=error)
-    quantity = parse_quantity(request.form, limit=batch.per_customer_limit)
-    order = inventory.hold(batch, quantity, customer=current_user, now=clock.now())
+    """Hold the units, then on to payment (303 to ``pay``).
+
+    The request a flash crowd sends, so it is one statement: the hold reads the batch's terms and
+    checks the buyer's session token itself (``inventory.reserve``). Stripe is asked by ``pay``,
+    the next request: the units are safe before any network call, and a slow Stripe never slows
+    the hold. Refusals re-render the drop page with the reason.
+    """
+    buyer = auth.buyer()
+    if buyer is None:
+        return _login_first(_buy_anchor(_buyable_batch(batch_id)))
+    g.render_error = lambda error: _refused(batch_id, error)
+    quantity = parse_quantity(request.form)
+    reservation = inventory.reserve(batch_id, quantity, customer=buyer, now=clock.now())
     db.session.commit()
-    return redirect(orders.start_checkout(order, now=clock.now()), 303)
+    return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 
-@bp.post("/orders/<public_id>/pay")
-@limits.buy
+@bp.route("/orders/<public_id>/pay", methods=["GET", "POST"])
+@database.writes
+@limits.pay
 def pay(public_id: str):
-    """Continue to payment for a held order: the same session again, or a fresh one."""
+    """To Stripe Checkout for a held order: the same session again, or a fresh one (303).
+
+    GET is where ``buy`` sends the customer; POST is the button in My orders. Both only ever
+    reach the customer's own held order, and Stripe's idempotency key makes a repeat harmless.
+    """
     if not current_user.is_authenticated:
-        return _login_first(url_for("account.orders"))
+        return _login_first(url_for("account.order", public_id=public_id))
     order = _own_order(public_id)
+    g.render_error = lambda error: _order_page(order.id, error)
     return redirect(orders.continue_checkout(order, now=clock.now()), 303)
 
 
@@ -104,10 +115,34 @@ def cancel(public_id: str):
     return redirect(url_for("checkout.success", session_id=order.checkout_session_id), 303)
 
 
+def _refused(batch_id: int, error: Exception):
+    """A refused buy: the drop page again, the reason next to the batch (404 for no batch)."""
+    db.session.rollback()
+    batch = catalog.buyable_batch(batch_id)
+    if batch is None:  # never released, or gone: as if it never existed
+        return error_response(404, NotFound.code, NotFound.message)
+    if isinstance(error, LoginRequired):  # the session was ended elsewhere
+        return _login_first(_buy_anchor(batch))
+    if isinstance(error, InvalidQuantity):  # now that the batch is at hand, say its limit
+        error = InvalidQuantity(inventory.quantity_message(batch.per_customer_limit))
+    return storefront_views.drop_page(batch.drop, error=error)
+
+
+def _order_page(order_id: int, error: Exception) -> str:
+    """The customer's order page with why payment could not start (the hold is kept)."""
+    db.session.rollback()
+    order = db.session.get(Order, order_id, populate_existing=True)
+    return render_template("account/order.html", order=order, error=error)
+
+
 def _cancel_page(order_id: int, error: Exception) -> str:
     db.session.rollback()
     order = db.session.get(Order, order_id, populate_existing=True)
     return render_template("checkout/cancel.html", order=order, batch=order.batch, error=error)
+
+
+def _buy_anchor(batch: Batch) -> str:
+    return url_for("storefront.drop", slug=batch.drop.slug) + f"#buy-{batch.id}"
 
 
 def _buyable_batch(batch_id: int) -> Batch:

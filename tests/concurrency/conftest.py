@@ -70,7 +70,7 @@ def hold_units(
         batch = db.session.get(Batch, batch_id)
         placed = []
         for quantity in quantities:
-            order = inventory.hold(batch, quantity, customer=factories.make_customer(), now=now)
+            order = inventory.hold(batch.id, quantity, customer=factories.make_customer(), now=now)
             if paid:
                 inventory.confirm(order, now=now)
             placed.append(order.id)

@@ -48,11 +48,20 @@ def fresh_batch(app, **batch) -> tuple[servers.LiveDrop, int]:
     return drop, drop.batch_id
 
 
-def checkout_urls_point_at_stripe(responses, emulator) -> bool:
-    return all(
-        (r.location or "").startswith(f"{emulator.url}/checkout/")
-        for r in responses
-        if r.status == 303
+def winners_reach_stripe(address, crowd, responses, emulator) -> bool:
+    """Every winner follows buy's 303 to ``pay``, all at once, and gets a Checkout Session of
+    its own on the emulator."""
+    onward = [
+        session.get_request(response.location)
+        for session, response in zip(crowd, responses, strict=True)
+        if response.status == 303
+    ]
+    answers = servers.burst(address, onward).responses
+    locations = [r.location or "" for r in answers]
+    return (
+        all(r.status == 303 for r in answers)
+        and all(url.startswith(f"{emulator.url}/checkout/") for url in locations)
+        and len(set(locations)) == len(onward)
     )
 
 
@@ -67,7 +76,7 @@ def test_fifty_customers_racing_for_the_last_ten_units_get_exactly_ten(
 
     assert_no_server_errors(outcome.responses, shop_server)
     assert outcome.count(303) == 10
-    assert checkout_urls_point_at_stripe(outcome.responses, emulator)
+    assert winners_reach_stripe(shop_server.address, crowd, outcome.responses, emulator)
     refused = [r for r in outcome.responses if r.status != 303]
     assert [r.status for r in refused] == [409] * 40
     assert all(SOLD_OUT in r.text for r in refused)

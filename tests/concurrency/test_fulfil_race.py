@@ -52,7 +52,7 @@ def _paid_session(app, stripe_handle, *, sold_out: bool) -> tuple[int, int, str,
         if sold_out:
             inventory.release(order, EXPIRED, now=clock.now())
             for _ in range(2):
-                inventory.hold(batch, 2, customer=factories.make_customer(), now=clock.now())
+                inventory.hold(batch.id, 2, customer=factories.make_customer(), now=clock.now())
             db.session.commit()
         seeded = (order.id, batch.id, order.checkout_session_id, customer.email)
         db.session.remove()

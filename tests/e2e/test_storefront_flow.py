@@ -46,7 +46,7 @@ def test_the_demo_shop_home_page_shows_the_live_drop_and_its_numbers_move(
     # Someone else holds two bottles: the number changes without a reload.
     def someone_buys():
         buyer = db.session.scalar(select(User).where(User.email.like("collector1@%")))
-        inventory.hold(_rye_seven(), 2, customer=buyer, now=clock.now())
+        inventory.hold(_rye_seven().id, 2, customer=buyer, now=clock.now())
 
     demo_shop.run(someone_buys)
     rye = live.locator(".batch-line", has_text="Highland Rye")

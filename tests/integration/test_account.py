@@ -41,7 +41,7 @@ def live_batch(**kwargs):
 
 
 def paid_order(batch, customer, quantity=2) -> Order:
-    order = inventory.hold(batch, quantity, customer=customer, now=clock.now())
+    order = inventory.hold(batch.id, quantity, customer=customer, now=clock.now())
     inventory.confirm(order, now=clock.now(), customer_email=customer.email)
     return order
 
@@ -58,14 +58,14 @@ def test_account_pages_send_visitors_to_log_in_first(client, path):
 def test_my_orders_shows_each_orders_state_and_what_to_do_next(client):
     customer = make_customer()
     held = inventory.hold(
-        live_batch(edition_size=10, price=7200), 1, customer=customer, now=clock.now()
+        live_batch(edition_size=10, price=7200).id, 1, customer=customer, now=clock.now()
     )
     paid = paid_order(live_batch(edition_size=10, number=7), customer, 2)
     refunded = paid_order(live_batch(edition_size=5), customer, 1)
     refunded.state = REFUNDED
     refunded.refunded_at = clock.now()
     refunded.refund_reason = "The last bottle was sold while your payment was on its way."
-    expired = inventory.hold(live_batch(), 1, customer=customer, now=clock.now())
+    expired = inventory.hold(live_batch().id, 1, customer=customer, now=clock.now())
     inventory.release(expired, EXPIRED, now=clock.now())
     db.session.commit()
     log_in(client, customer)
@@ -138,7 +138,7 @@ def test_an_order_page_lists_its_certificates(client):
 def test_the_overview_shows_the_collection_and_holds_awaiting_payment(client):
     customer = make_customer(name="Sam Rivera")
     paid_order(live_batch(edition_size=48), customer, 2)
-    inventory.hold(live_batch(), 1, customer=customer, now=clock.now())
+    inventory.hold(live_batch().id, 1, customer=customer, now=clock.now())
     db.session.commit()
     log_in(client, customer)
 

@@ -14,7 +14,16 @@ from shop.models import Batch, Order
 from shop.models.order import CANCELLED, HELD, PAID
 from shop.payments import gateway
 from tests.support.factories import make_customer, make_drop
-from tests.support.stripe import buy, deliver, live_batch, session_id_from, sign_in, stripe_settings
+from tests.support.stripe import (
+    buy,
+    deliver,
+    hold,
+    live_batch,
+    session_id_from,
+    sign_in,
+    stripe_settings,
+)
+from tests.support.wire import recorded_statements, statements_sent
 
 
 @pytest.fixture
@@ -60,6 +69,55 @@ def test_buying_holds_units_and_sends_the_customer_to_a_session_built_from_the_o
     [line] = emulator.get(f"/checkout/sessions/{session['id']}/line_items")["data"]
     assert line["quantity"] == 2 and line["price"]["unit_amount"] == 4200
     assert line["description"] == f"{batch.product.name} — Batch No. {batch.number}"
+
+
+def test_the_buy_request_holds_the_units_and_leaves_stripe_to_the_next_request(
+    app, client, emulator, shopper
+):
+    _customer, batch, csrf = shopper
+    response = hold(client, batch.id, 2, csrf=csrf)
+
+    assert response.status_code == 303
+    [order] = _orders()
+    assert response.headers["Location"] == f"/checkout/orders/{order.public_id}/pay"
+    assert order.state == HELD and order.checkout_session_id is None
+    assert _stock(batch.id) == (2, 0)
+    assert emulator.get("/checkout/sessions")["data"] == []  # Stripe not asked yet
+
+    onward = client.get(response.headers["Location"])
+    assert onward.status_code == 303
+    [order] = _orders()
+    assert onward.headers["Location"] == emulator.session(order.checkout_session_id)["url"]
+
+
+def test_a_buy_is_one_statement_between_begin_and_commit_on_postgresql(app, client, shopper):
+    """The request a flash crowd sends: no user, batch or drop read before the hold, nothing
+    after it. SQLite runs the hold's steps one by one inside BEGIN IMMEDIATE instead."""
+    _customer, batch, csrf = shopper
+    batch_id = batch.id
+    db.session.remove()
+    if db.engine.dialect.name != "postgresql":
+        with recorded_statements(db.engine) as statements:
+            assert hold(client, batch_id, 1, csrf=csrf).status_code == 303
+        assert len(statements) == 7  # buyer, terms, drop, allotment read, allot, stock, order
+        return
+
+    with statements_sent(db.engine) as sent:
+        response = hold(client, batch_id, 1, csrf=csrf)
+
+    assert response.status_code == 303
+    assert len(sent) == 3, sent
+    begin, hold_statement, commit = sent
+    assert (begin, commit) == ("BEGIN", "COMMIT")
+    for part in (
+        "FROM users",
+        "FROM batches",
+        "FOR SHARE",
+        "INSERT INTO allotments",
+        "UPDATE batches",
+        "INSERT INTO orders",
+    ):
+        assert part in hold_statement
 
 
 def test_a_customer_buys_through_the_hosted_page_and_sees_their_numbers(
@@ -145,7 +203,7 @@ def test_json_callers_get_the_error_as_json(app, client, emulator, shopper):
 def test_sold_out_re_renders_the_drop_page_with_the_reason(app, client, emulator, shopper):
     _customer, batch, csrf = shopper
     for _ in range(2):  # four units of five go to others
-        inventory.hold(batch, 2, customer=make_customer(), now=clock.now())
+        inventory.hold(batch.id, 2, customer=make_customer(), now=clock.now())
         db.session.commit()
 
     response = buy(client, batch.id, 2, csrf=csrf)
@@ -208,7 +266,8 @@ def test_a_stripe_outage_keeps_the_hold_and_a_retry_gets_one_session(
     response = buy(client, batch.id, 1, csrf=csrf)
 
     assert response.status_code == 503
-    assert "still held" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "still held" in page and "Continue to payment" in page  # the order page, to retry
     [order] = _orders()
     assert order.state == HELD and order.checkout_session_id is None
     retry = client.post(f"/checkout/orders/{order.public_id}/pay", data={"csrf_token": csrf})

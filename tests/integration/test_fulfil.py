@@ -39,7 +39,7 @@ def _stock(batch_id: int) -> tuple[int, int]:
 
 def _fill(batch: Batch, units: int) -> None:
     for _ in range(units):
-        inventory.hold(batch, 1, customer=make_customer(), now=clock.now())
+        inventory.hold(batch.id, 1, customer=make_customer(), now=clock.now())
     db.session.commit()
 
 
@@ -109,7 +109,7 @@ def test_a_payment_over_the_customers_limit_after_release_is_refunded(app, emula
     order = held_order(batch, customer, 1)
     emulator.complete(order.checkout_session_id)
     inventory.release(order, EXPIRED, now=clock.now())
-    inventory.hold(batch, 1, customer=customer, now=clock.now())  # they bought it again
+    inventory.hold(batch.id, 1, customer=customer, now=clock.now())  # they bought it again
     db.session.commit()
 
     assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.REFUNDED_NOW

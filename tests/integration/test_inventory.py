@@ -4,7 +4,16 @@ import pytest
 from sqlalchemy import select
 
 from shop import inventory
-from shop.errors import DropNotLive, InvalidQuantity, InvalidState, LimitReached, SoldOut
+from shop.auth import SessionClaim
+from shop.errors import (
+    DropNotLive,
+    InvalidQuantity,
+    InvalidState,
+    LimitReached,
+    LoginRequired,
+    NotFound,
+    SoldOut,
+)
 from shop.extensions import db
 from shop.models import Allotment, Batch, Order, Unit
 from shop.models.drop import CLOSED, DRAFT, SCHEDULED
@@ -28,7 +37,7 @@ def _fresh(batch: Batch) -> Batch:
 def test_a_hold_takes_stock_and_copies_the_price(app):
     batch = make_batch(edition_size=10, price=4200)
     customer = make_customer()
-    order = inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+    order = inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     db.session.commit()
     assert order.state == HELD and order.quantity == 2
     assert order.unit_price == 4200 and order.amount == 8400 and order.currency == "usd"
@@ -36,12 +45,34 @@ def test_a_hold_takes_stock_and_copies_the_price(app):
     assert _fresh(batch).held == 2 and _fresh(batch).remaining == 8
 
 
+def test_a_hold_for_a_session_token_that_was_rotated_is_refused_and_takes_nothing(app):
+    batch = make_batch(edition_size=10)
+    customer = make_customer()
+    db.session.commit()
+    stale = SessionClaim(customer.id, "a-token-from-before-the-logout")
+    with pytest.raises(LoginRequired):
+        inventory.reserve(batch.id, 1, customer=stale, now=AT_DROP)
+    db.session.rollback()
+    assert _fresh(batch).held == 0
+    assert db.session.scalars(select(Allotment)).all() == []
+    current = SessionClaim(customer.id, customer.session_token)
+    assert inventory.reserve(batch.id, 1, customer=current, now=AT_DROP).order_id
+
+
+def test_a_batch_that_does_not_exist_cannot_be_held(app):
+    customer = make_customer()
+    db.session.commit()
+    for batch_id in (987_654, 0, -1, 2**31):
+        with pytest.raises(NotFound):
+            inventory.reserve(batch_id, 1, customer=customer, now=AT_DROP)
+
+
 def test_the_last_unit_cannot_be_sold_twice(app):
     batch = make_batch(edition_size=1, limit=1)
-    inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     db.session.commit()
     with pytest.raises(SoldOut) as error:
-        inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+        inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     assert error.value.remaining == 0
     db.session.rollback()
     assert _fresh(batch).held == 1
@@ -49,32 +80,32 @@ def test_the_last_unit_cannot_be_sold_twice(app):
 
 def test_sold_out_says_how_many_are_left_and_returns_the_allotment(app):
     batch = make_batch(edition_size=3, limit=3)
-    inventory.hold(batch, 2, customer=make_customer(), now=AT_DROP)
+    inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
     customer = make_customer()
     with pytest.raises(SoldOut) as error:
-        inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+        inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     assert error.value.remaining == 1
     db.session.commit()
     allotment = db.session.get(Allotment, (customer.id, batch.id))
     assert allotment is None or allotment.units == 0
-    assert inventory.hold(batch, 1, customer=customer, now=AT_DROP).quantity == 1
+    assert inventory.hold(batch.id, 1, customer=customer, now=AT_DROP).quantity == 1
 
 
 def test_a_customer_cannot_hold_more_than_the_batch_limit(app):
     batch = make_batch(limit=2)
     customer = make_customer()
-    inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+    inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     with pytest.raises(LimitReached) as error:
-        inventory.hold(batch, 1, customer=customer, now=AT_DROP)
+        inventory.hold(batch.id, 1, customer=customer, now=AT_DROP)
     assert error.value.allowed == 0
 
 
 def test_limit_reached_says_how_many_more_this_customer_may_buy(app):
     batch = make_batch(limit=3)
     customer = make_customer()
-    inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+    inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     with pytest.raises(LimitReached) as error:
-        inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+        inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     assert error.value.allowed == 1
     db.session.commit()
     assert _fresh(batch).held == 2
@@ -84,7 +115,7 @@ def test_limit_reached_says_how_many_more_this_customer_may_buy(app):
 def test_a_quantity_outside_one_to_the_limit_is_refused(app, quantity):
     batch = make_batch(limit=2)
     with pytest.raises(InvalidQuantity):
-        inventory.hold(batch, quantity, customer=make_customer(), now=AT_DROP)
+        inventory.hold(batch.id, quantity, customer=make_customer(), now=AT_DROP)
     assert _fresh(batch).held == 0
 
 
@@ -100,28 +131,28 @@ def test_a_quantity_outside_one_to_the_limit_is_refused(app, quantity):
 def test_nothing_is_held_when_the_drop_is_not_live(app, state, now):
     batch = make_batch(drop=make_drop(state=state))
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=now)
+        inventory.hold(batch.id, 1, customer=make_customer(), now=now)
     assert _fresh(batch).held == 0
 
 
 def test_a_scheduled_drop_opens_on_the_second_without_a_job(app):
     batch = make_batch(drop=make_drop(state=SCHEDULED))
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=OPENS_AT - timedelta(seconds=1))
-    order = inventory.hold(batch, 1, customer=make_customer(), now=OPENS_AT)
+        inventory.hold(batch.id, 1, customer=make_customer(), now=OPENS_AT - timedelta(seconds=1))
+    order = inventory.hold(batch.id, 1, customer=make_customer(), now=OPENS_AT)
     assert order.state == HELD
 
 
 def test_a_batch_outside_any_drop_cannot_be_held(app):
     batch = make_batch(live=False)
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+        inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
 
 
 def test_release_returns_stock_and_allotment_exactly_once(app):
     batch = make_batch(limit=2)
     customer = make_customer()
-    order = inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+    order = inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     assert inventory.release(order, EXPIRED, now=AT_DROP) is True
     assert inventory.release(order, EXPIRED, now=AT_DROP) is False
     db.session.commit()
@@ -133,15 +164,15 @@ def test_release_returns_stock_and_allotment_exactly_once(app):
 def test_a_customer_can_buy_again_after_their_hold_is_cancelled(app):
     batch = make_batch(limit=2)
     customer = make_customer()
-    order = inventory.hold(batch, 2, customer=customer, now=AT_DROP)
+    order = inventory.hold(batch.id, 2, customer=customer, now=AT_DROP)
     inventory.release(order, CANCELLED, now=AT_DROP)
-    assert inventory.hold(batch, 2, customer=customer, now=AT_DROP).quantity == 2
+    assert inventory.hold(batch.id, 2, customer=customer, now=AT_DROP).quantity == 2
 
 
 def test_confirm_assigns_the_next_serials_once(app):
     batch = make_batch(edition_size=10, limit=3)
-    first = inventory.hold(batch, 3, customer=make_customer(), now=AT_DROP)
-    second = inventory.hold(batch, 2, customer=make_customer(), now=AT_DROP)
+    first = inventory.hold(batch.id, 3, customer=make_customer(), now=AT_DROP)
+    second = inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
     assert inventory.confirm(second, now=AT_DROP) is True
     assert inventory.confirm(first, now=AT_DROP) is True
     assert inventory.confirm(first, now=AT_DROP) is False
@@ -156,7 +187,7 @@ def test_confirm_assigns_the_next_serials_once(app):
 
 def test_a_released_order_cannot_be_confirmed(app):
     batch = make_batch()
-    order = inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    order = inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     inventory.release(order, EXPIRED, now=AT_DROP)
     assert inventory.confirm(order, now=AT_DROP) is False
     assert db.session.get(Order, order.id).state == EXPIRED
@@ -164,7 +195,7 @@ def test_a_released_order_cannot_be_confirmed(app):
 
 def test_a_paid_order_cannot_be_released(app):
     batch = make_batch()
-    order = inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    order = inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     inventory.confirm(order, now=AT_DROP)
     assert inventory.release(order, EXPIRED, now=AT_DROP) is False
     db.session.commit()
@@ -173,7 +204,7 @@ def test_a_paid_order_cannot_be_released(app):
 
 def test_rehold_takes_units_back_when_stock_remains(app):
     batch = make_batch(edition_size=5)
-    order = inventory.hold(batch, 2, customer=make_customer(), now=AT_DROP)
+    order = inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
     inventory.release(order, EXPIRED, now=AT_DROP)
     inventory.rehold(order, now=AT_DROP)
     assert order.state == HELD
@@ -183,9 +214,9 @@ def test_rehold_takes_units_back_when_stock_remains(app):
 
 def test_rehold_fails_cleanly_when_the_units_were_sold_to_someone_else(app):
     batch = make_batch(edition_size=2)
-    order = inventory.hold(batch, 2, customer=make_customer(), now=AT_DROP)
+    order = inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
     inventory.release(order, EXPIRED, now=AT_DROP)
-    inventory.hold(batch, 2, customer=make_customer(), now=AT_DROP)
+    inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
     with pytest.raises(SoldOut):
         inventory.rehold(order, now=AT_DROP)
     db.session.commit()
@@ -194,7 +225,7 @@ def test_rehold_fails_cleanly_when_the_units_were_sold_to_someone_else(app):
 
 
 def test_rehold_refuses_an_order_that_is_not_released(app):
-    order = inventory.hold(make_batch(), 1, customer=make_customer(), now=AT_DROP)
+    order = inventory.hold(make_batch().id, 1, customer=make_customer(), now=AT_DROP)
     with pytest.raises(InvalidState):
         inventory.rehold(order, now=AT_DROP)
 
@@ -203,7 +234,7 @@ def test_allowed_quantity_is_the_smaller_of_limit_left_and_stock_left(app):
     batch = make_batch(edition_size=3, limit=2)
     customer = make_customer()
     assert inventory.allowed_quantity(batch, customer) == 2
-    inventory.hold(batch, 1, customer=customer, now=AT_DROP)
-    inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    inventory.hold(batch.id, 1, customer=customer, now=AT_DROP)
+    inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     db.session.expire_all()
     assert inventory.allowed_quantity(db.session.get(Batch, batch.id), customer) == 1

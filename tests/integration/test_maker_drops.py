@@ -55,9 +55,9 @@ def test_a_scheduled_drop_goes_live_on_the_second_with_no_job_running(maker):
     assert drop.state == SCHEDULED and drop.opens_at == OPENS_AT
     assert drop.phase(BEFORE_DROP) == "upcoming" and not drop.is_live(BEFORE_DROP)
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=OPENS_AT - timedelta(seconds=1))
+        inventory.hold(batch.id, 1, customer=make_customer(), now=OPENS_AT - timedelta(seconds=1))
     assert drop.is_live(OPENS_AT)
-    assert inventory.hold(batch, 1, customer=make_customer(), now=OPENS_AT).state == "held"
+    assert inventory.hold(batch.id, 1, customer=make_customer(), now=OPENS_AT).state == "held"
     assert _actions(drop) == ["drop.scheduled"]
 
 
@@ -102,7 +102,7 @@ def test_closing_now_stops_new_holds_but_earlier_holds_can_still_be_paid(maker):
     drop = _draft(maker)
     [batch] = drop.batches
     drops.open_drop(drop, actor=maker, now=OPENS_AT)
-    earlier = inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    earlier = inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     db.session.commit()
 
     drops.close_drop(drop, actor=maker, now=AT_DROP + timedelta(minutes=1))
@@ -110,7 +110,7 @@ def test_closing_now_stops_new_holds_but_earlier_holds_can_still_be_paid(maker):
 
     assert drop.state == CLOSED and drop.phase(AT_DROP + timedelta(minutes=1)) == CLOSED
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP + timedelta(minutes=2))
+        inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP + timedelta(minutes=2))
     assert inventory.confirm(earlier, now=AT_DROP + timedelta(minutes=3))
     assert earlier.state == PAID
     assert _actions(drop) == ["drop.opened", "drop.closed"]
@@ -128,7 +128,7 @@ def test_a_scheduled_close_happens_on_the_second(maker):
     assert drop.is_live(CLOSES_AT - timedelta(seconds=1)) and not drop.is_live(CLOSES_AT)
     assert drop.phase(AFTER_DROP) == CLOSED
     with pytest.raises(DropNotLive):
-        inventory.hold(batch, 1, customer=make_customer(), now=CLOSES_AT)
+        inventory.hold(batch.id, 1, customer=make_customer(), now=CLOSES_AT)
     assert _actions(drop) == ["drop.opened", "drop.close_scheduled"]
 
 

@@ -48,8 +48,8 @@ def sold_three_held_two(app):
     """A batch of 10 on sale at the frozen AT_DROP: 3 units paid, 2 held."""
     batch = make_batch(edition_size=10, limit=5)
     buyer, holder = make_customer(), make_customer()
-    inventory.confirm(inventory.hold(batch, 3, customer=buyer, now=AT_DROP), now=AT_DROP)
-    inventory.hold(batch, 2, customer=holder, now=AT_DROP)
+    inventory.confirm(inventory.hold(batch.id, 3, customer=buyer, now=AT_DROP), now=AT_DROP)
+    inventory.hold(batch.id, 2, customer=holder, now=AT_DROP)
     db.session.commit()
     return batch
 
@@ -113,7 +113,7 @@ def test_a_price_change_never_touches_existing_orders(sold_three_held_two):
 
     makers.update_batch(batch, _details(batch, price=3100), actor=None, now=AT_DROP)
     db.session.commit()
-    later = inventory.hold(batch, 1, customer=make_customer(), now=AT_DROP)
+    later = inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
 
     assert [(o.unit_price, o.amount) for o in _orders_of(batch)][:2] == orders_before
     assert orders_before == [(2500, 7500), (2500, 5000)]
@@ -166,7 +166,7 @@ def live_batch(app):
     maker = make_maker()
     drop = make_drop(maker, opens_at=clock.now() - timedelta(hours=1), closes_at=None)
     batch = make_batch(make_product(maker), drop, edition_size=10, limit=5)
-    inventory.hold(batch, 3, customer=make_customer(), now=clock.now())
+    inventory.hold(batch.id, 3, customer=make_customer(), now=clock.now())
     db.session.commit()
     return batch
 

@@ -50,7 +50,7 @@ def shop(app):
 def _paid(batch, quantity=1, *, email=None, shipping=ADDRESS, minutes_ago=10):
     customer = make_customer(email=email)
     at = clock.now() - timedelta(minutes=minutes_ago)
-    order = inventory.hold(batch, quantity, customer=customer, now=at)
+    order = inventory.hold(batch.id, quantity, customer=customer, now=at)
     inventory.confirm(
         order,
         now=at + timedelta(minutes=1),
@@ -63,7 +63,7 @@ def _paid(batch, quantity=1, *, email=None, shipping=ADDRESS, minutes_ago=10):
 
 
 def _held(batch, quantity=1, *, expires_in=timedelta(minutes=1)):
-    order = inventory.hold(batch, quantity, customer=make_customer(), now=clock.now())
+    order = inventory.hold(batch.id, quantity, customer=make_customer(), now=clock.now())
     order.hold_expires_at = clock.now() + expires_in
     db.session.commit()
     return order

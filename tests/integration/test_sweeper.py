@@ -67,7 +67,9 @@ def test_when_stripe_is_unreachable_the_hold_is_kept_for_the_next_pass(app, emul
 
 
 def test_a_hold_whose_session_was_never_created_is_released_without_asking_stripe(app, emulator):
-    order = inventory.hold(live_batch(edition_size=5), 1, customer=make_customer(), now=clock.now())
+    order = inventory.hold(
+        live_batch(edition_size=5).id, 1, customer=make_customer(), now=clock.now()
+    )
     db.session.commit()
     assert orders.sweep(_after_hold())["released"] == 1
     assert _fresh(order).state == EXPIRED

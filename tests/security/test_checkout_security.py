@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import func, select
 
 from shop.extensions import db
-from shop.models import Batch, Order
+from shop.models import Allotment, Batch, Order
 from shop.models.order import HELD
-from tests.security.helpers import form_token, log_in
+from tests.security.helpers import form_token, log_in, log_out
 from tests.support.factories import make_customer
 from tests.support.stripe import (
     buy,
     held_order,
+    hold,
     paid_order,
     stripe_settings,
 )
@@ -80,6 +81,7 @@ def test_price_and_ownership_fields_in_the_buy_form_are_ignored(client, emulator
         },
     )
     assert response.status_code == 303
+    assert client.get(response.headers["Location"]).status_code == 303  # on to Stripe
     [order] = _orders()
     assert (order.unit_price, order.amount, order.currency) == (4200, 8400, "usd")
     assert order.customer_id == customer.id and order.batch_id == batch.id
@@ -109,6 +111,8 @@ def test_stripe_return_urls_come_from_shop_base_url_never_the_host_header(
         headers=headers,
     )
     assert response.status_code == 303
+    onward = client.get(response.headers["Location"], base_url=base_url, headers=headers)
+    assert onward.status_code == 303
     [order] = _orders()
     session = emulator.session(order.checkout_session_id)
     for url in (session["success_url"], session["cancel_url"]):
@@ -129,6 +133,7 @@ def test_a_customer_cannot_see_pay_for_or_cancel_another_customers_order(app, cl
         ("GET", f"/checkout/orders/{order.public_id}/cancel"),
         ("POST", f"/checkout/orders/{order.public_id}/cancel"),
         ("POST", f"/checkout/orders/{order.public_id}/pay"),
+        ("GET", f"/checkout/orders/{order.public_id}/pay"),
         ("GET", f"/checkout/success?session_id={order.checkout_session_id}"),
     ):
         response = intruder.open(path, method=method, data={"csrf_token": token})
@@ -199,3 +204,23 @@ def test_a_certificates_address_and_qr_code_come_from_shop_base_url(app, emulato
         assert "//localhost" not in page and "//127.0.0.1" not in page
         qr_codes.add(visitor.get(f"/u/{code}/qr.svg", base_url=base_url).get_data())
     assert len(qr_codes) == 1  # the same code whichever Host the request named
+
+
+def test_a_session_ended_elsewhere_cannot_buy_although_the_buy_reads_no_user_row(
+    app, client, shopper
+):
+    """The buy request skips loading the user (the hold statement checks the session token
+    itself): a copy of the session from before a logout must still be refused."""
+    customer, batch, _ = shopper
+    phone = app.test_client()
+    log_in(phone, customer.email)
+    phone_token = form_token(phone, "/account/")
+    assert log_out(client).status_code == 303  # rotates the token: every session ends
+
+    response = hold(phone, batch.id, 1, csrf=phone_token)
+
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/account/login")
+    assert _orders() == [] and _stock(batch.id) == (0, 0)
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Allotment)) == 0

@@ -28,7 +28,7 @@ def pages(app) -> dict[str, tuple[str, dict]]:
     drop = make_drop()
     batch = make_batch(drop=drop)
     buyer = make_customer()
-    order = inventory.hold(batch, 1, customer=buyer, now=AT_DROP)
+    order = inventory.hold(batch.id, 1, customer=buyer, now=AT_DROP)
     inventory.confirm(order, now=AT_DROP)
     image = images.store(_png())
     db.session.commit()

@@ -49,7 +49,7 @@ def owner_world(app):
     image = makers.add_image(batch, image_bytes(), alt="A bottle", actor=owner, now=clock.now())
     live_drop = make_drop(owner, opens_at=clock.now() - timedelta(hours=1), closes_at=None)
     sold = make_batch(make_product(owner, name="Sold Rye"), live_drop, edition_size=10)
-    order = inventory.hold(sold, 1, customer=make_customer(), now=clock.now())
+    order = inventory.hold(sold.id, 1, customer=make_customer(), now=clock.now())
     inventory.confirm(order, now=clock.now(), payment_intent_id="pi_secret", customer_email=None)
     db.session.commit()
     return {

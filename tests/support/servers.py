@@ -600,6 +600,10 @@ class ShopSession:
             cookies=self.cookies,
         )
 
+    def get_request(self, path: str) -> bytes:
+        """The raw bytes of a GET of ``path`` with this session's cookies."""
+        return build_request(self.address, "GET", path, cookies=self.cookies)
+
     def buy_request(self, batch_id: int, quantity: int = 1) -> bytes:
         """Raw bytes of ``POST /checkout/batches/<id>`` (the buy button)."""
         return self.form_request(f"/checkout/batches/{batch_id}", {"quantity": quantity})

@@ -225,9 +225,9 @@ def live_batch(*, drop: Drop | None = None, **kwargs: Any) -> Batch:
 def held_order(batch: Batch, customer: User, quantity: int = 1) -> Order:
     """A committed hold with its Checkout Session created at the emulator (through the real
     services, as the buy button does). Needs the app pointed at the emulator."""
-    order = inventory.hold(batch, quantity, customer=customer, now=clock.now())
+    order = inventory.hold(batch.id, quantity, customer=customer, now=clock.now())
     db.session.commit()
-    orders.start_checkout(order, now=clock.now())
+    orders.continue_checkout(order, now=clock.now())
     return db.session.get(Order, order.id, populate_existing=True)
 
 
@@ -268,12 +268,25 @@ def shopper(app, client):
 
 
 def buy(client: FlaskClient, batch_id: int, quantity: Any = 1, *, csrf: str, **headers: str):
-    """Press the buy button: ``POST /checkout/batches/<id>`` with ``quantity``."""
+    """Press the buy button as a browser does: ``POST /checkout/batches/<id>`` with
+    ``quantity``, then follow its 303 to ``pay`` once. Returns the answer that reaches the
+    customer: the redirect to Stripe, or the refusal (from buy, or from pay)."""
+    held = hold(client, batch_id, quantity, csrf=csrf, **headers)
+    if held.status_code != 303 or not _PAY_PATH.fullmatch(held.headers["Location"]):
+        return held
+    return client.get(held.headers["Location"], headers=headers)
+
+
+def hold(client: FlaskClient, batch_id: int, quantity: Any = 1, *, csrf: str, **headers: str):
+    """Only the buy request itself (the hold): its 303 points at ``pay``."""
     return client.post(
         f"/checkout/batches/{batch_id}",
         data={"quantity": quantity, "csrf_token": csrf},
         headers=headers,
     )
+
+
+_PAY_PATH = re.compile(r"/checkout/orders/[A-Za-z0-9_-]+/pay")
 
 
 def session_id_from(location: str) -> str:
