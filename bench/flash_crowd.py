@@ -51,6 +51,7 @@ from shop.models import Batch  # noqa: E402
 from tests.support import databases, factories, invariants, servers  # noqa: E402
 
 BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
+BENCH_TOKEN = "bench-session-token"
 SHOP_PHASES = {
     "hold": "our hold path (bench/hold_app.py mirrors checkout.buy up to the commit; no Stripe)",
     "lean": "the same hold with 2 fewer queries (what-if for the buy view; no Stripe)",
@@ -281,21 +282,21 @@ def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
     return {"tps": round(tps, 1), "latency_avg_ms": latency, "clients": clients, "cpu": cpu}
 
 
-def hold_statement_script(drop_id: int, batch_ids: list[int], customers) -> str:
-    """Our hold CTE, verbatim from shop.inventory, with pgbench variables for its parameters,
-    in a transaction as the app runs it (BEGIN; hold; COMMIT), on one of ``batch_ids``."""
-    sql = inventory._PG_HOLD.text
+def hold_statement_script(batch_ids: list[int], customers) -> str:
+    """Our hold statement, verbatim from shop.inventory, with pgbench variables for its
+    parameters, in a transaction as the app runs it (BEGIN; hold; COMMIT), on one of
+    ``batch_ids``. Every customer's session token is the same seeded one (see seed_tokens)."""
+    sql = inventory._PG_HOLD
     sql = sql.replace(":hold_expires_at", "(now() + interval '10 minutes')")
     sql = sql.replace(":now", "now()")
     sql = sql.replace(":public_id", "substr(md5(random()::text), 1, 22)")
-    sql = sql.replace(":currency", "'usd'")
+    sql = sql.replace(":session_token", f"'{BENCH_TOKEN}'")
     sql = " ".join(sql.split())
     first, last = customers[0].id, customers[-1].id
     return (
         f"\\set customer_id random({first}, {last})\n"
         f"\\set batch_id random({min(batch_ids)}, {max(batch_ids)})\n"
-        f"\\set drop_id {drop_id}\n\\set quantity 1\n"
-        f"\\set limit {BIG}\n\\set unit_price 2500\n\\set amount 2500\n"
+        f"\\set quantity 1\n"
         f"BEGIN;\n{sql};\nCOMMIT;\n"
     )
 
@@ -310,13 +311,18 @@ def phase_sql(args, url: str, drop: servers.LiveDrop, hot: int, spread: list[int
             "sold bigint NOT NULL, held bigint NOT NULL, CHECK (sold + held <= edition_size))"
         )
         conn.execute("INSERT INTO bench_hot_row VALUES (1, %s, 0, 0)", (BIG,))
+        # pgbench cannot look up each buyer's token; give them all one (logins later keep it).
+        conn.execute(
+            "UPDATE users SET session_token = %s WHERE id = ANY(%s)",
+            (BENCH_TOKEN, [c.id for c in customers]),
+        )
     scripts = {
         "hot_row_update": (
             "UPDATE bench_hot_row SET held = held + 1 "
             "WHERE id = 1 AND sold + held + 1 <= edition_size;\n"
         ),
-        "hold_statement": hold_statement_script(drop.drop_id, [hot], customers),
-        "hold_statement_spread": hold_statement_script(drop.drop_id, spread, customers),
+        "hold_statement": hold_statement_script([hot], customers),
+        "hold_statement_spread": hold_statement_script(spread, customers),
     }
     results: dict = {
         name: pgbench(url, script, clients, args.sql_seconds) for name, script in scripts.items()

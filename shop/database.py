@@ -73,3 +73,12 @@ def driver_connection():
     the session.
     """
     return db.session.connection().connection.driver_connection
+
+
+def autocommit() -> None:
+    """Let this request's statements commit one by one, on PostgreSQL (a no-op on SQLite, whose
+    writes need ``BEGIN IMMEDIATE``). For a request whose only write is one statement — the
+    buy — so no BEGIN or COMMIT round trip is made, and none while a row is locked. Call it
+    before the request's first query."""
+    if is_postgresql():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

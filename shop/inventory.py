@@ -78,13 +78,16 @@ _TERMS = """
 
 _ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
 
-# The whole hold on PostgreSQL: one statement, one round trip. Stock and allotment are only
-# touched when the buyer is who they say, the drop is live (its row share-locked, so a close
-# that commits first is seen) and the quantity is within the limit and the stock read at the
-# start; the conditional UPDATE and upsert then decide for real.
+# The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
+# (``database.autocommit``) and no client round trip ever happens while the batch row is
+# locked. The batch row is locked first (FOR UPDATE returns its latest version), so the stock
+# it shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and
+# a refusal touches nothing. Stock and allotment change only when the buyer is who they say,
+# the drop is live (its row share-locked, so a close that commits first is seen) and the
+# quantity is within the limit and the stock; the conditional UPDATE and upsert decide.
 _PG_HOLD = f"""
     WITH buyer AS ({_BUYER}
-    ), terms AS ({_TERMS}
+    ), terms AS ({_TERMS} FOR UPDATE
     ), live AS (
         SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {_LIVE_DROP}
         FOR SHARE OF d
@@ -210,9 +213,8 @@ def reserve(
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
         raise LimitReached(allowed=max(0, outcome.lim - (outcome.allotted or 0)))
-    if outcome.order_id is None:  # the stock went to someone else after the statement began
-        _return_allotment(customer.id, batch_id, quantity)
-        raise SoldOut(remaining=_remaining(batch_id))
+    if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
+        raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
 
 
