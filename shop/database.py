@@ -10,6 +10,10 @@ tests, whose own fixture sessions must not block the requests they make.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -65,20 +69,42 @@ def is_postgresql() -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
-def driver_connection():
-    """The psycopg connection under the session's current transaction (begun if need be).
+# A connection of its own, outside the session, for statements that commit one by one.
+_own_connection: ContextVar = ContextVar("own_connection", default=None)
 
-    For the one statement on a flash crowd's hot path (``inventory.reserve``): SQLAlchemy's
-    per-statement work costs more CPU than the statement itself. Everything else goes through
-    the session.
-    """
+
+def driver_connection():
+    """The psycopg connection for the hot path's one statement (``inventory.reserve``):
+    inside :func:`autocommit`, a pooled connection of its own that commits each statement;
+    otherwise the one under the session's current transaction (begun if need be). Handed to the
+    driver directly: SQLAlchemy's per-statement work costs more CPU than the statement."""
+    own = _own_connection.get()
+    if own is not None:
+        return own
     return db.session.connection().connection.driver_connection
 
 
-def autocommit() -> None:
-    """Let this request's statements commit one by one, on PostgreSQL (a no-op on SQLite, whose
-    writes need ``BEGIN IMMEDIATE``). For a request whose only write is one statement — the
-    buy — so no BEGIN or COMMIT round trip is made, and none while a row is locked. Call it
-    before the request's first query."""
-    if is_postgresql():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+@contextmanager
+def autocommit() -> Iterator[None]:
+    """Within the block, :func:`driver_connection` is a pooled PostgreSQL connection of its own
+    on which every statement commits by itself: no BEGIN or COMMIT round trip, and none while a
+    row is locked. For a request whose only write is one statement — the buy. A no-op on SQLite,
+    whose writes need the session's ``BEGIN IMMEDIATE``."""
+    if not is_postgresql():
+        yield
+        return
+    pooled = db.engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        connection.autocommit = True
+        token = _own_connection.set(connection)
+        try:
+            yield
+        finally:
+            _own_connection.reset(token)
+            connection.autocommit = False
+    except BaseException:
+        pooled.invalidate()  # whatever state it is in, it is not worth returning to the pool
+        raise
+    finally:
+        pooled.close()
