@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from flask import Flask, current_app, has_app_context, has_request_context, request
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -75,7 +76,7 @@ _own_connection: ContextVar = ContextVar("own_connection", default=None)
 
 def driver_connection():
     """The psycopg connection for the hot path's one statement (``inventory.reserve``):
-    inside :func:`autocommit`, a pooled connection of its own that commits each statement;
+    inside :func:`committed`, a pooled connection of its own that commits each statement;
     otherwise the one under the session's current transaction (begun if need be). Handed to the
     driver directly: SQLAlchemy's per-statement work costs more CPU than the statement."""
     own = _own_connection.get()
@@ -85,26 +86,29 @@ def driver_connection():
 
 
 @contextmanager
-def autocommit() -> Iterator[None]:
-    """Within the block, :func:`driver_connection` is a pooled PostgreSQL connection of its own
-    on which every statement commits by itself: no BEGIN or COMMIT round trip, and none while a
-    row is locked. For a request whose only write is one statement — the buy. A no-op on SQLite,
-    whose writes need the session's ``BEGIN IMMEDIATE``."""
+def committed() -> Iterator[None]:
+    """Commit what the block writes when it ends — on PostgreSQL statement by statement.
+
+    For a request whose only write is one statement (the buy). On PostgreSQL,
+    :func:`driver_connection` is then a pooled connection of its own on which each statement
+    commits by itself: no BEGIN or COMMIT round trip, none while a row is locked, and no session
+    transaction to set up and commit. On SQLite the block runs in the session's write-locked
+    (``BEGIN IMMEDIATE``) transaction, committed at the end.
+    """
     if not is_postgresql():
         yield
+        db.session.commit()
         return
     pooled = db.engine.raw_connection()
+    connection = pooled.driver_connection
+    connection.autocommit = True
+    token = _own_connection.set(connection)
     try:
-        connection = pooled.driver_connection
-        connection.autocommit = True
-        token = _own_connection.set(connection)
-        try:
-            yield
-        finally:
-            _own_connection.reset(token)
-            connection.autocommit = False
-    except BaseException:
-        pooled.invalidate()  # whatever state it is in, it is not worth returning to the pool
-        raise
+        yield
     finally:
+        _own_connection.reset(token)
+        if connection.closed or connection.info.transaction_status != TransactionStatus.IDLE:
+            pooled.invalidate()  # broken, or cut off mid-statement: not worth pooling again
+        else:
+            connection.autocommit = False
         pooled.close()

@@ -79,7 +79,7 @@ _TERMS = """
 _ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
 
 # The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
-# (``database.autocommit``) and no client round trip ever happens while the batch row is
+# (``database.committed``) and no client round trip ever happens while the batch row is
 # locked. The batch row is locked first (FOR UPDATE returns its latest version), so the stock
 # it shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and
 # a refusal touches nothing. Stock and allotment change only when the buyer is who they say,

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from flask.helpers import get_debug_flag
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
@@ -62,7 +64,23 @@ def check_production_settings(app: Flask) -> None:
         raise RuntimeError("Small Batch (production) cannot start: " + "; ".join(problems))
 
 
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed session cookies, with the signing serializer built once per set of keys
+    rather than on every request (building it costs a third of verifying the cookie)."""
+
+    def __init__(self) -> None:
+        self._signing: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._signing
+        if cached is None or cached[0] != keys:
+            cached = self._signing = (keys, super().get_signing_serializer(app))
+        return cached[1]
+
+
 def register(app: Flask) -> None:
+    app.session_interface = SessionCookies()
     proxies = int(app.config.get("SHOP_PROXY_COUNT") or 0)
     if proxies:
         # The client's address and scheme from the proxies we run; never their Host header.

@@ -55,9 +55,8 @@ def buy(batch_id: int):
         return _login_first(_buy_anchor(_buyable_batch(batch_id)))
     g.render_error = lambda error: _refused(batch_id, error)
     quantity = parse_quantity(request.form)
-    with database.autocommit():  # the hold is one statement: it commits itself
+    with database.committed():  # the hold is one statement: it commits itself
         reservation = inventory.reserve(batch_id, quantity, customer=buyer, now=clock.now())
-    db.session.commit()  # SQLite: the write-locked transaction; PostgreSQL: nothing left
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from shop import clock, inventory
 from shop.extensions import db
@@ -119,6 +119,27 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
         assert part in statement
     [order] = _orders()
     assert order.state == HELD and _stock(batch_id) == (1, 0)
+
+
+def test_refused_buys_give_their_connection_back_to_the_pool_intact(app, client, shopper):
+    """A refusal (a domain error inside the hold's own-connection block) must not cost a new
+    database connection: a crowd arriving after the sell-out would reconnect on every request."""
+    _customer, batch, csrf = shopper
+    batch_id = batch.id
+    assert hold(client, batch_id, 2, csrf=csrf).status_code == 303
+    assert hold(client, batch_id, 1, csrf=csrf).status_code == 409  # the limit of 2: refused
+    connects = []
+
+    def count(*_args) -> None:
+        connects.append(1)
+
+    event.listen(db.engine, "connect", count)
+    try:
+        for _ in range(5):
+            assert hold(client, batch_id, 1, csrf=csrf).status_code == 409
+    finally:
+        event.remove(db.engine, "connect", count)
+    assert connects == []
 
 
 def test_a_customer_buys_through_the_hosted_page_and_sees_their_numbers(

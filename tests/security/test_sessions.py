@@ -154,3 +154,15 @@ def test_a_wrong_current_password_changes_nothing_and_keeps_other_sessions(
     )
     assert response.status_code == 422
     assert is_logged_in(other)
+
+
+def test_a_new_secret_key_takes_effect_at_once_and_fallbacks_keep_sessions(app, client, customer):
+    """The cookie signer is built once per set of keys, not per request: a rotated key must
+    still end old cookies at once, and a fallback key keep them."""
+    log_in(client, customer.email)
+    assert is_logged_in(client)
+    old_key = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "a-brand-new-secret-key-for-this-test-only-0123456789"
+    assert not is_logged_in(client)
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    assert is_logged_in(client)
