@@ -11,12 +11,12 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
 - sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row, (b) our whole
            hold statement (the CTE from ``shop.inventory``) on one batch and (c) spread over many
            batches, at the app's DB concurrency (workers x threads clients);
-- hold   — our hold path: ``bench/hold_app.py`` (BENCH ONLY) does what ``checkout.buy`` does up
-           to the commit of the hold, without creating a Stripe Checkout Session;
-- lean   — the same with two fewer queries, four fewer round trips (a what-if for the buy view);
-- spread — the hold path with buyers spread over many batches (no hot row: is the row the limit?);
-- buy    — the real ``POST /checkout/batches/<id>``: hold, then a Checkout Session created on
-           the local Stripe emulator (its own process on the same cores), then 303;
+- buy    — the real ``POST /checkout/batches/<id>``: the hold (one statement that checks the
+           buyer's session, reads the batch and takes the stock), then 303 to ``pay``;
+- spread — the same with the buyers spread over many batches (no hot row: is the row the limit?);
+- checkout — buy, then the browser's follow-up ``GET /checkout/orders/<id>/pay``: a Checkout
+           Session created on the local Stripe emulator (its own process on the same cores),
+           then 303 to Stripe — the whole way from the button to the payment page;
 - soldout — the real buy endpoint after the last unit is gone: every answer is a 409 with the
            drop page (what most of a real flash crowd gets).
 
@@ -53,10 +53,9 @@ from tests.support import databases, factories, invariants, servers  # noqa: E40
 BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
 BENCH_TOKEN = "bench-session-token"
 SHOP_PHASES = {
-    "hold": "our hold path (bench/hold_app.py mirrors checkout.buy up to the commit; no Stripe)",
-    "lean": "the same hold with 2 fewer queries (what-if for the buy view; no Stripe)",
-    "spread": "the hold path with the buyers spread over many batches: no hot row at all",
-    "buy": "the real checkout.buy: hold, then a Checkout Session on the Stripe emulator",
+    "buy": "the real checkout.buy: the hold, then 303 to pay",
+    "spread": "the real checkout.buy with the buyers spread over many batches: no hot row at all",
+    "checkout": "buy, then its follow-up GET pay: a Checkout Session on the Stripe emulator",
     "soldout": "the real checkout.buy on a sold-out batch: every answer a 409 drop page",
 }
 
@@ -176,7 +175,9 @@ def keep_alive(request: bytes) -> str:
     return request.replace(b"Connection: close", b"Connection: keep-alive").decode("latin-1")
 
 
-def drive(address, requests: list[bytes], args, meter: CpuMeter) -> dict:
+def drive(
+    address, requests: list[bytes], args, meter: CpuMeter, *, follows: list[bytes] | None = None
+) -> dict:
     """Run the load generator process against ``address`` and summarise what it saw."""
     job = {
         "host": address[0],
@@ -184,6 +185,7 @@ def drive(address, requests: list[bytes], args, meter: CpuMeter) -> dict:
         "seconds": args.seconds,
         "warmup": args.warmup,
         "requests": [keep_alive(r) for r in requests],
+        "follow": [keep_alive(r) for r in follows] if follows else None,
     }
     meter.start()
     finished = subprocess.run(
@@ -301,7 +303,7 @@ def hold_statement_script(batch_ids: list[int], customers) -> str:
     )
 
 
-def phase_sql(args, url: str, drop: servers.LiveDrop, hot: int, spread: list[int], customers):
+def phase_sql(args, url: str, hot: int, spread: list[int], customers):
     if shutil.which("pgbench") is None:
         return {"skipped": "pgbench is not installed (apt-get install postgresql-client)"}
     clients = args.workers * args.threads  # the most DB sessions the shop uses at once
@@ -363,19 +365,20 @@ def invariant_check(url: str, batch_ids: list[int]) -> dict:
 def phase_shop(
     args,
     url: str,
-    app_name: str,
     paths: list[str],
     customers,
     *,
+    follow: bool = False,
     stripe_api_base: str | None = None,
     emulator_pid: int | None = None,
 ) -> dict:
-    """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again."""
+    """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again (following the 303 to
+    ``pay`` once when ``follow``)."""
     with servers.start_gunicorn(
         url,
         workers=args.workers,
         threads=args.threads,
-        app=app_name,
+        app="wsgi:app",
         stripe_api_base=stripe_api_base,
         reuse_port=args.reuse_port,
     ) as server:
@@ -383,9 +386,10 @@ def phase_shop(
         requests = [
             s.form_request(paths[i % len(paths)], {"quantity": 1}) for i, s in enumerate(sessions)
         ]
+        follows = [s.get_request("{location}") for s in sessions] if follow else None
         meter = CpuMeter(server.process.pid, emulator_pid)
         try:
-            return drive(server.address, requests, args, meter)
+            return drive(server.address, requests, args, meter, follows=follows)
         except RuntimeError as error:
             raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
 
@@ -538,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,sql,hold,lean,spread,buy,soldout",
-        help="comma-separated subset of hello,sql,hold,lean,spread,buy,soldout",
+        default="hello,sql,buy,spread,checkout,soldout",
+        help="comma-separated subset of hello,sql,buy,spread,checkout,soldout",
     )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
@@ -563,31 +567,24 @@ def main(argv: list[str] | None = None) -> int:
         rest = drop.batch_ids[len(named) :]
         spread, batches["spread"] = rest[:spread_count], rest[spread_count:]
         batches["soldout"] = [sold_out_batch(seeding)]
-        emulator = Emulator() if phases & {"buy", "soldout"} else None
+        emulator = Emulator() if "checkout" in phases else None
         try:
             if "hello" in phases:
                 print("hello-world ceiling …", flush=True)
                 results["hello"] = phase_hello(args, url)
             if "sql" in phases:
                 print("pgbench ceilings …", flush=True)
-                results["sql"] = phase_sql(args, url, drop, batches["sql"][0], spread, customers)
+                results["sql"] = phase_sql(args, url, batches["sql"][0], spread, customers)
             for name in SHOP_PHASES:
                 if name not in phases:
                     continue
                 print(f"{name}: {SHOP_PHASES[name]} …", flush=True)
-                app_name, path = {
-                    "hold": ("bench.hold_app:app", "/bench/hold/{}"),
-                    "lean": ("bench.hold_app:app", "/bench/hold-lean/{}"),
-                    "spread": ("bench.hold_app:app", "/bench/hold/{}"),
-                    "buy": ("wsgi:app", "/checkout/batches/{}"),
-                    "soldout": ("wsgi:app", "/checkout/batches/{}"),
-                }[name]
                 results[name] = phase_shop(
                     args,
                     url,
-                    app_name,
-                    [path.format(batch_id) for batch_id in batches[name]],
+                    [f"/checkout/batches/{batch_id}" for batch_id in batches[name]],
                     customers,
+                    follow=name == "checkout",
                     stripe_api_base=emulator.url if emulator else None,
                     emulator_pid=emulator.process.pid if emulator else None,
                 )

@@ -2,9 +2,11 @@
 
 Reads a JSON job on stdin — ``{"host", "port", "seconds", "warmup", "requests": [str, ...]}``,
 one request (latin-1 text, keep-alive) per connection — and keeps every connection busy: send,
-read the whole response, send again. Writes one JSON line: statuses, latencies (ms) of the
-responses that started after the warm-up, errors, and its own CPU time, so a reader can tell
-whether the generator itself was the bottleneck.
+read the whole response, send again. With ``"follow": [str, ...]`` (a GET per connection with a
+``{location}`` placeholder) a 303 is followed once, as a browser does, and the pair counts as one
+answer: the follow-up's status, timed from the first request. Writes one JSON line: statuses,
+latencies (ms) of the responses that started after the warm-up, errors, and its own CPU time,
+so a reader can tell whether the generator itself was the bottleneck.
 
 asyncio protocols (no streams, no HTTP library) keep the generator's CPU cost per request low.
 """
@@ -31,8 +33,17 @@ class Stats:
 class Client(asyncio.Protocol):
     """One keep-alive connection sending the same request again as soon as it is answered."""
 
-    def __init__(self, request: bytes, stats: Stats, stop_at: float, done: asyncio.Future) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        follow: str | None,
+        stats: Stats,
+        stop_at: float,
+        done: asyncio.Future,
+    ) -> None:
         self.request = request
+        self.follow = follow
+        self.following = False
         self.stats = stats
         self.stop_at = stop_at
         self.done = done
@@ -50,6 +61,7 @@ class Client(asyncio.Protocol):
             return
         self.buffer.clear()
         self.started = time.perf_counter()
+        self.following = False
         assert self.transport is not None
         self.transport.write(self.request)
 
@@ -62,6 +74,7 @@ class Client(asyncio.Protocol):
         lines = head.split("\r\n")
         length = 0
         close = False
+        location = ""
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.strip().lower()
@@ -69,9 +82,17 @@ class Client(asyncio.Protocol):
                 length = int(value)
             elif name == "connection" and value.strip().lower() == "close":
                 close = True
+            elif name == "location":
+                location = value.strip()
         if len(self.buffer) < head_end + 4 + length:
             return
         status = int(lines[0].split(" ", 2)[1])
+        if status == 303 and self.follow and not self.following and not close:
+            self.following = True
+            self.buffer.clear()
+            assert self.transport is not None
+            self.transport.write(self.follow.replace("{location}", location).encode("latin-1"))
+            return
         finished = time.perf_counter()
         if self.started >= self.stats.measure_from:
             self.stats.statuses[status] += 1
@@ -103,13 +124,16 @@ async def run(job: dict) -> dict:
     stats = Stats(measure_from=begin + job["warmup"])
     stop_at = begin + job["warmup"] + job["seconds"]
     finished = []
-    for text in job["requests"]:
+    follows = job.get("follow") or [None] * len(job["requests"])
+    for text, follow in zip(job["requests"], follows, strict=True):
         done = loop.create_future()
         finished.append(done)
         request = text.encode("latin-1")
         try:
             await loop.create_connection(
-                lambda request=request, done=done: Client(request, stats, stop_at, done),
+                lambda request=request, follow=follow, done=done: Client(
+                    request, follow, stats, stop_at, done
+                ),
                 job["host"],
                 job["port"],
             )
