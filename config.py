@@ -94,6 +94,9 @@ class Config:
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
+        # Database connections per app process (PostgreSQL), see engine_options().
+        self.SHOP_DB_POOL_SIZE = _env_int("SHOP_DB_POOL_SIZE", 5)
+        self.SHOP_DB_POOL_OVERFLOW = _env_int("SHOP_DB_POOL_OVERFLOW", 10)
         self.SHOP_SHIPPING_COUNTRIES = [
             code.strip().upper()
             for code in (
@@ -113,6 +116,13 @@ class Config:
                 setattr(self, name, value)
         self.STRIPE_CONNECT_TIMEOUT = _env_number("STRIPE_CONNECT_TIMEOUT", 2.0)
         self.STRIPE_READ_TIMEOUT = _env_number("STRIPE_READ_TIMEOUT", 5.0)
+
+    def engine_options(self) -> dict:
+        """SQLAlchemy's pool for PostgreSQL: at most SHOP_DB_POOL_SIZE + SHOP_DB_POOL_OVERFLOW
+        connections per app process; a request thread waits for one beyond that."""
+        if not str(self.SQLALCHEMY_DATABASE_URI or "").startswith("postgresql"):
+            return {}
+        return {"pool_size": self.SHOP_DB_POOL_SIZE, "max_overflow": self.SHOP_DB_POOL_OVERFLOW}
 
     def missing(self) -> list[str]:
         """Names of required settings that are not set (production refuses to start)."""

@@ -29,6 +29,7 @@ def create_app(config: settings.Config | str | None = None, **overrides: object)
         instance_path=str(settings.BASE_DIR / "instance"),
     )
     app.config.from_object(config)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options()
     app.config.update(overrides)
 
     from shop import security

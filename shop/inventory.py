@@ -114,8 +114,7 @@ _PG_HOLD = f"""
     )
     SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, t.lim IS NOT NULL AS found,
            t.lim, t.remaining, EXISTS (SELECT 1 FROM live) AS live,
-           (SELECT units FROM allot) AS units, ({_ALLOTTED}) AS allotted,
-           (SELECT id FROM new_order) AS order_id
+           (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
     FROM (SELECT 1) AS one LEFT JOIN terms t ON true
 """  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
 # psycopg's own placeholders: the hot path hands this to the driver without SQLAlchemy.
@@ -147,7 +146,6 @@ class _Outcome:
     remaining: int | None
     live: bool
     units: int | None  # the allotment after this hold; None when none was taken
-    allotted: int | None  # the allotment before this hold
     order_id: int | None
 
 
@@ -212,7 +210,8 @@ def reserve(
     if outcome.units is None:
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
-        raise LimitReached(allowed=max(0, outcome.lim - (outcome.allotted or 0)))
+        allotted = db.session.execute(text(_ALLOTTED), values).scalar() or 0
+        raise LimitReached(allowed=max(0, outcome.lim - allotted))
     if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
         raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
@@ -228,12 +227,11 @@ def _hold_stepwise(values: dict) -> _Outcome:
     signed_in = session.execute(text(_BUYER), values).first() is not None
     terms = session.execute(text(_TERMS), values).first()
     if not signed_in or terms is None:
-        return _Outcome(signed_in, terms is not None, None, None, False, None, None, None)
+        return _Outcome(signed_in, terms is not None, None, None, False, None, None)
     lim, remaining = terms.lim, terms.remaining
     live_drop = text(f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {_LIVE_DROP}")  # noqa: S608 - constant  # nosec B608
     live = session.execute(live_drop, {**values, "drop_id": terms.drop_id}).first() is not None
-    allotted = session.execute(text(_ALLOTTED), values).scalar()
-    outcome = _Outcome(True, True, lim, remaining, live, None, allotted, None)
+    outcome = _Outcome(True, True, lim, remaining, live, None, None)
     quantity = values["quantity"]
     if not live or quantity > lim or quantity > remaining:
         return outcome

@@ -100,7 +100,7 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
     if db.engine.dialect.name != "postgresql":
         with recorded_statements(db.engine) as statements:
             assert hold(client, batch_id, 1, csrf=csrf).status_code == 303
-        assert len(statements) == 7  # buyer, terms, drop, allotment read, allot, stock, order
+        assert len(statements) == 6  # buyer, terms, drop, allot, stock, order
         return
 
     with statements_sent(db.engine) as sent:
