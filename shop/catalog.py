@@ -256,12 +256,10 @@ def customer_order_for_session(customer: User, session_id: str) -> Order | None:
     )
 
 
-def customer_order(customer: User, public_id: str) -> Order | None:
-    """One of this customer's orders; None for an unknown id or someone else's order."""
+def customer_order(customer: User, public_id: str, *, details: bool = True) -> Order | None:
+    """One of this customer's orders; None for an unknown id or someone else's order. With
+    ``details`` its batch, product, images and units come along (the order page)."""
     if not _TOKEN.fullmatch(public_id or ""):
         return None
-    return db.session.scalar(
-        select(Order)
-        .where(Order.public_id == public_id, Order.customer_id == customer.id)
-        .options(*_order_options())
-    )
+    statement = select(Order).where(Order.public_id == public_id, Order.customer_id == customer.id)
+    return db.session.scalar(statement.options(*_order_options()) if details else statement)

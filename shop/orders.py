@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import joinedload
 
 from shop import audit, inventory, money, payments
 from shop.errors import (
@@ -28,7 +29,7 @@ from shop.errors import (
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Order, StripeEvent, User
+from shop.models import Batch, Order, StripeEvent, User
 from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
 from shop.payments import WebhookEvent
 
@@ -79,7 +80,7 @@ def continue_checkout(order: Order, *, now: datetime) -> str:
 
 def _checkout_url(order_id: int, *, now: datetime) -> str:
     for _ in range(3):
-        order = _reload(order_id)
+        order = _reload(order_id, for_checkout=True)
         if order is None or order.state != HELD:
             db.session.rollback()
             raise InvalidState("This order is no longer waiting for payment.")
@@ -598,5 +599,14 @@ def _sweep_one(order_id: int, *, now: datetime) -> str:
     return "kept"
 
 
-def _reload(order_id: int) -> Order | None:
-    return db.session.get(Order, order_id, populate_existing=True)
+def _reload(order_id: int, *, for_checkout: bool = False) -> Order | None:
+    """The order as the database has it now; ``for_checkout`` with the batch, product and
+    customer a Checkout Session is built from, in the same query."""
+    if not for_checkout:
+        return db.session.get(Order, order_id, populate_existing=True)
+    return db.session.scalar(
+        select(Order)
+        .where(Order.id == order_id)
+        .options(joinedload(Order.batch).joinedload(Batch.product), joinedload(Order.customer))
+        .execution_options(populate_existing=True)
+    )

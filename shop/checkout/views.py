@@ -71,7 +71,7 @@ def pay(public_id: str):
     """
     if not current_user.is_authenticated:
         return _login_first(url_for("account.order", public_id=public_id))
-    order = _own_order(public_id)
+    order = _own_order(public_id, details=False)
     g.render_error = lambda error: _order_page(order.id, error)
     return redirect(orders.continue_checkout(order, now=clock.now()), 303)
 
@@ -152,9 +152,9 @@ def _buyable_batch(batch_id: int) -> Batch:
     return batch
 
 
-def _own_order(public_id: str) -> Order:
+def _own_order(public_id: str, *, details: bool = True) -> Order:
     """The signed-in customer's own order; anyone else's (or none) is a 404."""
-    order = catalog.customer_order(current_user, public_id)
+    order = catalog.customer_order(current_user, public_id, details=details)
     if order is None:
         abort(404)
     return order
