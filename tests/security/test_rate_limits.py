@@ -196,6 +196,25 @@ def test_one_customer_gets_ten_buy_attempts_a_minute(app, client, customer, batc
     assert _click_buy(neighbour, batch.id, csrf, CUSTOMER_IP).status_code == 422
 
 
+def test_continuing_to_payment_has_a_limit_of_its_own_on_get_and_post(app, client, customer):
+    """Every buy is followed by a GET of pay (each asks Stripe): 20 a minute per customer,
+    counted apart from the buy button's 10."""
+    csrf = sign_in(client, customer)
+    path = "/checkout/orders/AAAAAAAAAAAAAAAAAAAAAA/pay"  # nobody's order: a 404, still counted
+    for attempt in range(20):
+        if attempt % 2:
+            answer = client.get(path, environ_base={"REMOTE_ADDR": CUSTOMER_IP})
+        else:
+            answer = client.post(
+                path, data={"csrf_token": csrf}, environ_base={"REMOTE_ADDR": CUSTOMER_IP}
+            )
+        assert answer.status_code == 404
+    assert client.get(path, environ_base={"REMOTE_ADDR": CUSTOMER_IP}).status_code == 429
+    batch = live_batch(edition_size=5, limit=2)
+    db.session.commit()
+    assert _click_buy(client, batch.id, csrf, CUSTOMER_IP).status_code == 422  # buy: its own
+
+
 def test_an_office_of_64_buyers_behind_one_address_is_not_throttled(app, batch):
     buyers = [make_customer() for _ in range(64)]
     db.session.commit()
