@@ -104,9 +104,7 @@ def register(app: Flask) -> None:
     @app.before_request
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = (
-            incoming if re.fullmatch(r"[A-Za-z0-9-]{8,64}", incoming) else (secrets.token_hex(8))
-        )
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
         if not proxies and not warned and "X-Forwarded-For" in request.headers:
             warned.append(True)
             app.logger.warning(
@@ -114,8 +112,8 @@ def register(app: Flask) -> None:
                 "shares the proxy's address and its rate limits. Set SHOP_PROXY_COUNT."
             )
 
-    # The same on every response (no view sets them), so added in one go: this runs on every
-    # request of a flash crowd.
+    # The same on every response and set by no view, so added in one go (this runs on every
+    # request of a flash crowd); a view may bring its own CSP or Cache-Control.
     always = [
         ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "strict-origin-when-cross-origin"),
@@ -125,21 +123,22 @@ def register(app: Flask) -> None:
     ]
     if hsts:
         always.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    always_with_csp = [("Content-Security-Policy", csp), *always]
 
     @app.after_request
     def _headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", csp)
-        headers.extend(always)
+        headers.extend(always if "Content-Security-Policy" in headers else always_with_csp)
         request_id = g.get("request_id")
         if request_id:
-            headers["X-Request-Id"] = request_id
-        if response.mimetype == "text/html":
-            headers.setdefault("Cache-Control", "no-store")
-        # Werkzeug's dev server and gunicorn add their own (version-free for gunicorn) banner
-        # after this; see SECURITY.md.
-        headers.pop("Server", None)
+            headers.add("X-Request-Id", request_id)
+        if "Cache-Control" not in headers and response.mimetype == "text/html":
+            headers.add("Cache-Control", "no-store")
+        # No Server header from the app; gunicorn adds its own, version-free (SECURITY.md).
         return response
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 
 def _cap_urlencoded_body() -> None:
