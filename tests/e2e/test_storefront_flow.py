@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from shop import clock, inventory
+from shop import clock, demo, inventory
 from shop.extensions import db
 from shop.models import Batch, Product, User
 from tests.e2e.conftest import SCREENSHOTS
@@ -141,3 +141,35 @@ def test_a_new_customer_buys_two_numbered_bottles_and_opens_a_certificate(
         "the most this batch allows per customer"
     )
     assert page.problems.seen == []
+
+
+def test_when_stripe_is_down_the_customer_keeps_the_units_and_pays_from_their_order(
+    demo_shop, browser_page, shoot
+):
+    """Buy holds the units first; only then is Stripe asked. When it cannot answer, the customer
+    lands on their order — the units still held, the reason, a button — and pays from there."""
+    page = browser_page
+    base = demo_shop.url
+    page.goto(f"{base}/account/login")
+    page.get_by_label("Email").fill(demo.CUSTOMER_EMAIL)
+    page.get_by_label("Password").fill(demo.CUSTOMER_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("link", name="My orders")).to_be_visible()
+
+    demo_shop.emulator.faults(fail_next=3, fail_status=500, paths=["/v1/checkout/sessions"])
+    page.goto(f"{base}/drops/winter-release")
+    rye = page.locator(".batch-card", has_text="Highland Rye")
+    rye.get_by_role("button", name=re.compile(r"^Buy")).click()
+
+    expect(page).to_have_url(re.compile(r"/checkout/orders/[A-Za-z0-9_-]+/pay$"))
+    expect(page.get_by_role("alert")).to_contain_text("still held")
+    expect(page.locator(".order-status--held")).to_contain_text("held for you")
+    expect(page.locator("h1")).to_have_text("Batch No. 7")
+    shoot(page, "payment-unavailable")
+    page.goto(f"{base}/drops/winter-release")
+    expect(page.locator(".batch-card", has_text="Highland Rye")).to_contain_text("239 of 240 left")
+
+    page.goto(f"{base}/account/orders")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page).to_have_url(re.compile(r"/checkout/cs_test_"))
+    assert page.url.startswith(demo_shop.emulator.url)
