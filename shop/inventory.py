@@ -11,11 +11,13 @@ followed by a write:
 - every state change of an order as a compare-and-set on its current state, so release and
   confirm happen exactly once however often they are called.
 
-On PostgreSQL a hold is ONE statement (drop check, allotment, stock, order in a CTE), so the hot
-batch row is locked for a single short statement plus the commit. SQLite runs the same steps as
-separate statements inside a ``BEGIN IMMEDIATE`` transaction (see ``shop.database``).
+On PostgreSQL a hold (:func:`reserve`) is ONE statement — the buyer's session token, the batch's
+terms, the live drop, allotment, stock and order in a CTE — so a buy request needs no other query,
+and inside ``database.committed()`` it commits by itself: the hot batch row is locked for that
+statement and its WAL flush only. SQLite runs the same steps as separate statements inside a
+``BEGIN IMMEDIATE`` transaction (see ``shop.database``).
 
-Functions flush and never commit: the caller commits once.
+Functions never commit: the caller commits once (or runs them in ``database.committed()``).
 """
 
 from __future__ import annotations
