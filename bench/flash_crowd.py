@@ -218,6 +218,19 @@ def drive(
     }
 
 
+def round_rate(name: str, result: dict) -> float:
+    """What a phase is judged by: requests/s for hello, refusals/s for soldout, else holds/s."""
+    if name == "hello":
+        return result["requests_per_s"]
+    return successes(result, "409" if name == "soldout" else "303")
+
+
+def median_round(name: str, runs: list[dict]) -> dict:
+    """The round in the middle by its rate (the lower middle of an even count)."""
+    ordered = sorted(runs, key=lambda run: round_rate(name, run))
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def successes(result: dict, status: str = "303") -> float:
     """Per second: answers with ``status`` only (303: successful holds)."""
     ok = result["statuses"].get(status, 0)
@@ -518,6 +531,18 @@ def report(args, facts: dict, results: dict) -> None:
         if result["sample_bodies"]:
             parts.append(f"sample error bodies {result['sample_bodies']}")
         print("  " + ", ".join(parts))
+    if args.rounds > 1:
+        print(f"\n  Rounds (each phase above is its median round of {args.rounds}):")
+        for name in ("hello", *SHOP_PHASES):
+            if f"{name}_rounds" in results:
+                rates = " / ".join(f"{rate:,.1f}" for rate in results[f"{name}_rounds"])
+                print(f"    {name:<9} {rates}")
+        if "hello_rounds" in results and "buy_rounds" in results:
+            ratios = [
+                f"{buy / hello:.1%}"
+                for hello, buy in zip(results["hello_rounds"], results["buy_rounds"], strict=True)
+            ]
+            print(f"    buy / hello, round by round: {' / '.join(ratios)}")
     if "hot_row_update" in sql:
         hot, spread = sql["hold_statement"]["tps"], sql["hold_statement_spread"]["tps"]
         print(
@@ -545,6 +570,14 @@ def main(argv: list[str] | None = None) -> int:
         default="hello,sql,buy,spread,checkout,soldout",
         help="comma-separated subset of hello,sql,buy,spread,checkout,soldout",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run hello and the shop phases this many times, interleaved, and report each "
+        "phase's median round (a slow minute on a shared machine then hits one round of every "
+        "phase instead of one whole phase)",
+    )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
@@ -569,26 +602,38 @@ def main(argv: list[str] | None = None) -> int:
         batches["soldout"] = [sold_out_batch(seeding)]
         emulator = Emulator() if "checkout" in phases else None
         try:
-            if "hello" in phases:
-                print("hello-world ceiling …", flush=True)
-                results["hello"] = phase_hello(args, url)
             if "sql" in phases:
                 print("pgbench ceilings …", flush=True)
                 results["sql"] = phase_sql(args, url, batches["sql"][0], spread, customers)
-            for name in SHOP_PHASES:
-                if name not in phases:
-                    continue
-                print(f"{name}: {SHOP_PHASES[name]} …", flush=True)
-                results[name] = phase_shop(
-                    args,
-                    url,
-                    [f"/checkout/batches/{batch_id}" for batch_id in batches[name]],
-                    customers,
-                    follow=name == "checkout",
-                    stripe_api_base=emulator.url if emulator else None,
-                    emulator_pid=emulator.process.pid if emulator else None,
-                )
-                results[f"{name}_invariants"] = invariant_check(url, batches[name])
+            rounds: dict[str, list[dict]] = {}
+            for round_no in range(1, args.rounds + 1):
+                tag = f" (round {round_no} of {args.rounds})" if args.rounds > 1 else ""
+                if "hello" in phases:
+                    print(f"hello-world ceiling{tag} …", flush=True)
+                    rounds.setdefault("hello", []).append(phase_hello(args, url))
+                for name in SHOP_PHASES:
+                    if name not in phases:
+                        continue
+                    print(f"{name}: {SHOP_PHASES[name]}{tag} …", flush=True)
+                    rounds.setdefault(name, []).append(
+                        phase_shop(
+                            args,
+                            url,
+                            [f"/checkout/batches/{batch_id}" for batch_id in batches[name]],
+                            customers,
+                            follow=name == "checkout",
+                            stripe_api_base=emulator.url if emulator else None,
+                            emulator_pid=emulator.process.pid if emulator else None,
+                        )
+                    )
+                    # Checked after every round: the state is cumulative, a break stays visible.
+                    check = invariant_check(url, batches[name])
+                    seen = results.get(f"{name}_invariants")
+                    if seen is None or check["oversold"] or check["violations"]:
+                        results[f"{name}_invariants"] = check
+            for name, runs in rounds.items():
+                results[name] = median_round(name, runs)
+                results[f"{name}_rounds"] = [round_rate(name, run) for run in runs]
         finally:
             if emulator is not None:
                 emulator.stop()
