@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import Markup
 
 from shop import markdown
 
@@ -160,3 +161,15 @@ def test_raw_html_is_shown_as_text_not_markup():
 def test_empty_story_renders_nothing():
     assert str(markdown.render("")) == ""
     assert str(markdown.render(None)) == ""  # type: ignore[arg-type]
+
+
+def test_a_story_is_rendered_once_and_served_sanitized_from_memory_after():
+    hostile = "Batch notes <script>alert(1)</script> [x](javascript:alert(1)) **rye**"
+    before = markdown._render.cache_info()
+    first = markdown.render(hostile)
+    second = markdown.render(hostile)
+    after = markdown._render.cache_info()
+    assert first == second and isinstance(second, Markup)
+    assert "<script" not in second and "href" not in second  # escaped text, no link
+    assert "<strong>rye</strong>" in second
+    assert after.hits == before.hits + 1
