@@ -212,8 +212,7 @@ def reserve(
     if outcome.units is None:
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
-        allotted = db.session.execute(text(_ALLOTTED), values).scalar() or 0
-        raise LimitReached(allowed=max(0, outcome.lim - allotted))
+        raise LimitReached(allowed=_allowed_more(values, outcome.lim))
     if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
         raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
@@ -292,14 +291,10 @@ def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
     )
 
 
-def _allowed_more(values: dict) -> int:
-    units = db.session.execute(
-        text(
-            "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
-        ),
-        values,
-    ).scalar()
-    return max(0, values["limit"] - (units or 0))
+def _allowed_more(values: dict, limit: int) -> int:
+    """How many more units of the batch this customer may hold under ``limit``."""
+    units = db.session.execute(text(_ALLOTTED), values).scalar()
+    return max(0, limit - (units or 0))
 
 
 def _remaining(batch_id: int) -> int:
@@ -392,7 +387,7 @@ def rehold(order: Order, *, now: datetime) -> None:
     ).rowcount
     if allotted != 1:
         _undo_rehold(values, now)
-        raise LimitReached(allowed=_allowed_more(values))
+        raise LimitReached(allowed=_allowed_more(values, limit))
     taken = db.session.execute(
         text(
             "UPDATE batches SET held = held + :quantity "
