@@ -12,6 +12,7 @@ from flask_login import LoginManager, current_user
 from sqlalchemy import bindparam, select
 
 from shop.catalog import MAX_ID
+from shop.errors import LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import User
 
@@ -52,7 +53,7 @@ _USER_FOR_SESSION = select(User).where(
 
 def configure_login(login_manager: LoginManager) -> None:
     login_manager.login_view = "account.login"
-    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message = LoginRequired.message
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
 
@@ -66,10 +67,8 @@ def configure_login(login_manager: LoginManager) -> None:
 
     @login_manager.unauthorized_handler
     def unauthorized():
-        from shop.errors import error_response, wants_json
-
         if wants_json():
-            return error_response(401, "login_required", "Please log in to continue.")
+            return error_response(401, LoginRequired.code, LoginRequired.message)
         return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
 
 

@@ -130,15 +130,18 @@ def _refused(batch_id: int, error: Exception):
 
 def _order_page(order_id: int, error: Exception) -> str:
     """The customer's order page with why payment could not start (the hold is kept)."""
-    db.session.rollback()
-    order = db.session.get(Order, order_id, populate_existing=True)
-    return render_template("account/order.html", order=order, error=error)
+    return render_template("account/order.html", order=_order_after_failure(order_id), error=error)
 
 
 def _cancel_page(order_id: int, error: Exception) -> str:
-    db.session.rollback()
-    order = db.session.get(Order, order_id, populate_existing=True)
+    order = _order_after_failure(order_id)
     return render_template("checkout/cancel.html", order=order, batch=order.batch, error=error)
+
+
+def _order_after_failure(order_id: int) -> Order:
+    """The order as the database has it now that an attempt on it failed (rolled back)."""
+    db.session.rollback()
+    return db.session.get_one(Order, order_id, populate_existing=True)
 
 
 def _buy_anchor(batch: Batch) -> str:
@@ -162,6 +165,6 @@ def _own_order(public_id: str, *, details: bool = True) -> Order:
 
 def _login_first(next_path: str):
     if wants_json():
-        return error_response(401, "login_required", "Please log in to continue.")
-    flash("Please log in to continue.", "info")
+        return error_response(401, LoginRequired.code, LoginRequired.message)
+    flash(LoginRequired.message, "info")
     return redirect(url_for("account.login", next=next_path), 303)
