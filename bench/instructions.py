@@ -1,0 +1,206 @@
+"""CPU instructions per request, counted by valgrind (a measurement, not a test).
+
+    .venv/bin/python bench/instructions.py [--requests 200] [--targets hello,buy,drop,soldout]
+
+Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
+which hides any change smaller than that. An instruction count does not move: this script runs
+the app in one process under ``valgrind --tool=callgrind``, calls it directly as a WSGI server
+would (no sockets, no gunicorn), and reports the instructions each request costs the app
+process — PostgreSQL's share is not counted. Each figure is the difference between a run of
+``--requests`` requests and a run of 40, so start-up and warm-up cancel out. The runs go two at
+a time (instruction counts do not depend on what else the machine does).
+
+- hello   — the hello-world app of the flash-crowd ceiling (``bench/hello.py``);
+- buy     — the real ``POST /checkout/batches/<id>`` as a logged-in customer: the hold and the 303;
+- drop    — the drop page (``GET /drops/<slug>``) as the same customer;
+- soldout — the buy on a sold-out batch: the 409 drop page with the reason.
+
+Needs valgrind (``apt-get install valgrind``) and PostgreSQL (``TEST_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("SHOP_ENV", "testing")
+
+WARM = 20  # requests before counting starts to matter (imports, caches, prepared statements)
+BASELINE = 40
+
+
+def child(target: str, count: int, spec_file: str) -> None:
+    """Under valgrind: ``WARM + count`` requests of ``target``, straight into the WSGI app."""
+    spec = json.loads(Path(spec_file).read_text())
+    if target == "hello":
+        from bench.hello import app
+
+        method, path, body, cookie, expect = "POST", "/", b"quantity=1", "", "303"
+    else:
+        os.environ.update(spec["env"])
+        from wsgi import app
+
+        request = spec["requests"][target]
+        method, path, body = request["method"], request["path"], request["body"].encode()
+        cookie, expect = request["cookie"], request["expect"]
+    statuses: list[str] = []
+
+    def start_response(status, _headers, _exc_info=None):
+        statuses.append(status)
+
+    for _ in range(WARM + count):
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_COOKIE": cookie,
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+        if body:
+            environ["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
+            environ["CONTENT_LENGTH"] = str(len(body))
+        answer = app(environ, start_response)
+        b"".join(answer)
+        getattr(answer, "close", lambda: None)()
+    if not statuses[-1].startswith(expect):
+        raise SystemExit(f"{target}: expected {expect}, got {statuses[-1]}")
+
+
+def instructions(target: str, count: int, spec_file: str) -> int:
+    """Instructions valgrind counted for the whole child process."""
+    command = [
+        shutil.which("valgrind") or "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        target,
+        str(count),
+        spec_file,
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"valgrind run of {target} failed:\n{done.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+def prepare(url: str, spec_file: str) -> None:
+    """Seed a live drop (big batches, one sold out) and write the requests: one customer buys
+    (their holds pile up), another, holding nothing, views the drop and meets the sold-out batch."""
+    from tests.support import servers
+
+    key = secrets.token_urlsafe(32)
+    app = servers.make_app(url, SECRET_KEY=key)
+    drop = servers.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
+    sold_out = servers.add_batch(app, drop, edition_size=1, limit=1)
+    buyer, first, visitor = servers.create_customers(app, 3)
+    server = servers.start_threaded_server(app)
+    try:
+        servers.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
+        buys = _cookie_and_body(servers.login(server.address, buyer.email), drop.batch_ids[0])
+        visits = _cookie_and_body(servers.login(server.address, visitor.email), sold_out)
+    finally:
+        server.stop()
+    env = servers.server_env(url, base_url="http://127.0.0.1", extra={"SECRET_KEY": key})
+    spec = {
+        "env": {k: v for k, v in env.items() if k not in os.environ or os.environ[k] != v},
+        "requests": {
+            "buy": {"method": "POST", "path": f"/checkout/batches/{drop.batch_ids[0]}", **buys},
+            "drop": {
+                "method": "GET",
+                "path": f"/drops/{drop.slug}",
+                **visits,
+                "body": "",
+                "expect": "200",
+            },
+            "soldout": {
+                "method": "POST",
+                "path": f"/checkout/batches/{sold_out}",
+                **visits,
+                "expect": "409",
+            },
+        },
+    }
+    Path(spec_file).write_text(json.dumps(spec))
+    with app.app_context():
+        from shop.extensions import db
+
+        db.engine.dispose()
+
+
+def _cookie_and_body(session, batch_id: int) -> dict[str, str]:
+    head, _, body = session.buy_request(batch_id).partition(b"\r\n\r\n")
+    cookie = re.search(rb"\r\nCookie: ([^\r\n]+)", head).group(1).decode()
+    return {"cookie": cookie, "body": body.decode(), "expect": "303"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--targets", default="hello,buy,drop,soldout")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        target, count, spec_file = args.child
+        child(target, int(count), spec_file)
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
+        return 2
+    from tests.support import servers
+
+    counted = args.requests - BASELINE
+    targets = args.targets.split(",")
+    print(f"Instructions per request in the app process ({counted} requests counted):", flush=True)
+    with (
+        servers.migrated_postgres_database("smallbatch_instructions") as url,
+        tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        prepare(url, spec.name)
+        runs = {
+            target: [
+                pool.submit(instructions, target, n, spec.name) for n in (args.requests, BASELINE)
+            ]
+            for target in targets
+        }
+        counts = {}
+        for target in targets:
+            many, few = (run.result() for run in runs[target])
+            counts[target] = (many - few) // counted
+    hello = counts.get("hello")
+    for target, count in counts.items():
+        ratio = f"  {count / hello:6.2f} x hello" if hello else ""
+        print(f"  {target:8s} {count:>12,}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
