@@ -90,8 +90,32 @@ def public_drop(slug: str) -> Drop | None:
     """A drop visitors may see (anything but a draft), with its batches, images and maker."""
     if not _plausible_slug(slug):
         return None
-    return db.session.scalar(
-        select(Drop).where(Drop.slug == slug, Drop.state != DRAFT).options(*_batch_options())
+    return _one_public_drop(Drop.slug == slug)
+
+
+def public_drop_of_batch(batch_id: int) -> Drop | None:
+    """The public drop a batch was released in (None if it never was), as ``public_drop``."""
+    if not 1 <= batch_id <= MAX_ID:
+        return None
+    released = select(Batch.drop_id).where(Batch.id == batch_id).scalar_subquery()
+    return _one_public_drop(Drop.id == released)
+
+
+def _one_public_drop(condition) -> Drop | None:
+    """One drop page's worth in ONE statement (drop, maker, batches, products, images joined):
+    the page every visitor of a flash crowd reloads, and every sold-out answer renders."""
+    return (
+        db.session.scalars(
+            select(Drop)
+            .where(condition, Drop.state != DRAFT)
+            .options(
+                joinedload(Drop.maker),
+                joinedload(Drop.batches).joinedload(Batch.product),
+                joinedload(Drop.batches).joinedload(Batch.images),
+            )
+        )
+        .unique()
+        .first()
     )
 
 

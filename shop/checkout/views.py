@@ -116,16 +116,20 @@ def cancel(public_id: str):
 
 
 def _refused(batch_id: int, error: Exception):
-    """A refused buy: the drop page again, the reason next to the batch (404 for no batch)."""
-    db.session.rollback()
-    batch = catalog.buyable_batch(batch_id)
-    if batch is None:  # never released, or gone: as if it never existed
+    """A refused buy: the drop page again, the reason next to the batch (404 for no batch).
+
+    Most of a flash crowd gets this once the last unit is gone, so the page is read afresh in
+    one statement (``catalog.public_drop_of_batch``): the numbers it shows are the database's."""
+    db.session.rollback()  # whatever the failed attempt touched
+    drop = catalog.public_drop_of_batch(batch_id)
+    batch = next((b for b in drop.batches if b.id == batch_id), None) if drop else None
+    if drop is None or batch is None:  # never released, or gone: as if it never existed
         return error_response(404, NotFound.code, NotFound.message)
     if isinstance(error, LoginRequired):  # the session was ended elsewhere
         return _login_first(_buy_anchor(batch))
     if isinstance(error, InvalidQuantity):  # now that the batch is at hand, say its limit
         error = InvalidQuantity(inventory.quantity_message(batch.per_customer_limit))
-    return storefront_views.drop_page(batch.drop, error=error)
+    return storefront_views.drop_page(drop, error=error)
 
 
 def _order_page(order_id: int, error: Exception) -> str:

@@ -18,7 +18,6 @@ from markupsafe import Markup
 
 from shop import catalog, clock, images, inventory
 from shop.errors import ShopError
-from shop.extensions import db
 from shop.models import Batch, Drop
 from shop.templating import format_datetime, iso
 
@@ -47,13 +46,8 @@ def drop(slug: str):
 
 def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
     """The drop page; with ``error`` (a domain error from buying) shown next to the batch the
-    customer tried to buy. The checkout view re-renders through this on SoldOut & co."""
-    if error is not None:
-        slug = drop.slug
-        db.session.rollback()  # whatever the failed attempt touched; show fresh numbers
-        # One eager query instead of a lazy load per batch: this is the page a flash crowd
-        # gets once the last unit is gone.
-        drop = catalog.public_drop(slug) or drop
+    customer tried to buy. The checkout view renders its refusals (SoldOut & co.) through this,
+    with the drop loaded afresh after the failed attempt."""
     now = clock.now()
     phase = drop.phase(now)
     error_batch_id = (request.view_args or {}).get("batch_id") if error is not None else None
