@@ -119,18 +119,6 @@ def _one_public_drop(condition) -> Drop | None:
     )
 
 
-def buyable_batch(batch_id: int) -> Batch | None:
-    """A released batch with its drop, in one query: the hot path of a flash crowd."""
-    if not 1 <= batch_id <= MAX_ID:
-        return None
-    batch = db.session.scalar(
-        select(Batch).where(Batch.id == batch_id).options(joinedload(Batch.drop))
-    )
-    if batch is None or batch.drop is None or batch.drop.state == DRAFT:
-        return None
-    return batch
-
-
 def batch_by_number(product_slug: str, number: int) -> Batch | None:
     """A released batch: it belongs to a drop that is not a draft."""
     if not _plausible_slug(product_slug) or not 1 <= number <= MAX_ID:

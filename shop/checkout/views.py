@@ -23,7 +23,7 @@ from shop.errors import (
     wants_json,
 )
 from shop.extensions import db
-from shop.models import Batch, Order
+from shop.models import Drop, Order
 from shop.storefront import views as storefront_views
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -52,7 +52,7 @@ def buy(batch_id: int):
     """
     buyer = auth.buyer()
     if buyer is None:
-        return _login_first(_buy_anchor(_buyable_batch(batch_id)))
+        return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
     g.render_error = lambda error: _refused(batch_id, error)
     quantity = parse_quantity(request.form)
     with database.committed():  # the hold is one statement: it commits itself
@@ -122,13 +122,13 @@ def _refused(batch_id: int, error: Exception):
     one statement (``catalog.public_drop_of_batch``): the numbers it shows are the database's."""
     db.session.rollback()  # whatever the failed attempt touched
     drop = catalog.public_drop_of_batch(batch_id)
-    batch = next((b for b in drop.batches if b.id == batch_id), None) if drop else None
-    if drop is None or batch is None:  # never released, or gone: as if it never existed
+    if drop is None:  # never released, or gone: as if it never existed
         return error_response(404, NotFound.code, NotFound.message)
     if isinstance(error, LoginRequired):  # the session was ended elsewhere
-        return _login_first(_buy_anchor(batch))
+        return _login_first(_buy_anchor(drop, batch_id))
     if isinstance(error, InvalidQuantity):  # now that the batch is at hand, say its limit
-        error = InvalidQuantity(inventory.quantity_message(batch.per_customer_limit))
+        limit = next(b.per_customer_limit for b in drop.batches if b.id == batch_id)
+        error = InvalidQuantity(inventory.quantity_message(limit))
     return storefront_views.drop_page(drop, error=error)
 
 
@@ -148,15 +148,15 @@ def _order_after_failure(order_id: int) -> Order:
     return db.session.get_one(Order, order_id, populate_existing=True)
 
 
-def _buy_anchor(batch: Batch) -> str:
-    return url_for("storefront.drop", slug=batch.drop.slug) + f"#buy-{batch.id}"
+def _buy_anchor(drop: Drop, batch_id: int) -> str:
+    return url_for("storefront.drop", slug=drop.slug) + f"#buy-{batch_id}"
 
 
-def _buyable_batch(batch_id: int) -> Batch:
-    batch = catalog.buyable_batch(batch_id)
-    if batch is None:
+def _released_drop(batch_id: int) -> Drop:
+    drop = catalog.public_drop_of_batch(batch_id)
+    if drop is None:
         abort(404)
-    return batch
+    return drop
 
 
 def _own_order(public_id: str, *, details: bool = True) -> Order:
