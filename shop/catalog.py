@@ -41,18 +41,23 @@ class HomeListing:
 
 
 def _batch_options():
+    """A drop with its maker, batches, products and images, joined into the drop's own
+    statement: the pages a flash crowd reloads (home, drop, a sold-out answer) read them in one.
+    Results need ``.unique()``."""
     return (
         joinedload(Drop.maker),
-        selectinload(Drop.batches).joinedload(Batch.product),
-        selectinload(Drop.batches).selectinload(Batch.images),
+        joinedload(Drop.batches).joinedload(Batch.product),
+        joinedload(Drop.batches).joinedload(Batch.images),
     )
 
 
 def home_listing(now: datetime) -> HomeListing:
     """Public drops split into live, upcoming and past, each in the order a visitor wants."""
-    drops = db.session.scalars(
-        select(Drop).where(Drop.state != DRAFT).options(*_batch_options())
-    ).all()
+    drops = (
+        db.session.scalars(select(Drop).where(Drop.state != DRAFT).options(*_batch_options()))
+        .unique()
+        .all()
+    )
     listing = HomeListing()
     for drop in drops:
         phase = drop.phase(now)
@@ -102,17 +107,10 @@ def public_drop_of_batch(batch_id: int) -> Drop | None:
 
 
 def _one_public_drop(condition) -> Drop | None:
-    """One drop page's worth in ONE statement (drop, maker, batches, products, images joined):
-    the page every visitor of a flash crowd reloads, and every sold-out answer renders."""
+    """One drop page's worth in ONE statement (``_batch_options``)."""
     return (
         db.session.scalars(
-            select(Drop)
-            .where(condition, Drop.state != DRAFT)
-            .options(
-                joinedload(Drop.maker),
-                joinedload(Drop.batches).joinedload(Batch.product),
-                joinedload(Drop.batches).joinedload(Batch.images),
-            )
+            select(Drop).where(condition, Drop.state != DRAFT).options(*_batch_options())
         )
         .unique()
         .first()
