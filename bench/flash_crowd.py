@@ -8,6 +8,9 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
 ``--seconds``. Measurements in the same run, on the same cores:
 
 - hello  — ceiling: a hello-world Flask app (``bench/hello.py``) under the same gunicorn settings;
+- bare   — ceiling: the least a buy can be (``bench/bare.py``): hello-world plus the hold
+           statement through psycopg, no session, CSRF, limits or hooks — what the shop adds on
+           top of one database round trip is the difference between this and ``buy``;
 - sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row, (b) our whole
            hold statement (the CTE from ``shop.inventory``) on one batch and (c) spread over many
            batches, at the app's DB concurrency (workers x threads clients);
@@ -261,6 +264,42 @@ def phase_hello(args, url: str) -> dict:
         return drive(server.address, [request] * args.buyers, args, meter)
 
 
+def phase_bare(args, url: str, batch_id: int, customers) -> dict:
+    """The bare one-statement endpoint, each buyer posting their own id and session token."""
+    with psycopg.connect(servers.libpq_url(url)) as conn:
+        tokens = dict(
+            conn.execute(
+                "SELECT id, session_token FROM users WHERE id = ANY(%s)",
+                ([c.id for c in customers],),
+            ).fetchall()
+        )
+    with servers.start_gunicorn(
+        url,
+        workers=args.workers,
+        threads=args.threads,
+        app="bench.bare:app",
+        reuse_port=args.reuse_port,
+    ) as server:
+        # The same size as a buy request: the buyer in the form instead of in a session cookie.
+        requests = [
+            servers.build_request(
+                server.address,
+                "POST",
+                f"/checkout/batches/{batch_id}",
+                fields={
+                    "csrf_token": "x" * 91,
+                    "quantity": 1,
+                    "customer": c.id,
+                    "token": tokens[c.id],
+                },
+                cookies={"smallbatch_session": "x" * 100},
+            )
+            for c in customers
+        ]
+        meter = CpuMeter(server.process.pid, None)
+        return drive(server.address, requests, args, meter)
+
+
 def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
     """Run pgbench; the CPU meter reads /proc shortly before it ends, while its backends live."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
@@ -478,6 +517,9 @@ def report(args, facts: dict, results: dict) -> None:
     hello = results.get("hello")
     if hello:
         print(line("hello", hello))
+    bare = results.get("bare")
+    if bare:
+        print(line("bare", bare, successes(bare)))
     for name in SHOP_PHASES:
         if name in results and name != "soldout":
             print(line(name, results[name], successes(results[name])))
@@ -501,7 +543,7 @@ def report(args, facts: dict, results: dict) -> None:
     elif sql:
         print(f"  pgbench: {sql['skipped']}")
     print()
-    for name in SHOP_PHASES:
+    for name in ("bare", *SHOP_PHASES):
         if name not in results:
             continue
         result = results[name]
@@ -521,6 +563,8 @@ def report(args, facts: dict, results: dict) -> None:
         parts = [f"{name}: oversold {check['oversold']}", f"5xx {five_xx}"]
         if hello:
             parts.append(f"{per_s / hello['requests_per_s']:.1%} of hello-world")
+        if bare and name != "bare":
+            parts.append(f"{per_s / successes(bare):.1%} of the bare endpoint")
         if "hold_statement" in sql:
             parts.append(f"{per_s / sql['hold_statement']['tps']:.1%} of the hold CTE in pgbench")
         parts.append(f"p99 {result['p99_ms']} ms")
@@ -533,16 +577,19 @@ def report(args, facts: dict, results: dict) -> None:
         print("  " + ", ".join(parts))
     if args.rounds > 1:
         print(f"\n  Rounds (each phase above is its median round of {args.rounds}):")
-        for name in ("hello", *SHOP_PHASES):
+        for name in ("hello", "bare", *SHOP_PHASES):
             if f"{name}_rounds" in results:
                 rates = " / ".join(f"{rate:,.1f}" for rate in results[f"{name}_rounds"])
                 print(f"    {name:<9} {rates}")
-        if "hello_rounds" in results and "buy_rounds" in results:
-            ratios = [
-                f"{buy / hello:.1%}"
-                for hello, buy in zip(results["hello_rounds"], results["buy_rounds"], strict=True)
-            ]
-            print(f"    buy / hello, round by round: {' / '.join(ratios)}")
+        for ceiling in ("hello", "bare"):
+            if f"{ceiling}_rounds" in results and "buy_rounds" in results:
+                ratios = [
+                    f"{buy / top:.1%}"
+                    for top, buy in zip(
+                        results[f"{ceiling}_rounds"], results["buy_rounds"], strict=True
+                    )
+                ]
+                print(f"    buy / {ceiling}, round by round: {' / '.join(ratios)}")
     if "hot_row_update" in sql:
         hot, spread = sql["hold_statement"]["tps"], sql["hold_statement_spread"]["tps"]
         print(
@@ -567,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,sql,buy,spread,checkout,soldout",
-        help="comma-separated subset of hello,sql,buy,spread,checkout,soldout",
+        default="hello,bare,sql,buy,spread,checkout,soldout",
+        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout",
     )
     parser.add_argument(
         "--rounds",
@@ -587,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     with servers.migrated_postgres_database("smallbatch_bench") as url:
         seeding = servers.make_app(url)
         spread_count = args.workers * args.threads
-        named = (*SHOP_PHASES, "sql")
+        named = (*SHOP_PHASES, "bare", "sql")
         drop = servers.seed_live_drop(
             seeding, edition_size=BIG, limit=BIG, batches=len(named) + 2 * spread_count
         )
@@ -606,11 +653,25 @@ def main(argv: list[str] | None = None) -> int:
                 print("pgbench ceilings …", flush=True)
                 results["sql"] = phase_sql(args, url, batches["sql"][0], spread, customers)
             rounds: dict[str, list[dict]] = {}
+
+            def check_invariants(name: str) -> None:
+                """After every round: the state is cumulative, so a break stays visible."""
+                check = invariant_check(url, batches[name])
+                seen = results.get(f"{name}_invariants")
+                if seen is None or check["oversold"] or check["violations"]:
+                    results[f"{name}_invariants"] = check
+
             for round_no in range(1, args.rounds + 1):
                 tag = f" (round {round_no} of {args.rounds})" if args.rounds > 1 else ""
                 if "hello" in phases:
                     print(f"hello-world ceiling{tag} …", flush=True)
                     rounds.setdefault("hello", []).append(phase_hello(args, url))
+                if "bare" in phases:
+                    print(f"bare one-statement endpoint{tag} …", flush=True)
+                    rounds.setdefault("bare", []).append(
+                        phase_bare(args, url, batches["bare"][0], customers)
+                    )
+                    check_invariants("bare")
                 for name in SHOP_PHASES:
                     if name not in phases:
                         continue
@@ -626,11 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                             emulator_pid=emulator.process.pid if emulator else None,
                         )
                     )
-                    # Checked after every round: the state is cumulative, a break stays visible.
-                    check = invariant_check(url, batches[name])
-                    seen = results.get(f"{name}_invariants")
-                    if seen is None or check["oversold"] or check["violations"]:
-                        results[f"{name}_invariants"] = check
+                    check_invariants(name)
             for name, runs in rounds.items():
                 results[name] = median_round(name, runs)
                 results[f"{name}_rounds"] = [round_rate(name, run) for run in runs]
@@ -639,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                 emulator.stop()
     report(args, facts, results)
     if args.json:
-        for key in ("hello", *SHOP_PHASES):
+        for key in ("hello", "bare", *SHOP_PHASES):
             if key in results:
                 results[key].pop("sample_bodies", None)
         args.json.write_text(
@@ -655,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     failed = any(
         results[f"{n}_invariants"]["oversold"] or results[f"{n}_invariants"]["violations"]
-        for n in SHOP_PHASES
+        for n in ("bare", *SHOP_PHASES)
         if f"{n}_invariants" in results
     )
     return 1 if failed else 0

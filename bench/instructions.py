@@ -1,6 +1,6 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
-    .venv/bin/python bench/instructions.py [--requests 200] [--targets hello,buy,drop,soldout]
+    .venv/bin/python bench/instructions.py [--requests 200] [--targets hello,bare,buy,drop,soldout]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
 which hides any change smaller than that. An instruction count does not move: this script runs
@@ -11,6 +11,8 @@ process — PostgreSQL's share is not counted. Each figure is the difference bet
 a time (instruction counts do not depend on what else the machine does).
 
 - hello   — the hello-world app of the flash-crowd ceiling (``bench/hello.py``);
+- bare    — the bare one-statement endpoint of the other ceiling (``bench/bare.py``): hello-world
+            plus the hold statement, so ``buy`` minus ``bare`` is what the shop adds to a hold;
 - buy     — the real ``POST /checkout/batches/<id>`` as a logged-in customer: the hold and the 303;
 - drop    — the drop page (``GET /drops/<slug>``) as the same customer;
 - soldout — the buy on a sold-out batch: the 409 drop page with the reason.
@@ -32,6 +34,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 from werkzeug.test import EnvironBuilder
 
@@ -52,7 +55,10 @@ def child(target: str, count: int, spec_file: str) -> None:
         method, path, body, cookie, expect = "POST", "/", b"quantity=1", "", "303"
     else:
         os.environ.update(spec["env"])
-        from wsgi import app
+        if target == "bare":
+            from bench.bare import app
+        else:
+            from wsgi import app
 
         request = spec["requests"][target]
         method, path, body = request["method"], request["path"], request["body"].encode()
@@ -117,6 +123,7 @@ def prepare(url: str, spec_file: str) -> None:
     try:
         servers.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
         buys = _cookie_and_body(servers.login(server.address, buyer.email), drop.batch_ids[0])
+        bare_buyer = {"customer": first.id, "token": _session_token(app, first.id)}
         visits = _cookie_and_body(servers.login(server.address, visitor.email), sold_out)
     finally:
         server.stop()
@@ -124,6 +131,13 @@ def prepare(url: str, spec_file: str) -> None:
     spec = {
         "env": {k: v for k, v in env.items() if k not in os.environ or os.environ[k] != v},
         "requests": {
+            "bare": {
+                "method": "POST",
+                "path": f"/checkout/batches/{drop.batch_ids[1]}",
+                "body": urlencode({"csrf_token": "x" * 91, "quantity": 1, **bare_buyer}),
+                "cookie": "",
+                "expect": "303",
+            },
             "buy": {"method": "POST", "path": f"/checkout/batches/{drop.batch_ids[0]}", **buys},
             "drop": {
                 "method": "GET",
@@ -147,6 +161,14 @@ def prepare(url: str, spec_file: str) -> None:
         db.engine.dispose()
 
 
+def _session_token(app, user_id: int) -> str:
+    with app.app_context():
+        from shop.extensions import db
+        from shop.models import User
+
+        return db.session.get_one(User, user_id).session_token
+
+
 def _cookie_and_body(session, batch_id: int) -> dict[str, str]:
     head, _, body = session.buy_request(batch_id).partition(b"\r\n\r\n")
     cookie = re.search(rb"\r\nCookie: ([^\r\n]+)", head).group(1).decode()
@@ -156,7 +178,7 @@ def _cookie_and_body(session, batch_id: int) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--targets", default="hello,buy,drop,soldout")
+    parser.add_argument("--targets", default="hello,bare,buy,drop,soldout")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
