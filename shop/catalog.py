@@ -215,22 +215,62 @@ def certificate(code: str) -> Unit | None:
     )
 
 
-def live_holds(customer: User, batch_ids: list[int], now: datetime) -> dict[int, list[Order]]:
-    """This customer's holds on these batches that have not run out, by batch id."""
+HOLDS_SHOWN = 3  # running holds listed one by one on a batch's buy panel; more are summed up
+
+
+@dataclass(frozen=True)
+class RunningHolds:
+    """A customer's running holds on one batch: the first few to run out, and all of them
+    counted, so a page stays short however many holds a generous limit allows."""
+
+    shown: list[Order]
+    count: int
+    units: int
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.shown)
+
+    @property
+    def more_units(self) -> int:
+        return self.units - sum(order.quantity for order in self.shown)
+
+
+def live_holds(
+    customer: User, batch_ids: list[int], now: datetime, *, shown: int = HOLDS_SHOWN
+) -> dict[int, RunningHolds]:
+    """This customer's holds on these batches that have not run out, by batch id: the ``shown``
+    that run out first, and the number and units of all — one statement however many there are."""
     if not batch_ids:
         return {}
-    holds: dict[int, list[Order]] = {}
-    for order in db.session.scalars(
-        select(Order)
+    by_batch = {"partition_by": Order.batch_id}
+    ranked = (
+        select(
+            Order.id,
+            func.row_number()
+            .over(**by_batch, order_by=(Order.hold_expires_at, Order.id))
+            .label("rank"),
+            func.count().over(**by_batch).label("count"),
+            func.sum(Order.quantity).over(**by_batch).label("units"),
+        )
         .where(
             Order.customer_id == customer.id,
             Order.batch_id.in_(batch_ids),
             Order.state == HELD,
             Order.hold_expires_at > now,
         )
-        .order_by(Order.created_at)
-    ):
-        holds.setdefault(order.batch_id, []).append(order)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Order, ranked.c.count, ranked.c.units)
+        .join(ranked, Order.id == ranked.c.id)
+        .where(ranked.c.rank <= shown)
+        .order_by(Order.hold_expires_at, Order.id)
+    )
+    holds: dict[int, RunningHolds] = {}
+    for order, count, units in rows:
+        running = holds.setdefault(order.batch_id, RunningHolds([], count, units))
+        running.shown.append(order)
     return holds
 
 

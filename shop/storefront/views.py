@@ -72,7 +72,7 @@ def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
     return inventory.allowed_quantities(batches, customer)
 
 
-def _holds(batches: list[Batch], now) -> dict[int, list]:
+def _holds(batches: list[Batch], now) -> dict[int, catalog.RunningHolds]:
     """The signed-in customer's running holds, so the page offers to finish paying for them."""
     if not current_user.is_authenticated:
         return {}

@@ -123,6 +123,71 @@ def test_the_quantity_offered_is_what_this_customer_may_still_buy(client):
     assert f'action="/checkout/orders/{mine.public_id}/pay"' in html
 
 
+def test_many_running_holds_show_the_first_to_run_out_and_sum_up_the_rest(client):
+    """A generous limit allows many holds: the page lists the three that run out first, each
+    with its pay button, and one line for the rest — in the same one statement for any number."""
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=500, limit=100)
+    batch.unit_label = "bottles"
+    other = make_batch(drop=drop, edition_size=50, limit=10)
+    customer = make_customer()
+    start = clock.now()
+    orders = [
+        inventory.hold(batch.id, quantity, customer=customer, now=start - timedelta(seconds=s))
+        for s, quantity in ((10, 2), (40, 1), (20, 3), (30, 1), (50, 4), (0, 5))
+    ]
+    inventory.hold(other.id, 1, customer=customer, now=start)
+    inventory.hold(batch.id, 7, customer=make_customer(), now=start)  # somebody else's
+    db.session.commit()
+    first_to_run_out = [orders[4], orders[1], orders[3]]  # the oldest holds expire first
+    log_in(client, customer)
+
+    with recorded_statements(db.engine) as few:
+        html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+    for _ in range(20):
+        inventory.hold(batch.id, 1, customer=customer, now=start)
+    db.session.commit()
+    with recorded_statements(db.engine) as many:
+        longer = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    paying = re.findall(r'action="/checkout/orders/([^/"]+)/pay"', html)
+    assert paying[:3] == [order.public_id for order in first_to_run_out]
+    assert len(paying) == 4  # and the one hold on the other batch
+    assert "And 3 more holds of 10 bottles" in html  # 2 + 3 + 5
+    assert 'href="/account/orders">Pay for them in My orders' in html
+    assert "And 23 more holds of 30 bottles" in longer
+    assert len(re.findall(r'action="/checkout/orders/', longer)) == 4
+    assert len(few) == len(many)  # the same statements for 6 holds as for 26
+
+
+@pytest.mark.parametrize("phase", ["upcoming", "live", "sold out"])
+def test_an_edition_of_one_is_one_bottle_never_1_bottles(client, phase):
+    now = clock.now()
+    if phase == "upcoming":
+        drop = make_drop(state=SCHEDULED, opens_at=now + timedelta(days=1))
+    else:
+        drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=1, limit=1)
+    batch.unit_label = "bottles"
+    if phase == "sold out":
+        sell(batch, make_customer(), 1, at=now - timedelta(minutes=5))
+    db.session.commit()
+
+    pages = [
+        client.get(f"/drops/{drop.slug}").get_data(as_text=True),
+        client.get(f"/products/{batch.product.slug}/batches/1").get_data(as_text=True),
+        client.get("/").get_data(as_text=True),
+    ]
+
+    for html in pages:
+        assert "1 bottles" not in html and "1 units" not in html
+    assert "1 bottle<" in pages[0]  # the edition in the batch's facts
+    if phase == "upcoming":
+        assert "One of one" in pages[0] and "a single bottle" in pages[0]
+    if phase == "sold out":
+        assert "one of one" in pages[0]
+
+
 def test_a_customer_at_the_limit_is_told_so_instead_of_a_form(client):
     drop = live_drop()
     batch = make_batch(drop=drop, edition_size=50, limit=1)
