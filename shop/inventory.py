@@ -14,8 +14,10 @@ followed by a write:
 On PostgreSQL a hold (:func:`reserve`) is ONE statement — the buyer's session token, the batch's
 terms, the live drop, allotment, stock and order in a CTE — so a buy request needs no other query,
 and inside ``database.committed()`` it commits by itself: the hot batch row is locked for that
-statement and its WAL flush only. SQLite runs the same steps as separate statements inside a
-``BEGIN IMMEDIATE`` transaction (see ``shop.database``).
+statement and its WAL flush only, and not at all when the statement's snapshot already refuses
+(sold out, over the limit, not live) — the crowd after a sell-out never queues on it. SQLite
+runs the same steps as separate statements inside a ``BEGIN IMMEDIATE`` transaction (see
+``shop.database``).
 
 Functions never commit: the caller commits once (or runs them in ``database.committed()``).
 """
@@ -82,14 +84,26 @@ _ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND b
 
 # The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
 # (``database.committed``) and no client round trip ever happens while the batch row is
-# locked. The batch row is locked first (FOR UPDATE returns its latest version), so the stock
-# it shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and
-# a refusal touches nothing. Stock and allotment change only when the buyer is who they say,
-# the drop is live (its row share-locked, so a close that commits first is seen) and the
-# quantity is within the limit and the stock; the conditional UPDATE and upsert decide.
+# locked. First the statement's own snapshot is read without any lock (``seen``): when it
+# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left —
+# the statement refuses from it and locks nothing, so the crowd that arrives after the sell-out
+# never queues on the batch row (refusing a moment early is the same answer as arriving a moment
+# earlier; nothing is ever granted from the snapshot). Otherwise the batch row is locked (FOR
+# UPDATE returns its latest version), so the stock it shows is the stock the UPDATE finds: the
+# allotment is taken exactly when the stock is, and a refusal touches nothing. Stock and
+# allotment change only when the buyer is who they say, the drop is live (its row share-locked,
+# so a close that commits first is seen) and the quantity is within the limit and the stock;
+# the conditional UPDATE and upsert decide.
 _PG_HOLD = f"""
     WITH buyer AS ({_BUYER}
-    ), terms AS ({_TERMS} FOR UPDATE
+    ), seen AS (
+        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {_LIVE_DROP}) AS live
+        FROM ({_TERMS}) AS t
+    ), terms AS ({_TERMS}
+        AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
+            SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
+                               AND :quantity <= seen.remaining)
+        FOR UPDATE
     ), live AS (
         SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {_LIVE_DROP}
         FOR SHARE OF d
@@ -114,10 +128,11 @@ _PG_HOLD = f"""
         FROM stock
         RETURNING id
     )
-    SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, t.lim IS NOT NULL AS found,
-           t.lim, t.remaining, EXISTS (SELECT 1 FROM live) AS live,
+    SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, s.lim IS NOT NULL AS found,
+           COALESCE(t.lim, s.lim), COALESCE(t.remaining, s.remaining),
+           CASE WHEN t.lim IS NULL THEN s.live ELSE EXISTS (SELECT 1 FROM live) END AS live,
            (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
-    FROM (SELECT 1) AS one LEFT JOIN terms t ON true
+    FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
 """  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
 # psycopg's own placeholders: the hot path hands this to the driver without SQLAlchemy.
 _PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", _PG_HOLD)

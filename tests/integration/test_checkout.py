@@ -2,11 +2,12 @@
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from shop import clock, inventory
 from shop.extensions import db
@@ -110,7 +111,8 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
     [statement] = sent
     for part in (
         "FROM users",
-        "FROM batches b WHERE b.id = $3 FOR UPDATE",
+        "FROM batches b WHERE b.id = $",
+        "FOR UPDATE",
         "FOR SHARE OF d",
         "INSERT INTO allotments",
         "UPDATE batches",
@@ -119,6 +121,32 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
         assert part in statement
     [order] = _orders()
     assert order.state == HELD and _stock(batch_id) == (1, 0)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_after_the_sell_out_a_refusal_never_waits_for_the_batch_or_drop_row(app, client, shopper):
+    """The crowd that arrives after the last unit went is refused from the hold statement's
+    own snapshot, so no refusal queues behind a transaction that has the batch row or the drop
+    row locked (another buyer's hold, a payment being confirmed, a maker closing the drop).
+    SQLite serialises every write transaction anyway (BEGIN IMMEDIATE)."""
+    _customer, batch, csrf = shopper
+    batch_id, drop_id = batch.id, batch.drop_id
+    for quantity in (2, 2, 1):  # the whole edition of 5, held by others
+        inventory.hold(batch_id, quantity, customer=make_customer(), now=clock.now())
+    db.session.commit()
+
+    with db.engine.connect() as locker, ThreadPoolExecutor(1) as pool:
+        locker.execute(text("SELECT 1 FROM batches WHERE id = :id FOR UPDATE"), {"id": batch_id})
+        locker.execute(text("SELECT 1 FROM drops WHERE id = :id FOR UPDATE"), {"id": drop_id})
+        answer = pool.submit(hold, client, batch_id, 1, csrf=csrf)
+        try:
+            response = answer.result(timeout=10)  # a waiting refusal would wait for ever
+        finally:
+            locker.rollback()
+
+    assert response.status_code == 409
+    assert "Sold out" in response.get_data(as_text=True)
+    assert _stock(batch_id) == (5, 0)
 
 
 def test_refused_buys_give_their_connection_back_to_the_pool_intact(app, client, shopper):
