@@ -10,13 +10,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
 from shop.models.order import HELD, PAID
+from shop.models.types import UTCDateTime
 
 # Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
@@ -236,13 +237,9 @@ class RunningHolds:
         return self.units - sum(order.quantity for order in self.shown)
 
 
-def live_holds(
-    customer: User, batch_ids: list[int], now: datetime, *, shown: int = HOLDS_SHOWN
-) -> dict[int, RunningHolds]:
-    """This customer's holds on these batches that have not run out, by batch id: the ``shown``
-    that run out first, and the number and units of all — one statement however many there are."""
-    if not batch_ids:
-        return {}
+def _live_holds_statement():
+    """This customer's unexpired holds on some batches: the ``shown`` first to run out on each,
+    with the number and units of all of them on that batch. Built once (a page-view query)."""
     by_batch = {"partition_by": Order.batch_id}
     ranked = (
         select(
@@ -254,18 +251,34 @@ def live_holds(
             func.sum(Order.quantity).over(**by_batch).label("units"),
         )
         .where(
-            Order.customer_id == customer.id,
-            Order.batch_id.in_(batch_ids),
+            Order.customer_id == bindparam("customer_id"),
+            Order.batch_id.in_(bindparam("batch_ids", expanding=True)),
             Order.state == HELD,
-            Order.hold_expires_at > now,
+            Order.hold_expires_at > bindparam("now", type_=UTCDateTime()),
         )
         .subquery()
     )
-    rows = db.session.execute(
+    return (
         select(Order, ranked.c.count, ranked.c.units)
         .join(ranked, Order.id == ranked.c.id)
-        .where(ranked.c.rank <= shown)
+        .where(ranked.c.rank <= bindparam("shown"))
         .order_by(Order.hold_expires_at, Order.id)
+    )
+
+
+_LIVE_HOLDS = _live_holds_statement()
+
+
+def live_holds(
+    customer: User, batch_ids: list[int], now: datetime, *, shown: int = HOLDS_SHOWN
+) -> dict[int, RunningHolds]:
+    """This customer's holds on these batches that have not run out, by batch id: the ``shown``
+    that run out first, and the number and units of all — one statement however many there are."""
+    if not batch_ids:
+        return {}
+    rows = db.session.execute(
+        _LIVE_HOLDS,
+        {"customer_id": customer.id, "batch_ids": batch_ids, "now": now, "shown": shown},
     )
     holds: dict[int, RunningHolds] = {}
     for order, count, units in rows:
