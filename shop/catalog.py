@@ -96,26 +96,30 @@ def public_drop(slug: str) -> Drop | None:
     """A drop visitors may see (anything but a draft), with its batches, images and maker."""
     if not _plausible_slug(slug):
         return None
-    return _one_public_drop(Drop.slug == slug)
+    return _one_public_drop(_PUBLIC_DROP_BY_SLUG, {"slug": slug})
 
 
 def public_drop_of_batch(batch_id: int) -> Drop | None:
     """The public drop a batch was released in (None if it never was), as ``public_drop``."""
     if not 1 <= batch_id <= MAX_ID:
         return None
-    released = select(Batch.drop_id).where(Batch.id == batch_id).scalar_subquery()
-    return _one_public_drop(Drop.id == released)
+    return _one_public_drop(_PUBLIC_DROP_OF_BATCH, {"batch_id": batch_id})
 
 
-def _one_public_drop(condition) -> Drop | None:
+def _public_drop_where(condition):
     """One drop page's worth in ONE statement (``_batch_options``)."""
-    return (
-        db.session.scalars(
-            select(Drop).where(condition, Drop.state != DRAFT).options(*_batch_options())
-        )
-        .unique()
-        .first()
-    )
+    return select(Drop).where(condition, Drop.state != DRAFT).options(*_batch_options())
+
+
+# Built once: the page a flash crowd reloads, and every sold-out answer, run these.
+_PUBLIC_DROP_BY_SLUG = _public_drop_where(Drop.slug == bindparam("slug"))
+_PUBLIC_DROP_OF_BATCH = _public_drop_where(
+    Drop.id == select(Batch.drop_id).where(Batch.id == bindparam("batch_id")).scalar_subquery()
+)
+
+
+def _one_public_drop(statement, params: dict) -> Drop | None:
+    return db.session.scalars(statement, params).unique().first()
 
 
 def batch_by_number(product_slug: str, number: int) -> Batch | None:

@@ -318,6 +318,13 @@ def _remaining(batch_id: int) -> int:
     ).scalar_one()
 
 
+# Built once: every drop page a signed-in customer sees runs it.
+_ALLOTMENTS = select(Allotment.batch_id, Allotment.units).where(
+    Allotment.customer_id == bindparam("customer_id"),
+    Allotment.batch_id.in_(bindparam("batch_ids", expanding=True)),
+)
+
+
 def allowed_quantity(batch: Batch, customer: User | None) -> int:
     """How many more units this customer may hold now (for the quantity select)."""
     return allowed_quantities([batch], customer)[batch.id]
@@ -329,10 +336,7 @@ def allowed_quantities(batches: list[Batch], customer: User | None) -> dict[int,
     if customer is not None and customer.is_authenticated and batches:
         taken = dict(
             db.session.execute(
-                select(Allotment.batch_id, Allotment.units).where(
-                    Allotment.customer_id == customer.id,
-                    Allotment.batch_id.in_([batch.id for batch in batches]),
-                )
+                _ALLOTMENTS, {"customer_id": customer.id, "batch_ids": [b.id for b in batches]}
             ).all()
         )
     return {
