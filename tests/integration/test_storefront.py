@@ -182,6 +182,8 @@ def test_an_edition_of_one_is_one_bottle_never_1_bottles(client, phase):
     for html in pages:
         assert "1 bottles" not in html and "1 units" not in html
     assert "1 bottle<" in pages[0]  # the edition in the batch's facts
+    if phase == "live":  # a visitor, not logged in: one per customer
+        assert "We hold your bottle for" in pages[0]
     if phase == "upcoming":
         assert "One of one" in pages[0] and "a single bottle" in pages[0]
     if phase == "sold out":
