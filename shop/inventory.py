@@ -15,7 +15,7 @@ On PostgreSQL a hold (:func:`reserve`) is ONE statement — the buyer's session 
 terms, the live drop, allotment, stock and order in a CTE — so a buy request needs no other query,
 and inside ``database.committed()`` it commits by itself: the hot batch row is locked for that
 statement and its WAL flush only, and not at all when the statement's snapshot already refuses
-(sold out, over the limit, not live) — the crowd after a sell-out never queues on it. SQLite
+(sold out, limit reached, not live) — the crowd after a sell-out never queues on it. SQLite
 runs the same steps as separate statements inside a ``BEGIN IMMEDIATE`` transaction (see
 ``shop.database``).
 
@@ -85,7 +85,8 @@ _ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND b
 # The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
 # (``database.committed``) and no client round trip ever happens while the batch row is
 # locked. First the statement's own snapshot is read without any lock (``seen``): when it
-# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left —
+# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left,
+# the customer's allotment full —
 # the statement refuses from it and locks nothing, so the crowd that arrives after the sell-out
 # never queues on the batch row (refusing a moment early is the same answer as arriving a moment
 # earlier; nothing is ever granted from the snapshot). Otherwise the batch row is locked (FOR
@@ -102,7 +103,8 @@ _PG_HOLD = f"""
     ), terms AS ({_TERMS}
         AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
             SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
-                               AND :quantity <= seen.remaining)
+                               AND :quantity <= seen.remaining
+                               AND NOT EXISTS ({_ALLOTTED} AND units + :quantity > seen.lim))
         FOR UPDATE
     ), live AS (
         SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {_LIVE_DROP}

@@ -124,15 +124,21 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_after_the_sell_out_a_refusal_never_waits_for_the_batch_or_drop_row(app, client, shopper):
-    """The crowd that arrives after the last unit went is refused from the hold statement's
-    own snapshot, so no refusal queues behind a transaction that has the batch row or the drop
-    row locked (another buyer's hold, a payment being confirmed, a maker closing the drop).
-    SQLite serialises every write transaction anyway (BEGIN IMMEDIATE)."""
-    _customer, batch, csrf = shopper
+@pytest.mark.parametrize("refusal", ["sold out", "limit reached"])
+def test_a_refusal_never_waits_for_the_batch_or_drop_row(app, client, shopper, refusal):
+    """The crowd that arrives after the last unit went (or a customer pressing buy again at
+    their limit) is refused from the hold statement's own snapshot, so no refusal queues behind
+    a transaction that has the batch row or the drop row locked (another buyer's hold, a payment
+    being confirmed, a maker closing the drop). SQLite serialises every write anyway."""
+    customer, batch, csrf = shopper
     batch_id, drop_id = batch.id, batch.drop_id
-    for quantity in (2, 2, 1):  # the whole edition of 5, held by others
-        inventory.hold(batch_id, quantity, customer=make_customer(), now=clock.now())
+    if refusal == "sold out":  # the whole edition of 5, held by others
+        for quantity in (2, 2, 1):
+            inventory.hold(batch_id, quantity, customer=make_customer(), now=clock.now())
+        expected, stock = "Sold out", (5, 0)
+    else:  # this customer holds the limit of 2 already
+        inventory.hold(batch_id, 2, customer=customer, now=clock.now())
+        expected, stock = "the most this batch allows per customer", (2, 0)
     db.session.commit()
 
     with db.engine.connect() as locker, ThreadPoolExecutor(1) as pool:
@@ -145,8 +151,8 @@ def test_after_the_sell_out_a_refusal_never_waits_for_the_batch_or_drop_row(app,
             locker.rollback()
 
     assert response.status_code == 409
-    assert "Sold out" in response.get_data(as_text=True)
-    assert _stock(batch_id) == (5, 0)
+    assert expected in response.get_data(as_text=True)
+    assert _stock(batch_id) == stock
 
 
 def test_refused_buys_give_their_connection_back_to_the_pool_intact(app, client, shopper):
