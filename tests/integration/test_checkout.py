@@ -9,9 +9,9 @@ import pytest
 import requests
 from sqlalchemy import event, func, select, text
 
-from shop import clock, inventory
+from shop import clock, drops, inventory
 from shop.extensions import db
-from shop.models import Batch, Order
+from shop.models import Batch, Drop, Order
 from shop.models.order import CANCELLED, HELD, PAID
 from shop.payments import gateway
 from tests.support.factories import make_customer, make_drop
@@ -153,6 +153,35 @@ def test_a_refusal_never_waits_for_the_batch_or_drop_row(app, client, shopper, r
     assert response.status_code == 409
     assert expected in response.get_data(as_text=True)
     assert _stock(batch_id) == stock
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_buy_that_waited_for_a_closing_drop_is_refused_once_the_close_commits(
+    app, client, shopper
+):
+    """A buy held up on the batch row while the maker closes the drop is refused once the close
+    commits: after the batch row the hold share-locks the drop's row, which hands it the closed
+    drop, not the open one its statement began with."""
+    _customer, batch, csrf = shopper
+    batch_id, drop_id = batch.id, batch.drop_id
+    db.session.commit()
+    # The maker's close, as drops.close_drop runs it, in a transaction that took the batch row
+    # a moment before (so the buy is sure to wait for it).
+    db.session.execute(
+        text("SELECT 1 FROM batches WHERE drop_id = :id FOR UPDATE"), {"id": drop_id}
+    )
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(hold, client, batch_id, 1, csrf=csrf)
+        time.sleep(0.5)
+        waiting = not answer.done()  # the buy waits for the batch row
+        drops.close_drop(db.session.get_one(Drop, drop_id), actor=None, now=clock.now())
+        db.session.commit()
+        response = answer.result(timeout=10)
+
+    assert waiting
+    assert response.status_code == 409
+    assert "not open" in response.get_data(as_text=True).lower()
+    assert _stock(batch_id) == (0, 0)
 
 
 def test_refused_buys_give_their_connection_back_to_the_pool_intact(app, client, shopper):
