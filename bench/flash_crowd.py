@@ -244,24 +244,33 @@ def successes(result: dict, status: str = "303") -> float:
 # Phases
 
 
-def phase_hello(args, url: str) -> dict:
+def drive_ceiling(args, url: str, app: str, requests_for) -> dict:
+    """A ceiling's app (``bench.hello``, ``bench.bare``) under the shop's gunicorn settings,
+    driven with ``requests_for(address)``."""
     with servers.start_gunicorn(
         url,
         workers=args.workers,
         threads=args.threads,
-        app="bench.hello:app",
+        app=app,
         reuse_port=args.reuse_port,
     ) as server:
+        meter = CpuMeter(server.process.pid, None)
+        return drive(server.address, requests_for(server.address), args, meter)
+
+
+def phase_hello(args, url: str) -> dict:
+    def requests_for(address) -> list[bytes]:
         # The same shape and size as a buy request: a session cookie, a CSRF token, a quantity.
         request = servers.build_request(
-            server.address,
+            address,
             "POST",
             "/",
             fields={"csrf_token": "x" * 91, "quantity": 1},
             cookies={"smallbatch_session": "x" * 180},
         )
-        meter = CpuMeter(server.process.pid, None)
-        return drive(server.address, [request] * args.buyers, args, meter)
+        return [request] * args.buyers
+
+    return drive_ceiling(args, url, "bench.hello:app", requests_for)
 
 
 def phase_bare(args, url: str, batch_id: int, customers) -> dict:
@@ -273,17 +282,12 @@ def phase_bare(args, url: str, batch_id: int, customers) -> dict:
                 ([c.id for c in customers],),
             ).fetchall()
         )
-    with servers.start_gunicorn(
-        url,
-        workers=args.workers,
-        threads=args.threads,
-        app="bench.bare:app",
-        reuse_port=args.reuse_port,
-    ) as server:
+
+    def requests_for(address) -> list[bytes]:
         # The same size as a buy request: the buyer in the form instead of in a session cookie.
-        requests = [
+        return [
             servers.build_request(
-                server.address,
+                address,
                 "POST",
                 f"/checkout/batches/{batch_id}",
                 fields={
@@ -296,8 +300,8 @@ def phase_bare(args, url: str, batch_id: int, customers) -> dict:
             )
             for c in customers
         ]
-        meter = CpuMeter(server.process.pid, None)
-        return drive(server.address, requests, args, meter)
+
+    return drive_ceiling(args, url, "bench.bare:app", requests_for)
 
 
 def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
