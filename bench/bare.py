@@ -23,8 +23,7 @@ from flask import Flask, redirect, request
 
 from shop.inventory import _PG_HOLD_DRIVER
 from shop.models.order import new_public_id
-
-HOLD_MINUTES = 10
+from tests.support.servers import libpq_url
 
 app = Flask(__name__)
 _local = threading.local()
@@ -33,7 +32,7 @@ _local = threading.local()
 def _connection() -> psycopg.Connection:
     connection = getattr(_local, "connection", None)
     if connection is None:
-        url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+        url = libpq_url(os.environ["DATABASE_URL"])
         connection = _local.connection = psycopg.connect(url, autocommit=True)
     return connection
 
@@ -48,7 +47,7 @@ def buy(batch_id: int):
         "batch_id": batch_id,
         "quantity": int(request.form["quantity"]),
         "public_id": new_public_id(),
-        "hold_expires_at": now + timedelta(minutes=HOLD_MINUTES),
+        "hold_expires_at": now + timedelta(minutes=int(os.environ["SHOP_HOLD_MINUTES"])),
     }
     order_id = _connection().execute(_PG_HOLD_DRIVER, values).fetchone()[-1]
     if order_id is None:
