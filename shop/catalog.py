@@ -223,7 +223,7 @@ def certificate(code: str) -> Unit | None:
 HOLDS_SHOWN = 3  # running holds listed one by one on a batch's buy panel; more are summed up
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunningHolds:
     """A customer's running holds on one batch: the first few to run out, and all of them
     counted, so a page stays short however many holds a generous limit allows."""
