@@ -86,15 +86,14 @@ _ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND b
 # (``database.committed``) and no client round trip ever happens while the batch row is
 # locked. First the statement's own snapshot is read without any lock (``seen``): when it
 # already shows a refusal — not signed in, quantity over the limit, drop not live, too few left,
-# the customer's allotment full —
-# the statement refuses from it and locks nothing, so the crowd that arrives after the sell-out
-# never queues on the batch row (refusing a moment early is the same answer as arriving a moment
-# earlier; nothing is ever granted from the snapshot). Otherwise the batch row is locked (FOR
-# UPDATE returns its latest version), so the stock it shows is the stock the UPDATE finds: the
-# allotment is taken exactly when the stock is, and a refusal touches nothing. Stock and
-# allotment change only when the buyer is who they say, the drop is live (its row share-locked,
-# so a close that commits first is seen) and the quantity is within the limit and the stock;
-# the conditional UPDATE and upsert decide.
+# the customer's allotment full — the statement refuses from it and locks nothing, so the crowd
+# that arrives after the sell-out never queues on the batch row (refusing a moment early is the
+# same answer as arriving a moment earlier; nothing is ever granted from the snapshot).
+# Otherwise the batch row is locked (FOR UPDATE returns its latest version), so the stock it
+# shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and a
+# refusal touches nothing. Stock and allotment change only when the buyer is who they say, the
+# drop is live (its row share-locked, so a close that commits first is seen) and the quantity
+# is within the limit and the stock; the conditional UPDATE and upsert decide.
 _PG_HOLD = f"""
     WITH buyer AS ({_BUYER}
     ), seen AS (
