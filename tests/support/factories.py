@@ -11,8 +11,10 @@ from shop.models import Batch, Drop, Product, User
 from shop.models.drop import OPEN
 from shop.models.user import CUSTOMER, MAKER
 
-# A frozen clock: the drop window is [OPENS_AT, CLOSES_AT); AT_DROP is inside it.
-OPENS_AT = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+# A frozen clock: the drop window is [OPENS_AT, CLOSES_AT); AT_DROP is inside it. It lies a few
+# days after the day the suite runs, so a page rendered at the real time sees these drops as
+# upcoming on any date (a fixed date here broke the suite the day it passed).
+OPENS_AT = datetime.now(UTC).replace(hour=17, minute=0, second=0, microsecond=0) + timedelta(days=5)
 AT_DROP = OPENS_AT + timedelta(minutes=5)
 BEFORE_DROP = OPENS_AT - timedelta(minutes=5)
 CLOSES_AT = OPENS_AT + timedelta(days=1)
