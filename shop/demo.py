@@ -203,6 +203,7 @@ def _batch(product, drop, number, size, price, limit, story, place, produced, in
         number=number,
         edition_size=size,
         unit_label="bottles",
+        unit_singular="bottle",
         price=price,
         currency="usd",
         per_customer_limit=limit,

@@ -275,6 +275,7 @@ class BatchDetails:
     currency: str
     per_customer_limit: int
     unit_label: str = "units"
+    unit_singular: str = "unit"
     summary: str = ""
     story: str = ""
     origin_place: str = ""
@@ -289,6 +290,7 @@ class BatchDetails:
         "currency": "currency",
         "per_customer_limit": "per-customer limit",
         "unit_label": "unit label",
+        "unit_singular": "unit label for one",
         "summary": "summary",
         "story": "origin story",
         "origin_place": "origin place",
@@ -316,7 +318,8 @@ class BatchDetails:
             "price": self.price,
             "currency": self.currency,
             "per_customer_limit": self.per_customer_limit,
-            "unit_label": (self.unit_label or "units").strip()[:32] or "units",
+            "unit_label": (self.unit_label or "").strip()[:32] or "units",
+            "unit_singular": (self.unit_singular or "").strip()[:32] or "unit",
             "summary": (self.summary or "").strip()[:280],
             "story": self.story or "",
             "origin_place": (self.origin_place or "").strip()[:160],

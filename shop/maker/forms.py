@@ -75,14 +75,23 @@ class BatchForm(FlaskForm):
         description="How many numbered units exist. Once on sale it can grow, never shrink "
         "below what's sold or held.",
     )
-    unit_label = StringField(
-        "Unit",
-        default="units",
+    unit_singular = StringField(
+        "One unit",
+        default="unit",
         validators=[
-            DataRequired(message='What is one unit called? e.g. "bottles"'),
+            DataRequired(message='What is one unit called? e.g. "bottle"'),
             Length(max=32),
         ],
-        description='Plural, as customers read it: "bottles", "bags", "prints".',
+        description='As in "1 bottle": "bottle", "bag", "scarf".',
+    )
+    unit_label = StringField(
+        "Several units",
+        default="units",
+        validators=[
+            DataRequired(message='What are several units called? e.g. "bottles"'),
+            Length(max=32),
+        ],
+        description='As in "240 bottles": "bottles", "bags", "scarves".',
     )
     # Not ``price``: the batch's own ``price`` (integer minor units) must never fill this box.
     unit_price = StringField(
@@ -144,6 +153,7 @@ class BatchForm(FlaskForm):
             currency=self.currency.data,
             per_customer_limit=self.per_customer_limit.data,
             unit_label=self.unit_label.data,
+            unit_singular=self.unit_singular.data,
             summary=self.summary.data or "",
             story=self.story.data or "",
             origin_place=self.origin_place.data or "",
@@ -212,7 +222,7 @@ class DropForm(FlaskForm):
 
     def set_batch_choices(self, batches) -> None:
         self.batches.choices = [
-            (b.id, f"{b.product.name}, Batch No. {b.number} — {b.edition_size} {b.unit_label}")
+            (b.id, f"{b.product.name}, Batch No. {b.number} — {b.units_of(b.edition_size)}")
             for b in batches
         ]
 

@@ -166,6 +166,7 @@ def new_batch(product_id: int):
         if previous is not None:  # most makers repeat their last batch's terms
             form.currency.data = previous.currency
             form.unit_label.data = previous.unit_label
+            form.unit_singular.data = previous.unit_singular
             form.per_customer_limit.data = previous.per_customer_limit
 
     def page(error: str | None = None):

@@ -55,7 +55,8 @@ class Batch(db.Model):
     drop_id: Mapped[int | None] = mapped_column(ForeignKey("drops.id"), index=True)
     number: Mapped[int]
     edition_size: Mapped[int]
-    unit_label: Mapped[str] = mapped_column(String(32), default="units")
+    unit_label: Mapped[str] = mapped_column(String(32), default="units")  # plural: "bottles"
+    unit_singular: Mapped[str] = mapped_column(String(32), default="unit")  # one: "bottle"
     price: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     per_customer_limit: Mapped[int] = mapped_column(default=2)
@@ -86,6 +87,14 @@ class Batch(db.Model):
     @property
     def title(self) -> str:
         return f"{self.product.name}, Batch No. {self.number}"
+
+    def unit_word(self, count: int) -> str:
+        """What ``count`` units are called: "bottle" for one, "bottles" otherwise."""
+        return (self.unit_singular or "unit") if count == 1 else (self.unit_label or "units")
+
+    def units_of(self, count: int) -> str:
+        """ "1 bottle", "240 bottles"."""
+        return f"{count} {self.unit_word(count)}"
 
     def __repr__(self) -> str:
         return f"<Batch {self.product_id}#{self.number}>"

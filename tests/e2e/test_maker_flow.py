@@ -109,7 +109,8 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         expect(page.get_by_label("Batch number")).to_have_value("1")
 
         page.get_by_label("Edition size").fill("12")
-        page.get_by_label("Unit", exact=True).fill("bottles")
+        page.get_by_label("One unit", exact=True).fill("bottle")
+        page.get_by_label("Several units", exact=True).fill("bottles")
         page.get_by_label("Price per unit").fill("95.00")
         page.get_by_label("Limit per customer").fill("2")
         page.get_by_label("Summary").fill("Spicy, five winters in new oak.")

@@ -17,6 +17,7 @@ BATCH = {
     "number": "1",
     "edition_size": "240",
     "unit_label": "bottles",
+    "unit_singular": "bottle",
     "unit_price": "95.00",
     "currency": "usd",
     "per_customer_limit": "2",
@@ -87,6 +88,36 @@ def test_a_batch_is_created_with_its_price_parsed_into_minor_units(console, make
     assert (batch.number, batch.edition_size, batch.price, batch.currency) == (1, 240, 9500, "usd")
     assert batch.unit_label == "bottles" and batch.process == "Pot-distilled twice"
     assert batch.produced_on.isoformat() == "2021-01-19" and batch.drop_id is None
+
+
+def test_a_batch_names_its_unit_for_one_and_for_several_and_the_next_batch_repeats_them(
+    console, maker
+):
+    product = make_product(maker)
+
+    response = console.form(
+        f"/maker/products/{product.id}/batches/new",
+        {**BATCH, "unit_singular": " scarf ", "unit_label": "scarves"},
+    )
+    html = console.get(f"/maker/products/{product.id}/batches/new").get_data(as_text=True)
+
+    assert response.status_code == 303
+    batch = db.session.scalar(select(Batch))
+    assert (batch.unit_singular, batch.unit_label) == ("scarf", "scarves")
+    assert re.search(r'<input[^>]*id="unit_singular"[^>]*value="scarf"', html)
+    assert re.search(r'<input[^>]*id="unit_label"[^>]*value="scarves"', html)
+
+
+def test_a_batch_without_a_name_for_one_unit_is_refused_with_a_message(console, maker):
+    product = make_product(maker)
+
+    response = console.form(
+        f"/maker/products/{product.id}/batches/new", {**BATCH, "unit_singular": " "}
+    )
+
+    assert response.status_code == 422
+    assert "What is one unit called?" in response.get_data(as_text=True)
+    assert _count(Batch) == 0
 
 
 def test_a_zero_decimal_currency_takes_whole_amounts(console, maker):

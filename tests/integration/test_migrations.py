@@ -1,7 +1,13 @@
+import sqlite3
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+from sqlalchemy import text
 
+from shop import create_app
 from shop.extensions import db
+from tests.conftest import make_config
 
 
 def test_the_migrations_create_exactly_the_models_schema(app):
@@ -12,7 +18,6 @@ def test_the_migrations_create_exactly_the_models_schema(app):
 
 
 def test_the_database_refuses_to_oversell_even_without_the_application(app):
-    from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
     from tests.support.factories import make_batch
@@ -27,3 +32,25 @@ def test_the_database_refuses_to_oversell_even_without_the_application(app):
         db.session.rollback()
         raised = True
     assert raised
+
+
+def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(tmp_path):
+    path = tmp_path / "before.sqlite3"
+    app = create_app(make_config(f"sqlite:///{path}"))
+    with app.app_context():
+        upgrade(revision="0002")
+        with sqlite3.connect(path) as raw:  # the rows as the app before 0003 wrote them
+            raw.executemany(
+                "INSERT INTO batches (id, product_id, number, edition_size, unit_label, price,"
+                " currency, per_customer_limit, story, summary, origin_place, inputs, process,"
+                " sold, held, created_at) VALUES (?, 1, ?, 10, ?, 100, 'usd', 2, '', '', '',"
+                " '', '', 0, 0, '2026-11-01 00:00:00')",
+                [(1, 1, "bottles"), (2, 2, "kg"), (3, 3, "s")],
+            )
+        upgrade()
+        names = db.session.execute(
+            text("SELECT unit_singular, unit_label FROM batches ORDER BY id")
+        ).all()
+        db.engine.dispose()
+
+    assert [tuple(row) for row in names] == [("bottle", "bottles"), ("kg", "kg"), ("s", "s")]

@@ -168,7 +168,7 @@ def test_an_edition_of_one_is_one_bottle_never_1_bottles(client, phase):
     else:
         drop = live_drop()
     batch = make_batch(drop=drop, edition_size=1, limit=1)
-    batch.unit_label = "bottles"
+    batch.unit_singular, batch.unit_label = "bottle", "bottles"
     if phase == "sold out":
         sell(batch, make_customer(), 1, at=now - timedelta(minutes=5))
     db.session.commit()
@@ -188,6 +188,23 @@ def test_an_edition_of_one_is_one_bottle_never_1_bottles(client, phase):
         assert "One of one" in pages[0] and "a single bottle" in pages[0]
     if phase == "sold out":
         assert "one of one" in pages[0]
+
+
+@pytest.mark.parametrize("edition_size", [1, 30])
+def test_a_unit_named_by_the_maker_reads_right_for_one_and_for_several(client, edition_size):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=edition_size, limit=1)
+    batch.unit_singular, batch.unit_label = "scarf", "scarves"
+    db.session.commit()
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert "scarve<" not in html and "scarve " not in html
+    assert "We hold your scarf for" in html  # a limit of one
+    if edition_size == 1:
+        assert "1 scarf<" in html and "a single scarf" not in html
+    else:
+        assert "30 scarves<" in html
 
 
 def test_a_customer_at_the_limit_is_told_so_instead_of_a_form(client):
