@@ -21,7 +21,11 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
            Session created on the local Stripe emulator (its own process on the same cores),
            then 303 to Stripe — the whole way from the button to the payment page;
 - soldout — the real buy endpoint after the last unit is gone: every answer is a 409 with the
-           drop page (what most of a real flash crowd gets).
+           drop page (what most of a real flash crowd gets);
+- paced  — the real buy endpoint in an open loop: buyers arriving at random, on average at
+           ``--paced`` shares of the holds/s the same round's ``buy`` phase reached (so it needs
+           ``buy``), latency counted from each arrival — what a customer waits when the crowd
+           is large but not endless.
 
 Each phase prints holds (or requests) per second, latency percentiles, status counts, where the
 CPU went, and for the shop phases the invariant check by SQL (oversold must be 0).
@@ -179,9 +183,16 @@ def keep_alive(request: bytes) -> str:
 
 
 def drive(
-    address, requests: list[bytes], args, meter: CpuMeter, *, follows: list[bytes] | None = None
+    address,
+    requests: list[bytes],
+    args,
+    meter: CpuMeter,
+    *,
+    follows: list[bytes] | None = None,
+    rate: float | None = None,
 ) -> dict:
-    """Run the load generator process against ``address`` and summarise what it saw."""
+    """Run the load generator process against ``address`` and summarise what it saw (an open
+    loop at ``rate`` requests a second when given)."""
     job = {
         "host": address[0],
         "port": address[1],
@@ -189,6 +200,7 @@ def drive(
         "warmup": args.warmup,
         "requests": [keep_alive(r) for r in requests],
         "follow": [keep_alive(r) for r in follows] if follows else None,
+        "rate": rate,
     }
     meter.start()
     finished = subprocess.run(
@@ -221,6 +233,10 @@ def drive(
     }
 
 
+def paced_name(share: float) -> str:
+    return f"paced {share:.0%}"
+
+
 def round_rate(name: str, result: dict) -> float:
     """What a phase is judged by: requests/s for hello, refusals/s for soldout, else holds/s."""
     if name == "hello":
@@ -229,8 +245,12 @@ def round_rate(name: str, result: dict) -> float:
 
 
 def median_round(name: str, runs: list[dict]) -> dict:
-    """The round in the middle by its rate (the lower middle of an even count)."""
-    ordered = sorted(runs, key=lambda run: round_rate(name, run))
+    """The round in the middle by its rate, or by its p99 for a paced phase, whose rate is set
+    (the lower middle of an even count)."""
+    if name.startswith("paced"):
+        ordered = sorted(runs, key=lambda run: run["p99_ms"])
+    else:
+        ordered = sorted(runs, key=lambda run: round_rate(name, run))
     return ordered[(len(ordered) - 1) // 2]
 
 
@@ -427,6 +447,7 @@ def phase_shop(
     follow: bool = False,
     stripe_api_base: str | None = None,
     emulator_pid: int | None = None,
+    rate: float | None = None,
 ) -> dict:
     """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again (following the 303 to
     ``pay`` once when ``follow``)."""
@@ -445,7 +466,7 @@ def phase_shop(
         follows = [s.get_request("{location}") for s in sessions] if follow else None
         meter = CpuMeter(server.process.pid, emulator_pid)
         try:
-            return drive(server.address, requests, args, meter, follows=follows)
+            return drive(server.address, requests, args, meter, follows=follows, rate=rate)
         except RuntimeError as error:
             raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
 
@@ -529,6 +550,9 @@ def report(args, facts: dict, results: dict) -> None:
             print(line(name, results[name], successes(results[name])))
     if "soldout" in results:
         print(line("soldout", results["soldout"]))
+    for name in map(paced_name, args.paced):
+        if name in results:
+            print(line(name, results[name], successes(results[name])))
     sql = results.get("sql", {})
     if "hot_row_update" in sql:
         labels = {
@@ -579,12 +603,29 @@ def report(args, facts: dict, results: dict) -> None:
         if result["sample_bodies"]:
             parts.append(f"sample error bodies {result['sample_bodies']}")
         print("  " + ", ".join(parts))
+    for name in map(paced_name, args.paced):
+        if name not in results:
+            continue
+        result, check = results[name], results["paced_invariants"]
+        five_xx = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
+        print(
+            f"  {name}: buyers arriving {result['offered_per_s']}/s at random, "
+            f"{successes(result):.1f} holds/s, waited p50 {result['p50_ms']} p95 "
+            f"{result['p95_ms']} p99 {result['p99_ms']} ms, oversold {check['oversold']}, "
+            f"5xx {five_xx}, "
+            + ("invariants hold" if not check["violations"] else str(check["violations"]))
+            + (f", load errors {result['errors']}" if result["errors"] else "")
+        )
     if args.rounds > 1:
         print(f"\n  Rounds (each phase above is its median round of {args.rounds}):")
         for name in ("hello", "bare", *SHOP_PHASES):
             if f"{name}_rounds" in results:
                 rates = " / ".join(f"{rate:,.1f}" for rate in results[f"{name}_rounds"])
                 print(f"    {name:<9} {rates}")
+        for name in map(paced_name, args.paced):
+            if f"{name}_p99s" in results:
+                p99s = " / ".join(f"{p99:,.1f}" for p99 in results[f"{name}_p99s"])
+                print(f"    {name} p99 (ms): {p99s}")
         for ceiling in ("hello", "bare"):
             if f"{ceiling}_rounds" in results and "buy_rounds" in results:
                 ratios = [
@@ -618,8 +659,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,bare,sql,buy,spread,checkout,soldout",
-        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout",
+        default="hello,bare,sql,buy,spread,checkout,soldout,paced",
+        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,paced",
+    )
+    parser.add_argument(
+        "--paced",
+        type=lambda text: [float(share) for share in text.split(",")],
+        default=[0.5, 0.8],
+        help="for the paced phase: arrival rates as shares of the round's buy holds/s",
     )
     parser.add_argument(
         "--rounds",
@@ -638,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     with servers.migrated_postgres_database("smallbatch_bench") as url:
         seeding = servers.make_app(url)
         spread_count = args.workers * args.threads
-        named = (*SHOP_PHASES, "bare", "sql")
+        named = (*SHOP_PHASES, "bare", "sql", "paced")
         drop = servers.seed_live_drop(
             seeding, edition_size=BIG, limit=BIG, batches=len(named) + 2 * spread_count
         )
@@ -692,15 +739,35 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     check_invariants(name)
+                if "paced" in phases and "buy" in rounds:
+                    reached = successes(rounds["buy"][-1])
+                    for share in args.paced:
+                        print(
+                            f"paced: buyers arriving at {share:.0%} of buy's {reached:.0f} "
+                            f"holds/s{tag} …",
+                            flush=True,
+                        )
+                        result = phase_shop(
+                            args,
+                            url,
+                            [f"/checkout/batches/{batches['paced'][0]}"],
+                            customers,
+                            rate=share * reached,
+                        )
+                        result["offered_per_s"] = round(share * reached, 1)
+                        rounds.setdefault(paced_name(share), []).append(result)
+                    check_invariants("paced")
             for name, runs in rounds.items():
                 results[name] = median_round(name, runs)
                 results[f"{name}_rounds"] = [round_rate(name, run) for run in runs]
+                if name.startswith("paced"):
+                    results[f"{name}_p99s"] = [run["p99_ms"] for run in runs]
         finally:
             if emulator is not None:
                 emulator.stop()
     report(args, facts, results)
     if args.json:
-        for key in ("hello", "bare", *SHOP_PHASES):
+        for key in ("hello", "bare", *SHOP_PHASES, *map(paced_name, args.paced)):
             if key in results:
                 results[key].pop("sample_bodies", None)
         args.json.write_text(
@@ -716,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     failed = any(
         results[f"{n}_invariants"]["oversold"] or results[f"{n}_invariants"]["violations"]
-        for n in ("bare", *SHOP_PHASES)
+        for n in ("bare", *SHOP_PHASES, "paced")
         if f"{n}_invariants" in results
     )
     return 1 if failed else 0
