@@ -531,6 +531,14 @@ def cpu_per_success(result: dict, per_s: float) -> str:
     )
 
 
+def server_errors(result: dict) -> int:
+    return sum(count for status, count in result["statuses"].items() if status.startswith("5"))
+
+
+def invariants_verdict(check: dict) -> str:
+    return "invariants hold" if not check["violations"] else str(check["violations"])
+
+
 def report(args, facts: dict, results: dict) -> None:
     print("\nMachine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
     print(
@@ -583,12 +591,12 @@ def report(args, facts: dict, results: dict) -> None:
                 f"  soldout: {result['statuses'].get('409', 0)} of {refused} answers were 409, "
                 f"{per_s:.1f} refusals/s, p99 {result['p99_ms']} ms, CPU per refusal: "
                 + cpu_per_success(result, per_s)
-                + (", invariants hold" if not check["violations"] else str(check["violations"]))
+                + ", "
+                + invariants_verdict(check)
             )
             continue
         per_s = successes(result)
-        five_xx = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
-        parts = [f"{name}: oversold {check['oversold']}", f"5xx {five_xx}"]
+        parts = [f"{name}: oversold {check['oversold']}", f"5xx {server_errors(result)}"]
         if hello:
             parts.append(f"{per_s / hello['requests_per_s']:.1%} of hello-world")
         if bare and name != "bare":
@@ -597,7 +605,7 @@ def report(args, facts: dict, results: dict) -> None:
             parts.append(f"{per_s / sql['hold_statement']['tps']:.1%} of the hold CTE in pgbench")
         parts.append(f"p99 {result['p99_ms']} ms")
         parts.append("CPU per hold: " + cpu_per_success(result, per_s))
-        parts.append("invariants hold" if not check["violations"] else str(check["violations"]))
+        parts.append(invariants_verdict(check))
         if result["errors"]:
             parts.append(f"load errors {result['errors']}")
         if result["sample_bodies"]:
@@ -607,13 +615,12 @@ def report(args, facts: dict, results: dict) -> None:
         if name not in results:
             continue
         result, check = results[name], results["paced_invariants"]
-        five_xx = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
         print(
             f"  {name}: buyers arriving {result['offered_per_s']}/s at random, "
             f"{successes(result):.1f} holds/s, waited p50 {result['p50_ms']} p95 "
             f"{result['p95_ms']} p99 {result['p99_ms']} ms, oversold {check['oversold']}, "
-            f"5xx {five_xx}, "
-            + ("invariants hold" if not check["violations"] else str(check["violations"]))
+            f"5xx {server_errors(result)}, "
+            + invariants_verdict(check)
             + (f", load errors {result['errors']}" if result["errors"] else "")
         )
     if args.rounds > 1:
