@@ -24,7 +24,16 @@ API (``/v1``, bearer auth with a ``sk_test_…`` key, bracket-encoded forms, JSO
 ``line_items``, ``payment_intent``, ``payment_intent.latest_charge``, …),
 ``GET /v1/checkout/sessions/{id}/line_items``, ``POST /v1/checkout/sessions/{id}/expire``,
 ``GET /v1/payment_intents/{id}``, ``GET /v1/charges/{id}``, ``POST/GET /v1/refunds``,
-``GET /v1/refunds/{id}``, ``GET /v1/events``, ``GET /v1/events/{id}``.
+``GET /v1/refunds/{id}``, ``GET /v1/events``, ``GET /v1/events/{id}``, ``POST /v1/coupons``,
+``GET /v1/coupons/{id}``, ``POST/GET /v1/promotion_codes``, ``GET /v1/promotion_codes/{id}``,
+``POST /v1/shipping_rates``, ``GET /v1/shipping_rates/{id}``.
+
+Commerce: ``shipping_options`` (up to 5 fixed-amount rates, by id or ``shipping_rate_data`` with
+``delivery_estimate``; the first is selected until the customer picks another),
+``automatic_tax`` (fixed test rates per country, :mod:`stripe_emulator.pricing`; status
+``requires_location_inputs`` until an address is known), ``allow_promotion_codes`` or
+``discounts=[{promotion_code|coupon}]``; amounts land in ``amount_total``, ``total_details``
+(``breakdown`` when expanded), ``shipping_cost`` and the line items, as on Stripe.
 Parameters are checked against stripe-python's typed params (unknown → ``parameter_unknown``,
 missing → ``parameter_missing``) plus Stripe's conditional rules. ``Idempotency-Key`` replays the
 saved response for 24 h of emulator time (``Idempotent-Replayed: true``); other parameters or
@@ -44,8 +53,10 @@ Control API (``/_emulator``, JSON, no auth)
     ``{"ok": true, "now": …}`` — readiness probe.
 ``POST /_emulator/sessions/{id}/complete``
     ``{"payment_status": "paid"|"unpaid", "email": str, "card": str, "name": str,
-    "shipping_address": {line1, line2, city, postal_code, state, country}}`` (all optional) —
-    pay an open session as the customer would; returns the session. A declining card → 402.
+    "shipping_address": {line1, line2, city, postal_code, state, country},
+    "shipping_rate": "shr_…", "promotion_code": "CODE"}`` (all optional) — pay an open session
+    as the customer would; returns the session. A declining card → 402; a rate the session
+    does not offer or a code that does not apply → 400 (the session stays open).
 ``POST /_emulator/sessions/{id}/async_result``
     ``{"succeeded": true|false}`` — settle a ``complete``/``unpaid`` session: sends
     ``checkout.session.async_payment_succeeded`` or ``…_failed``.

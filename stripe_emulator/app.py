@@ -315,6 +315,43 @@ def _register_api(app: Flask, state: EmulatorState) -> None:
     ) -> dict[str, Any]:
         return state.get_refund(refund_id, params.get("expand", []))
 
+    @app.post("/v1/coupons")
+    @_api(sdk_params.CouponCreateParams)
+    def create_coupon(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
+        return state.create_coupon(params)
+
+    @app.get("/v1/coupons/<coupon_id>")
+    @_api(sdk_params.CouponRetrieveParams)
+    def retrieve_coupon(params: dict[str, Any], info: RequestInfo, coupon_id: str) -> dict:
+        return state.get_coupon(coupon_id, params.get("expand", []))
+
+    @app.post("/v1/promotion_codes")
+    @_api(sdk_params.PromotionCodeCreateParams)
+    def create_promotion_code(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
+        return state.create_promotion_code(params)
+
+    @app.get("/v1/promotion_codes")
+    @_api(sdk_params.PromotionCodeListParams)
+    def list_promotion_codes(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
+        return state.list_promotion_codes(params)
+
+    @app.get("/v1/promotion_codes/<promotion_id>")
+    @_api(sdk_params.PromotionCodeRetrieveParams)
+    def retrieve_promotion_code(
+        params: dict[str, Any], info: RequestInfo, promotion_id: str
+    ) -> dict[str, Any]:
+        return state.get_promotion_code(promotion_id, params.get("expand", []))
+
+    @app.post("/v1/shipping_rates")
+    @_api(sdk_params.ShippingRateCreateParams)
+    def create_shipping_rate(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
+        return state.create_shipping_rate(params)
+
+    @app.get("/v1/shipping_rates/<rate_id>")
+    @_api(sdk_params.ShippingRateRetrieveParams)
+    def retrieve_shipping_rate(params: dict[str, Any], info: RequestInfo, rate_id: str) -> dict:
+        return state.get_shipping_rate(rate_id, params.get("expand", []))
+
     @app.get("/v1/events")
     @_api(sdk_params.EventListParams)
     def list_events(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
@@ -387,7 +424,17 @@ def _register_control(app: Flask) -> None:
     @app.post("/_emulator/sessions/<session_id>/complete")
     @_control
     def complete(state: EmulatorState, session_id: str) -> dict[str, Any]:
-        body = _control_body({"payment_status", "email", "card", "name", "shipping_address"})
+        body = _control_body(
+            {
+                "payment_status",
+                "email",
+                "card",
+                "name",
+                "shipping_address",
+                "shipping_rate",
+                "promotion_code",
+            }
+        )
         status = body.get("payment_status", "paid")
         if status not in ("paid", "unpaid"):
             raise ControlError("payment_status must be 'paid' or 'unpaid'")
@@ -407,6 +454,8 @@ def _register_control(app: Flask) -> None:
             card=str(body.get("card", default_card)),
             name=body.get("name"),
             shipping_address=body.get("shipping_address"),
+            shipping_rate=body.get("shipping_rate"),
+            promotion_code=body.get("promotion_code"),
         )
 
     @app.post("/_emulator/sessions/<session_id>/async_result")

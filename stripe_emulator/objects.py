@@ -12,6 +12,8 @@ import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from stripe_emulator.pricing import Totals
+
 API_VERSION = "2026-10-28.endive"
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -161,11 +163,15 @@ def session_object(
     url: str,
     now: int,
     currency: str,
-    subtotal: int,
-    shipping: dict[str, Any] | None,
+    totals: Totals,
+    shipping_options: list[dict[str, Any]],
+    discounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """A freshly created, open Checkout Session (payment mode, hosted page)."""
-    shipping_amount = shipping["amount"] if shipping else 0
+    """A freshly created, open Checkout Session (payment mode, hosted page).
+
+    ``shipping_options`` are ``{"shipping_amount", "shipping_rate"}``, the first one selected;
+    amounts come from ``totals`` (see :func:`apply_totals`).
+    """
     automatic_tax = params.get("automatic_tax", {}).get("enabled", False)
     consent_collection = params.get("consent_collection")
     customer_email = params.get("customer_email")
@@ -175,13 +181,13 @@ def session_object(
         "adaptive_pricing": {"enabled": params.get("adaptive_pricing", {}).get("enabled", False)},
         "after_expiration": _after_expiration(params.get("after_expiration")),
         "allow_promotion_codes": params.get("allow_promotion_codes"),
-        "amount_subtotal": subtotal,
-        "amount_total": subtotal + shipping_amount,
+        "amount_subtotal": totals.subtotal,
+        "amount_total": totals.total,
         "automatic_tax": {
             "enabled": automatic_tax,
             "liability": {"type": "self"} if automatic_tax else None,
             "provider": "stripe" if automatic_tax else None,
-            "status": "complete" if automatic_tax else None,
+            "status": None,
         },
         "billing_address_collection": params.get("billing_address_collection"),
         "cancel_url": params.get("cancel_url"),
@@ -209,7 +215,7 @@ def session_object(
         "customer_creation": params.get("customer_creation", "if_required"),
         "customer_details": _customer_details(customer_email) if customer_email else None,
         "customer_email": customer_email,
-        "discounts": [],
+        "discounts": discounts,
         "expires_at": params.get("expires_at", now + 86400),
         "integration_identifier": params.get("integration_identifier"),
         "invoice": None,
@@ -246,34 +252,43 @@ def session_object(
         "saved_payment_method_options": None,
         "setup_intent": None,
         "shipping_address_collection": params.get("shipping_address_collection"),
-        "shipping_cost": (
-            {
-                "amount_subtotal": shipping_amount,
-                "amount_tax": 0,
-                "amount_total": shipping_amount,
-                "shipping_rate": shipping["id"],
-            }
-            if shipping
-            else None
-        ),
-        "shipping_options": (
-            [{"shipping_amount": shipping_amount, "shipping_rate": shipping["id"]}]
-            if shipping
-            else []
-        ),
+        "shipping_cost": None,
+        "shipping_options": shipping_options,
         "status": "open",
         "submit_type": params.get("submit_type"),
         "subscription": None,
         "success_url": params.get("success_url"),
-        "total_details": {
-            "amount_discount": 0,
-            "amount_shipping": shipping_amount,
-            "amount_tax": 0,
-        },
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "ui_mode": "hosted_page",
         "url": url,
         "wallet_options": None,
     }
+
+
+def apply_totals(
+    session: dict[str, Any], totals: Totals, shipping_rate: str | None, *, located: bool
+) -> None:
+    """Write ``totals`` into ``session``: amounts, ``total_details``, ``shipping_cost`` and the
+    automatic-tax status (``requires_location_inputs`` until an address is known)."""
+    session["amount_subtotal"] = totals.subtotal
+    session["amount_total"] = totals.total
+    session["total_details"] = {
+        "amount_discount": totals.discount,
+        "amount_shipping": totals.shipping,
+        "amount_tax": totals.tax,
+    }
+    session["shipping_cost"] = (
+        {
+            "amount_subtotal": totals.shipping,
+            "amount_tax": totals.shipping_tax,
+            "amount_total": totals.shipping_total,
+            "shipping_rate": shipping_rate,
+        }
+        if shipping_rate
+        else None
+    )
+    if session["automatic_tax"]["enabled"]:
+        session["automatic_tax"]["status"] = "complete" if located else "requires_location_inputs"
 
 
 def _after_expiration(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -511,4 +526,93 @@ def event_object(
         "pending_webhooks": pending_webhooks,
         "request": request,
         "type": event_type,
+    }
+
+
+def shipping_rate_object(data: dict[str, Any], now: int) -> dict[str, Any]:
+    """A ``shipping_rate`` from ``shipping_rate_data`` (or ``POST /v1/shipping_rates``)."""
+    fixed = data.get("fixed_amount") or {}
+    return {
+        "id": new_id("shr_"),
+        "object": "shipping_rate",
+        "active": True,
+        "created": now,
+        "delivery_estimate": data.get("delivery_estimate"),
+        "display_name": data.get("display_name"),
+        "fixed_amount": {"amount": fixed.get("amount", 0), "currency": fixed.get("currency")},
+        "livemode": False,
+        "metadata": dict(data.get("metadata", {})),
+        "tax_behavior": data.get("tax_behavior", "unspecified"),
+        "tax_code": data.get("tax_code"),
+        "type": data.get("type", "fixed_amount"),
+    }
+
+
+def coupon_object(params: dict[str, Any], now: int) -> dict[str, Any]:
+    percent_off = params.get("percent_off")
+    return {
+        "id": params.get("id") or new_id("", 8).upper(),
+        "object": "coupon",
+        "amount_off": params.get("amount_off"),
+        "created": now,
+        "currency": params.get("currency"),
+        "duration": params.get("duration", "once"),
+        "duration_in_months": params.get("duration_in_months"),
+        "livemode": False,
+        "max_redemptions": params.get("max_redemptions"),
+        "metadata": dict(params.get("metadata", {})),
+        "name": params.get("name"),
+        "percent_off": float(percent_off) if percent_off is not None else None,
+        "redeem_by": params.get("redeem_by"),
+        "times_redeemed": 0,
+        "valid": True,
+    }
+
+
+def promotion_code_object(params: dict[str, Any], code: str, now: int) -> dict[str, Any]:
+    restrictions = params.get("restrictions", {})
+    return {
+        "id": new_id("promo_"),
+        "object": "promotion_code",
+        "active": params.get("active", True),
+        "code": code,
+        "created": now,
+        "customer": None,
+        "customer_account": None,
+        "expires_at": params.get("expires_at"),
+        "livemode": False,
+        "max_redemptions": params.get("max_redemptions"),
+        "metadata": dict(params.get("metadata", {})),
+        "promotion": {"coupon": params["promotion"]["coupon"], "type": "coupon"},
+        "restrictions": {
+            "currency_options": {},
+            "first_time_transaction": restrictions.get("first_time_transaction", False),
+            "minimum_amount": restrictions.get("minimum_amount"),
+            "minimum_amount_currency": restrictions.get("minimum_amount_currency"),
+        },
+        "times_redeemed": 0,
+    }
+
+
+def tax_rate_object(country: str, percentage_bps: int, display_name: str, now: int) -> dict:
+    """The test rate a breakdown names (``total_details.breakdown.taxes[].rate``)."""
+    return {
+        "id": f"txr_test_{country.lower()}",
+        "object": "tax_rate",
+        "active": True,
+        "country": country,
+        "created": now,
+        "description": "Local emulator test rate",
+        "display_name": display_name,
+        "effective_percentage": percentage_bps / 100,
+        "flat_amount": None,
+        "inclusive": False,
+        "jurisdiction": country,
+        "jurisdiction_level": "country",
+        "livemode": False,
+        "metadata": {},
+        "percentage": percentage_bps / 100,
+        "rate_type": "percentage",
+        "state": None,
+        "tax_type": "sales_tax" if display_name == "Sales tax" else "vat",
     }

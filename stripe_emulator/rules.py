@@ -25,9 +25,12 @@ MAX_UNIT_AMOUNT = 99_999_999
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s]+$")
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_PROMOTION_CODE = re.compile(r"^[A-Za-z0-9-]{1,500}$")
+_ESTIMATE_HOURS = {"hour": 1, "day": 24, "business_day": 24, "week": 24 * 7, "month": 24 * 30}
 
 
-def _no_such(kind: str, object_id: str, *, param: str, status: int = 400) -> StripeAPIError:
+def no_such(kind: str, object_id: str, *, param: str, status: int = 400) -> StripeAPIError:
     """A referenced object does not exist: a validation failure, so never stored."""
     error = resource_missing(kind, object_id, param=param, status=status)
     error.store = False
@@ -102,22 +105,13 @@ def check_session_create(params: dict[str, Any], now: int) -> None:
             f"Invalid email address: {email}", param="customer_email", code="email_invalid"
         )
     if "customer" in params:
-        raise _no_such("customer", params["customer"], param="customer", status=400)
+        raise no_such("customer", params["customer"], param="customer", status=400)
     if params.get("discounts") and params.get("allow_promotion_codes"):
         raise ParamError(
             "You may only specify one of these parameters: allow_promotion_codes, discounts.",
             param="discounts",
             code="parameters_exclusive",
         )
-    for index, discount in enumerate(params.get("discounts") or []):
-        for kind in ("coupon", "promotion_code"):
-            if kind in discount:
-                raise _no_such(
-                    kind.replace("_", " "),
-                    discount[kind],
-                    param=f"discounts[{index}][{kind}]",
-                    status=400,
-                )
     collection = params.get("shipping_address_collection")
     if collection is not None and not collection["allowed_countries"]:
         raise parameter_missing("shipping_address_collection[allowed_countries]")
@@ -140,7 +134,7 @@ def _check_line_item(item: dict[str, Any], path: str) -> str:
             code="parameters_exclusive",
         )
     if "price" in item:
-        raise _no_such("price", item["price"], param=f"{path}[price]", status=400)
+        raise no_such("price", item["price"], param=f"{path}[price]", status=400)
     if "price_data" not in item:
         raise ParamError(
             "You must specify either `price` or `price_data` for each line item.",
@@ -168,7 +162,7 @@ def _check_line_item(item: dict[str, Any], path: str) -> str:
         )
     _exactly_one(data, "product", "product_data", data_path)
     if "product" in data:
-        raise _no_such("product", data["product"], param=f"{data_path}[product]", status=400)
+        raise no_such("product", data["product"], param=f"{data_path}[product]", status=400)
     product_data = data["product_data"]
     if len(product_data.get("images", [])) > 8:
         raise ParamError(
@@ -194,41 +188,133 @@ def _check_shipping_options(options: list[dict[str, Any]], currency: str) -> Non
         path = f"shipping_options[{index}]"
         _exactly_one(option, "shipping_rate", "shipping_rate_data", path)
         if "shipping_rate" in option:
-            raise _no_such(
-                "shipping rate",
-                option["shipping_rate"],
-                param=f"{path}[shipping_rate]",
-                status=400,
-            )
-        rate, rate_path = option["shipping_rate_data"], f"{path}[shipping_rate_data]"
-        if rate.get("type", "fixed_amount") != "fixed_amount":
-            raise ParamError("Invalid type: must be fixed_amount", param=f"{rate_path}[type]")
-        if "fixed_amount" not in rate:
-            raise parameter_missing(f"{rate_path}[fixed_amount]")
-        fixed = rate["fixed_amount"]
-        if fixed["currency"] != currency:
+            continue  # an existing rate: the state looks it up
+        check_shipping_rate(option["shipping_rate_data"], f"{path}[shipping_rate_data]", currency)
+
+
+def at(path: str, *names: str) -> str:
+    """A parameter's name in Stripe's bracket notation: ``at("a[0]", "b")`` → ``a[0][b]``."""
+    if not path:
+        path, names = names[0], names[1:]
+    return path + "".join(f"[{name}]" for name in names)
+
+
+def check_shipping_rate(rate: dict[str, Any], rate_path: str, currency: str | None) -> None:
+    """A fixed-amount rate: amount ≥ 0, in ``currency`` when given, a sane delivery estimate."""
+    if rate.get("type", "fixed_amount") != "fixed_amount":
+        raise ParamError("Invalid type: must be fixed_amount", param=at(rate_path, "type"))
+    if "fixed_amount" not in rate:
+        raise parameter_missing(at(rate_path, "fixed_amount"))
+    fixed = rate["fixed_amount"]
+    if currency is not None and fixed["currency"] != currency:
+        raise ParamError(
+            "The shipping rate currency must match the line items' currency.",
+            param=at(rate_path, "fixed_amount", "currency"),
+        )
+    if not _CURRENCY.match(fixed["currency"]):
+        raise ParamError(
+            f"Invalid currency: {fixed['currency']}.",
+            param=at(rate_path, "fixed_amount", "currency"),
+        )
+    if fixed["amount"] < 0:
+        raise ParamError(
+            "Invalid amount: must be at least 0.", param=at(rate_path, "fixed_amount", "amount")
+        )
+    if len(rate.get("display_name", "")) > 100:
+        raise ParamError(
+            "Invalid display_name: must be at most 100 characters.",
+            param=at(rate_path, "display_name"),
+        )
+    estimate = rate.get("delivery_estimate") or {}
+    bounds = {}
+    for side in ("minimum", "maximum"):
+        if side in estimate:
+            bound = estimate[side]
+            if bound["value"] < 1:
+                raise ParamError(
+                    "Invalid delivery estimate: the value must be a positive integer.",
+                    param=at(rate_path, "delivery_estimate", side, "value"),
+                )
+            bounds[side] = bound["value"] * _ESTIMATE_HOURS[bound["unit"]]
+    if len(bounds) == 2 and bounds["minimum"] > bounds["maximum"]:
+        raise ParamError(
+            "Invalid delivery estimate: the minimum must not be after the maximum.",
+            param=at(rate_path, "delivery_estimate", "minimum"),
+        )
+
+
+def check_coupon(params: dict[str, Any], now: int) -> None:
+    """POST /v1/coupons: exactly one of percent_off / amount_off (with a currency)."""
+    _exactly_one(params, "percent_off", "amount_off", "")
+    if "percent_off" in params and not 0 < params["percent_off"] <= 100:
+        raise ParamError(
+            "Invalid percent_off: must be greater than 0 and at most 100.", param="percent_off"
+        )
+    if "amount_off" in params:
+        if params["amount_off"] < 1:
+            raise ParamError("Invalid amount_off: must be a positive integer.", param="amount_off")
+        if "currency" not in params:
             raise ParamError(
-                "The shipping rate currency must match the line items' currency.",
-                param=f"{rate_path}[fixed_amount][currency]",
+                "You must pass currency when passing amount_off.",
+                param="currency",
+                code="parameter_missing",
             )
-        if fixed["amount"] < 0:
-            raise ParamError(
-                "Invalid amount: must be at least 0.",
-                param=f"{rate_path}[fixed_amount][amount]",
-            )
+        if not _CURRENCY.match(params["currency"]):
+            raise ParamError(f"Invalid currency: {params['currency']}.", param="currency")
+    if params.get("duration", "once") == "repeating" and "duration_in_months" not in params:
+        raise parameter_missing("duration_in_months")
+    if "max_redemptions" in params and params["max_redemptions"] < 1:
+        raise ParamError(
+            "Invalid max_redemptions: must be a positive integer.", param="max_redemptions"
+        )
+    if "redeem_by" in params and params["redeem_by"] <= now:
+        raise ParamError("Invalid redeem_by: must be in the future.", param="redeem_by")
+    if len(params.get("name", "")) > 40:
+        raise ParamError("Invalid name: must be at most 40 characters.", param="name")
+    if "id" in params and not _CODE.match(params["id"]):
+        raise ParamError("Invalid id: use letters, digits, dashes and underscores.", param="id")
+    check_metadata(params.get("metadata", {}), "metadata")
+
+
+def check_promotion_code(params: dict[str, Any], now: int) -> None:
+    """POST /v1/promotion_codes: a coupon promotion, a well-formed code, sane limits."""
+    promotion = params.get("promotion")
+    if promotion is None:
+        raise parameter_missing("promotion")
+    if "coupon" not in promotion:
+        raise parameter_missing("promotion[coupon]")
+    code = params.get("code")
+    if code is not None and not _PROMOTION_CODE.match(code):
+        raise ParamError(
+            "Invalid code: use letters (a-z, A-Z), digits (0-9) and dashes (-), at most 500.",
+            param="code",
+        )
+    if "expires_at" in params and params["expires_at"] <= now:
+        raise ParamError("Invalid expires_at: must be in the future.", param="expires_at")
+    if "max_redemptions" in params and params["max_redemptions"] < 1:
+        raise ParamError(
+            "Invalid max_redemptions: must be a positive integer.", param="max_redemptions"
+        )
+    restrictions = params.get("restrictions", {})
+    if ("minimum_amount" in restrictions) != ("minimum_amount_currency" in restrictions):
+        raise ParamError(
+            "minimum_amount and minimum_amount_currency must be passed together.",
+            param="restrictions[minimum_amount_currency]",
+        )
+    check_metadata(params.get("metadata", {}), "metadata")
 
 
 def _exactly_one(params: dict[str, Any], first: str, second: str, path: str) -> None:
     if first in params and second in params:
         raise ParamError(
             f"You may only specify one of these parameters: {first}, {second}.",
-            param=f"{path}[{second}]",
+            param=f"{path}[{second}]" if path else second,
             code="parameters_exclusive",
         )
     if first not in params and second not in params:
         raise ParamError(
             f"You must specify either `{first}` or `{second}`.",
-            param=f"{path}[{first}]",
+            param=f"{path}[{first}]" if path else first,
             code="parameter_missing",
         )
 

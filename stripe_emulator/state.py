@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stripe_emulator import cards, objects, rules
+from stripe_emulator import cards, objects, pricing, rules
 from stripe_emulator.clock import Clock
 from stripe_emulator.errors import (
     ParamError,
@@ -35,6 +35,8 @@ EVENT_RETENTION = 30 * 24 * 3600
 _EXPANDABLE: dict[str, dict[str, str | None]] = {
     "checkout.session": {
         "line_items": "list:item",
+        "shipping_cost": "shipping_cost",
+        "total_details": "total_details",
         "payment_intent": "payment_intent",
         "customer": None,
         "invoice": None,
@@ -42,6 +44,11 @@ _EXPANDABLE: dict[str, dict[str, str | None]] = {
         "setup_intent": None,
         "subscription": None,
     },
+    "shipping_cost": {"shipping_rate": "shipping_rate"},
+    "total_details": {"breakdown": None},
+    "shipping_rate": {},
+    "coupon": {},
+    "promotion_code": {"coupon": "coupon"},
     "payment_intent": {"latest_charge": "charge", "customer": None, "review": None},
     "charge": {"payment_intent": "payment_intent", "refunds": "list:refund", "customer": None},
     "refund": {"charge": "charge", "payment_intent": "payment_intent"},
@@ -141,12 +148,25 @@ class IdempotencyRecord:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """The customer's checked choices for one session."""
+
+    shipping_rate: str | None
+    coupon_id: str | None
+    promotion_code_id: str | None
+
+
 @dataclass
 class _SessionExtra:
     """What a session needs internally but Stripe does not show."""
 
     line_item_ids: list[str]
     payment_intent_data: dict[str, Any]
+    shipping_rate_ids: list[str] = field(default_factory=list)
+    coupon_id: str | None = None
+    promotion_code_id: str | None = None
+    breakdown: dict[str, Any] = field(default_factory=lambda: {"discounts": [], "taxes": []})
 
 
 class EmulatorState:
@@ -182,6 +202,9 @@ class EmulatorState:
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.shipping_rates: dict[str, dict[str, Any]] = {}
+        self.coupons: dict[str, dict[str, Any]] = {}
+        self.promotion_codes: dict[str, dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.faults = FaultConfig()
@@ -241,10 +264,12 @@ class EmulatorState:
             ("re_", self.refunds),
             ("prod_", self.products),
             ("evt_", self.events),
+            ("shr_", self.shipping_rates),
+            ("promo_", self.promotion_codes),
         ):
             if object_id.startswith(prefix):
                 return table.get(object_id)
-        return None
+        return self.coupons.get(object_id)
 
     def _emit(
         self, event_type: str, obj: dict[str, Any], request: RequestInfo | None = None
@@ -312,6 +337,9 @@ class EmulatorState:
                     self._expand(item, rest)
             return
         kind = obj.get("object")
+        if kind == "checkout.session" and parts == ["total_details", "breakdown"]:
+            obj["total_details"]["breakdown"] = copy.deepcopy(self._extra[obj["id"]].breakdown)
+            return
         if kind == "checkout.session" and head == "line_items":
             obj["line_items"] = self._line_items_list(obj["id"], {"limit": 100})
         elif kind == "charge" and head == "refunds":
@@ -424,7 +452,7 @@ class EmulatorState:
             now = self.now()
             rules.check_session_create(params, now)
             session_id = objects.new_session_id()
-            line_item_ids, subtotal, currency = [], 0, ""
+            line_item_ids, currency = [], ""
             for item in params["line_items"]:
                 price_data = item["price_data"]
                 product = self._store(
@@ -435,9 +463,9 @@ class EmulatorState:
                     self.line_items, objects.line_item_object(item, price, product["name"])
                 )
                 line_item_ids.append(line_item["id"])
-                subtotal += line_item["amount_total"]
                 currency = price["currency"]
-            shipping = self._shipping_choice(params)
+            rate_ids = self._shipping_rates_for(params.get("shipping_options") or [], now)
+            coupon_id, promotion_code_id = self._discount_for(params, currency)
             base = self.public_base_url or base_url.rstrip("/")
             session = objects.session_object(
                 params,
@@ -445,26 +473,160 @@ class EmulatorState:
                 url=f"{base}/checkout/{session_id}",
                 now=now,
                 currency=currency,
-                subtotal=subtotal,
-                shipping=shipping,
+                totals=pricing.totals([]),
+                shipping_options=[
+                    {
+                        "shipping_amount": self.shipping_rates[rate_id]["fixed_amount"]["amount"],
+                        "shipping_rate": rate_id,
+                    }
+                    for rate_id in rate_ids
+                ],
+                discounts=(
+                    [{"coupon": coupon_id, "promotion_code": promotion_code_id}]
+                    if coupon_id
+                    else []
+                ),
             )
             session["metadata"] = rules.clean_metadata(session["metadata"])
             self._store(self.sessions, session)
             intent_data = dict(params.get("payment_intent_data", {}))
             intent_data["metadata"] = rules.clean_metadata(intent_data.get("metadata", {}))
             self._extra[session_id] = _SessionExtra(
-                line_item_ids=line_item_ids, payment_intent_data=intent_data
+                line_item_ids=line_item_ids,
+                payment_intent_data=intent_data,
+                shipping_rate_ids=rate_ids,
+                coupon_id=coupon_id,
+                promotion_code_id=promotion_code_id,
             )
+            self._reprice(session, rate_ids[0] if rate_ids else None, country=None)
             self._open.add(session_id)
             return self.render(session, expand)
 
-    @staticmethod
-    def _shipping_choice(params: dict[str, Any]) -> dict[str, Any] | None:
-        options = params.get("shipping_options") or []
-        if not options:
-            return None
-        rate = options[0]["shipping_rate_data"]
-        return {"id": objects.new_id("shr_"), "amount": rate["fixed_amount"]["amount"]}
+    def _shipping_rates_for(self, options: list[dict[str, Any]], now: int) -> list[str]:
+        """The ids of the session's shipping rates: existing ones or made from rate data."""
+        ids = []
+        for index, option in enumerate(options):
+            if "shipping_rate" in option:
+                if option["shipping_rate"] not in self.shipping_rates:
+                    raise rules.no_such(
+                        "shipping_rate",
+                        option["shipping_rate"],
+                        param=f"shipping_options[{index}][shipping_rate]",
+                    )
+                ids.append(option["shipping_rate"])
+            else:
+                rate = objects.shipping_rate_object(option["shipping_rate_data"], now)
+                ids.append(self._store(self.shipping_rates, rate)["id"])
+        return ids
+
+    def _discount_for(self, params: dict[str, Any], currency: str) -> tuple[str | None, str | None]:
+        """``discounts=[{coupon}|{promotion_code}]`` on create: (coupon id, promotion code id)."""
+        discounts = params.get("discounts") or []
+        if len(discounts) > 1:
+            raise ParamError("You may only specify one discount.", param="discounts")
+        if not discounts:
+            return None, None
+        discount = discounts[0]
+        if "promotion_code" in discount:
+            promotion = self.promotion_codes.get(discount["promotion_code"])
+            if promotion is None:
+                raise rules.no_such(
+                    "promotion_code",
+                    discount["promotion_code"],
+                    param="discounts[0][promotion_code]",
+                )
+            coupon_id = promotion["promotion"]["coupon"]
+            self._check_redeemable(promotion, currency, param="discounts[0][promotion_code]")
+            return coupon_id, promotion["id"]
+        coupon = self.coupons.get(discount.get("coupon", ""))
+        if coupon is None:
+            raise rules.no_such("coupon", discount.get("coupon", ""), param="discounts[0][coupon]")
+        self._check_coupon(coupon, currency, param="discounts[0][coupon]")
+        return coupon["id"], None
+
+    def _reprice(
+        self, session: dict[str, Any], shipping_rate: str | None, *, country: str | None
+    ) -> pricing.Totals:
+        """Recompute the session's amounts for a shipping choice and a tax country."""
+        totals = self._totals(session, shipping_rate, self._extra[session["id"]].coupon_id, country)
+        objects.apply_totals(session, totals, shipping_rate, located=country is not None)
+        extra = self._extra[session["id"]]
+        for item_id, discount, tax in zip(
+            extra.line_item_ids, totals.line_discounts, totals.line_taxes, strict=True
+        ):
+            item = self.line_items[item_id]
+            exclusive = item["price"]["tax_behavior"] != "inclusive"
+            item["amount_discount"] = discount
+            item["amount_tax"] = tax
+            item["amount_total"] = item["amount_subtotal"] - discount + (tax if exclusive else 0)
+        extra.breakdown = self._breakdown(session, totals)
+        return totals
+
+    def _totals(
+        self,
+        session: dict[str, Any],
+        shipping_rate: str | None,
+        coupon_id: str | None,
+        country: str | None,
+    ) -> pricing.Totals:
+        extra = self._extra[session["id"]]
+        lines = [
+            pricing.Line(
+                self.line_items[item_id]["amount_subtotal"],
+                self.line_items[item_id]["price"]["tax_behavior"],
+            )
+            for item_id in extra.line_item_ids
+        ]
+        rate = self.shipping_rates.get(shipping_rate or "")
+        coupon = self.coupons.get(coupon_id or "")
+        taxed = session["automatic_tax"]["enabled"] and country is not None
+        return pricing.totals(
+            lines,
+            coupon=(
+                pricing.Coupon(coupon["percent_off"], coupon["amount_off"]) if coupon else None
+            ),
+            shipping=(
+                pricing.Line(rate["fixed_amount"]["amount"], rate["tax_behavior"]) if rate else None
+            ),
+            tax_country=country if taxed else None,
+        )
+
+    def _breakdown(self, session: dict[str, Any], totals: pricing.Totals) -> dict[str, Any]:
+        """``total_details.breakdown`` (only shown when expanded, as on Stripe)."""
+        extra = self._extra[session["id"]]
+        discounts = []
+        if extra.coupon_id and totals.discount:
+            discounts.append(
+                {
+                    "amount": totals.discount,
+                    "discount": {
+                        "id": f"di_{session['id'][-24:]}",
+                        "object": "discount",
+                        "checkout_session": session["id"],
+                        "promotion_code": extra.promotion_code_id,
+                        "source": {"coupon": extra.coupon_id, "type": "coupon"},
+                        "start": self.now(),
+                        "end": None,
+                    },
+                }
+            )
+        taxes = []
+        if totals.tax_country and totals.tax_rate_bps is not None:
+            rate = objects.tax_rate_object(
+                totals.tax_country,
+                totals.tax_rate_bps,
+                pricing.tax_name(totals.tax_country),
+                self.now(),
+            )
+            taxes.append(
+                {
+                    "amount": totals.tax,
+                    "rate": rate,
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": totals.subtotal - totals.discount + totals.shipping,
+                }
+            )
+        return {"discounts": discounts, "taxes": taxes}
 
     def get_session(self, session_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
         expand = list(expand)
@@ -552,8 +714,15 @@ class EmulatorState:
         card: str = cards.SUCCESS_CARD,
         name: str | None = None,
         shipping_address: dict[str, Any] | None = None,
+        shipping_rate: str | None = None,
+        promotion_code: str | None = None,
     ) -> dict[str, Any]:
         """The customer pays an open session with ``card`` (see :mod:`stripe_emulator.cards`).
+
+        ``shipping_rate`` picks one of the session's shipping options (default: the first);
+        ``promotion_code`` is a code the customer typed (only with ``allow_promotion_codes``).
+        Tax (with ``automatic_tax``) is computed from the shipping country, else the billing
+        country of the card, at the test rates of :mod:`stripe_emulator.pricing`.
 
         Raises 402 ``card_error`` for declined or invalid cards (the session stays open) and
         400 when the session is not open. On success the session is ``complete``; with an
@@ -586,6 +755,16 @@ class EmulatorState:
                 if collection and shipping_address
                 else None
             )
+            choice = self._choices(session, shipping_rate, promotion_code)
+            extra = self._extra[session_id]
+            extra.coupon_id, extra.promotion_code_id = choice.coupon_id, choice.promotion_code_id
+            if choice.promotion_code_id:
+                session["discounts"] = [
+                    {"coupon": choice.coupon_id, "promotion_code": choice.promotion_code_id}
+                ]
+            country = (shipping_address or {}).get("country") or cards.BILLING_COUNTRY
+            self._reprice(session, choice.shipping_rate, country=country)
+            self._redeem(choice.coupon_id, choice.promotion_code_id)
             session["customer_details"] = objects.customer_details(
                 email, name, shipping_address if shipping else None
             )
@@ -689,6 +868,205 @@ class EmulatorState:
                 self._emit("payment_intent.payment_failed", intent)
                 self._emit("checkout.session.async_payment_failed", session)
             return copy.deepcopy(session)
+
+    # --- what the customer chooses: shipping rate, promotion code ---------------------------
+
+    def _choices(
+        self, session: dict[str, Any], shipping_rate: str | None, code: str | None
+    ) -> _Choice:
+        """Check the customer's choices against the session; raise 400 for a bad one."""
+        extra = self._extra[session["id"]]
+        if shipping_rate is None:
+            shipping_rate = extra.shipping_rate_ids[0] if extra.shipping_rate_ids else None
+        elif shipping_rate not in extra.shipping_rate_ids:
+            raise ParamError(
+                "The shipping rate is not one of this Checkout Session's shipping options.",
+                param="shipping_rate",
+            )
+        coupon_id, promotion_code_id = extra.coupon_id, extra.promotion_code_id
+        if code:
+            if not session["allow_promotion_codes"]:
+                raise ParamError(
+                    "This Checkout Session does not accept promotion codes.",
+                    param="promotion_code",
+                )
+            promotion = self._promotion_by_code(code)
+            if promotion is None:
+                raise ParamError("This code is invalid.", param="promotion_code")
+            self._check_redeemable(
+                promotion,
+                session["currency"],
+                param="promotion_code",
+                subtotal=session["amount_subtotal"],
+            )
+            coupon_id, promotion_code_id = promotion["promotion"]["coupon"], promotion["id"]
+        return _Choice(shipping_rate, coupon_id, promotion_code_id)
+
+    def preview(
+        self,
+        session_id: str,
+        *,
+        shipping_rate: str | None,
+        promotion_code: str | None,
+        country: str | None,
+    ) -> pricing.Totals:
+        """What the session would cost with these choices (the hosted page's summary)."""
+        with self.lock:
+            session = self._session(session_id)
+            choice = self._choices(session, shipping_rate, promotion_code)
+            return self._totals(session, choice.shipping_rate, choice.coupon_id, country)
+
+    def shipping_options(self, session_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            ids = self._extra[session_id].shipping_rate_ids if session_id in self._extra else []
+            return [copy.deepcopy(self.shipping_rates[rate_id]) for rate_id in ids]
+
+    def _promotion_by_code(self, code: str) -> dict[str, Any] | None:
+        wanted = code.strip().lower()
+        for promotion in self.promotion_codes.values():
+            if promotion["active"] and promotion["code"].lower() == wanted:
+                return promotion
+        return None
+
+    def _check_coupon(self, coupon: dict[str, Any], currency: str, *, param: str) -> None:
+        now = self.now()
+        spent = (
+            coupon["max_redemptions"] is not None
+            and coupon["times_redeemed"] >= coupon["max_redemptions"]
+        )
+        expired = coupon["redeem_by"] is not None and coupon["redeem_by"] <= now
+        if not coupon["valid"] or spent or expired:
+            raise ParamError("This code is no longer valid.", param=param)
+        if coupon["amount_off"] is not None and coupon["currency"] != currency:
+            raise ParamError(
+                f"This code can only be used with {coupon['currency'].upper()} purchases.",
+                param=param,
+            )
+
+    def _check_redeemable(
+        self,
+        promotion: dict[str, Any],
+        currency: str,
+        *,
+        param: str,
+        subtotal: int | None = None,
+    ) -> None:
+        now = self.now()
+        spent = (
+            promotion["max_redemptions"] is not None
+            and promotion["times_redeemed"] >= promotion["max_redemptions"]
+        )
+        expired = promotion["expires_at"] is not None and promotion["expires_at"] <= now
+        if not promotion["active"] or spent or expired:
+            raise ParamError("This code is no longer valid.", param=param)
+        restrictions = promotion["restrictions"]
+        minimum = restrictions["minimum_amount"]
+        too_small = (
+            minimum is not None
+            and subtotal is not None
+            and (restrictions["minimum_amount_currency"] != currency or subtotal < minimum)
+        )
+        if too_small:
+            money = objects.format_money(minimum, restrictions["minimum_amount_currency"])
+            raise ParamError(f"This code needs a purchase of at least {money}.", param=param)
+        self._check_coupon(self.coupons[promotion["promotion"]["coupon"]], currency, param=param)
+
+    def _redeem(self, coupon_id: str | None, promotion_code_id: str | None) -> None:
+        if coupon_id:
+            self.coupons[coupon_id]["times_redeemed"] += 1
+        if promotion_code_id:
+            self.promotion_codes[promotion_code_id]["times_redeemed"] += 1
+
+    # --- coupons, promotion codes, shipping rates -------------------------------------------
+
+    def create_coupon(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("coupon", expand)
+        with self.lock:
+            rules.check_coupon(params, self.now())
+            if params.get("id") in self.coupons:
+                raise StripeAPIError(
+                    400,
+                    f"Coupon already exists: {params['id']}",
+                    code="resource_already_exists",
+                    param="id",
+                )
+            coupon = objects.coupon_object(params, self.now())
+            coupon["metadata"] = rules.clean_metadata(coupon["metadata"])
+            self._store(self.coupons, coupon)
+            return self.render(coupon, expand)
+
+    def get_coupon(self, coupon_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("coupon", expand)
+        with self.lock:
+            coupon = self.coupons.get(coupon_id)
+            if coupon is None:
+                raise resource_missing("coupon", coupon_id)
+            return self.render(coupon, expand)
+
+    def create_promotion_code(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("promotion_code", expand)
+        with self.lock:
+            rules.check_promotion_code(params, self.now())
+            coupon_id = params["promotion"]["coupon"]
+            if coupon_id not in self.coupons:
+                raise rules.no_such("coupon", coupon_id, param="promotion[coupon]")
+            code = params.get("code") or objects.new_id("", 8).upper()
+            if params.get("active", True) and self._promotion_by_code(code) is not None:
+                raise StripeAPIError(
+                    400,
+                    f"An active promotion code with `code: {code}` already exists.",
+                    param="code",
+                    store=False,
+                )
+            promotion = objects.promotion_code_object(params, code, self.now())
+            promotion["metadata"] = rules.clean_metadata(promotion["metadata"])
+            self._store(self.promotion_codes, promotion)
+            return self.render(promotion, expand)
+
+    def get_promotion_code(self, promotion_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("promotion_code", expand)
+        with self.lock:
+            promotion = self.promotion_codes.get(promotion_id)
+            if promotion is None:
+                raise resource_missing("promotion_code", promotion_id)
+            return self.render(promotion, expand)
+
+    def list_promotion_codes(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("list:promotion_code", expand)
+        with self.lock:
+            items = [
+                p
+                for p in self.promotion_codes.values()
+                if params.get("code") in (None, p["code"])
+                and params.get("active") in (None, p["active"])
+                and params.get("coupon") in (None, p["promotion"]["coupon"])
+            ]
+            page = self._paginate(items, params, "/v1/promotion_codes", "promotion_code")
+            return self.render(page, expand)
+
+    def create_shipping_rate(self, params: dict[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand", [])
+        self.check_expand("shipping_rate", expand)
+        with self.lock:
+            rules.check_shipping_rate(params, "", None)
+            rate = objects.shipping_rate_object(params, self.now())
+            rate["metadata"] = rules.clean_metadata(rate["metadata"])
+            self._store(self.shipping_rates, rate)
+            return self.render(rate, expand)
+
+    def get_shipping_rate(self, rate_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        expand = list(expand)
+        self.check_expand("shipping_rate", expand)
+        with self.lock:
+            rate = self.shipping_rates.get(rate_id)
+            if rate is None:
+                raise resource_missing("shipping_rate", rate_id)
+            return self.render(rate, expand)
 
     # --- payment intents and charges --------------------------------------------------------
 
