@@ -96,6 +96,12 @@ def run_migrations_online():
     conf_args.setdefault("render_as_batch", connectable.dialect.name == "sqlite")
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch mode rebuilds a table (copy, drop, rename); with foreign keys enforced,
+            # dropping a table other rows point at fails. SQLite ignores this pragma inside a
+            # transaction, so it is set before the migrations' transaction begins, and the
+            # schema's integrity is checked once they have run.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -104,6 +110,13 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+
+        if connection.dialect.name == "sqlite":
+            raw = connection.connection.dbapi_connection
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            raw.execute("PRAGMA foreign_keys = ON")
+            if broken:
+                raise RuntimeError(f"migrations left rows with broken foreign keys: {broken[:5]}")
 
 
 if context.is_offline_mode():

@@ -40,6 +40,15 @@ def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(
     with app.app_context():
         upgrade(revision="0002")
         with sqlite3.connect(path) as raw:  # the rows as the app before 0003 wrote them
+            raw.execute(
+                "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
+                " timezone, session_token, created_at) VALUES (1, 'm@example.com', 'x', 'M',"
+                " 'maker', 0, 'UTC', 't', '2026-11-01 00:00:00')"
+            )
+            raw.execute(
+                "INSERT INTO products (id, maker_id, name, slug, description, created_at)"
+                " VALUES (1, 1, 'Rye', 'rye', '', '2026-11-01 00:00:00')"
+            )
             raw.executemany(
                 "INSERT INTO batches (id, product_id, number, edition_size, unit_label, price,"
                 " currency, per_customer_limit, story, summary, origin_place, inputs, process,"
