@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
-from shop import audit, inventory, money, payments
+from shop import audit, inventory, money, payments, shipping_rates
 from shop.errors import (
+    InvalidInput,
     InvalidState,
     LimitReached,
     PaymentRejected,
@@ -75,7 +77,28 @@ def continue_checkout(order: Order, *, now: datetime) -> str:
         raise InvalidState("This order is no longer waiting for payment.")
     if order.hold_expires_at is not None and order.hold_expires_at <= now:
         raise InvalidState("Your hold on these units has run out. Please buy them again.")
+    if order.ship_country and order.shipping_rate_name is None:
+        _quote_shipping(order, now=now)
     return _checkout_url(order.id, now=now)
+
+
+def _quote_shipping(order: Order, *, now: datetime) -> None:
+    """Fix the shipping charge for the order's country before its first Checkout Session, so
+    every retry sends Stripe the same parameters. A country no rate covers (only a crafted
+    request can choose one) ends the hold with the reason."""
+    countries = current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
+    try:
+        quote = shipping_rates.quote(order.batch, order.amount, order.ship_country, countries)
+    except InvalidInput:
+        inventory.release(order, CANCELLED, now=now)
+        db.session.commit()
+        raise
+    db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.state == HELD, Order.shipping_rate_name.is_(None))
+        .values(shipping_rate_name=quote.name, shipping_amount=quote.amount)
+    )
+    db.session.commit()
 
 
 def _checkout_url(order_id: int, *, now: datetime) -> str:
@@ -235,11 +258,21 @@ def _fulfil_once(
         customer_email=session.customer_email,
         shipping=session.shipping,
     ):
+        _record_amounts(order, session)
         db.session.commit()
         log.info("order %s paid (session %s)", order.public_id, session.id)
         return FULFILLED
     db.session.rollback()
     return None
+
+
+def _record_amounts(order: Order, session: payments.CheckoutSession) -> None:
+    """What Checkout added to the goods, as Stripe computed it: tax, discount, the total."""
+    order.tax_amount = session.amount_tax
+    order.discount_amount = session.amount_discount
+    order.amount_total = session.amount_total
+    order.promotion_code = (session.promotion_code or "")[:64] or None
+    db.session.flush()
 
 
 def _order_for_session(session_id: str) -> Order | None:
@@ -255,8 +288,11 @@ def _mismatch(order: Order, session: payments.CheckoutSession) -> str | None:
         session.client_reference_id != session.metadata_order
     ):
         return "reference"
-    if session.amount_total != order.amount:
-        return f"amount {session.amount_total} != {order.amount}"
+    goods = session.amount_subtotal if session.amount_subtotal is not None else session.amount_total
+    if goods != order.amount:
+        return f"amount {goods} != {order.amount}"
+    if session.amount_shipping != order.shipping_amount:
+        return f"shipping {session.amount_shipping} != {order.shipping_amount}"
     if (session.currency or "").lower() != order.currency.lower():
         return f"currency {session.currency} != {order.currency}"
     return None

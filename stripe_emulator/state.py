@@ -37,6 +37,7 @@ _EXPANDABLE: dict[str, dict[str, str | None]] = {
         "line_items": "list:item",
         "shipping_cost": "shipping_cost",
         "total_details": "total_details",
+        "discounts": "session_discount",
         "payment_intent": "payment_intent",
         "customer": None,
         "invoice": None,
@@ -47,6 +48,7 @@ _EXPANDABLE: dict[str, dict[str, str | None]] = {
     "shipping_cost": {"shipping_rate": "shipping_rate"},
     "total_details": {"breakdown": None},
     "shipping_rate": {},
+    "session_discount": {"coupon": "coupon", "promotion_code": "promotion_code"},
     "coupon": {},
     "promotion_code": {"coupon": "coupon"},
     "payment_intent": {"latest_charge": "charge", "customer": None, "review": None},
@@ -355,6 +357,10 @@ class EmulatorState:
         child = obj.get(head)
         if rest and isinstance(child, dict):
             self._expand(child, rest)
+        elif rest and isinstance(child, list):  # a list of sub-objects, e.g. discounts[]
+            for item in child:
+                if isinstance(item, dict):
+                    self._expand(item, rest)
 
     @staticmethod
     def check_expand(kind: str, paths: Iterable[str]) -> None:

@@ -4,6 +4,7 @@ from shop.models.audit import AuditEntry
 from shop.models.catalog import Batch, BatchImage, Product
 from shop.models.drop import Drop
 from shop.models.order import Allotment, Order, Unit
+from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
 from shop.models.user import User
 
@@ -15,6 +16,7 @@ __all__ = [
     "Drop",
     "Order",
     "Product",
+    "ShippingRate",
     "StripeEvent",
     "Unit",
     "User",

@@ -48,6 +48,10 @@ class Batch(db.Model):
         CheckConstraint("sold >= 0", name="sold_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),
         CheckConstraint("sold + held <= edition_size", name="no_oversell"),
+        CheckConstraint(
+            "minimum_age IS NULL OR (minimum_age >= 1 AND minimum_age <= 99)",
+            name="minimum_age_sane",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,6 +72,10 @@ class Batch(db.Model):
     process: Mapped[str] = mapped_column(Text, default="")
     sold: Mapped[int] = mapped_column(default=0)
     held: Mapped[int] = mapped_column(default=0)
+    # Where it may go ("GB,IE,US"; empty: the shop's SHOP_SHIPPING_COUNTRIES) and who may buy.
+    ships_to: Mapped[str] = mapped_column(String(400), default="")
+    minimum_age: Mapped[int | None]
+    tax_code: Mapped[str | None] = mapped_column(String(32))  # Stripe Tax product tax code
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     product: Mapped[Product] = relationship(back_populates="batches")
@@ -87,6 +95,11 @@ class Batch(db.Model):
     @property
     def title(self) -> str:
         return f"{self.product.name}, Batch No. {self.number}"
+
+    @property
+    def ship_to_codes(self) -> list[str]:
+        """Countries this batch itself is limited to (empty: no limit of its own)."""
+        return [code for code in self.ships_to.split(",") if code]
 
     def unit_word(self, count: int) -> str:
         """What ``count`` units are called: "bottle" for one, "bottles" otherwise."""

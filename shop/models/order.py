@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
@@ -41,6 +41,7 @@ class Order(db.Model):
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("unit_price > 0", name="unit_price_positive"),
         CheckConstraint("amount = unit_price * quantity", name="amount_matches"),
+        CheckConstraint("shipping_amount >= 0", name="shipping_not_negative"),
         CheckConstraint(
             "state IN ('held', 'paid', 'expired', 'cancelled', 'refunded')", name="state_known"
         ),
@@ -68,6 +69,16 @@ class Order(db.Model):
     shipping: Mapped[dict | None] = mapped_column(JSON)
     refund_id: Mapped[str | None] = mapped_column(String(255))
     refund_reason: Mapped[str | None] = mapped_column(String(255))
+    # Where it goes and what Checkout added, quoted at hold time (shipping) and recorded from
+    # the paid session (tax, discount, total); ``amount`` stays the goods alone.
+    ship_country: Mapped[str | None] = mapped_column(String(2))
+    birth_date: Mapped[date | None]  # confirmed before the hold for an age-restricted batch
+    shipping_rate_name: Mapped[str | None] = mapped_column(String(80))
+    shipping_amount: Mapped[int] = mapped_column(default=0)
+    tax_amount: Mapped[int] = mapped_column(default=0)
+    discount_amount: Mapped[int] = mapped_column(default=0)
+    amount_total: Mapped[int | None]
+    promotion_code: Mapped[str | None] = mapped_column(String(64))
     carrier: Mapped[str | None] = mapped_column(String(80))
     tracking_number: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

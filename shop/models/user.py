@@ -15,6 +15,10 @@ from shop.models.types import UTCDateTime
 
 CUSTOMER = "customer"
 MAKER = "maker"
+TAX_OFF = "off"
+TAX_EXCLUSIVE = "exclusive"
+TAX_INCLUSIVE = "inclusive"
+TAX_MODES = (TAX_OFF, TAX_EXCLUSIVE, TAX_INCLUSIVE)
 
 
 def new_session_token() -> str:
@@ -26,6 +30,7 @@ class User(UserMixin, db.Model):
     __table_args__ = (
         CheckConstraint("email = lower(email)", name="email_lower"),
         CheckConstraint("role IN ('customer', 'maker')", name="role_known"),
+        CheckConstraint("tax_mode IN ('off', 'exclusive', 'inclusive')", name="tax_mode_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,6 +40,9 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), default=CUSTOMER)
     is_admin: Mapped[bool] = mapped_column(default=False)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # A maker's taxes: off, or Stripe Tax on prices that exclude it (added at checkout) or
+    # include it (shown inside the price).
+    tax_mode: Mapped[str] = mapped_column(String(16), default=TAX_OFF)
     # Rotated at logout and password change: every cookie carrying the old one stops working.
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

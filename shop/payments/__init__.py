@@ -21,6 +21,7 @@ from flask import current_app
 
 from shop.errors import PaymentRejected, PaymentUnavailable
 from shop.models import Order
+from shop.models.user import TAX_OFF
 from shop.payments import gateway
 from shop.payments.gateway import (
     CheckoutRequest,
@@ -48,6 +49,8 @@ def checkout_request(order: Order) -> CheckoutRequest:
     """
     batch = order.batch
     assert order.hold_expires_at is not None
+    tax_mode = batch.product.maker.tax_mode
+    shop_countries = current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
     return CheckoutRequest(
         order_public_id=order.public_id,
         attempt=order.checkout_attempt,
@@ -62,6 +65,12 @@ def checkout_request(order: Order) -> CheckoutRequest:
         # Concatenated, never built with session_id=...: the braces must reach Stripe literally.
         success_url=shop_url("checkout.success") + "?session_id={CHECKOUT_SESSION_ID}",
         cancel_url=shop_url("checkout.cancel", public_id=order.public_id),
+        ship_countries=(order.ship_country,) if order.ship_country else tuple(shop_countries),
+        shipping_name=order.shipping_rate_name,
+        shipping_amount=order.shipping_amount,
+        tax_behavior=None if tax_mode == TAX_OFF else tax_mode,
+        tax_code=batch.tax_code,
+        allow_promotion_codes=bool(batch.drop and batch.drop.allow_promotion_codes),
     )
 
 

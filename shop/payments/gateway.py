@@ -61,6 +61,11 @@ class CheckoutSession:
     payment_intent_id: str | None = None
     customer_email: str | None = None
     shipping: dict | None = None
+    amount_subtotal: int | None = None
+    amount_shipping: int = 0
+    amount_tax: int = 0
+    amount_discount: int = 0
+    promotion_code: str | None = None  # the code the customer typed, if any
 
     @property
     def is_paid(self) -> bool:
@@ -91,6 +96,12 @@ class CheckoutRequest:
     expires_at: datetime
     success_url: str
     cancel_url: str
+    ship_countries: tuple[str, ...] = ()
+    shipping_name: str | None = None  # one fixed rate, quoted for the order's country
+    shipping_amount: int = 0
+    tax_behavior: str | None = None  # "exclusive" / "inclusive" with Stripe Tax, else None
+    tax_code: str | None = None
+    allow_promotion_codes: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -175,26 +186,27 @@ def stripe_code(error: ShopError) -> str | None:
 # --- Checkout Sessions ---------------------------------------------------------------------
 
 
-def session_params(request: CheckoutRequest, *, shipping_countries: list[str]) -> dict:
-    """The create-params of a one-line, card-only Checkout Session; prices come from our DB."""
+def session_params(request: CheckoutRequest) -> dict:
+    """The create-params of a one-line, card-only Checkout Session; prices come from our DB.
+
+    Shipping is at most one fixed rate (the one quoted for the order's country, which is then
+    the only country Checkout collects); Stripe Tax and promotion codes are the maker's choice.
+    """
+    currency = request.currency.lower()
     product_data: dict[str, Any] = {
         "name": f"{request.product_name} — Batch No. {request.batch_number}",
         "metadata": {"order": request.order_public_id},
     }
     if request.description:
         product_data["description"] = request.description[:1000]
+    price_data: dict[str, Any] = {
+        "currency": currency,
+        "unit_amount": request.unit_price,
+        "product_data": product_data,
+    }
     params: dict[str, Any] = {
         "mode": "payment",
-        "line_items": [
-            {
-                "price_data": {
-                    "currency": request.currency.lower(),
-                    "unit_amount": request.unit_price,
-                    "product_data": product_data,
-                },
-                "quantity": request.quantity,
-            }
-        ],
+        "line_items": [{"price_data": price_data, "quantity": request.quantity}],
         "client_reference_id": request.order_public_id,
         "metadata": {"order": request.order_public_id},
         "payment_intent_data": {"metadata": {"order": request.order_public_id}},
@@ -204,19 +216,32 @@ def session_params(request: CheckoutRequest, *, shipping_countries: list[str]) -
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
     }
-    if shipping_countries:
-        params["shipping_address_collection"] = {"allowed_countries": list(shipping_countries)}
+    if request.ship_countries:
+        params["shipping_address_collection"] = {"allowed_countries": list(request.ship_countries)}
+    if request.shipping_name is not None:
+        rate: dict[str, Any] = {
+            "display_name": request.shipping_name,
+            "type": "fixed_amount",
+            "fixed_amount": {"amount": request.shipping_amount, "currency": currency},
+        }
+        if request.tax_behavior:
+            rate["tax_behavior"] = request.tax_behavior
+        params["shipping_options"] = [{"shipping_rate_data": rate}]
+    if request.tax_behavior:
+        params["automatic_tax"] = {"enabled": True}
+        price_data["tax_behavior"] = request.tax_behavior
+        if request.tax_code:
+            product_data["tax_code"] = request.tax_code
+    if request.allow_promotion_codes:
+        params["allow_promotion_codes"] = True
     return params
 
 
 def create_session(request: CheckoutRequest) -> CheckoutSession:
     """Create (or, for a repeated idempotency key, get back) the session for one attempt."""
-    params = session_params(
-        request, shipping_countries=current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
-    )
     with _translated("checkout.sessions.create"):
         session = client().v1.checkout.sessions.create(
-            params=params,  # type: ignore[arg-type]
+            params=session_params(request),  # type: ignore[arg-type]
             options={"idempotency_key": request.idempotency_key},
         )
     return _session_facts(session)
@@ -224,7 +249,9 @@ def create_session(request: CheckoutRequest) -> CheckoutSession:
 
 def retrieve_session(session_id: str) -> CheckoutSession:
     with _translated("checkout.sessions.retrieve"):
-        session = client().v1.checkout.sessions.retrieve(session_id)
+        session = client().v1.checkout.sessions.retrieve(
+            session_id, params={"expand": ["discounts.promotion_code"]}
+        )
     return _session_facts(session)
 
 
@@ -238,6 +265,7 @@ def expire_session(session_id: str) -> CheckoutSession:
 def _session_facts(session: Any) -> CheckoutSession:
     data = session.to_dict()
     details = data.get("customer_details") or {}
+    totals = data.get("total_details") or {}
     collected = data.get("collected_information") or {}
     intent = data.get("payment_intent")
     if isinstance(intent, dict):
@@ -254,7 +282,23 @@ def _session_facts(session: Any) -> CheckoutSession:
         payment_intent_id=intent,
         customer_email=details.get("email"),
         shipping=collected.get("shipping_details"),
+        amount_subtotal=data.get("amount_subtotal"),
+        amount_shipping=totals.get("amount_shipping") or 0,
+        amount_tax=totals.get("amount_tax") or 0,
+        amount_discount=totals.get("amount_discount") or 0,
+        promotion_code=_promotion_code(data.get("discounts") or []),
     )
+
+
+def _promotion_code(discounts: list) -> str | None:
+    """The code text of the session's promotion code (expanded), else its id."""
+    for discount in discounts:
+        code = discount.get("promotion_code")
+        if isinstance(code, dict):
+            return code.get("code") or code.get("id")
+        if code:
+            return code
+    return None
 
 
 # --- refunds and charges -------------------------------------------------------------------

@@ -421,3 +421,16 @@ def test_the_hosted_page_shows_a_wrong_code_and_takes_no_money(emulator, stripe_
     assert answer.status_code == 422
     assert "This code is invalid." in answer.text
     assert stripe_client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+
+def test_a_sessions_promotion_code_can_be_expanded_to_read_its_code(emulator, stripe_client):
+    _coupon_and_code(stripe_client, "FRIENDS")
+    session = _create(stripe_client, emulator, allow_promotion_codes=True)
+    _complete(emulator, session.id, promotion_code="friends")
+
+    paid = stripe_client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["discounts.promotion_code"]}
+    )
+
+    assert paid.discounts[0].promotion_code.code == "FRIENDS"
+    assert paid.discounts[0].promotion_code.object == "promotion_code"
