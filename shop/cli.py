@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from shop import accounts, clock, drops, orders
+from shop import accounts, clock, drops, money, orders
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Drop
@@ -139,6 +139,29 @@ def sweep() -> None:
     """One pass: release expired holds that Stripe confirms can no longer be paid."""
     counts = orders.sweep(clock.now())
     click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+
+
+@shop.command("unrecognised-payments")
+@click.option("--limit", type=int, default=100, show_default=True)
+@with_appcontext
+def unrecognised_payments(limit: int) -> None:
+    """List paid Checkout Sessions this shop did not create (recorded, never refunded)."""
+    found = orders.unrecognised_payments(limit=limit)
+    if not found:
+        click.echo("No unrecognised payments.")
+        return
+    for payment in found:
+        amount = (
+            money.format_money(payment.amount_total, payment.currency)
+            if payment.amount_total is not None and payment.currency
+            else "amount unknown"
+        )
+        click.echo(
+            f"{payment.recorded_at:%Y-%m-%d %H:%M} UTC  {payment.session_id}  {amount}  "
+            f"payment {payment.payment_intent_id or '-'}  "
+            f"reference {payment.client_reference_id or '-'}  "
+            f"metadata order {payment.metadata_order or '-'}"
+        )
 
 
 @shop.command()

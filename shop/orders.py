@@ -31,7 +31,7 @@ from shop.errors import (
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Batch, Order, StripeEvent, User
+from shop.models import Batch, Order, StripeEvent, UnrecognisedPayment, User
 from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
 from shop.payments import WebhookEvent
 
@@ -57,6 +57,7 @@ REFUNDED_NOW = "refunded"  # the order ends refunded (sold out, mismatch, refund
 RELEASED = "released"
 IGNORED = "ignored"  # an event that needs nothing from us (stale, unknown, other types)
 DUPLICATE = "duplicate"  # this event id was processed already
+UNRECOGNISED = "unrecognised"  # a paid session the shop did not create: recorded, not touched
 
 FULFIL_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 RELEASE_EVENTS = ("checkout.session.expired", "checkout.session.async_payment_failed")
@@ -201,8 +202,10 @@ def fulfil(session_id: str, *, now: datetime, event: WebhookEvent | None = None)
     and from wherever (webhook, success page, sweeper), also at the same moment.
 
     The session is read from Stripe (payloads are not trusted) and checked against the order
-    (reference, amount, currency). A released order whose payment arrived anyway is re-held;
-    when its units are gone the payment is refunded and the customer is told why. ``event`` is
+    (reference, amount, currency). Only a session stored on one of our orders is ours; any
+    other is recorded as unrecognised and left alone (never refunded). A released order whose
+    payment arrived anyway is re-held; when its units are gone the payment is refunded and the
+    customer is told why. ``event`` is
     recorded in the same transaction as the effect. Raises PaymentUnavailable when Stripe cannot
     be reached (the webhook answers 5xx so Stripe retries).
     """
@@ -225,7 +228,7 @@ def _fulfil_once(
     order = _order_for_session(session.id)
     if order is None:
         db.session.rollback()
-        return _refund_stray(session, now=now, event=event)
+        return _record_unrecognised(session, now=now, event=event)
     if not _claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
@@ -358,22 +361,57 @@ def _refund_key(order: Order) -> str:
     return f"refund:order:{order.public_id}"
 
 
-def _refund_stray(
+def _record_unrecognised(
     session: payments.CheckoutSession, *, now: datetime, event: WebhookEvent | None
 ) -> str:
-    """A paid session no order is waiting for (should not happen): give the money back."""
-    log.error(
-        "paid session %s matches no order (reference %r); refunding",
+    """A paid session that no order of ours carries was not created by this shop (another
+    integration on the account, a Payment Link, a staging copy on the same keys): it is someone
+    else's money. Record it for the operator (``flask shop unrecognised-payments``) and leave it
+    alone — never refund, never fulfil. The rule and its reasons: SECURITY.md, "Payments the
+    shop does not recognise"."""
+    log.warning(
+        "paid Checkout Session %s was not created by this shop (reference %r, metadata order "
+        "%r, %s %s): recorded as unrecognised, not touched",
         session.id,
         session.client_reference_id,
+        session.metadata_order,
+        session.amount_total,
+        session.currency,
     )
-    if session.payment_intent_id:
-        payments.refund(
-            session.payment_intent_id,
-            idempotency_key=f"refund:session:{session.id}",
-            order_public_id=session.client_reference_id or "",
+    _insert_once(
+        UnrecognisedPayment,
+        {
+            "session_id": session.id[:255],
+            "event_id": event.id if event is not None else None,
+            "payment_intent_id": _clipped(session.payment_intent_id, 255),
+            "amount_total": session.amount_total,
+            "currency": _clipped(session.currency, 3),
+            "client_reference_id": _clipped(session.client_reference_id, 255),
+            "metadata_order": _clipped(session.metadata_order, 255),
+            "recorded_at": now,
+        },
+        key="session_id",
+    )
+    if not _claim_event(event, now=now):
+        db.session.rollback()
+        return DUPLICATE
+    db.session.commit()
+    return UNRECOGNISED
+
+
+def _clipped(value: str | None, length: int) -> str | None:
+    return value[:length] if isinstance(value, str) else None
+
+
+def unrecognised_payments(*, limit: int = 100) -> list[UnrecognisedPayment]:
+    """Paid sessions the shop did not create, newest first (what the operator reviews)."""
+    return list(
+        db.session.scalars(
+            select(UnrecognisedPayment)
+            .order_by(UnrecognisedPayment.recorded_at.desc())
+            .limit(limit)
         )
-    return _record_only(event, now=now, outcome=REFUNDED_NOW)
+    )
 
 
 def _current_outcome(order_id: int) -> str | None:
@@ -439,18 +477,22 @@ def _release_for_event(session_id: str, *, now: datetime, event: WebhookEvent) -
 
 def _record_external_refund(event: WebhookEvent, *, now: datetime) -> str:
     """``charge.refunded``: a paid order whose charge Stripe reports fully refunded (from the
-    Dashboard, or our own refund echoing back) is marked refunded."""
-    payment_intent_id, charge_id = event.object.get("payment_intent"), event.object.get("id")
-    if not isinstance(payment_intent_id, str) or not isinstance(charge_id, str):
+    Dashboard, or our own refund echoing back) is marked refunded.
+
+    Only the charge's id is taken from the event; which payment it belongs to and whether it is
+    refunded are read from Stripe, so a body naming another order's payment changes nothing."""
+    charge_id = event.object.get("id")
+    if not isinstance(charge_id, str):
         return _record_only(event, now=now, outcome=IGNORED)
-    if not payments.charge_fully_refunded(charge_id):
+    charge = payments.charge(charge_id)
+    if not charge.refunded or charge.payment_intent_id is None:
         return _record_only(event, now=now, outcome=IGNORED)  # partial: the order stays paid
     if not _claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
     changed = db.session.execute(
         update(Order)
-        .where(Order.payment_intent_id == payment_intent_id, Order.state == PAID)
+        .where(Order.payment_intent_id == charge.payment_intent_id, Order.state == PAID)
         .values(state=REFUNDED, refunded_at=now, refund_reason=EXTERNAL_REFUND_REASON)
     ).rowcount
     db.session.commit()
@@ -472,13 +514,22 @@ def _claim_event(event: WebhookEvent | None, *, now: datetime) -> bool:
     concurrent duplicate committed first). INSERT … ON CONFLICT DO NOTHING on both databases."""
     if event is None:
         return True
+    return _insert_once(
+        StripeEvent,
+        {"id": event.id, "type": event.type[:80], "received_at": now, "processed_at": now},
+        key="id",
+    )
+
+
+def _insert_once(model: type, values: dict, *, key: str) -> bool:
+    """INSERT … ON CONFLICT (key) DO NOTHING on both databases; True when this call inserted."""
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(StripeEvent)
-        .values(id=event.id, type=event.type[:80], received_at=now, processed_at=now)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(StripeEvent.id)
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[key])
+        .returning(getattr(model, key))
     )
     return db.session.execute(statement).first() is not None
 

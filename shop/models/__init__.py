@@ -6,6 +6,7 @@ from shop.models.drop import Drop
 from shop.models.order import Allotment, Order, Unit
 from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
+from shop.models.unrecognised_payment import UnrecognisedPayment
 from shop.models.user import User
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ShippingRate",
     "StripeEvent",
     "Unit",
+    "UnrecognisedPayment",
     "User",
 ]

@@ -6,7 +6,7 @@ this package asks Stripe and answers in plain data:
 - :func:`checkout_request` reads what a Checkout Session is built from (call it, then end the
   transaction, then :func:`create_checkout`);
 - :func:`create_checkout`, :func:`checkout_session`, :func:`settle_abandoned`, :func:`refund`,
-  :func:`charge_fully_refunded`, :func:`verify_webhook`.
+  :func:`charge`, :func:`verify_webhook`.
 
 Errors are ``PaymentRejected`` (Stripe definitely refused) or ``PaymentUnavailable`` (timeout,
 connection, 5xx: the outcome is unknown, retry with the same idempotency key).
@@ -24,6 +24,7 @@ from shop.models import Order
 from shop.models.user import TAX_OFF
 from shop.payments import gateway
 from shop.payments.gateway import (
+    Charge,
     CheckoutRequest,
     CheckoutSession,
     InvalidWebhook,
@@ -131,8 +132,9 @@ def refund(payment_intent_id: str, *, idempotency_key: str, order_public_id: str
     )
 
 
-def charge_fully_refunded(charge_id: str) -> bool:
-    return gateway.charge_fully_refunded(charge_id)
+def charge(charge_id: str) -> Charge:
+    """The charge as Stripe has it now: its payment intent and whether it is fully refunded."""
+    return gateway.retrieve_charge(charge_id)
 
 
 def verify_webhook(payload: bytes, signature: str | None, *, now: datetime) -> WebhookEvent:
@@ -144,11 +146,12 @@ __all__ = [
     "COMPLETE",
     "UNPAYABLE",
     "UNREACHABLE",
+    "Charge",
     "CheckoutRequest",
     "CheckoutSession",
     "InvalidWebhook",
     "WebhookEvent",
-    "charge_fully_refunded",
+    "charge",
     "checkout_request",
     "checkout_session",
     "create_checkout",

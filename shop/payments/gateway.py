@@ -73,6 +73,16 @@ class CheckoutSession:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What the shop reads from a charge, fetched from Stripe (a refund event's body is not
+    trusted: its payment intent could name anyone's order)."""
+
+    id: str
+    payment_intent_id: str | None
+    refunded: bool  # fully refunded
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
     id: str
     type: str
@@ -267,9 +277,6 @@ def _session_facts(session: Any) -> CheckoutSession:
     details = data.get("customer_details") or {}
     totals = data.get("total_details") or {}
     collected = data.get("collected_information") or {}
-    intent = data.get("payment_intent")
-    if isinstance(intent, dict):
-        intent = intent.get("id")
     return CheckoutSession(
         id=data["id"],
         status=data.get("status") or "open",
@@ -279,7 +286,7 @@ def _session_facts(session: Any) -> CheckoutSession:
         currency=data.get("currency"),
         client_reference_id=data.get("client_reference_id"),
         metadata_order=(data.get("metadata") or {}).get("order"),
-        payment_intent_id=intent,
+        payment_intent_id=_id_of(data.get("payment_intent")),
         customer_email=details.get("email"),
         shipping=collected.get("shipping_details"),
         amount_subtotal=data.get("amount_subtotal"),
@@ -299,6 +306,13 @@ def _promotion_code(discounts: list) -> str | None:
         if code:
             return code
     return None
+
+
+def _id_of(reference: Any) -> str | None:
+    """An expandable reference's id: the string itself, or the expanded object's ``id``."""
+    if isinstance(reference, dict):
+        reference = reference.get("id")
+    return reference if isinstance(reference, str) else None
 
 
 # --- refunds and charges -------------------------------------------------------------------
@@ -330,10 +344,15 @@ def refund(payment_intent_id: str, *, idempotency_key: str, order_public_id: str
     return found.data[0].id
 
 
-def charge_fully_refunded(charge_id: str) -> bool:
+def retrieve_charge(charge_id: str) -> Charge:
     with _translated("charges.retrieve"):
         charge = client().v1.charges.retrieve(charge_id)
-    return bool(charge.to_dict().get("refunded"))
+    data = charge.to_dict()
+    return Charge(
+        id=data["id"],
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        refunded=bool(data.get("refunded")),
+    )
 
 
 # --- webhooks ------------------------------------------------------------------------------

@@ -214,6 +214,23 @@ def test_a_refund_made_in_the_stripe_dashboard_marks_the_order_refunded(app, cli
     assert [u.serial for u in refunded.units] == [1]  # serials stay taken
 
 
+def test_a_refund_event_naming_another_orders_payment_refunds_only_what_stripe_says(
+    app, client, emulator
+):
+    batch = live_batch(edition_size=5, limit=1)
+    refunded, victim = (paid_order(emulator, batch, make_customer()) for _ in range(2))
+    emulator.client().v1.refunds.create(params={"payment_intent": refunded.payment_intent_id})
+    event = emulator.event("charge.refunded")
+    forged = json.loads(json.dumps(event))
+    forged["data"]["object"]["payment_intent"] = victim.payment_intent_id
+
+    response = deliver(client, forged)
+
+    assert response.json["outcome"] == "refunded"
+    assert _fresh(victim).state == PAID
+    assert _fresh(refunded).state == REFUNDED
+
+
 def test_stripe_unreachable_mid_fulfilment_answers_503_so_stripe_retries(
     app, client, emulator, order
 ):
