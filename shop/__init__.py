@@ -64,7 +64,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from shop.account.views import bp as account
     from shop.checkout.views import bp as checkout
-    from shop.maker.views import bp as maker
+    from shop.maker import bp as maker
     from shop.payments.views import bp as payments
     from shop.storefront.views import bp as storefront
 

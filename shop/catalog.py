@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop.extensions import db
-from shop.models import Batch, Drop, Order, Product, Unit, User
+from shop.models import Allotment, Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
 from shop.models.order import HELD, PAID
 from shop.models.types import UTCDateTime
@@ -330,3 +330,30 @@ def customer_order(customer: User, public_id: str, *, details: bool = True) -> O
         return None
     statement = select(Order).where(Order.public_id == public_id, Order.customer_id == customer.id)
     return db.session.scalar(statement.options(*_order_options()) if details else statement)
+
+
+# Built once: every drop page a signed-in customer sees runs it.
+_ALLOTMENTS = select(Allotment.batch_id, Allotment.units).where(
+    Allotment.customer_id == bindparam("customer_id"),
+    Allotment.batch_id.in_(bindparam("batch_ids", expanding=True)),
+)
+
+
+def allowed_quantity(batch: Batch, customer: User | None) -> int:
+    """How many more units this customer may hold now (for the quantity select)."""
+    return allowed_quantities([batch], customer)[batch.id]
+
+
+def allowed_quantities(batches: list[Batch], customer: User | None) -> dict[int, int]:
+    """``allowed_quantity`` for several batches in one query (a drop page under a crowd)."""
+    taken: dict[int, int] = {}
+    if customer is not None and customer.is_authenticated and batches:
+        taken = dict(
+            db.session.execute(
+                _ALLOTMENTS, {"customer_id": customer.id, "batch_ids": [b.id for b in batches]}
+            ).all()
+        )
+    return {
+        batch.id: max(0, min(batch.per_customer_limit - taken.get(batch.id, 0), batch.remaining))
+        for batch in batches
+    }

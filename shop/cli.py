@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from shop import accounts, clock, drops, money, orders
+from shop import clock, drops, money, reports, sweeper, users
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Drop
@@ -40,7 +40,7 @@ def _read_password(password_stdin: bool) -> str:
 def _create_account(email: str, role: str, password_stdin: bool, name: str) -> None:
     password = _read_password(password_stdin)
     try:
-        user = accounts.register(email, password, display_name=name, role=role)
+        user = users.register(email, password, display_name=name, role=role)
     except ShopError as error:
         _fail(error.message)
         return
@@ -137,7 +137,7 @@ def close_drop(slug: str, at: str | None) -> None:
 @with_appcontext
 def sweep() -> None:
     """One pass: release expired holds that Stripe confirms can no longer be paid."""
-    counts = orders.sweep(clock.now())
+    counts = sweeper.sweep(clock.now())
     click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
 
 
@@ -146,7 +146,7 @@ def sweep() -> None:
 @with_appcontext
 def unrecognised_payments(limit: int) -> None:
     """List paid Checkout Sessions this shop did not create (recorded, never refunded)."""
-    found = orders.unrecognised_payments(limit=limit)
+    found = reports.unrecognised_payments(limit=limit)
     if not found:
         click.echo("No unrecognised payments.")
         return
@@ -174,7 +174,7 @@ def worker(interval: float | None, passes: int) -> None:
     done = 0
     while passes == 0 or done < passes:
         try:
-            counts = orders.sweep(clock.now())
+            counts = sweeper.sweep(clock.now())
             if any(counts.values()):
                 click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
         except Exception:  # keep sweeping; the next pass retries

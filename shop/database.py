@@ -18,7 +18,9 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
+from shop.errors import InvalidInput, NotFound
 from shop.extensions import db
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -112,3 +114,20 @@ def committed() -> Iterator[None]:
         else:
             connection.autocommit = False
         pooled.close()
+
+
+def one_or_not_found(query):
+    """The one row a scoped query finds, or NotFound: another maker's object looks absent."""
+    found = db.session.scalar(query)
+    if found is None:
+        raise NotFound()
+    return found
+
+
+def flush_unique(message: str) -> None:
+    """Flush inside a savepoint; a UNIQUE violation (two tabs at once) becomes a clear error."""
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise InvalidInput(message) from None

@@ -38,14 +38,14 @@ def run(app: Flask, *, host: str, port: int) -> None:
 
 
 def _sweep_forever(app: Flask) -> None:
-    from shop import clock, orders
+    from shop import clock, sweeper
     from shop.extensions import db
 
     while True:
         time.sleep(app.config["SHOP_SWEEP_SECONDS"])
         with app.app_context():
             try:
-                orders.sweep(clock.now())
+                sweeper.sweep(clock.now())
             except Exception:  # the next pass retries
                 app.logger.exception("sweep pass failed")
             finally:

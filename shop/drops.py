@@ -1,21 +1,179 @@
-"""Drop lifecycle: draft → scheduled → open → closed. Only the drop's maker changes it.
+"""Drops as their maker runs them: create and edit, assign batches, open, close.
 
-Each transition is one conditional UPDATE of the drop row, so a double click, a second tab or
-the CLI racing the console changes the drop once and the loser gets a clear ``InvalidState``.
+The lifecycle is draft → scheduled → open → closed; only the drop's maker changes it. Whether a
+drop is live at an instant is derived, not stored (``Drop.is_live`` and ``Drop.has_opened`` in
+``shop.models.drop``). Each transition is one conditional UPDATE of the drop row, so a double
+click, a second tab or the CLI racing the console changes the drop once and the loser gets a
+clear ``InvalidState``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, or_, select, text
+from sqlalchemy.orm import selectinload
 
-from shop import audit
-from shop.errors import InvalidState
+from shop import audit, database, products, slugs
+from shop.errors import EditNotAllowed, InvalidInput, InvalidState
 from shop.extensions import db
-from shop.models import Drop, User
+from shop.models import Batch, Drop, Product, User
 from shop.models.drop import CLOSED, DRAFT, OPEN, SCHEDULED
 from shop.models.types import UTCDateTime
+
+
+def drop_for(maker: User, drop_id: int) -> Drop:
+    return database.one_or_not_found(
+        select(Drop).where(Drop.id == drop_id, Drop.maker_id == maker.id)
+    )
+
+
+def drops_of(maker: User) -> list[Drop]:
+    """The maker's drops, newest first."""
+    return list(
+        db.session.scalars(
+            select(Drop)
+            .where(Drop.maker_id == maker.id)
+            .options(selectinload(Drop.batches).selectinload(Batch.product))
+            .order_by(Drop.created_at.desc(), Drop.id.desc())
+        )
+    )
+
+
+def assignable_batches(maker: User, drop: Drop | None = None) -> list[Batch]:
+    """The maker's batches that are in no drop yet (or already in this one)."""
+    condition = Batch.drop_id.is_(None)
+    if drop is not None and drop.id is not None:
+        condition = or_(condition, Batch.drop_id == drop.id)
+    return list(
+        db.session.scalars(
+            select(Batch)
+            .join(Product, Batch.product_id == Product.id)
+            .where(Product.maker_id == maker.id, condition)
+            .options(selectinload(Batch.product))
+            .order_by(Product.name, Batch.number)
+        )
+    )
+
+
+@dataclass
+class DropDetails:
+    title: str
+    story: str = ""
+    slug: str = ""
+    batch_ids: list[int] = field(default_factory=list)
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+
+
+def _check_window(opens_at: datetime | None, closes_at: datetime | None) -> None:
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        raise InvalidInput("The closing time must be after the opening time.")
+
+
+def _drop_slug(details: DropDetails, *, current: Drop | None = None) -> str:
+    wanted = (details.slug or "").strip()
+    if not wanted:
+        if current is not None:
+            return current.slug
+        return slugs.free_slug(Drop, details.title, fallback="drop")
+    slug = slugs.slugify(wanted)
+    if not slug:
+        raise InvalidInput("Use letters, numbers and dashes for the web address.")
+    clash = select(Drop.id).where(Drop.slug == slug)
+    if current is not None:
+        clash = clash.where(Drop.id != current.id)
+    if db.session.scalar(clash) is not None:
+        raise InvalidInput(f"The address /drops/{slug} is already taken; choose another.")
+    return slug
+
+
+def create_drop(maker: User, details: DropDetails, *, actor: User, now: datetime) -> Drop:
+    """A draft drop with its batches; it goes on sale only through :func:`open_drop`."""
+    title = (details.title or "").strip()
+    if not title:
+        raise InvalidInput("Give the drop a title.")
+    _check_window(details.opens_at, details.closes_at)
+    drop = Drop(
+        maker_id=maker.id,
+        title=title[:140],
+        slug=_drop_slug(details),
+        story=details.story or "",
+        state=DRAFT,
+        opens_at=details.opens_at,
+        closes_at=details.closes_at,
+        created_at=now,
+    )
+    db.session.add(drop)
+    database.flush_unique("That web address was just taken; choose another.")
+    _assign_batches(maker, drop, details.batch_ids)
+    audit.record("drop.created", actor=actor, drop=drop)
+    db.session.flush()
+    return drop
+
+
+def update_drop(drop: Drop, details: DropDetails, *, actor: User, now: datetime) -> None:
+    """Title and story can always change. The address, batches and planned window can change
+    only while the drop is a draft; after that the open/close steps move the window."""
+    title = (details.title or "").strip()
+    if not title:
+        raise InvalidInput("Give the drop a title.")
+    draft = drop.state == DRAFT
+    if not draft:
+        wanted_ids = sorted(set(details.batch_ids))
+        current_ids = sorted(b.id for b in drop.batches)
+        if wanted_ids != current_ids:
+            raise EditNotAllowed(
+                "Batches can't be added or removed once a drop is scheduled or open. "
+                "Start a new drop for other batches."
+            )
+        if details.slug and slugs.slugify(details.slug) != drop.slug:
+            raise EditNotAllowed("The web address can't change once the drop has been announced.")
+    changed = []
+    if drop.title != title[:140]:
+        changed.append("title")
+    if drop.story != (details.story or ""):
+        changed.append("story")
+    drop.title = title[:140]
+    drop.story = details.story or ""
+    if draft:
+        _check_window(details.opens_at, details.closes_at)
+        drop.slug = _drop_slug(details, current=drop)
+        drop.opens_at = details.opens_at
+        drop.closes_at = details.closes_at
+        database.flush_unique("That web address was just taken; choose another.")
+        _assign_batches(drop.maker, drop, details.batch_ids)
+    db.session.flush()
+    if not draft and changed:
+        audit.record("drop.edited", actor=actor, drop=drop, detail=", ".join(changed) + " edited")
+        db.session.flush()
+
+
+def _assign_batches(maker: User, drop: Drop, batch_ids: Iterable[int]) -> None:
+    """Make exactly ``batch_ids`` the drop's batches. Taking a batch is a conditional UPDATE,
+    so two drops created at once in two tabs can't both claim it."""
+    wanted = set(batch_ids)
+    for batch in list(drop.batches):
+        if batch.id not in wanted:
+            batch.drop_id = None
+    db.session.flush()
+    for batch_id in sorted(wanted):
+        batch = products.batch_for(maker, batch_id)
+        taken = db.session.execute(
+            text(
+                "UPDATE batches SET drop_id = :drop WHERE id = :id "
+                "AND (drop_id IS NULL OR drop_id = :drop)"
+            ),
+            {"drop": drop.id, "id": batch.id},
+        ).rowcount
+        if taken != 1:
+            raise EditNotAllowed(f"{batch.title} is already in another drop.")
+    db.session.expire(drop, ["batches"])
+    for batch in db.session.identity_map.values():
+        if isinstance(batch, Batch):
+            db.session.expire(batch, ["drop_id", "drop"])
 
 
 def _sql(statement: str):

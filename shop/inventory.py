@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam
 from sqlalchemy import text as _text
 from sqlalchemy.sql.elements import TextClause
 
@@ -47,7 +47,7 @@ from shop.errors import (
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Allotment, Batch, Order, Unit, User
+from shop.models import Batch, Order, Unit
 from shop.models.order import CANCELLED, EXPIRED, new_certificate_code, new_public_id
 from shop.models.types import UTCDateTime
 
@@ -319,33 +319,6 @@ def _remaining(batch_id: int) -> int:
     ).scalar_one()
 
 
-# Built once: every drop page a signed-in customer sees runs it.
-_ALLOTMENTS = select(Allotment.batch_id, Allotment.units).where(
-    Allotment.customer_id == bindparam("customer_id"),
-    Allotment.batch_id.in_(bindparam("batch_ids", expanding=True)),
-)
-
-
-def allowed_quantity(batch: Batch, customer: User | None) -> int:
-    """How many more units this customer may hold now (for the quantity select)."""
-    return allowed_quantities([batch], customer)[batch.id]
-
-
-def allowed_quantities(batches: list[Batch], customer: User | None) -> dict[int, int]:
-    """``allowed_quantity`` for several batches in one query (a drop page under a crowd)."""
-    taken: dict[int, int] = {}
-    if customer is not None and customer.is_authenticated and batches:
-        taken = dict(
-            db.session.execute(
-                _ALLOTMENTS, {"customer_id": customer.id, "batch_ids": [b.id for b in batches]}
-            ).all()
-        )
-    return {
-        batch.id: max(0, min(batch.per_customer_limit - taken.get(batch.id, 0), batch.remaining))
-        for batch in batches
-    }
-
-
 def release(order: Order, reason: str, *, now: datetime) -> bool:
     """held → expired/cancelled, stock and allotment returned exactly once.
 
@@ -505,8 +478,6 @@ def resize_edition(batch: Batch, new_size: int) -> None:
 
 
 __all__ = [
-    "allowed_quantities",
-    "allowed_quantity",
     "confirm",
     "hold",
     "rehold",

@@ -17,7 +17,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shop import accounts, auth
+from shop import auth, users
 from shop.errors import InvalidInput
 from shop.extensions import limiter
 
@@ -50,7 +50,7 @@ def account_key() -> str:
     """A keyed hash of the normalised email in the posted form: no addresses in Redis."""
     raw = request.form.get("email", "")
     try:
-        email = accounts.normalise_email(raw)
+        email = users.normalise_email(raw)
     except InvalidInput:
         email = raw.strip().lower()
     secret = (current_app.config.get("SECRET_KEY") or "").encode()

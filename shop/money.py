@@ -60,3 +60,9 @@ def parse_amount(text: str, currency: str) -> int:
     if minor != minor.to_integral_value():
         raise ValueError("too many decimal places")
     return int(minor)
+
+
+def decimal_amount(amount: int, currency: str) -> str:
+    """``9500, "usd"`` → ``"95.00"``: for form inputs and CSV cells."""
+    places = decimals(currency)
+    return f"{amount / 10**places:.{places}f}" if places else str(amount)

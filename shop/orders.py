@@ -1,11 +1,12 @@
-"""Order lifecycle around payments: checkout, fulfilment, cancelling, refunds and the sweeper.
+"""Order lifecycle around payments: checkout, fulfilment, cancelling and webhook events.
 
 Stripe is reached only through ``shop.payments``; stock changes only through ``shop.inventory``.
 Unlike the inventory rules, these functions commit: each one ends its transaction before Stripe
 is asked, so no lock and no open transaction is ever held across a network call. Exactly-once
 comes from compare-and-set updates on the order's state (inventory's release/rehold/confirm and
-the refund claims here), the UNIQUE session id, and the ``stripe_events`` primary key written in
-the same transaction as an event's effects.
+the refund claims here and in ``shop.refunds``), the UNIQUE session id, and the
+``stripe_events`` primary key written in the same transaction as an event's effects. The
+sweeper that releases abandoned holds is ``shop.sweeper``.
 
 Refunds keep the units sold: a serial, once given to a customer, is never given to anyone else.
 """
@@ -13,40 +14,33 @@ Refunds keep the units sold: a serial, once given to a customer, is never given 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
-from shop import audit, inventory, money, payments, shipping_rates
+from shop import inventory, payments, refunds, shipping_rates
 from shop.errors import (
     InvalidInput,
     InvalidState,
     LimitReached,
     PaymentRejected,
     PaymentUnavailable,
-    ShopError,
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Batch, Order, StripeEvent, UnrecognisedPayment, User
+from shop.models import Batch, Order, StripeEvent, UnrecognisedPayment
 from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
 from shop.payments import WebhookEvent
 
 log = logging.getLogger(__name__)
 
-SWEEP_LEASE = timedelta(seconds=60)
-# An interrupted refund (claimed, but Stripe never answered) is retried by the sweeper after this.
-REFUND_RETRY_AFTER = timedelta(seconds=60)
-REFUND_RETRY_WINDOW = timedelta(days=3)
-
 SOLD_OUT_REASON = (
     "The batch sold out before your payment arrived; your payment was refunded in full."
 )
 MISMATCH_REASON = "Your payment did not match your order, so it was refunded in full."
-MAKER_REFUND_REASON = "The maker refunded this order in full."
 EXTERNAL_REFUND_REASON = "This order was refunded in full."
 
 # What fulfil() and the webhook handlers report.
@@ -114,13 +108,13 @@ def _checkout_url(order_id: int, *, now: datetime) -> str:
 
         if known_session is not None:
             try:
-                session = payments.checkout_session(known_session)
+                session = payments.retrieve_session(known_session)
             except PaymentRejected:  # Stripe doesn't know it: start a new attempt
                 _next_attempt(order_id, request.attempt, known_session)
                 continue
         else:
             try:
-                session = payments.create_checkout(request)
+                session = payments.create_session(request)
             except PaymentRejected:
                 _release_refused(order_id, now=now)
                 raise
@@ -210,7 +204,7 @@ def fulfil(session_id: str, *, now: datetime, event: WebhookEvent | None = None)
     be reached (the webhook answers 5xx so Stripe retries).
     """
     db.session.rollback()
-    session = payments.checkout_session(session_id)
+    session = payments.retrieve_session(session_id)
     if not session.is_paid:
         return _record_only(event, now=now, outcome=PENDING)
     for _ in range(3):
@@ -238,7 +232,7 @@ def _fulfil_once(
     if order.state == REFUNDED:
         order_id = order.id
         db.session.commit()
-        _finish_refund(order_id)
+        refunds.finish_refund(order_id)
         return REFUNDED_NOW
     mismatch = _mismatch(order, session)
     if mismatch is not None:
@@ -322,43 +316,8 @@ def _refund_released(
     if claimed != 1:
         return _current_outcome(order_id)
     log.warning("order %s refunded instead of fulfilled: %s", public_id, reason)
-    _finish_refund(order_id)
+    refunds.finish_refund(order_id)
     return REFUNDED_NOW
-
-
-def _finish_refund(order_id: int) -> str:
-    """Issue (or re-issue, same key) the Stripe refund of a refunded order whose refund id is
-    not recorded yet. Returns "done", "unavailable" (the sweeper retries) or "rejected"."""
-    order = _reload(order_id)
-    if order is None or order.state != REFUNDED or order.refund_id or not order.payment_intent_id:
-        db.session.rollback()
-        return "done"
-    payment_intent_id, public_id = order.payment_intent_id, order.public_id
-    key = _refund_key(order)
-    db.session.rollback()
-    try:
-        refund_id = payments.refund(
-            payment_intent_id, idempotency_key=key, order_public_id=public_id
-        )
-    except PaymentUnavailable:
-        log.warning("refund of order %s not confirmed by Stripe yet; will retry", public_id)
-        return "unavailable"
-    except PaymentRejected as error:
-        log.error("Stripe refused the refund of order %s (%s)", public_id, error.code)
-        return "rejected"
-    db.session.execute(
-        update(Order)
-        .where(Order.id == order_id, Order.refund_id.is_(None))
-        .values(refund_id=refund_id)
-    )
-    db.session.commit()
-    return "done"
-
-
-def _refund_key(order: Order) -> str:
-    if order.paid_at is None:  # refunded instead of fulfilled: one refund per session
-        return f"refund:session:{order.checkout_session_id}"
-    return f"refund:order:{order.public_id}"
 
 
 def _record_unrecognised(
@@ -401,17 +360,6 @@ def _record_unrecognised(
 
 def _clipped(value: str | None, length: int) -> str | None:
     return value[:length] if isinstance(value, str) else None
-
-
-def unrecognised_payments(*, limit: int = 100) -> list[UnrecognisedPayment]:
-    """Paid sessions the shop did not create, newest first (what the operator reviews)."""
-    return list(
-        db.session.scalars(
-            select(UnrecognisedPayment)
-            .order_by(UnrecognisedPayment.recorded_at.desc())
-            .limit(limit)
-        )
-    )
 
 
 def _current_outcome(order_id: int) -> str | None:
@@ -458,7 +406,7 @@ def _release_for_event(session_id: str, *, now: datetime, event: WebhookEvent) -
         return _record_only(event, now=now, outcome=IGNORED)
     order_id = order.id
     db.session.rollback()
-    session = payments.checkout_session(session_id)
+    session = payments.retrieve_session(session_id)
     if session.is_paid:
         return fulfil(session_id, now=now, event=event)  # out of order: it was paid after all
     failed = session.status == "complete" and event.type.endswith("async_payment_failed")
@@ -484,7 +432,7 @@ def _record_external_refund(event: WebhookEvent, *, now: datetime) -> str:
     charge_id = event.object.get("id")
     if not isinstance(charge_id, str):
         return _record_only(event, now=now, outcome=IGNORED)
-    charge = payments.charge(charge_id)
+    charge = payments.retrieve_charge(charge_id)
     if not charge.refunded or charge.payment_intent_id is None:
         return _record_only(event, now=now, outcome=IGNORED)  # partial: the order stays paid
     if not _claim_event(event, now=now):
@@ -532,158 +480,6 @@ def _insert_once(model: type, values: dict, *, key: str) -> bool:
         .returning(getattr(model, key))
     )
     return db.session.execute(statement).first() is not None
-
-
-# --- refunds by the maker ------------------------------------------------------------------
-
-
-def refund_order(
-    order: Order, *, actor: User | None, now: datetime, reason: str | None = None
-) -> Order:
-    """Refund a paid order in full through Stripe, exactly once (two tabs, double clicks).
-
-    The claim is a conditional update paid → refunded, committed with the audit entry before
-    Stripe is asked (key ``refund:order:{public_id}``); the second submit finds the order no
-    longer paid and gets InvalidState. If Stripe cannot be reached the order stays refunded with
-    no refund id and the sweeper re-issues the same refund. The units stay sold: serials are
-    never reused.
-    """
-    claimed = db.session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.state == PAID, Order.payment_intent_id.is_not(None))
-        .values(state=REFUNDED, refunded_at=now, refund_reason=reason or MAKER_REFUND_REASON)
-    ).rowcount
-    if claimed != 1:
-        db.session.rollback()
-        raise InvalidState("Only a paid order can be refunded, and only once.")
-    order_id = order.id
-    db.session.refresh(order)
-    audit.record(
-        "order.refunded",
-        actor=actor,
-        batch=order.batch,
-        order=order,
-        detail=f"{money.format_money(order.amount, order.currency)} for {order.quantity} "
-        f"unit(s): {order.refund_reason}",
-    )
-    db.session.commit()
-    result = _finish_refund(order_id)
-    if result == "rejected":
-        _undo_refund_claim(order_id, actor=actor)
-        raise PaymentRejected(
-            "Stripe refused this refund (the payment may be disputed or already refunded "
-            "elsewhere). The order is still paid."
-        )
-    order = _reload(order_id)
-    assert order is not None
-    if result == "unavailable":
-        raise PaymentUnavailable(
-            "The refund is recorded, but Stripe didn't confirm it yet. It will be retried "
-            "automatically — nothing to do."
-        )
-    return order
-
-
-def _undo_refund_claim(order_id: int, *, actor: User | None) -> None:
-    order = _reload(order_id)
-    reverted = db.session.execute(
-        update(Order)
-        .where(Order.id == order_id, Order.state == REFUNDED, Order.refund_id.is_(None))
-        .values(state=PAID, refunded_at=None, refund_reason=None)
-    ).rowcount
-    if reverted and order is not None:
-        audit.record("order.refund_failed", actor=actor, batch=order.batch, order=order)
-    db.session.commit()
-
-
-def retry_refunds(now: datetime, *, limit: int = 50) -> int:
-    """Re-issue refunds that were claimed but never confirmed by Stripe (same idempotency key,
-    so never twice). Returns how many were confirmed."""
-    stuck = list(
-        db.session.scalars(
-            select(Order.id)
-            .where(Order.state == REFUNDED, Order.refund_id.is_(None))
-            .where(Order.payment_intent_id.is_not(None))
-            .where(Order.refunded_at <= now - REFUND_RETRY_AFTER)
-            .where(Order.refunded_at > now - REFUND_RETRY_WINDOW)
-            .limit(limit)
-        )
-    )
-    db.session.rollback()
-    done = 0
-    for order_id in stuck:
-        _finish_refund(order_id)
-        order = _reload(order_id)
-        done += bool(order is not None and order.refund_id)
-        db.session.rollback()
-    return done
-
-
-# --- the sweeper ---------------------------------------------------------------------------
-
-
-def claim_expired_holds(now: datetime, *, limit: int = 100) -> list[int]:
-    """Lease up to ``limit`` expired holds to this sweeper and commit the lease.
-
-    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several sweepers split the work; a lease that
-    runs out (a sweeper died) makes the hold claimable again.
-    """
-    candidates = (
-        select(Order.id)
-        .where(Order.state == HELD, Order.hold_expires_at <= now)
-        .where((Order.sweep_lease_until.is_(None)) | (Order.sweep_lease_until <= now))
-        .order_by(Order.hold_expires_at)
-        .limit(limit)
-    )
-    if db.session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(db.session.scalars(candidates))
-    if ids:
-        db.session.execute(
-            update(Order)
-            .where(Order.id.in_(ids), Order.state == HELD)
-            .values(sweep_lease_until=now + SWEEP_LEASE)
-        )
-    db.session.commit()
-    return ids
-
-
-def sweep(now: datetime) -> dict[str, int]:
-    """One pass over expired holds: release each one Stripe confirms can no longer be paid,
-    fulfil the ones it reports paid, keep the rest for the next pass; then retry interrupted
-    refunds. Safe to run in several processes: leases split the work and every state change is
-    a compare-and-set, so no hold is released twice."""
-    counts = {"released": 0, "fulfilled": 0, "kept": 0, "refunds_retried": 0}
-    for order_id in claim_expired_holds(now):
-        try:
-            counts[_sweep_one(order_id, now=now)] += 1
-        except ShopError as error:  # Stripe trouble mid-fulfil: keep it for the next pass
-            db.session.rollback()
-            log.warning("sweeping order %s failed: %s", order_id, error.message)
-            counts["kept"] += 1
-    counts["refunds_retried"] = retry_refunds(now)
-    return counts
-
-
-def _sweep_one(order_id: int, *, now: datetime) -> str:
-    order = _reload(order_id)
-    if order is None or order.state != HELD:
-        db.session.rollback()
-        return "kept"
-    session_id = order.checkout_session_id
-    db.session.rollback()  # no transaction is open while Stripe is asked
-    outcome = payments.settle_abandoned(session_id) if session_id else payments.UNPAYABLE
-    if outcome == payments.COMPLETE:
-        assert session_id is not None
-        result = fulfil(session_id, now=now)
-        return "fulfilled" if result in (FULFILLED, ALREADY_PAID, REFUNDED_NOW) else "kept"
-    if outcome == payments.UNPAYABLE:
-        order = _reload(order_id)
-        released = order is not None and inventory.release(order, EXPIRED, now=now)
-        db.session.commit()
-        return "released" if released else "kept"
-    db.session.rollback()
-    return "kept"
 
 
 def _reload(order_id: int, *, for_checkout: bool = False) -> Order | None:

@@ -1,14 +1,14 @@
-"""Jinja filters and globals: money, time, Markdown."""
+"""Every Jinja filter and global, registered in one place: money, time, Markdown, audit."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 from flask_login import current_user
 
-from shop import clock, markdown, money
+from shop import clock, markdown, money, timezones
 
 
 def format_datetime(value: datetime | None, fmt: str = "%-d %b %Y, %H:%M", tz: str | None = None):
@@ -23,12 +23,13 @@ def format_datetime(value: datetime | None, fmt: str = "%-d %b %Y, %H:%M", tz: s
         )
         or "UTC"
     )
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    local = clock.as_utc(value).astimezone(zone)
+    local = clock.as_utc(value).astimezone(timezones.zone(zone_name))
     return f"{local.strftime(fmt)} {local.tzname()}"
+
+
+def format_day(value, fmt: str = "%-d %B %Y") -> str:
+    """A calendar day in the visitor's time zone, without the zone's name."""
+    return format_datetime(value, fmt).rsplit(" ", 1)[0] if value else ""
 
 
 def iso(value: datetime | None) -> str:
@@ -51,12 +52,28 @@ def humanize_duration(seconds: float | int | None) -> str:
     return f"{hours // 24} days"
 
 
+_WHEN = re.compile(r"^(opens|closes) (\d{4}-\d\d-\d\dT[0-9:.]+(?:[+-]\d\d:\d\d|Z)?)$")
+
+
+def audit_detail(entry) -> str:
+    """An audit entry's detail for people: recorded times shown in the reader's time zone."""
+    found = _WHEN.match(entry.detail or "")
+    if found is None:
+        return entry.detail or ""
+    if entry.action == "drop.opened":
+        return ""  # the entry's own time says it
+    at = datetime.fromisoformat(found.group(2).replace("Z", "+00:00"))
+    return f"{found.group(1)} {format_datetime(at)}"
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters["money"] = money.format_money
     app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["iso"] = iso
     app.jinja_env.filters["duration"] = humanize_duration
     app.jinja_env.filters["markdown"] = markdown.render
+    app.jinja_env.filters["audit_detail"] = audit_detail
 
     @app.context_processor
     def _globals():

@@ -15,7 +15,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import accounts, catalog, limits
+from shop import catalog, limits, users
 from shop.account.forms import LoginForm, LogoutForm, PasswordForm, RegisterForm
 from shop.auth import safe_next
 from shop.errors import InvalidInput
@@ -43,7 +43,7 @@ def register():
         status = 422 if request.method == "POST" else 200
         return render_template("account/register.html", form=form), status
     try:
-        user = accounts.register(
+        user = users.register(
             form.email.data, form.password.data, display_name=form.display_name.data
         )
     except InvalidInput as error:
@@ -63,7 +63,7 @@ def login():
     if not form.validate_on_submit():
         status = 422 if request.method == "POST" else 200
         return render_template("account/login.html", form=form), status
-    user = accounts.authenticate(form.email.data, form.password.data)
+    user = users.authenticate(form.email.data, form.password.data)
     if user is None:
         form.password.errors = ["Wrong email or password."]
         return render_template("account/login.html", form=form), 401
@@ -76,7 +76,7 @@ def login():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit() and current_user.is_authenticated:
-        accounts.revoke_sessions(current_user)
+        users.revoke_sessions(current_user)
         db.session.commit()
     logout_user()
     session.clear()
@@ -121,7 +121,7 @@ def password():
         return render_template("account/password.html", form=form), status
     user = current_user._get_current_object()
     try:
-        accounts.change_password(user, form.current_password.data, form.new_password.data)
+        users.change_password(user, form.current_password.data, form.new_password.data)
     except InvalidInput as error:
         db.session.rollback()
         wrong = form.current_password if "current" in error.message else form.new_password

@@ -1,4 +1,4 @@
-"""Forms of the maker console. They parse and check shape; the rules live in shop.makers."""
+"""Forms of the maker console. They parse and check shape; the rules live in the services."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from shop import makers, money
+from shop import money, products, sales, timezones
 
 CURRENCY_CHOICES = [(code, code.upper()) for code in money.SUPPORTED]
 LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -45,7 +45,9 @@ class SettingsForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.timezone.choices = [(name, name.replace("_", " ")) for name in makers.timezone_names()]
+        self.timezone.choices = [
+            (name, name.replace("_", " ")) for name in timezones.timezone_names()
+        ]
 
 
 class ProductForm(FlaskForm):
@@ -70,7 +72,7 @@ class BatchForm(FlaskForm):
         "Edition size",
         validators=[
             InputRequired(message="How many units are in this batch?"),
-            NumberRange(min=1, max=makers.MAX_EDITION_SIZE),
+            NumberRange(min=1, max=products.MAX_EDITION_SIZE),
         ],
         description="How many numbered units exist. Once on sale it can grow, never shrink "
         "below what's sold or held.",
@@ -106,7 +108,7 @@ class BatchForm(FlaskForm):
         validators=[
             InputRequired(message="Set a per-customer limit."),
             NumberRange(min=1),
-            NumberRange(max=makers.MAX_EDITION_SIZE),
+            NumberRange(max=products.MAX_EDITION_SIZE),
         ],
     )
     summary = StringField(
@@ -145,8 +147,8 @@ class BatchForm(FlaskForm):
                 f"{(self.currency.data or 'usd').upper()})."
             ) from None
 
-    def details(self) -> makers.BatchDetails:
-        return makers.BatchDetails(
+    def details(self) -> products.BatchDetails:
+        return products.BatchDetails(
             number=self.number.data,
             edition_size=self.edition_size.data,
             price=self.price_minor or 0,  # set by validate_unit_price; 0 is refused
@@ -301,11 +303,11 @@ class OrderFilterForm(FlaskForm):
             (str(b.id), f"{b.product.name}, No. {b.number}") for b in batches
         ]
 
-    def filters(self) -> makers.OrderFilter:
+    def filters(self) -> sales.OrderFilter:
         known = {value for value, _ in self.state.choices}
         state = self.state.data if self.state.data in known else None
         state = state or None
-        return makers.OrderFilter(
+        return sales.OrderFilter(
             drop_id=int(self.drop.data) if (self.drop.data or "").isdigit() else None,
             batch_id=int(self.batch.data) if (self.batch.data or "").isdigit() else None,
             state=None if state == "to_ship" else state,

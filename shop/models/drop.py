@@ -58,6 +58,15 @@ class Drop(db.Model):
             and (self.closes_at is None or now < self.closes_at)
         )
 
+    def has_opened(self, now: datetime) -> bool:
+        """True once customers could have bought from the drop (it is live or was): from then
+        on a batch's number and currency are fixed and its edition may not shrink below sales."""
+        if self.state == CLOSED:
+            return True
+        return (
+            self.state in (SCHEDULED, OPEN) and self.opens_at is not None and self.opens_at <= now
+        )
+
     def phase(self, now: datetime) -> str:
         """What a visitor sees: draft, upcoming, live or closed."""
         if self.state == DRAFT:

@@ -4,9 +4,11 @@ The Stripe-facing half of the order lifecycle. ``shop.orders`` decides what happ
 this package asks Stripe and answers in plain data:
 
 - :func:`checkout_request` reads what a Checkout Session is built from (call it, then end the
-  transaction, then :func:`create_checkout`);
-- :func:`create_checkout`, :func:`checkout_session`, :func:`settle_abandoned`, :func:`refund`,
-  :func:`charge`, :func:`verify_webhook`.
+  transaction, then :func:`create_session`);
+- :func:`settle_abandoned` decides what an abandoned session's hold becomes;
+- the Stripe calls themselves live in ``gateway`` and are re-exported here under their one
+  name: :func:`create_session`, :func:`retrieve_session`, :func:`refund`,
+  :func:`retrieve_charge`, :func:`verify_webhook`.
 
 Errors are ``PaymentRejected`` (Stripe definitely refused) or ``PaymentUnavailable`` (timeout,
 connection, 5xx: the outcome is unknown, retry with the same idempotency key).
@@ -14,7 +16,7 @@ connection, 5xx: the outcome is unknown, retry with the same idempotency key).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -29,7 +31,12 @@ from shop.payments.gateway import (
     CheckoutSession,
     InvalidWebhook,
     WebhookEvent,
+    create_session,
+    refund,
+    retrieve_charge,
+    retrieve_session,
     stripe_code,
+    verify_webhook,
 )
 
 # Stripe refuses expires_at under 30 minutes after creation; a minute of margin absorbs skew.
@@ -89,16 +96,6 @@ def success_url(session_id: str) -> str:
     return shop_url("checkout.success", session_id=session_id)
 
 
-def create_checkout(request: CheckoutRequest) -> CheckoutSession:
-    """Create the session for one attempt (idempotency key ``checkout:{order}:{attempt}``)."""
-    return gateway.create_session(request)
-
-
-def checkout_session(session_id: str) -> CheckoutSession:
-    """The session as Stripe has it now (status, payment status, amounts, who paid)."""
-    return gateway.retrieve_session(session_id)
-
-
 def settle_abandoned(session_id: str) -> str:
     """Ask Stripe to make an abandoned session unpayable.
 
@@ -125,23 +122,6 @@ def settle_abandoned(session_id: str) -> str:
     return UNREACHABLE  # still open although expire was refused: ask again next pass
 
 
-def refund(payment_intent_id: str, *, idempotency_key: str, order_public_id: str) -> str:
-    """Refund the payment in full; returns the refund id (the same one for a repeated key)."""
-    return gateway.refund(
-        payment_intent_id, idempotency_key=idempotency_key, order_public_id=order_public_id
-    )
-
-
-def charge(charge_id: str) -> Charge:
-    """The charge as Stripe has it now: its payment intent and whether it is fully refunded."""
-    return gateway.retrieve_charge(charge_id)
-
-
-def verify_webhook(payload: bytes, signature: str | None, *, now: datetime) -> WebhookEvent:
-    """A verified event (signature, timestamp within 300 s either side) or InvalidWebhook."""
-    return gateway.verify_webhook(payload, signature, now=now)
-
-
 __all__ = [
     "COMPLETE",
     "UNPAYABLE",
@@ -151,11 +131,11 @@ __all__ = [
     "CheckoutSession",
     "InvalidWebhook",
     "WebhookEvent",
-    "charge",
     "checkout_request",
-    "checkout_session",
-    "create_checkout",
+    "create_session",
     "refund",
+    "retrieve_charge",
+    "retrieve_session",
     "settle_abandoned",
     "shop_url",
     "success_url",

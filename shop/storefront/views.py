@@ -16,18 +16,12 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, clock, images, inventory
+from shop import catalog, clock, images
 from shop.errors import ShopError
 from shop.models import Batch, Drop
-from shop.templating import format_datetime, iso
+from shop.templating import iso
 
 bp = Blueprint("storefront", __name__)
-
-
-@bp.app_template_filter("day")
-def format_day(value, fmt: str = "%-d %B %Y") -> str:
-    """A calendar day in the visitor's time zone, without the zone's name."""
-    return format_datetime(value, fmt).rsplit(" ", 1)[0] if value else ""
 
 
 @bp.get("/")
@@ -69,7 +63,7 @@ def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
     if phase != "live":
         return {batch.id: 0 for batch in batches}
     customer = current_user if current_user.is_authenticated else None
-    return inventory.allowed_quantities(batches, customer)
+    return catalog.allowed_quantities(batches, customer)
 
 
 def _holds(batches: list[Batch], now) -> dict[int, catalog.RunningHolds]:

@@ -4,7 +4,7 @@ It reads one JSON command per line on stdin, waits at a PostgreSQL advisory-lock
 holds (``pg_advisory_lock_shared(key)`` returns for every racer at the instant the test unlocks),
 runs the action with its own app and connection, and prints one JSON line with the outcome:
 
-- ``{"action": "sweep", "key": K}`` → ``orders.sweep(clock.now())``'s counts;
+- ``{"action": "sweep", "key": K}`` → ``sweeper.sweep(clock.now())``'s counts;
 - ``{"action": "release", "key": K, "order_ids": [...]}`` → ``inventory.release`` each order
   (one transaction per order), the list of booleans;
 - ``{"action": "confirm", "key": K, "order_ids": [...]}`` → ``inventory.confirm`` each order
@@ -18,7 +18,7 @@ import sys
 
 from sqlalchemy import text
 
-from shop import clock, inventory, orders
+from shop import clock, inventory, sweeper
 from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED
@@ -43,7 +43,7 @@ def per_order(order_ids: list[int], change) -> list[bool]:
 def run(command: dict) -> object:
     action = command["action"]
     if action == "sweep":
-        return orders.sweep(clock.now())
+        return sweeper.sweep(clock.now())
     if action == "release":
         return per_order(
             command["order_ids"], lambda o: inventory.release(o, EXPIRED, now=clock.now())

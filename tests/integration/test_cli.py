@@ -89,8 +89,8 @@ def test_create_customer_refuses_a_duplicate_email_whatever_its_case(runner):
 
 
 def test_the_printed_demo_logins_work(runner, client):
-    from shop import accounts, demo
+    from shop import demo, users
 
     runner.invoke(args=["shop", "demo"])
     for _role, email, password in demo.LOGINS:
-        assert accounts.authenticate(email, password) is not None
+        assert users.authenticate(email, password) is not None

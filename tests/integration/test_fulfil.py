@@ -1,11 +1,11 @@
-"""``orders.fulfil`` and ``orders.refund_order`` against the emulator: exactly once, never both."""
+"""``orders.fulfil`` and ``refunds.refund_order`` against the emulator: exactly once, never both."""
 
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from shop import clock, inventory, orders
+from shop import clock, inventory, orders, refunds
 from shop.errors import InvalidState, PaymentUnavailable
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, Order
@@ -135,9 +135,9 @@ def test_a_maker_refund_submitted_twice_refunds_once(app, emulator):
     maker = make_maker()
     order = paid_order(emulator, live_batch(edition_size=5, price=4000), make_customer(), 2)
 
-    refunded = orders.refund_order(order, actor=maker, now=clock.now())
+    refunded = refunds.refund_order(order, actor=maker, now=clock.now())
     with pytest.raises(InvalidState):
-        orders.refund_order(order, actor=maker, now=clock.now())  # the second tab
+        refunds.refund_order(order, actor=maker, now=clock.now())  # the second tab
 
     assert refunded.state == REFUNDED and refunded.refund_id.startswith("re_")
     [refund] = emulator.refunds(refunded.payment_intent_id)
@@ -151,7 +151,7 @@ def test_a_maker_refund_submitted_twice_refunds_once(app, emulator):
 def test_only_a_paid_order_can_be_refunded(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
     with pytest.raises(InvalidState):
-        orders.refund_order(order, actor=None, now=clock.now())
+        refunds.refund_order(order, actor=None, now=clock.now())
     assert _fresh(order).state == HELD
 
 
@@ -162,12 +162,12 @@ def test_a_refund_stripe_did_not_confirm_is_retried_by_the_sweeper_once(app, emu
     now = clock.now()
 
     with pytest.raises(PaymentUnavailable):
-        orders.refund_order(order, actor=None, now=now)
+        refunds.refund_order(order, actor=None, now=now)
 
     pending = _fresh(order)
     assert pending.state == REFUNDED and pending.refund_id is None
-    assert orders.retry_refunds(now + timedelta(seconds=5)) == 0  # too soon: maybe in flight
-    assert orders.retry_refunds(now + timedelta(minutes=2)) == 1
-    assert orders.retry_refunds(now + timedelta(minutes=3)) == 0
+    assert refunds.retry_refunds(now + timedelta(seconds=5)) == 0  # too soon: maybe in flight
+    assert refunds.retry_refunds(now + timedelta(minutes=2)) == 1
+    assert refunds.retry_refunds(now + timedelta(minutes=3)) == 0
     assert len(emulator.refunds(pending.payment_intent_id)) == 1
     assert _fresh(order).refund_id is not None

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shop import inventory
+from shop import catalog, inventory
 from shop.auth import SessionClaim
 from shop.errors import (
     DropNotLive,
@@ -233,8 +233,8 @@ def test_rehold_refuses_an_order_that_is_not_released(app):
 def test_allowed_quantity_is_the_smaller_of_limit_left_and_stock_left(app):
     batch = make_batch(edition_size=3, limit=2)
     customer = make_customer()
-    assert inventory.allowed_quantity(batch, customer) == 2
+    assert catalog.allowed_quantity(batch, customer) == 2
     inventory.hold(batch.id, 1, customer=customer, now=AT_DROP)
     inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
     db.session.expire_all()
-    assert inventory.allowed_quantity(db.session.get(Batch, batch.id), customer) == 1
+    assert catalog.allowed_quantity(db.session.get(Batch, batch.id), customer) == 1

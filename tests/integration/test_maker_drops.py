@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from shop import clock, drops, inventory, makers
+from shop import clock, drops, inventory, timezones
 from shop.errors import DropNotLive, InvalidInput, InvalidState
 from shop.extensions import db
 from shop.models import AuditEntry, Drop
@@ -200,16 +200,16 @@ def test_a_closing_time_before_the_opening_is_refused(maker):
 
 def test_a_time_typed_in_the_makers_zone_is_stored_in_utc():
     typed = datetime(2030, 1, 15, 9, 0)
-    assert makers.to_utc(typed, "America/New_York") == datetime(2030, 1, 15, 14, 0, tzinfo=UTC)
-    assert makers.to_utc(typed, "Asia/Tokyo") == datetime(2030, 1, 15, 0, 0, tzinfo=UTC)
-    assert makers.to_local(datetime(2030, 7, 1, 16, 0, tzinfo=UTC), "Europe/Berlin") == datetime(
+    assert timezones.to_utc(typed, "America/New_York") == datetime(2030, 1, 15, 14, 0, tzinfo=UTC)
+    assert timezones.to_utc(typed, "Asia/Tokyo") == datetime(2030, 1, 15, 0, 0, tzinfo=UTC)
+    assert timezones.to_local(datetime(2030, 7, 1, 16, 0, tzinfo=UTC), "Europe/Berlin") == datetime(
         2030, 7, 1, 18, 0
     )
 
 
 def test_a_time_the_clocks_skip_is_refused_not_moved():
     with pytest.raises(InvalidInput, match="doesn't exist in America/New_York"):
-        makers.to_utc(datetime(2030, 3, 10, 2, 30), "America/New_York")
+        timezones.to_utc(datetime(2030, 3, 10, 2, 30), "America/New_York")
 
 
 # --- through the console (real clock) -------------------------------------------------------

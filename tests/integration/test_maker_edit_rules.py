@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shop import clock, inventory, makers
+from shop import clock, drops, inventory, products
 from shop.errors import EditNotAllowed
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, Order
@@ -25,7 +25,7 @@ from tests.support.factories import (
 )
 
 
-def _details(batch: Batch, **changes) -> makers.BatchDetails:
+def _details(batch: Batch, **changes) -> products.BatchDetails:
     values = {
         "number": batch.number,
         "edition_size": batch.edition_size,
@@ -41,7 +41,7 @@ def _details(batch: Batch, **changes) -> makers.BatchDetails:
         "inputs": batch.inputs,
         "process": batch.process,
     }
-    return makers.BatchDetails(**{**values, **changes})
+    return products.BatchDetails(**{**values, **changes})
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_an_edition_on_sale_cannot_shrink_below_sold_plus_held(sold_three_held_t
     maker = batch.product.maker
 
     with pytest.raises(EditNotAllowed) as refused:
-        makers.update_batch(batch, _details(batch, edition_size=4), actor=maker, now=AT_DROP)
+        products.update_batch(batch, _details(batch, edition_size=4), actor=maker, now=AT_DROP)
 
     assert "3 sold and 2 held" in refused.value.message
     assert "can't be smaller than 5" in refused.value.message
@@ -75,7 +75,7 @@ def test_an_edition_on_sale_cannot_shrink_below_sold_plus_held(sold_three_held_t
 def test_an_edition_on_sale_can_shrink_to_exactly_what_is_taken(sold_three_held_two):
     batch = sold_three_held_two
 
-    makers.update_batch(batch, _details(batch, edition_size=5), actor=None, now=AT_DROP)
+    products.update_batch(batch, _details(batch, edition_size=5), actor=None, now=AT_DROP)
     db.session.commit()
 
     assert batch.edition_size == 5 and batch.remaining == 0
@@ -85,7 +85,9 @@ def test_an_edition_on_sale_can_grow_and_the_edit_is_audited(sold_three_held_two
     batch = sold_three_held_two
     maker = batch.product.maker
 
-    changed = makers.update_batch(batch, _details(batch, edition_size=12), actor=maker, now=AT_DROP)
+    changed = products.update_batch(
+        batch, _details(batch, edition_size=12), actor=maker, now=AT_DROP
+    )
     db.session.commit()
 
     assert changed == ["edition size"] and batch.edition_size == 12 and batch.remaining == 7
@@ -105,14 +107,14 @@ def test_the_shrink_rule_reads_the_database_not_a_stale_object(sold_three_held_t
     assert (batch.sold, batch.held) == (stale_sold, stale_held)  # the object hasn't noticed
 
     with pytest.raises(EditNotAllowed, match="can't be smaller than 9"):
-        makers.update_batch(batch, _details(batch, edition_size=6), actor=None, now=AT_DROP)
+        products.update_batch(batch, _details(batch, edition_size=6), actor=None, now=AT_DROP)
 
 
 def test_a_price_change_never_touches_existing_orders(sold_three_held_two):
     batch = sold_three_held_two
     orders_before = [(o.unit_price, o.amount) for o in _orders_of(batch)]
 
-    makers.update_batch(batch, _details(batch, price=3100), actor=None, now=AT_DROP)
+    products.update_batch(batch, _details(batch, price=3100), actor=None, now=AT_DROP)
     db.session.commit()
     later = inventory.hold(batch.id, 1, customer=make_customer(), now=AT_DROP)
 
@@ -140,13 +142,13 @@ def test_number_and_currency_are_fixed_once_the_drop_has_opened(
     batch = sold_three_held_two
 
     with pytest.raises(EditNotAllowed, match=message):
-        makers.update_batch(batch, _details(batch, **changes), actor=None, now=AT_DROP)
+        products.update_batch(batch, _details(batch, **changes), actor=None, now=AT_DROP)
 
 
 def test_before_the_drop_opens_everything_can_change_and_nothing_is_audited(app):
     batch = make_batch(edition_size=10)  # its drop opens at OPENS_AT
 
-    makers.update_batch(
+    products.update_batch(
         batch,
         _details(batch, edition_size=3, currency="eur", number=4, price=990),
         actor=None,
@@ -240,9 +242,9 @@ def test_a_batch_already_in_another_drop_cannot_be_claimed(app):
     db.session.commit()
 
     with pytest.raises(EditNotAllowed, match="already in another drop"):
-        makers.create_drop(
+        drops.create_drop(
             maker,
-            makers.DropDetails(title="Second", batch_ids=[batch.id]),
+            drops.DropDetails(title="Second", batch_ids=[batch.id]),
             actor=maker,
             now=AT_DROP,
         )

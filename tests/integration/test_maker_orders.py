@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shop import clock, inventory, makers, orders
+from shop import clock, exports, inventory, orders
 from shop.extensions import db
 from shop.models import AuditEntry, Order
 from shop.models.order import PAID, REFUNDED
@@ -291,7 +291,7 @@ def test_the_csv_export_lists_the_filtered_orders_with_serials(app, shop):
     assert response.headers["Content-Disposition"].startswith('attachment; filename="orders-')
     [row] = _rows(response)
     # Ids are random: one starting with "-" is written quoted, like any formula-like cell.
-    assert row["order"] == makers.spreadsheet_safe(first.public_id) and row["serials"] == "1 2"
+    assert row["order"] == exports.spreadsheet_safe(first.public_id) and row["serials"] == "1 2"
     assert row["amount"] == "190.00" and row["unit price"] == "95.00" and row["currency"] == "USD"
     assert row["customer email"] == "alice@example.com" and row["ship to"] == "Sam Rivera"
     assert row["address"] == "1 Orchard Lane, 12534 Hudson, NY, US"

@@ -1,11 +1,11 @@
-"""``orders.sweep``: expired holds are released only once Stripe confirms their session is dead."""
+"""``sweeper.sweep``: expired holds are released only once Stripe confirms their session is dead."""
 
 import threading
 from datetime import datetime, timedelta
 
 import pytest
 
-from shop import clock, create_app, inventory, orders
+from shop import clock, create_app, inventory, sweeper
 from shop.extensions import db
 from shop.models import Batch, Order
 from shop.models.order import EXPIRED, HELD, PAID
@@ -36,7 +36,7 @@ def _after_hold() -> datetime:
 def test_an_abandoned_session_is_expired_at_stripe_then_released(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 2)
 
-    counts = orders.sweep(_after_hold())
+    counts = sweeper.sweep(_after_hold())
 
     assert counts["released"] == 1
     assert emulator.session(order.checkout_session_id)["status"] == "expired"
@@ -47,7 +47,7 @@ def test_a_session_paid_while_its_webhook_was_lost_is_fulfilled_not_released(app
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
     emulator.complete(order.checkout_session_id)
 
-    counts = orders.sweep(_after_hold())
+    counts = sweeper.sweep(_after_hold())
 
     assert counts["fulfilled"] == 1 and counts["released"] == 0
     assert _fresh(order).state == PAID and [u.serial for u in _fresh(order).units] == [1]
@@ -59,10 +59,10 @@ def test_when_stripe_is_unreachable_the_hold_is_kept_for_the_next_pass(app, emul
     emulator.faults(fail_next=1, fail_status=500, paths=["/v1/checkout/sessions"])
     first_pass = _after_hold()
 
-    assert orders.sweep(first_pass)["kept"] == 1
+    assert sweeper.sweep(first_pass)["kept"] == 1
     assert _fresh(order).state == HELD and _held(order.batch_id) == 1
 
-    assert orders.sweep(first_pass + timedelta(minutes=2))["released"] == 1
+    assert sweeper.sweep(first_pass + timedelta(minutes=2))["released"] == 1
     assert _fresh(order).state == EXPIRED and _held(order.batch_id) == 0
 
 
@@ -71,13 +71,13 @@ def test_a_hold_whose_session_was_never_created_is_released_without_asking_strip
         live_batch(edition_size=5).id, 1, customer=make_customer(), now=clock.now()
     )
     db.session.commit()
-    assert orders.sweep(_after_hold())["released"] == 1
+    assert sweeper.sweep(_after_hold())["released"] == 1
     assert _fresh(order).state == EXPIRED
 
 
 def test_a_hold_that_has_not_run_out_is_left_alone(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
-    assert orders.sweep(clock.now())["released"] == 0
+    assert sweeper.sweep(clock.now())["released"] == 0
     assert emulator.session(order.checkout_session_id)["status"] == "open"
     assert _fresh(order).state == HELD
 
@@ -92,13 +92,13 @@ def test_several_sweepers_at_once_release_each_hold_exactly_once(postgresql_url,
     barrier = threading.Barrier(4)
     results: list[dict] = []
 
-    def sweeper() -> None:
+    def sweep_in_a_thread() -> None:
         with app.app_context():
             barrier.wait()
-            results.append(orders.sweep(_after_hold()))
+            results.append(sweeper.sweep(_after_hold()))
             db.session.remove()
 
-    threads = [threading.Thread(target=sweeper) for _ in range(4)]
+    threads = [threading.Thread(target=sweep_in_a_thread) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 import config as settings
-from shop import clock, create_app, inventory, makers
+from shop import clock, create_app, inventory, products
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, BatchImage, Drop, Order, Product
 from shop.models.drop import DRAFT
@@ -46,7 +46,7 @@ def owner_world(app):
     product = make_product(owner, name="Secret Rye")
     drop = make_drop(owner, state=DRAFT, opens_at=None, closes_at=None, title="Secret Drop")
     batch = make_batch(product, drop, edition_size=10, limit=5)
-    image = makers.add_image(batch, image_bytes(), alt="A bottle", actor=owner, now=clock.now())
+    image = products.add_image(batch, image_bytes(), alt="A bottle", actor=owner, now=clock.now())
     live_drop = make_drop(owner, opens_at=clock.now() - timedelta(hours=1), closes_at=None)
     sold = make_batch(make_product(owner, name="Sold Rye"), live_drop, edition_size=10)
     order = inventory.hold(sold.id, 1, customer=make_customer(), now=clock.now())

@@ -1,6 +1,11 @@
-"""Account rules: registration, authentication, session revocation. No request in here."""
+"""People's accounts: registration, authentication, session revocation, profile settings.
+
+No request in here; the views in ``shop/account/`` (customers) and ``shop/maker/`` call these.
+"""
 
 from __future__ import annotations
+
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
@@ -79,3 +84,14 @@ def change_password(user: User, current: str, new: str) -> None:
     check_password_rules(new)
     user.password_hash = passwords.hash_password(new)
     revoke_sessions(user)
+
+
+def update_settings(user: User, *, display_name: str, timezone: str) -> None:
+    if timezone not in available_timezones():
+        raise InvalidInput("Choose a time zone from the list.")
+    name = (display_name or "").strip()
+    if not name:
+        raise InvalidInput("Tell customers your name or your workshop's name.")
+    user.display_name = name[:80]
+    user.timezone = timezone
+    db.session.flush()

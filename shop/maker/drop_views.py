@@ -1,0 +1,246 @@
+"""The maker console: drops — create, edit, open, close, and their live numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import (
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from shop import (
+    audit,
+    clock,
+    drops,
+    reports,
+    timezones,
+)
+from shop.auth import maker_required
+from shop.errors import InvalidInput
+from shop.extensions import db
+from shop.maker import forms
+from shop.maker.views import bp, invalid_status, local_time, on_error, utc_time
+from shop.models.drop import CLOSED
+
+
+@bp.get("/drops", endpoint="drops")
+@maker_required
+def drops_list():
+    now = clock.now()
+    return render_template(
+        "maker/drops.html", drops=reports.drop_summaries(current_user, now), now=now
+    )
+
+
+def _drop_details(form: forms.DropForm) -> drops.DropDetails:
+    return drops.DropDetails(
+        title=form.title.data,
+        slug=form.slug.data or "",
+        story=form.story.data or "",
+        batch_ids=list(form.batches.data or []),
+        opens_at=utc_time(form.opens_local.data),
+        closes_at=utc_time(form.closes_local.data),
+    )
+
+
+@bp.route("/drops/new", methods=["GET", "POST"])
+@maker_required
+def new_drop():
+    form = forms.DropForm()
+    form.set_batch_choices(drops.assignable_batches(current_user))
+    if request.method == "GET" and request.args.get("batch", "").isdigit():
+        form.batches.data = [int(request.args["batch"])]
+
+    def page(error: str | None = None):
+        return render_template("maker/drop_form.html", form=form, drop=None, error=error)
+
+    if not form.validate_on_submit():
+        return page(), invalid_status(form)
+    on_error(lambda e: page(e.message))
+    drop = drops.create_drop(current_user, _drop_details(form), actor=current_user, now=clock.now())
+    db.session.commit()
+    flash("Draft saved. Customers can't see it until you open it.", "success")
+    return redirect(url_for("maker.drop", drop_id=drop.id), 303)
+
+
+@bp.get("/drops/<int:drop_id>")
+@maker_required
+def drop(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    now = clock.now()
+    return render_template(
+        "maker/drop.html",
+        drop=found,
+        now=now,
+        phase=found.phase(now),
+        stats=reports.live_stats(found, now, recent=5),
+        trail=audit.drop_trail(found),
+    )
+
+
+@bp.route("/drops/<int:drop_id>/edit", methods=["GET", "POST"])
+@maker_required
+def edit_drop(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    form = forms.DropForm(obj=found)
+    form.set_batch_choices(drops.assignable_batches(current_user, found))
+    if request.method == "GET":
+        form.batches.data = [b.id for b in found.batches]
+        form.opens_local.data = local_time(found.opens_at)
+        form.closes_local.data = local_time(found.closes_at)
+
+    def page(error: str | None = None):
+        fresh = drops.drop_for(current_user, drop_id)
+        return render_template("maker/drop_form.html", form=form, drop=fresh, error=error)
+
+    if not form.validate_on_submit():
+        return page(), invalid_status(form)
+    on_error(lambda e: page(e.message))
+    drops.update_drop(found, _drop_details(form), actor=current_user, now=clock.now())
+    db.session.commit()
+    flash("Drop saved.", "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
+def _preset_when(form, planned: datetime | None, now: datetime) -> None:
+    """Start the confirm form on the time already planned, if it is still ahead."""
+    ahead = planned if planned is not None and planned > now else None
+    form.when.data = "later" if ahead else "now"
+    form.at.data = local_time(ahead)
+
+
+def _when(form, now: datetime) -> datetime | None:
+    """``None`` for "now", else the future UTC time the maker entered in their zone."""
+    if form.when.data != "later":
+        return None
+    if form.at.data is None:
+        raise InvalidInput("Enter the date and time, or choose “now”.")
+    at = timezones.to_utc(form.at.data, current_user.timezone)
+    if at <= now:
+        raise InvalidInput("That time has already passed; choose a later one or “now”.")
+    return at
+
+
+@bp.route("/drops/<int:drop_id>/open", methods=["GET", "POST"])
+@maker_required
+def open_drop(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    form = forms.OpenDropForm()
+    now = clock.now()
+    if request.method == "GET":
+        _preset_when(form, found.opens_at, now)
+
+    def page(error: str | None = None):
+        fresh = drops.drop_for(current_user, drop_id)
+        return render_template(
+            "maker/confirm_open.html", form=form, drop=fresh, now=clock.now(), error=error
+        )
+
+    if not form.validate_on_submit():
+        return page(), invalid_status(form)
+    on_error(lambda e: page(e.message))
+    drops.open_drop(found, actor=current_user, now=now, at=_when(form, now))
+    db.session.commit()
+    if found.is_live(now):
+        flash(f"{found.title} is open. Customers can buy now.", "success")
+        return redirect(url_for("maker.live_drop", drop_id=found.id), 303)
+    flash(f"{found.title} is scheduled. It opens on its own at the time you chose.", "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
+@bp.route("/drops/<int:drop_id>/close", methods=["GET", "POST"])
+@maker_required
+def close_drop(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    form = forms.CloseDropForm()
+    now = clock.now()
+    if request.method == "GET":
+        _preset_when(form, found.closes_at, now)
+
+    def page(error: str | None = None):
+        fresh = drops.drop_for(current_user, drop_id)
+        n = clock.now()
+        return render_template(
+            "maker/confirm_close.html",
+            form=form,
+            drop=fresh,
+            now=n,
+            stats=reports.live_stats(fresh, n),
+            error=error,
+        )
+
+    if not form.validate_on_submit():
+        return page(), invalid_status(form)
+    on_error(lambda e: page(e.message))
+    drops.close_drop(found, actor=current_user, now=now, at=_when(form, now))
+    db.session.commit()
+    if found.state == CLOSED:
+        flash(
+            f"{found.title} is closed. Customers already checking out can finish paying "
+            "until their hold runs out.",
+            "success",
+        )
+    else:
+        flash(f"{found.title} will close on its own at the time you chose.", "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
+def _confirmed_drop_change(drop_id: int, change, done: str):
+    """A one-click change to a drop behind the confirm form; back to the drop either way."""
+    found = drops.drop_for(current_user, drop_id)
+    if forms.ConfirmForm().validate_on_submit():
+        change(found, actor=current_user, now=clock.now())
+        db.session.commit()
+        flash(done, "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
+@bp.post("/drops/<int:drop_id>/unschedule")
+@maker_required
+def unschedule_drop(drop_id: int):
+    return _confirmed_drop_change(
+        drop_id,
+        drops.unschedule_drop,
+        "Back to draft. It won't open until you open or schedule it again.",
+    )
+
+
+@bp.post("/drops/<int:drop_id>/keep-open")
+@maker_required
+def cancel_close(drop_id: int):
+    return _confirmed_drop_change(
+        drop_id,
+        drops.cancel_scheduled_close,
+        "The closing time is removed; the drop stays open until you close it.",
+    )
+
+
+@bp.get("/drops/<int:drop_id>/live")
+@maker_required
+def live_drop(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    now = clock.now()
+    return render_template(
+        "maker/live.html", drop=found, stats=reports.live_stats(found, now), now=now
+    )
+
+
+@bp.get("/drops/<int:drop_id>/live.json")
+@maker_required
+def live_drop_data(drop_id: int):
+    """What the live page polls: the numbers, and the panel re-rendered from the same template."""
+    found = drops.drop_for(current_user, drop_id)
+    now = clock.now()
+    stats = reports.live_stats(found, now)
+    response = jsonify(
+        html=render_template("maker/_live_panel.html", drop=found, stats=stats, now=now),
+        **stats.as_json(),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
