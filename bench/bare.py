@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from flask import Flask, redirect, request
 
-from shop.inventory import _PG_HOLD_DRIVER
+from shop.holds import PG_HOLD_DRIVER
 from shop.models.order import new_public_id
 from tests.support.servers import libpq_url
 
@@ -49,7 +49,7 @@ def buy(batch_id: int):
         "public_id": new_public_id(),
         "hold_expires_at": now + timedelta(minutes=int(os.environ["SHOP_HOLD_MINUTES"])),
     }
-    order_id = _connection().execute(_PG_HOLD_DRIVER, values).fetchone()[-1]
+    order_id = _connection().execute(PG_HOLD_DRIVER, values).fetchone()[-1]
     if order_id is None:
         return "not held", 409
     return redirect(f"/checkout/orders/{values['public_id']}/pay", 303)

@@ -53,7 +53,7 @@ os.environ.setdefault("SHOP_ENV", "testing")
 import psycopg  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 
-from shop import clock, inventory  # noqa: E402
+from shop import clock, holds, inventory  # noqa: E402
 from shop.models import Batch  # noqa: E402
 from tests.support import databases, factories, invariants, servers  # noqa: E402
 
@@ -364,7 +364,7 @@ def hold_statement_script(batch_ids: list[int], customers) -> str:
     """Our hold statement, verbatim from shop.inventory, with pgbench variables for its
     parameters, in a transaction as the app runs it (BEGIN; hold; COMMIT), on one of
     ``batch_ids``. Every customer's session token is the same seeded one (see seed_tokens)."""
-    sql = inventory._PG_HOLD
+    sql = holds.PG_HOLD
     sql = sql.replace(":hold_expires_at", "(now() + interval '10 minutes')")
     sql = sql.replace(":now", "now()")
     sql = sql.replace(":public_id", "substr(md5(random()::text), 1, 22)")

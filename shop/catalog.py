@@ -73,14 +73,21 @@ def home_listing(now: datetime) -> HomeListing:
 
 
 def sold_out_times(batches: list[Batch]) -> dict[int, timedelta]:
-    """For each batch whose every unit is paid: last payment minus the drop's opening."""
+    """How long each sold-out batch took to sell: from its drop's opening to the payment of its
+    last unit. THE rule for "sold out in": the storefront and the maker's live numbers
+    (``reports.live_stats``) both call it, so a customer page and a maker page never disagree.
+
+    A batch counts once every unit is sold (``sold >= edition_size``, nothing held). Its last
+    unit was paid at the latest ``paid_at`` of its orders — refunded ones included, because a
+    refund keeps the units sold.
+    """
     done = [b for b in batches if b.sold >= b.edition_size and b.drop is not None]
     if not done:
         return {}
     last_paid = dict(
         db.session.execute(
             select(Order.batch_id, func.max(Order.paid_at))
-            .where(Order.batch_id.in_([b.id for b in done]), Order.state == PAID)
+            .where(Order.batch_id.in_([b.id for b in done]), Order.paid_at.is_not(None))
             .group_by(Order.batch_id)
         ).all()
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, text
+from sqlalchemy import and_, case, literal, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from shop import audit, database, products, slugs
@@ -162,11 +162,9 @@ def _assign_batches(maker: User, drop: Drop, batch_ids: Iterable[int]) -> None:
     for batch_id in sorted(wanted):
         batch = products.batch_for(maker, batch_id)
         taken = db.session.execute(
-            text(
-                "UPDATE batches SET drop_id = :drop WHERE id = :id "
-                "AND (drop_id IS NULL OR drop_id = :drop)"
-            ),
-            {"drop": drop.id, "id": batch.id},
+            update(Batch)
+            .where(Batch.id == batch.id, or_(Batch.drop_id.is_(None), Batch.drop_id == drop.id))
+            .values(drop_id=drop.id)
         ).rowcount
         if taken != 1:
             raise EditNotAllowed(f"{batch.title} is already in another drop.")
@@ -176,14 +174,11 @@ def _assign_batches(maker: User, drop: Drop, batch_ids: Iterable[int]) -> None:
             db.session.expire(batch, ["drop_id", "drop"])
 
 
-def _sql(statement: str):
-    names = [name for name in ("now", "opens_at") if f":{name}" in statement]
-    return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
-
-
-def _update(drop: Drop, statement: str, values: dict) -> bool:
-    """Run one conditional UPDATE of the drop row; True when it changed the drop."""
-    changed = db.session.execute(_sql(statement), {"id": drop.id, **values}).rowcount
+def _update(drop: Drop, condition, values: dict) -> bool:
+    """One compare-and-set UPDATE of the drop row; True when it changed the drop."""
+    changed = db.session.execute(
+        update(Drop).where(Drop.id == drop.id, condition).values(**values)
+    ).rowcount
     db.session.expire(drop)
     return changed == 1
 
@@ -203,10 +198,11 @@ def open_drop(drop: Drop, *, actor: User | None, now: datetime, at: datetime | N
     state = OPEN if opens_at <= now else SCHEDULED
     opened = _update(
         drop,
-        "UPDATE drops SET state = :state, opens_at = :opens_at "
-        "WHERE id = :id AND (state = 'draft' OR (state = 'scheduled' AND opens_at > :now)) "
-        "AND (closes_at IS NULL OR closes_at > :opens_at)",
-        {"state": state, "opens_at": opens_at, "now": now},
+        and_(
+            or_(Drop.state == DRAFT, and_(Drop.state == SCHEDULED, Drop.opens_at > now)),
+            or_(Drop.closes_at.is_(None), Drop.closes_at > opens_at),
+        ),
+        {"state": state, "opens_at": opens_at},
     )
     if not opened:  # someone else opened or closed it a moment ago
         _refuse_to_open(drop, now)
@@ -256,11 +252,15 @@ def close_drop(
     # later hold sees the closed state. The state condition makes a second close a no-op.
     closed = _update(
         drop,
-        "UPDATE drops SET state = 'closed', closed_at = :now, "
-        "closes_at = CASE WHEN closes_at IS NULL OR closes_at > :now THEN :now "
-        "ELSE closes_at END "
-        "WHERE id = :id AND state <> 'closed'",
-        {"now": now},
+        Drop.state != CLOSED,
+        {
+            "state": CLOSED,
+            "closed_at": now,
+            "closes_at": case(
+                (or_(Drop.closes_at.is_(None), Drop.closes_at > now), literal(now, UTCDateTime())),
+                else_=Drop.closes_at,
+            ),
+        },
     )
     if not closed:
         raise InvalidState("This drop is already closed.")
@@ -270,12 +270,7 @@ def close_drop(
 
 def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
     """A scheduled drop that hasn't opened yet goes back to being a draft."""
-    if not _update(
-        drop,
-        "UPDATE drops SET state = 'draft' WHERE id = :id AND state = 'scheduled' "
-        "AND opens_at > :now",
-        {"now": now},
-    ):
+    if not _update(drop, and_(Drop.state == SCHEDULED, Drop.opens_at > now), {"state": DRAFT}):
         raise InvalidState("Only a drop that is scheduled and not yet open can go back to draft.")
     audit.record("drop.unscheduled", actor=actor, drop=drop, detail="back to draft")
     db.session.flush()
@@ -283,12 +278,7 @@ def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
 
 def cancel_scheduled_close(drop: Drop, *, actor: User, now: datetime) -> None:
     """Remove a closing time that hasn't come yet; the drop then stays open until closed."""
-    if not _update(
-        drop,
-        "UPDATE drops SET closes_at = NULL WHERE id = :id AND state <> 'closed' "
-        "AND closes_at > :now",
-        {"now": now},
-    ):
+    if not _update(drop, and_(Drop.state != CLOSED, Drop.closes_at > now), {"closes_at": None}):
         raise InvalidState("There is no future closing time to remove.")
     audit.record("drop.close_unscheduled", actor=actor, drop=drop)
     db.session.flush()

@@ -17,24 +17,22 @@ and inside ``database.committed()`` it commits by itself: the hot batch row is l
 statement and its WAL flush only, and not at all when the statement's snapshot already refuses
 (sold out, limit reached, not live) — the crowd after a sell-out never queues on it. SQLite
 runs the same steps as separate statements inside a ``BEGIN IMMEDIATE`` transaction (see
-``shop.database``).
+``shop.database``). Both are built from the one definition of the rules in ``shop.holds``; every
+other compare-and-set here is SQLAlchemy Core.
 
 Functions never commit: the caller commits once (or runs them in ``database.committed()``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from flask import current_app
-from sqlalchemy import bindparam
-from sqlalchemy import text as _text
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy import func, select, update
 
-from shop import database
+from shop import database, holds
 from shop.catalog import MAX_ID
 from shop.errors import (
     DropNotLive,
@@ -47,96 +45,17 @@ from shop.errors import (
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Batch, Order, Unit
-from shop.models.order import CANCELLED, EXPIRED, new_certificate_code, new_public_id
-from shop.models.types import UTCDateTime
+from shop.models import Allotment, Batch, Order, Unit
+from shop.models.order import (
+    CANCELLED,
+    EXPIRED,
+    HELD,
+    PAID,
+    new_certificate_code,
+    new_public_id,
+)
 
 RELEASE_REASONS = (EXPIRED, CANCELLED)
-_TIME_PARAMS = ("now", "hold_expires_at")
-
-
-def text(sql: str) -> TextClause:
-    """A SQL statement whose time parameters go through the aware-UTC column type, so SQLite
-    compares them in the same text form the ORM stores."""
-    statement = _text(sql)
-    names = [name for name in _TIME_PARAMS if f":{name}" in sql]
-    return statement.bindparams(*(bindparam(name, type_=UTCDateTime()) for name in names))
-
-
-_LIVE_DROP = """
-    d.state IN ('scheduled', 'open')
-    AND d.opens_at IS NOT NULL AND d.opens_at <= :now
-    AND (d.closes_at IS NULL OR d.closes_at > :now)
-"""
-
-# Who is buying: the account, if the session token the buyer presents is still its current one
-# (a logout elsewhere or a password change rotates it). Checked in the hold's own statement.
-_BUYER = "SELECT id FROM users WHERE id = :customer_id AND session_token = :session_token"
-
-# What a hold needs to know of the batch, read in the hold's own statement or write-locked
-# transaction: no earlier read can go stale.
-_TERMS = """
-    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining
-    FROM batches b WHERE b.id = :batch_id
-"""
-
-_ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
-
-# The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
-# (``database.committed``) and no client round trip ever happens while the batch row is
-# locked. First the statement's own snapshot is read without any lock (``seen``): when it
-# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left,
-# the customer's allotment full — the statement refuses from it and locks nothing, so the crowd
-# that arrives after the sell-out never queues on the batch row (refusing a moment early is the
-# same answer as arriving a moment earlier; nothing is ever granted from the snapshot).
-# Otherwise the batch row is locked (FOR UPDATE returns its latest version), so the stock it
-# shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and a
-# refusal touches nothing. Stock and allotment change only when the buyer is who they say, the
-# drop is live (its row share-locked, so a close that commits first is seen) and the quantity
-# is within the limit and the stock; the conditional UPDATE and upsert decide.
-_PG_HOLD = f"""
-    WITH buyer AS ({_BUYER}
-    ), seen AS (
-        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {_LIVE_DROP}) AS live
-        FROM ({_TERMS}) AS t
-    ), terms AS ({_TERMS}
-        AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
-            SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
-                               AND :quantity <= seen.remaining
-                               AND NOT EXISTS ({_ALLOTTED} AND units + :quantity > seen.lim))
-        FOR UPDATE
-    ), live AS (
-        SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {_LIVE_DROP}
-        FOR SHARE OF d
-    ), allot AS (
-        INSERT INTO allotments (customer_id, batch_id, units)
-        SELECT buyer.id, :batch_id, :quantity FROM buyer, live, terms t
-        WHERE :quantity <= t.lim AND :quantity <= t.remaining
-        ON CONFLICT (customer_id, batch_id) DO UPDATE
-            SET units = allotments.units + EXCLUDED.units
-            WHERE allotments.units + EXCLUDED.units <= (SELECT lim FROM terms)
-        RETURNING units
-    ), stock AS (
-        UPDATE batches SET held = held + :quantity
-        WHERE id = :batch_id AND sold + held + :quantity <= edition_size
-          AND EXISTS (SELECT 1 FROM allot)
-        RETURNING price, currency
-    ), new_order AS (
-        INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
-                            currency, state, hold_expires_at, checkout_attempt, created_at)
-        SELECT :public_id, :customer_id, :batch_id, :quantity, price, price * :quantity,
-               currency, 'held', :hold_expires_at, 0, :now
-        FROM stock
-        RETURNING id
-    )
-    SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, s.lim IS NOT NULL AS found,
-           COALESCE(t.lim, s.lim), COALESCE(t.remaining, s.remaining),
-           CASE WHEN t.lim IS NULL THEN s.live ELSE EXISTS (SELECT 1 FROM live) END AS live,
-           (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
-    FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
-"""  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
-# psycopg's own placeholders: the hot path hands this to the driver without SQLAlchemy.
-_PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", _PG_HOLD)
 
 
 class Buyer(Protocol):
@@ -213,7 +132,7 @@ def reserve(
     }
     if database.is_postgresql():
         outcome = _Outcome(
-            *database.driver_connection().execute(_PG_HOLD_DRIVER, values).fetchone()
+            *database.driver_connection().execute(holds.PG_HOLD_DRIVER, values).fetchone()
         )
     else:
         outcome = _hold_stepwise(values)
@@ -239,84 +158,61 @@ def quantity_message(limit: int) -> str:
 
 
 def _hold_stepwise(values: dict) -> _Outcome:
-    """The PostgreSQL statement's steps, one by one, inside SQLite's write-locked transaction."""
+    """The PostgreSQL statement's steps, one by one, inside SQLite's write-locked transaction:
+    the same fragments of ``shop.holds``, so the rules are written once."""
     session = db.session
-    signed_in = session.execute(text(_BUYER), values).first() is not None
-    terms = session.execute(text(_TERMS), values).first()
+    signed_in = session.execute(holds.statement(holds.BUYER), values).first() is not None
+    terms = session.execute(holds.statement(holds.TERMS), values).first()
     if not signed_in or terms is None:
         return _Outcome(signed_in, terms is not None, None, None, False, None, None)
     lim, remaining = terms.lim, terms.remaining
-    live_drop = text(f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {_LIVE_DROP}")  # noqa: S608 - constant  # nosec B608
+    live_drop = holds.statement(
+        f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {holds.LIVE_DROP}"  # noqa: S608  # nosec B608 - constant
+    )
     live = session.execute(live_drop, {**values, "drop_id": terms.drop_id}).first() is not None
     outcome = _Outcome(True, True, lim, remaining, live, None, None)
     quantity = values["quantity"]
     if not live or quantity > lim or quantity > remaining:
         return outcome
-    units = session.execute(
-        text(
-            """
-            INSERT INTO allotments (customer_id, batch_id, units)
-            VALUES (:customer_id, :batch_id, :quantity)
-            ON CONFLICT (customer_id, batch_id) DO UPDATE
-                SET units = allotments.units + excluded.units
-                WHERE allotments.units + excluded.units <= :limit
-            RETURNING units
-            """
-        ),
-        {**values, "limit": lim},
-    ).scalar()
+    take_allotment = holds.take_allotment(
+        "VALUES (:customer_id, :batch_id, :quantity)", limit=":limit"
+    )
+    units = session.execute(holds.statement(take_allotment), {**values, "limit": lim}).scalar()
     if units is None:
         return outcome
     taken = session.execute(
-        text(
-            "UPDATE batches SET held = held + :quantity "
-            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size "
-            "RETURNING price, currency"
-        ),
-        values,
+        holds.statement(holds.TAKE_STOCK + " RETURNING price, currency"), values
     ).first()
     if taken is None:
         return replace(outcome, units=units)
+    new_order = holds.new_order(
+        price=":unit_price", currency=":currency", source="VALUES ({values})"
+    )
     order_id = session.execute(
-        text(
-            """
-            INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
-                                currency, state, hold_expires_at, checkout_attempt, created_at)
-            VALUES (:public_id, :customer_id, :batch_id, :quantity, :unit_price, :amount,
-                    :currency, 'held', :hold_expires_at, 0, :now)
-            RETURNING id
-            """
-        ),
-        {
-            **values,
-            "unit_price": taken.price,
-            "amount": taken.price * quantity,
-            "currency": taken.currency,
-        },
+        holds.statement(new_order),
+        {**values, "unit_price": taken.price, "currency": taken.currency},
     ).scalar_one()
     return replace(outcome, units=units, order_id=order_id)
 
 
 def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
     db.session.execute(
-        text(
-            "UPDATE allotments SET units = units - :quantity "
-            "WHERE customer_id = :customer_id AND batch_id = :batch_id"
-        ),
-        {"quantity": quantity, "customer_id": customer_id, "batch_id": batch_id},
+        update(Allotment)
+        .where(Allotment.customer_id == customer_id, Allotment.batch_id == batch_id)
+        .values(units=Allotment.units - quantity)
     )
 
 
 def _allowed_more(values: dict, limit: int) -> int:
     """How many more units of the batch this customer may hold under ``limit``."""
-    units = db.session.execute(text(_ALLOTTED), values).scalar()
+    units = db.session.execute(holds.statement(holds.ALLOTTED), values).scalar()
     return max(0, limit - (units or 0))
 
 
 def _remaining(batch_id: int) -> int:
-    return db.session.execute(
-        text("SELECT edition_size - sold - held FROM batches WHERE id = :id"), {"id": batch_id}
-    ).scalar_one()
+    return db.session.scalar(
+        select(Batch.edition_size - Batch.sold - Batch.held).where(Batch.id == batch_id)
+    )
 
 
 def release(order: Order, reason: str, *, now: datetime) -> bool:
@@ -327,18 +223,15 @@ def release(order: Order, reason: str, *, now: datetime) -> bool:
     if reason not in RELEASE_REASONS:
         raise ValueError(f"unknown release reason {reason!r}")
     changed = db.session.execute(
-        text(
-            "UPDATE orders SET state = :reason, released_at = :now, sweep_lease_until = NULL "
-            "WHERE id = :id AND state = 'held'"
-        ),
-        {"reason": reason, "now": now, "id": order.id},
+        update(Order)
+        .where(Order.id == order.id, Order.state == HELD)
+        .values(state=reason, released_at=now, sweep_lease_until=None)
     ).rowcount
     if changed != 1:
         _refresh(order)
         return False
     db.session.execute(
-        text("UPDATE batches SET held = held - :q WHERE id = :batch_id"),
-        {"q": order.quantity, "batch_id": order.batch_id},
+        update(Batch).where(Batch.id == order.batch_id).values(held=Batch.held - order.quantity)
     )
     _return_allotment(order.customer_id, order.batch_id, order.quantity)
     _refresh(order)
@@ -350,55 +243,47 @@ def rehold(order: Order, *, now: datetime) -> None:
 
     Raises SoldOut or LimitReached when they are not; then the payment must be refunded.
     """
-    values = {
-        "id": order.id,
-        "customer_id": order.customer_id,
-        "batch_id": order.batch_id,
-        "quantity": order.quantity,
-    }
+    quantity = order.quantity
     reopened = db.session.execute(
-        text(
-            "UPDATE orders SET state = 'held', released_at = NULL "
-            "WHERE id = :id AND state IN ('expired', 'cancelled')"
-        ),
-        values,
+        update(Order)
+        .where(Order.id == order.id, Order.state.in_(RELEASE_REASONS))
+        .values(state=HELD, released_at=None)
     ).rowcount
     if reopened != 1:
         _refresh(order)
         raise InvalidState("Only a released order can be held again.")
-    limit = db.session.execute(
-        text("SELECT per_customer_limit FROM batches WHERE id = :batch_id"), values
-    ).scalar_one()
-    values["limit"] = limit
+    limit = db.session.scalar(select(Batch.per_customer_limit).where(Batch.id == order.batch_id))
     allotted = db.session.execute(
-        text(
-            "UPDATE allotments SET units = units + :quantity "
-            "WHERE customer_id = :customer_id AND batch_id = :batch_id "
-            "AND units + :quantity <= :limit"
-        ),
-        values,
+        update(Allotment)
+        .where(
+            Allotment.customer_id == order.customer_id,
+            Allotment.batch_id == order.batch_id,
+            Allotment.units + quantity <= limit,
+        )
+        .values(units=Allotment.units + quantity)
     ).rowcount
     if allotted != 1:
-        _undo_rehold(values, now)
+        _undo_rehold(order.id, now)
+        values = {"customer_id": order.customer_id, "batch_id": order.batch_id}
         raise LimitReached(allowed=_allowed_more(values, limit))
     taken = db.session.execute(
-        text(
-            "UPDATE batches SET held = held + :quantity "
-            "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
-        ),
-        values,
+        update(Batch)
+        .where(
+            Batch.id == order.batch_id,
+            Batch.sold + Batch.held + quantity <= Batch.edition_size,
+        )
+        .values(held=Batch.held + quantity)
     ).rowcount
     if taken != 1:
-        _return_allotment(order.customer_id, order.batch_id, order.quantity)
-        _undo_rehold(values, now)
+        _return_allotment(order.customer_id, order.batch_id, quantity)
+        _undo_rehold(order.id, now)
         raise SoldOut(remaining=_remaining(order.batch_id))
     _refresh(order)
 
 
-def _undo_rehold(values: dict, now: datetime) -> None:
+def _undo_rehold(order_id: int, now: datetime) -> None:
     db.session.execute(
-        text("UPDATE orders SET state = 'expired', released_at = :now WHERE id = :id"),
-        {"id": values["id"], "now": now},
+        update(Order).where(Order.id == order_id).values(state=EXPIRED, released_at=now)
     )
 
 
@@ -414,24 +299,25 @@ def confirm(
     serial numbers of the batch (contiguous, no gap, no duplicate), each with an unguessable
     certificate code. Returns False (and changes nothing) if the order was not held."""
     paid = db.session.execute(
-        text(
-            "UPDATE orders SET state = 'paid', paid_at = :now, sweep_lease_until = NULL, "
-            "payment_intent_id = COALESCE(:pi, payment_intent_id), "
-            "customer_email = COALESCE(:email, customer_email) "
-            "WHERE id = :id AND state = 'held'"
-        ),
-        {"now": now, "pi": payment_intent_id, "email": customer_email, "id": order.id},
+        update(Order)
+        .where(Order.id == order.id, Order.state == HELD)
+        .values(
+            state=PAID,
+            paid_at=now,
+            sweep_lease_until=None,
+            payment_intent_id=func.coalesce(payment_intent_id, Order.payment_intent_id),
+            customer_email=func.coalesce(customer_email, Order.customer_email),
+        )
     ).rowcount
     if paid != 1:
         _refresh(order)
         return False
     # The row lock taken here orders concurrent confirms; RETURNING gives this order's range.
     sold = db.session.execute(
-        text(
-            "UPDATE batches SET held = held - :q, sold = sold + :q WHERE id = :batch_id "
-            "RETURNING sold"
-        ),
-        {"q": order.quantity, "batch_id": order.batch_id},
+        update(Batch)
+        .where(Batch.id == order.batch_id)
+        .values(held=Batch.held - order.quantity, sold=Batch.sold + order.quantity)
+        .returning(Batch.sold)
     ).scalar_one()
     first = sold - order.quantity + 1
     db.session.add_all(
@@ -464,8 +350,9 @@ def resize_edition(batch: Batch, new_size: int) -> None:
     """Grow an edition, or shrink it no lower than what is sold and held right now; the
     condition lives in the UPDATE, so a hold racing the edit can never be squeezed out."""
     resized = db.session.execute(
-        text("UPDATE batches SET edition_size = :size WHERE id = :id AND sold + held <= :size"),
-        {"size": new_size, "id": batch.id},
+        update(Batch)
+        .where(Batch.id == batch.id, Batch.sold + Batch.held <= new_size)
+        .values(edition_size=new_size)
     ).rowcount
     db.session.expire(batch, ["edition_size", "sold", "held"])
     if resized != 1:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from shop import drops, money
+from shop import catalog, drops, money
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, Product, UnrecognisedPayment, User
 from shop.models.drop import CLOSED, DRAFT
@@ -149,30 +149,19 @@ def live_stats(drop: Drop, now: datetime, *, recent: int = 20) -> LiveStats:
     paid_count = db.session.scalar(
         select(func.count()).select_from(Order).where(Order.batch_id.in_(ids), Order.state == PAID)
     )
-    last_paid = dict(
-        db.session.execute(
-            select(Order.batch_id, func.max(Order.paid_at))
-            .where(Order.batch_id.in_(ids), Order.paid_at.is_not(None))
-            .group_by(Order.batch_id)
-        ).all()
-    )
+    sold_out_in = catalog.sold_out_times(batches)  # the storefront's rule, not a second one
     opened = drop.opens_at if drop.opens_at is not None and drop.opens_at <= now else None
-    rows = []
-    for batch in batches:
-        sold_out_after = None
-        last = last_paid.get(batch.id)
-        if batch.remaining <= 0 and batch.held == 0 and last is not None and opened is not None:
-            sold_out_after = max(timedelta(0), last - opened)
-        rows.append(
-            BatchLive(
-                batch=batch,
-                sold=batch.sold,
-                held=batch.held,
-                left=batch.remaining,
-                edition_size=batch.edition_size,
-                sold_out_after=sold_out_after,
-            )
+    rows = [
+        BatchLive(
+            batch=batch,
+            sold=batch.sold,
+            held=batch.held,
+            left=batch.remaining,
+            edition_size=batch.edition_size,
+            sold_out_after=sold_out_in.get(batch.id),
         )
+        for batch in batches
+    ]
     everything_gone = bool(rows) and all(r.sold_out_after is not None for r in rows)
     paid_orders = list(
         db.session.scalars(

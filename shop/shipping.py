@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import func, literal, update
 
 from shop import audit
 from shop.errors import InvalidInput, InvalidState
 from shop.extensions import db
 from shop.models import Order, User
-from shop.models.order import REFUNDED
+from shop.models.order import PAID, REFUNDED
 from shop.models.types import UTCDateTime
 
 
@@ -28,11 +28,13 @@ def mark_shipped(
         raise InvalidInput("Say which carrier is delivering it.")
     first_time = order.shipped_at is None
     changed = db.session.execute(
-        text(
-            "UPDATE orders SET carrier = :carrier, tracking_number = :tracking, "
-            "shipped_at = COALESCE(shipped_at, :now) WHERE id = :id AND state = 'paid'"
-        ).bindparams(bindparam("now", type_=UTCDateTime())),
-        {"carrier": carrier, "tracking": tracking_number or None, "now": now, "id": order.id},
+        update(Order)
+        .where(Order.id == order.id, Order.state == PAID)
+        .values(
+            carrier=carrier,
+            tracking_number=tracking_number or None,
+            shipped_at=func.coalesce(Order.shipped_at, literal(now, UTCDateTime())),
+        )
     ).rowcount
     db.session.expire(order)
     if changed != 1:

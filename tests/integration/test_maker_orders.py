@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -124,6 +125,24 @@ def test_the_time_to_sell_out_is_shown_once_everything_is_paid(app, shop):
     assert data["units"]["left"] == 0
     assert 45 * 60 <= data["sold_out_seconds"] <= 52 * 60  # opened 60 min ago, last paid at -9
     assert "Sold out in" in data["html"]
+
+
+def test_the_storefront_and_the_maker_agree_how_fast_a_batch_sold_out(app, shop, client):
+    """One rule ("sold out in": opening → payment of the last unit, refunded units included)
+    behind both pages; the last paid order being refunded must not change either answer."""
+    maker, drop, rye, _ = shop
+    _paid(rye, 4, minutes_ago=30)
+    _paid(rye, 4, minutes_ago=20)
+    last = _paid(rye, 2, minutes_ago=12)  # paid 11 minutes ago: 49 min after the opening
+    last.state = REFUNDED
+    db.session.commit()
+
+    customer_page = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+    maker_page = browser(app, maker).get(f"/maker/drops/{drop.id}/live").get_data(as_text=True)
+
+    storefront = re.findall(r"<strong>Sold out</strong>\s*in ([^<]+?)\s*<", customer_page)
+    console = re.findall(r"Sold out in ([^<]+)</span>", maker_page)
+    assert storefront == console == ["49 min"]
 
 
 # --- list, filters, detail ------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""The rules of a hold, written once as SQL.
+
+This is the one place in the shop where conditional SQL is written by hand, because it was
+measured to matter (docs/PERFORMANCE.md): on PostgreSQL the whole hold is ONE statement sent
+straight to the driver (:data:`PG_HOLD_DRIVER`), so a buy request costs one round trip and the
+hot batch row is locked for that statement only. SQLite has no data-modifying CTEs, so
+``inventory._hold_stepwise`` runs the same fragments below one by one inside its write-locked
+transaction. Either way the rules are these fragments; nothing restates them.
+
+Everywhere else, compare-and-set updates are SQLAlchemy Core (``update(Order).where(...)``).
+Parameters are ``:name``; :func:`statement` binds the time parameters through the aware-UTC
+column type for SQLAlchemy, and :data:`PG_HOLD_DRIVER` is the same text in psycopg's style.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.sql.elements import TextClause
+
+from shop.models.drop import OPEN, SCHEDULED
+from shop.models.order import HELD
+from shop.models.types import UTCDateTime
+
+_TIME_PARAMS = ("now", "hold_expires_at")
+
+# A drop is live: its maker put it on sale (scheduled or open) and ``now`` is inside its window.
+# ``Drop.is_live`` is the same rule in Python; tests/integration/test_liveness_rule.py pins them.
+LIVE_DROP = f"""
+    d.state IN ('{SCHEDULED}', '{OPEN}')
+    AND d.opens_at IS NOT NULL AND d.opens_at <= :now
+    AND (d.closes_at IS NULL OR d.closes_at > :now)
+"""
+
+# Who is buying: the account, if the session token the buyer presents is still its current one
+# (a logout elsewhere or a password change rotates it).
+BUYER = "SELECT id FROM users WHERE id = :customer_id AND session_token = :session_token"
+
+# What a hold needs to know of the batch, read in the hold's own statement or write-locked
+# transaction: no earlier read can go stale.
+TERMS = """
+    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining
+    FROM batches b WHERE b.id = :batch_id
+"""
+
+ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
+
+
+def take_allotment(rows: str, *, limit: str) -> str:
+    """The per-customer limit: the (customer, batch) allotment grows by the quantity only while
+    it stays within ``limit``; RETURNING nothing means the limit refused it."""
+    return f"""
+        INSERT INTO allotments (customer_id, batch_id, units)
+        {rows}
+        ON CONFLICT (customer_id, batch_id) DO UPDATE
+            SET units = allotments.units + EXCLUDED.units
+            WHERE allotments.units + EXCLUDED.units <= {limit}
+        RETURNING units
+    """  # noqa: S608  # nosec B608 - splices only this module's fragments
+
+
+# No oversell: held stock grows only while sold + held stays within the edition.
+TAKE_STOCK = (
+    "UPDATE batches SET held = held + :quantity "
+    "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
+)
+
+
+def new_order(*, price: str, currency: str, source: str) -> str:
+    """The held order, its price and currency copied from the batch at hold time. ``source`` is
+    ``"VALUES ({values})"`` or ``"SELECT {values} FROM …"``."""
+    values = (
+        f":public_id, :customer_id, :batch_id, :quantity, {price}, {price} * :quantity, "
+        f"{currency}, '{HELD}', :hold_expires_at, 0, :now"
+    )
+    return f"""
+        INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
+                            currency, state, hold_expires_at, checkout_attempt, created_at)
+        {source.format(values=values)}
+        RETURNING id
+    """  # nosec B608 - splices only this module's fragments
+
+
+_PG_ALLOT = take_allotment(
+    "SELECT buyer.id, :batch_id, :quantity FROM buyer, live, terms t "
+    "WHERE :quantity <= t.lim AND :quantity <= t.remaining",
+    limit="(SELECT lim FROM terms)",
+)
+_PG_NEW_ORDER = new_order(price="price", currency="currency", source="SELECT {values} FROM stock")
+
+# The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
+# (``database.committed``) and no client round trip ever happens while the batch row is
+# locked. First the statement's own snapshot is read without any lock (``seen``): when it
+# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left,
+# the customer's allotment full — the statement refuses from it and locks nothing, so the crowd
+# that arrives after the sell-out never queues on the batch row (refusing a moment early is the
+# same answer as arriving a moment earlier; nothing is ever granted from the snapshot).
+# Otherwise the batch row is locked (FOR UPDATE returns its latest version), so the stock it
+# shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and a
+# refusal touches nothing. Stock and allotment change only when the buyer is who they say, the
+# drop is live (its row share-locked, so a close that commits first is seen) and the quantity
+# is within the limit and the stock; the conditional UPDATE and upsert decide.
+PG_HOLD = f"""
+    WITH buyer AS ({BUYER}
+    ), seen AS (
+        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {LIVE_DROP}) AS live
+        FROM ({TERMS}) AS t
+    ), terms AS ({TERMS}
+        AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
+            SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
+                               AND :quantity <= seen.remaining
+                               AND NOT EXISTS ({ALLOTTED} AND units + :quantity > seen.lim))
+        FOR UPDATE
+    ), live AS (
+        SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {LIVE_DROP}
+        FOR SHARE OF d
+    ), allot AS ({_PG_ALLOT}
+    ), stock AS ({TAKE_STOCK} AND EXISTS (SELECT 1 FROM allot) RETURNING price, currency
+    ), new_order AS ({_PG_NEW_ORDER})
+    SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, s.lim IS NOT NULL AS found,
+           COALESCE(t.lim, s.lim), COALESCE(t.remaining, s.remaining),
+           CASE WHEN t.lim IS NULL THEN s.live ELSE EXISTS (SELECT 1 FROM live) END AS live,
+           (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
+    FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
+"""  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
+
+# The same statement with psycopg's own placeholders (``%(name)s``): the hot path hands it to
+# the driver without SQLAlchemy. ``::`` casts are left alone.
+PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", PG_HOLD)
+
+
+def statement(sql: str) -> TextClause:
+    """One of the fragments above as a SQLAlchemy statement; its time parameters go through the
+    aware-UTC column type, so SQLite compares them in the same text form the ORM stores."""
+    names = [name for name in _TIME_PARAMS if f":{name}" in sql]
+    return text(sql).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in names))
