@@ -10,20 +10,28 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from shop import passwords
+from shop import emails, passwords
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import User
 from shop.models.user import CUSTOMER, MAKER, new_session_token
 
 
+class LookAlikeEmail(InvalidInput):
+    """An address that could pass for another one (see shop.emails)."""
+
+
 def normalise_email(raw: str) -> str:
-    """The canonical, lower-cased form of an address; InvalidInput when it is not one."""
+    """The canonical (NFKC, lower-cased) form of an address; InvalidInput when it is not one,
+    LookAlikeEmail when it could pass for another."""
     try:
-        info = validate_email((raw or "").strip(), check_deliverability=False)
+        info = validate_email(emails.nfkc((raw or "").strip()), check_deliverability=False)
     except EmailNotValidError as error:
         raise InvalidInput(f"That email address doesn't look right: {error}") from None
-    return info.normalized.lower()
+    email = info.normalized.lower()
+    if emails.is_look_alike(email):
+        raise LookAlikeEmail(emails.LOOK_ALIKE_MESSAGE)
+    return email
 
 
 def check_password_rules(password: str) -> None:
@@ -59,9 +67,14 @@ def register(email: str, password: str, *, display_name: str = "", role: str = C
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """The user for these credentials, or None; takes as long for unknown emails."""
+    """The user for these credentials, or None; takes as long for unknown emails.
+
+    Raises LookAlikeEmail (before any password work) for an address that could pass for
+    another: that depends on the address alone, so it reveals nothing about accounts."""
     try:
         email = normalise_email(email)
+    except LookAlikeEmail:
+        raise
     except InvalidInput:
         email = ""
     user = find_by_email(email) if email else None

@@ -63,7 +63,11 @@ def login():
     if not form.validate_on_submit():
         status = 422 if request.method == "POST" else 200
         return render_template("account/login.html", form=form), status
-    user = users.authenticate(form.email.data, form.password.data)
+    try:
+        user = users.authenticate(form.email.data, form.password.data)
+    except users.LookAlikeEmail as error:
+        form.email.errors = [*form.email.errors, error.message]
+        return render_template("account/login.html", form=form), 422
     if user is None:
         form.password.errors = ["Wrong email or password."]
         return render_template("account/login.html", form=form), 401
