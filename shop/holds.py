@@ -71,7 +71,8 @@ def new_order(*, price: str, currency: str, source: str) -> str:
     """The held order, its price and currency copied from the batch at hold time. ``source`` is
     ``"VALUES ({values})"`` or ``"SELECT {values} FROM …"``."""
     values = (
-        f":public_id, :customer_id, :batch_id, :quantity, {price}, {price} * :quantity, "
+        f":public_id, :customer_id, :batch_id, :quantity, {price}, "
+        f"CAST({price} AS BIGINT) * :quantity, "  # BIGINT: price x quantity may pass 2**31
         f"{currency}, '{HELD}', :hold_expires_at, 0, :now"
     )
     return f"""

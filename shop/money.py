@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
+# The highest price of one unit, and the highest amount Stripe accepts for one payment in most
+# currencies (eight digits of minor units): $999,999.99, ¥99,999,999. A batch price above it is
+# refused in the form and by a CHECK constraint; orders' amounts are BIGINT, so price x quantity
+# can never overflow in the database either.
+MAX_PRICE = 99_999_999
+
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+
 ZERO_DECIMAL = frozenset(
     [
         "bif",
@@ -46,19 +57,18 @@ def format_money(amount: int, currency: str) -> str:
 
 
 def parse_amount(text: str, currency: str) -> int:
-    """``"25.50"`` in USD → 2550. ValueError for anything that is not a plain amount."""
-    from decimal import Decimal, InvalidOperation
-
+    """``"25.50"`` in USD → 2550. ValueError for anything that is not a plain amount of ASCII
+    digits (no exponent, no other script's digits), for zero, and for more than MAX_PRICE."""
     cleaned = (text or "").strip().replace(",", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError("not an amount") from None
-    if not value.is_finite() or value <= 0:
-        raise ValueError("not a positive amount")
-    minor = value * (10 ** decimals(currency))
+    if not _AMOUNT.fullmatch(cleaned):
+        raise ValueError("not an amount")
+    minor = Decimal(cleaned) * (10 ** decimals(currency))
     if minor != minor.to_integral_value():
         raise ValueError("too many decimal places")
+    if minor <= 0:
+        raise ValueError("not a positive amount")
+    if minor > MAX_PRICE:
+        raise ValueError("too large")
     return int(minor)
 
 

@@ -18,6 +18,7 @@ from shop import (
     audit,
     clock,
     drops,
+    numbers,
     reports,
     timezones,
 )
@@ -54,8 +55,9 @@ def _drop_details(form: forms.DropForm) -> drops.DropDetails:
 def new_drop():
     form = forms.DropForm()
     form.set_batch_choices(drops.assignable_batches(current_user))
-    if request.method == "GET" and request.args.get("batch", "").isdigit():
-        form.batches.data = [int(request.args["batch"])]
+    preselected = numbers.parse_whole(request.args.get("batch"), low=1)
+    if request.method == "GET" and preselected is not None:
+        form.batches.data = [preselected]
 
     def page(error: str | None = None):
         return render_template("maker/drop_form.html", form=form, drop=None, error=error)

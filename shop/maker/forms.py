@@ -26,10 +26,24 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from shop import money, products, sales, timezones
+from shop import money, numbers, products, sales, timezones
 
 CURRENCY_CHOICES = [(code, code.upper()) for code in money.SUPPORTED]
 LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+MAX_BATCH_NUMBER = 1_000_000
+
+
+class WholeNumberField(IntegerField):
+    """An IntegerField that takes ASCII digits only and never a number the database can't hold
+    (``int()`` would take Arabic-Indic or full-width digits, and 10**12 would reach the query)."""
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0].strip() if valuelist else ""
+        self.data = numbers.parse_whole(text) if text else None
+        if text and self.data is None:
+            raise ValueError("Enter a whole number in digits 0-9.")
 
 
 class SettingsForm(FlaskForm):
@@ -64,11 +78,14 @@ class ProductForm(FlaskForm):
 
 
 class BatchForm(FlaskForm):
-    number = IntegerField(
+    number = WholeNumberField(
         "Batch number",
-        validators=[InputRequired(message="Give the batch a number."), NumberRange(min=1)],
+        validators=[
+            InputRequired(message="Give the batch a number."),
+            NumberRange(min=1, max=MAX_BATCH_NUMBER),
+        ],
     )
-    edition_size = IntegerField(
+    edition_size = WholeNumberField(
         "Edition size",
         validators=[
             InputRequired(message="How many units are in this batch?"),
@@ -102,7 +119,7 @@ class BatchForm(FlaskForm):
         description="New orders pay the new price; existing orders keep theirs.",
     )
     currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="usd")
-    per_customer_limit = IntegerField(
+    per_customer_limit = WholeNumberField(
         "Limit per customer",
         default=2,
         validators=[
@@ -137,14 +154,17 @@ class BatchForm(FlaskForm):
     price_minor: int | None = None
 
     def validate_unit_price(self, field) -> None:
+        currency = self.currency.data or "usd"
         try:
-            self.price_minor = money.parse_amount(field.data, self.currency.data or "usd")
-        except ValueError:
-            places = money.decimals(self.currency.data or "usd")
+            self.price_minor = money.parse_amount(field.data, currency)
+        except ValueError as error:
+            if str(error) == "too large":
+                highest = money.format_money(money.MAX_PRICE, currency)
+                raise ValidationError(f"The highest price is {highest}.") from None
+            places = money.decimals(currency)
             example = "95" if places == 0 else "95." + "0" * places
             raise ValidationError(
-                f'Enter a price like "{example}" ({places} decimal places for '
-                f"{(self.currency.data or 'usd').upper()})."
+                f'Enter a price like "{example}" ({places} decimal places for {currency.upper()}).'
             ) from None
 
     def details(self) -> products.BatchDetails:
@@ -308,13 +328,12 @@ class OrderFilterForm(FlaskForm):
         state = self.state.data if self.state.data in known else None
         state = state or None
         return sales.OrderFilter(
-            drop_id=int(self.drop.data) if (self.drop.data or "").isdigit() else None,
-            batch_id=int(self.batch.data) if (self.batch.data or "").isdigit() else None,
+            drop_id=numbers.parse_whole(self.drop.data, low=1),
+            batch_id=numbers.parse_whole(self.batch.data, low=1),
             state=None if state == "to_ship" else state,
             to_ship=state == "to_ship",
             email=self.q.data or "",
         )
 
     def page_number(self) -> int:
-        value = self.page.data or ""
-        return int(value) if value.isdigit() and 0 < int(value) < 100000 else 1
+        return numbers.parse_whole(self.page.data, low=1, high=99999) or 1

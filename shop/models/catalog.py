@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shop import clock
+from shop import clock, money
 from shop.extensions import db
 from shop.models.types import UTCDateTime
 
@@ -44,6 +44,7 @@ class Batch(db.Model):
         CheckConstraint("number >= 1", name="number_positive"),
         CheckConstraint("edition_size >= 1", name="edition_size_positive"),
         CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint(f"price <= {money.MAX_PRICE}", name="price_at_most_max"),
         CheckConstraint("per_customer_limit >= 1", name="limit_positive"),
         CheckConstraint("sold >= 0", name="sold_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),

@@ -6,7 +6,16 @@ import secrets
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop import clock
@@ -40,7 +49,8 @@ class Order(db.Model):
     __table_args__ = (
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("unit_price > 0", name="unit_price_positive"),
-        CheckConstraint("amount = unit_price * quantity", name="amount_matches"),
+        # BIGINT arithmetic: price x quantity may pass 2**31 (the form caps price, not the sum).
+        CheckConstraint("amount = CAST(unit_price AS BIGINT) * quantity", name="amount_matches"),
         CheckConstraint("shipping_amount >= 0", name="shipping_not_negative"),
         CheckConstraint(
             "state IN ('held', 'paid', 'expired', 'cancelled', 'refunded')", name="state_known"
@@ -56,7 +66,7 @@ class Order(db.Model):
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
     quantity: Mapped[int]
     unit_price: Mapped[int]
-    amount: Mapped[int]
+    amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     state: Mapped[str] = mapped_column(String(16), default=HELD, index=True)
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
