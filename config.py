@@ -44,6 +44,17 @@ def _env_number(name: str, default: float) -> float:
         raise RuntimeError(f"{name} must be a number of seconds, got {value!r}") from None
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise RuntimeError(f"{name} must be on or off (1/0), got {value!r}")
+
+
 def _database_url(default: str | None) -> str | None:
     url = _env("DATABASE_URL", default)
     if url and url.startswith(("postgres://", "postgresql://")):
@@ -116,6 +127,18 @@ class Config:
                 setattr(self, name, value)
         self.STRIPE_CONNECT_TIMEOUT = _env_number("STRIPE_CONNECT_TIMEOUT", 2.0)
         self.STRIPE_READ_TIMEOUT = _env_number("STRIPE_READ_TIMEOUT", 5.0)
+        # Email (shop/mail.py, docs/MESSAGES.md): the worker sends through SMTP_URL; without it
+        # development delivers to a local mailbox read at /dev/mailbox.
+        self.SMTP_URL = _env("SMTP_URL")
+        self.MAIL_FROM = _env("MAIL_FROM")
+        self.SHOP_SMTP_TIMEOUT = _env_number("SHOP_SMTP_TIMEOUT", 10.0)
+        self.SHOP_MAILBOX_DIR = _env("SHOP_MAILBOX_DIR", str(BASE_DIR / "instance" / "mailbox"))
+        self.SHOP_MAIL_MAX_ATTEMPTS = _env_int("SHOP_MAIL_MAX_ATTEMPTS", 8)
+        self.SHOP_MAIL_POLL_SECONDS = _env_number("SHOP_MAIL_POLL_SECONDS", 2.0)
+        # "The drop is live" goes out this many at a time, one batch per this many seconds.
+        self.SHOP_NOTIFY_BATCH_SIZE = _env_int("SHOP_NOTIFY_BATCH_SIZE", 200)
+        self.SHOP_NOTIFY_BATCH_SECONDS = _env_int("SHOP_NOTIFY_BATCH_SECONDS", 60)
+        self.SHOP_REQUIRE_VERIFIED_EMAIL = _env_flag("SHOP_REQUIRE_VERIFIED_EMAIL", True)
 
     def engine_options(self) -> dict:
         """SQLAlchemy's pool for PostgreSQL: at most SHOP_DB_POOL_SIZE + SHOP_DB_POOL_OVERFLOW
@@ -145,6 +168,9 @@ class DevelopmentConfig(Config):
             self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or EMULATOR_WEBHOOK_SECRET
         self.STRIPE_WEBHOOK_SECRET = self.STRIPE_WEBHOOK_SECRET or EMULATOR_WEBHOOK_SECRET
         self.SHOP_BASE_URL = self.SHOP_BASE_URL or "http://127.0.0.1:5000"
+        # The demo lets anyone buy straight after registering; production asks for a verified
+        # address first.
+        self.SHOP_REQUIRE_VERIFIED_EMAIL = _env_flag("SHOP_REQUIRE_VERIFIED_EMAIL", False)
 
 
 class TestingConfig(DevelopmentConfig):
@@ -176,6 +202,7 @@ class ProductionConfig(Config):
             "STRIPE_SECRET_KEY": self.STRIPE_SECRET_KEY,
             "STRIPE_WEBHOOK_SECRET": self.STRIPE_WEBHOOK_SECRET,
             "SHOP_BASE_URL": self.SHOP_BASE_URL,
+            "SMTP_URL": self.SMTP_URL,
         }
         return [name for name, value in required.items() if not value]
 

@@ -65,6 +65,7 @@ def register_blueprints(app: Flask) -> None:
     from shop.account.views import bp as account
     from shop.checkout.views import bp as checkout
     from shop.maker import bp as maker
+    from shop.notify.views import bp as notify
     from shop.payments.views import bp as payments
     from shop.storefront.views import bp as storefront
 
@@ -73,6 +74,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(checkout)
     app.register_blueprint(maker)
     app.register_blueprint(payments)
+    app.register_blueprint(notify)
+    if app.config.get("ENV_NAME") == "development":
+        from shop.dev.views import bp as dev
+
+        app.register_blueprint(dev)  # the local mailbox; 404 in every other environment
 
 
 def register_templating(app: Flask) -> None:

@@ -115,3 +115,23 @@ def safe_next(target: str | None) -> str | None:
             return target
         decoded = unquoted
     return None  # still encoded after several rounds: nobody links like that
+
+
+# Whether the signed-in account's address is confirmed, kept in the signed session once true
+# (an address never becomes unconfirmed), so a confirmed buyer's buy costs no user query.
+_VERIFIED = "email_verified"
+
+
+def remember_verified(user) -> None:
+    if user.email_verified_at is not None:
+        session[_VERIFIED] = True
+
+
+def email_verified() -> bool:
+    """True when the signed-in account's address is confirmed (the session, else the row)."""
+    if session.get(_VERIFIED):
+        return True
+    if not current_user.is_authenticated or current_user.email_verified_at is None:
+        return False
+    session[_VERIFIED] = True
+    return True

@@ -1,4 +1,4 @@
-"""``flask --app wsgi shop …``: demo data, accounts, drops, the sweeper and the dev server."""
+"""``flask --app wsgi shop …``: demo data, accounts, drops, the worker and the dev server."""
 
 from __future__ import annotations
 
@@ -165,26 +165,37 @@ def unrecognised_payments(limit: int) -> None:
 
 
 @shop.command()
-@click.option("--interval", type=float, default=None, help="Seconds between passes.")
-@click.option("--passes", type=int, default=0, help="Stop after this many passes (0: forever).")
+@click.option("--interval", type=float, default=None, help="Seconds between sweeps.")
+@click.option("--passes", type=int, default=0, help="Stop after this many sweeps (0: forever).")
+@click.option("--once", is_flag=True, help="One pass of every job, then exit (1 if one failed).")
 @with_appcontext
-def worker(interval: float | None, passes: int) -> None:
-    """Sweep forever (safe to run several: they never release a hold twice)."""
-    every = interval if interval is not None else current_app.config["SHOP_SWEEP_SECONDS"]
-    done = 0
-    while passes == 0 or done < passes:
-        try:
-            counts = sweeper.sweep(clock.now())
-            if any(counts.values()):
-                click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
-        except Exception:  # keep sweeping; the next pass retries
-            current_app.logger.exception("sweep pass failed")
-            db.session.rollback()
-        finally:
-            db.session.remove()
-        done += 1
-        if passes == 0 or done < passes:
-            time.sleep(every)
+def worker(interval: float | None, passes: int, once: bool) -> None:
+    """Sweep expired holds and send the outbox (safe to run several: they split the work)."""
+    from shop import worker as jobs
+
+    if once:
+        report = jobs.run_pass(clock.now())
+        for line in report.lines:
+            click.echo(line)
+        for problem in report.problems:
+            click.echo(f"FAILED: {problem}", err=True)
+        sys.exit(0 if report.ok else 1)
+    sweep_every = interval if interval is not None else current_app.config["SHOP_SWEEP_SECONDS"]
+    poll = min(current_app.config["SHOP_MAIL_POLL_SECONDS"], sweep_every)
+    next_sweep, sweeps = 0.0, 0
+    while passes == 0 or sweeps < passes:
+        due = (
+            ("sweep", "notices", "outbox")
+            if time.monotonic() >= next_sweep
+            else ("notices", "outbox")
+        )
+        if "sweep" in due:
+            next_sweep, sweeps = time.monotonic() + sweep_every, sweeps + 1
+        report = jobs.run_pass(clock.now(), jobs=due)
+        for line in [*report.lines, *report.problems] if report.activity or report.problems else []:
+            click.echo(line)
+        if passes == 0 or sweeps < passes:
+            time.sleep(poll)
 
 
 @shop.command()

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from psycopg.pq import TransactionStatus
-from sqlalchemy import event
+from sqlalchemy import Select, event, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from shop.errors import InvalidInput, NotFound
 from shop.extensions import db
@@ -131,3 +133,21 @@ def flush_unique(message: str) -> None:
             db.session.flush()
     except IntegrityError:
         raise InvalidInput(message) from None
+
+
+def lease(candidates: Select, lease_column: InstrumentedAttribute, *, until: datetime) -> list:
+    """Take the ids ``candidates`` selects for this worker until ``until``, and commit.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers split the rows: each takes
+    ones nobody else is taking. The lease (``lease_column``) keeps them away from the next
+    worker's query until it runs out, so a worker that died gives its rows back by itself.
+    ``candidates`` must select the primary key and exclude rows under a lease.
+    """
+    if is_postgresql():
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = list(db.session.scalars(candidates))
+    if ids:
+        model = lease_column.class_
+        db.session.execute(update(model).where(model.id.in_(ids)).values({lease_column.key: until}))
+    db.session.commit()
+    return ids

@@ -74,12 +74,14 @@ def load(*, now: datetime) -> bool:
         display_name="Ada Marsh · Marsh Hollow Distillery",
         role=MAKER,
         timezone="America/New_York",
+        email_verified_at=now,  # the demo's own addresses: nothing to confirm
     )
     customer = User(
         email=CUSTOMER_EMAIL,
         password_hash=passwords.hash_password(CUSTOMER_PASSWORD),
         display_name="Sam Rivera",
         role=CUSTOMER,
+        email_verified_at=now,
     )
     db.session.add_all([maker, customer])
     db.session.flush()

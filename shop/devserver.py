@@ -1,5 +1,5 @@
 """The development shop in one process: the local Stripe emulator (when no Stripe key is
-configured), a sweeper thread, and Flask's threaded server."""
+configured), the worker in a thread (sweeper and outbox), and Flask's threaded server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flask import Flask
 from werkzeug.serving import run_simple
 
 from config import EMULATOR_SECRET_KEY
+from shop import mail
 
 
 def run(app: Flask, *, host: str, port: int) -> None:
@@ -27,8 +28,12 @@ def run(app: Flask, *, host: str, port: int) -> None:
             webhook_secret=app.config["STRIPE_WEBHOOK_SECRET"],
         )
         click.echo(f" * Local Stripe emulator on {emulator.url} (pay with 4242 4242 4242 4242)")
-    threading.Thread(target=_sweep_forever, args=(app,), daemon=True, name="sweeper").start()
+    threading.Thread(target=_work_forever, args=(app,), daemon=True, name="worker").start()
     click.echo(f" * Small Batch on http://{host}:{port}")
+    if mail.uses_mailbox(app.config):
+        click.echo(f" * Email goes to the local mailbox: http://{host}:{port}/dev/mailbox")
+    else:
+        click.echo(" * Email goes out through SMTP_URL")
     try:
         # Flask's app.run() refuses to start inside the flask CLI; serve with Werkzeug directly.
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
@@ -37,16 +42,16 @@ def run(app: Flask, *, host: str, port: int) -> None:
             emulator.stop()
 
 
-def _sweep_forever(app: Flask) -> None:
-    from shop import clock, sweeper
-    from shop.extensions import db
+def _work_forever(app: Flask) -> None:
+    """The worker's jobs in a thread: the outbox every few seconds, the sweeper less often."""
+    from shop import clock, worker
 
+    sweep_every = app.config["SHOP_SWEEP_SECONDS"]
+    next_sweep = time.monotonic() + sweep_every
     while True:
-        time.sleep(app.config["SHOP_SWEEP_SECONDS"])
+        time.sleep(app.config["SHOP_MAIL_POLL_SECONDS"])
+        jobs: tuple[str, ...] = ("notices", "outbox")
+        if time.monotonic() >= next_sweep:
+            jobs, next_sweep = ("sweep", "notices", "outbox"), time.monotonic() + sweep_every
         with app.app_context():
-            try:
-                sweeper.sweep(clock.now())
-            except Exception:  # the next pass retries
-                app.logger.exception("sweep pass failed")
-            finally:
-                db.session.remove()
+            worker.run_pass(clock.now(), jobs=jobs)

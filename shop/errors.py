@@ -113,6 +113,33 @@ class EditNotAllowed(ShopError):
     message = "That change isn't allowed."
 
 
+class EmailNotVerified(ShopError):
+    """Buying needs a confirmed address (SHOP_REQUIRE_VERIFIED_EMAIL): one mailbox per account."""
+
+    status = 403
+    code = "email_not_verified"
+    message = (
+        "Please confirm your email address before buying: follow the link we sent you. "
+        "No email? Send it again from your account page."
+    )
+
+
+class TooSoon(ShopError):
+    """The same email was asked for again too soon (resend throttle)."""
+
+    status = 429
+    code = "too_soon"
+    message = "We sent that email a moment ago. Check your inbox (and spam), or try again soon."
+
+
+class LinkInvalid(ShopError):
+    """An emailed link that is forged, expired or already used; nothing was changed."""
+
+    status = 400
+    code = "link_invalid"
+    message = "This link isn't valid. Nothing was changed."
+
+
 class PaymentUnavailable(ShopError):
     """Stripe did not answer in time or failed on its side: the hold stays, try again."""
 

@@ -36,6 +36,16 @@ BUY_PER_IP = "300 per minute"
 PAY_PER_CUSTOMER = "20 per minute"
 PAY_PER_IP = "600 per minute"
 
+# Password reset links: every request, per address asked about and per client address. The
+# answer never says whether an account exists; the per-address count covers any address.
+RESET_LINK_PER_ADDRESS = "5 per hour"
+RESET_LINK_PER_IP = "10 per minute; 50 per hour"
+# Resending the confirmation link (the service also allows one a minute, five a day).
+RESEND_VERIFICATION_PER_CUSTOMER = "5 per hour"
+
+# "Notify me": every attempt per address (a visitor's each sends a confirmation email).
+NOTIFY_PER_IP = "10 per minute; 60 per hour"
+
 DEVICE_COOKIE = "smallbatch_device"
 DEVICE_COOKIE_DAYS = 365
 _DEVICE_ACCOUNTS = 5
@@ -167,6 +177,41 @@ def register(view):
         key_func=client_ip,
         methods=["POST"],
         scope="register",
+    )(view)
+
+
+def password_reset(view):
+    """ "Forgot your password?" (POST only, every attempt): per address and per IP."""
+    for decorator in (
+        limiter.limit(
+            policy("RESET_LINK_PER_ADDRESS", RESET_LINK_PER_ADDRESS),
+            key_func=account_key,
+            methods=["POST"],
+            scope="reset-account",
+        ),
+        limiter.limit(
+            policy("RESET_LINK_PER_IP", RESET_LINK_PER_IP),
+            key_func=client_ip,
+            methods=["POST"],
+            scope="reset-ip",
+        ),
+    ):
+        view = decorator(view)
+    return view
+
+
+def resend_verification(view):
+    return limiter.limit(
+        policy("RESEND_VERIFICATION_PER_CUSTOMER", RESEND_VERIFICATION_PER_CUSTOMER),
+        key_func=customer_key,
+        methods=["POST"],
+        scope="resend-verification",
+    )(view)
+
+
+def notify(view):
+    return limiter.limit(
+        policy("NOTIFY_PER_IP", NOTIFY_PER_IP), key_func=client_ip, methods=["POST"], scope="notify"
     )(view)
 
 

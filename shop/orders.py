@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 
-from shop import inventory, payments, refunds, shipping_rates
+from shop import inventory, messages, payments, refunds, shipping_rates
 from shop.errors import (
     InvalidInput,
     InvalidState,
@@ -256,6 +256,7 @@ def _fulfil_once(
         shipping=session.shipping,
     ):
         _record_amounts(order, session)
+        messages.order_paid(order)  # the receipt, committed with the payment
         db.session.commit()
         log.info("order %s paid (session %s)", order.public_id, session.id)
         return FULFILLED
@@ -438,11 +439,19 @@ def _record_external_refund(event: WebhookEvent, *, now: datetime) -> str:
     if not _claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
-    changed = db.session.execute(
-        update(Order)
-        .where(Order.payment_intent_id == charge.payment_intent_id, Order.state == PAID)
-        .values(state=REFUNDED, refunded_at=now, refund_reason=EXTERNAL_REFUND_REASON)
-    ).rowcount
+    refunded_ids = list(
+        db.session.scalars(
+            update(Order)
+            .where(Order.payment_intent_id == charge.payment_intent_id, Order.state == PAID)
+            .values(state=REFUNDED, refunded_at=now, refund_reason=EXTERNAL_REFUND_REASON)
+            .returning(Order.id)
+        )
+    )
+    for order_id in refunded_ids:
+        refunded = _reload(order_id)
+        if refunded is not None:
+            messages.order_refunded(refunded)
+    changed = len(refunded_ids)
     db.session.commit()
     return REFUNDED_NOW if changed else IGNORED
 

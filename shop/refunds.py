@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from shop import audit, money, payments
+from shop import audit, messages, money, payments
 from shop.errors import InvalidState, PaymentRejected, PaymentUnavailable
 from shop.extensions import db
 from shop.models import Order, User
@@ -51,11 +51,15 @@ def finish_refund(order_id: int) -> str:
     except PaymentRejected as error:
         log.error("Stripe refused the refund of order %s (%s)", public_id, error.code)
         return "rejected"
-    db.session.execute(
+    recorded = db.session.execute(
         update(Order)
         .where(Order.id == order_id, Order.refund_id.is_(None))
         .values(refund_id=refund_id)
-    )
+    ).rowcount
+    if recorded == 1:
+        refunded = _reload(order_id)
+        if refunded is not None:
+            messages.order_refunded(refunded)  # told once Stripe confirmed it, not before
     db.session.commit()
     return "done"
 

@@ -13,7 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
-from shop import limits
+from shop import limits, mail
 
 CSP = "; ".join(
     [
@@ -56,6 +56,11 @@ def check_production_settings(app: Flask) -> None:
     base_url = urlsplit(app.config.get("SHOP_BASE_URL") or "")
     if base_url.scheme != "https" or not base_url.hostname:
         problems.append("SHOP_BASE_URL must be the shop's https:// address")
+    if app.config.get("SMTP_URL"):
+        try:
+            mail.SmtpTransport.from_url(app.config["SMTP_URL"], timeout=1)
+        except mail.MailSettingError as error:
+            problems.append(str(error))
     if app.config.get("DEBUG") or get_debug_flag():
         # `flask run` turns FLASK_DEBUG=1 into the Werkzeug debugger after the app is built,
         # so the variable itself is refused, not just the setting.

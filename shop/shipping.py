@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, literal, update
 
-from shop import audit
+from shop import audit, messages
 from shop.errors import InvalidInput, InvalidState
 from shop.extensions import db
 from shop.models import Order, User
@@ -48,6 +48,8 @@ def mark_shipped(
         order=order,
         detail=f"{carrier} {tracking_number}".strip(),
     )
+    if first_time:
+        messages.order_shipped(order)  # a correction of the tracking sends nothing more
     db.session.flush()
     return first_time
 

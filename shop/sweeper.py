@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from shop import inventory, orders, payments, refunds
+from shop import database, inventory, orders, payments, refunds
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Order
@@ -35,17 +35,7 @@ def claim_expired_holds(now: datetime, *, limit: int = 100) -> list[int]:
         .order_by(Order.hold_expires_at)
         .limit(limit)
     )
-    if db.session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list(db.session.scalars(candidates))
-    if ids:
-        db.session.execute(
-            update(Order)
-            .where(Order.id.in_(ids), Order.state == HELD)
-            .values(sweep_lease_until=now + SWEEP_LEASE)
-        )
-    db.session.commit()
-    return ids
+    return database.lease(candidates, Order.sweep_lease_until, until=now + SWEEP_LEASE)
 
 
 def sweep(now: datetime) -> dict[str, int]:

@@ -23,8 +23,9 @@ from tests.support import databases, redis_server
 from tests.support.clients import FreshContextClient
 from tests.support.factories import make_customer, make_maker
 
-# Shared fixtures: the Stripe emulator (emulator_server, emulator); see tests/support/stripe.py.
-pytest_plugins = ["tests.support.stripe"]
+# Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py) and
+# a real SMTP server (smtp_server; tests/support/smtp.py).
+pytest_plugins = ["tests.support.stripe", "tests.support.smtp"]
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -72,7 +73,12 @@ def app_overrides() -> dict:
 @pytest.fixture
 def app(database_url, app_overrides, tmp_path) -> Iterator[Flask]:
     app = create_app(
-        make_config(database_url, SHOP_UPLOAD_DIR=str(tmp_path / "uploads"), **app_overrides)
+        make_config(
+            database_url,
+            SHOP_UPLOAD_DIR=str(tmp_path / "uploads"),
+            SHOP_MAILBOX_DIR=str(tmp_path / "mailbox"),
+            **app_overrides,
+        )
     )
     # Each test-client request gets its own app context (own g, own db session), as in a server.
     app.test_client_class = FreshContextClient

@@ -40,3 +40,23 @@ class PasswordForm(FlaskForm):
         "New password, again",
         validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
     )
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class ResetPasswordForm(FlaskForm):
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
+    )
+    confirm_password = PasswordField(
+        "New password, again",
+        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
+    )
+
+
+class ResendVerificationForm(FlaskForm):
+    pass

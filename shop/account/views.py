@@ -15,10 +15,18 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import catalog, limits, users
-from shop.account.forms import LoginForm, LogoutForm, PasswordForm, RegisterForm
+from shop import auth, catalog, clock, limits, recovery, users, verification
+from shop.account.forms import (
+    ForgotPasswordForm,
+    LoginForm,
+    LogoutForm,
+    PasswordForm,
+    RegisterForm,
+    ResendVerificationForm,
+    ResetPasswordForm,
+)
 from shop.auth import safe_next
-from shop.errors import InvalidInput
+from shop.errors import InvalidInput, InvalidState, LinkInvalid, TooSoon
 from shop.extensions import db
 from shop.models.order import HELD, PAID
 
@@ -33,6 +41,7 @@ def _landing(user, requested: str | None) -> str:
 def _start_session(user, *, remember: bool) -> None:
     session.clear()  # a fresh session at login: no fixation, a new CSRF token
     login_user(user, remember=remember)
+    auth.remember_verified(user)
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -50,9 +59,14 @@ def register():
         form.email.errors = [*form.email.errors, error.message]
         db.session.rollback()
         return render_template("account/register.html", form=form), 422
+    verification.send_link(user, now=clock.now())
     db.session.commit()
     _start_session(user, remember=False)
-    flash("Welcome to Small Batch — your account is ready.", "success")
+    flash(
+        f"Welcome to Small Batch — your account is ready. We sent a link to {user.email} "
+        "to confirm your address.",
+        "success",
+    )
     return redirect(_landing(user, form.next.data), 303)
 
 
@@ -94,6 +108,7 @@ def overview():
     orders = catalog.customer_orders(current_user)
     return render_template(
         "account/overview.html",
+        resend_form=ResendVerificationForm(),
         awaiting=[o for o in orders if o.state == HELD],
         units=[unit for o in orders if o.state == PAID for unit in o.units],
         recent=orders[:3],
@@ -137,3 +152,89 @@ def password():
     _start_session(user, remember=remember_cookie in request.cookies)
     flash("Password changed. You've been logged out everywhere else.", "success")
     return redirect(url_for("account.overview"), 303)
+
+
+# --- email verification and password reset ------------------------------------------------
+
+
+@bp.get("/verify/<token>")
+def verify_email(token: str):
+    """The link in "Confirm your email". A GET, as every emailed link is: it only marks the
+    address the signed link names as confirmed, and following it twice changes nothing."""
+    try:
+        user = verification.verify(token, now=clock.now())
+    except LinkInvalid as error:
+        db.session.rollback()
+        return _link_problem(error, ask_again=url_for("account.overview")), error.status
+    db.session.commit()
+    if current_user.is_authenticated and current_user.id == user.id:
+        auth.remember_verified(user)
+        flash("Thank you — your email address is confirmed.", "success")
+        return redirect(url_for("account.overview"), 303)
+    flash("Thank you — your email address is confirmed. Log in to carry on.", "success")
+    return redirect(url_for("account.login"), 303)
+
+
+@bp.post("/verify/resend")
+@login_required
+@limits.resend_verification
+def resend_verification():
+    form = ResendVerificationForm()
+    if form.validate_on_submit():
+        try:
+            verification.resend(current_user._get_current_object(), now=clock.now())
+        except (TooSoon, InvalidState) as error:
+            db.session.rollback()
+            flash(error.message, "info")
+        else:
+            db.session.commit()
+            flash(f"We sent a new link to {current_user.email}.", "success")
+    return redirect(url_for("account.overview"), 303)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limits.password_reset
+def forgot_password():
+    form = ForgotPasswordForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("account/forgot_password.html", form=form), status
+    try:
+        recovery.request_link(form.email.data, now=clock.now())
+    except InvalidInput as error:
+        db.session.rollback()
+        form.email.errors = [*form.email.errors, error.message]
+        return render_template("account/forgot_password.html", form=form), 422
+    db.session.commit()
+    # The same answer whether or not an account has this address.
+    return render_template("account/forgot_password_sent.html", email=form.email.data.strip())
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    form = ResetPasswordForm()
+    try:
+        recovery.account_for(token, now=clock.now())
+    except LinkInvalid as error:
+        db.session.rollback()
+        return _link_problem(error, ask_again=url_for("account.forgot_password")), error.status
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template("account/reset_password.html", form=form), status
+    try:
+        user = recovery.reset(token, form.new_password.data, now=clock.now())
+    except LinkInvalid as error:
+        db.session.rollback()
+        return _link_problem(error, ask_again=url_for("account.forgot_password")), error.status
+    except InvalidInput as error:
+        db.session.rollback()
+        form.new_password.errors = [*form.new_password.errors, error.message]
+        return render_template("account/reset_password.html", form=form), 422
+    db.session.commit()
+    _start_session(user, remember=False)
+    flash("Your new password is set. You've been logged out everywhere else.", "success")
+    return redirect(_landing(user, None), 303)
+
+
+def _link_problem(error: LinkInvalid, *, ask_again: str) -> str:
+    return render_template("account/link_problem.html", message=error.message, ask_again=ask_again)

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from shop import auth, catalog, clock, database, inventory, limits, orders
 from shop.errors import (
+    EmailNotVerified,
     InvalidQuantity,
     LoginRequired,
     NotFound,
@@ -54,6 +65,8 @@ def buy(batch_id: int):
     if buyer is None:
         return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
     g.render_error = lambda error: _refused(batch_id, error)
+    if current_app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and not auth.email_verified():
+        raise EmailNotVerified()
     quantity = parse_quantity(request.form)
     with database.committed():  # the hold is one statement: it commits itself
         reservation = inventory.reserve(batch_id, quantity, customer=buyer, now=clock.now())

@@ -337,3 +337,7 @@ class OrderFilterForm(FlaskForm):
 
     def page_number(self) -> int:
         return numbers.parse_whole(self.page.data, low=1, high=99999) or 1
+
+
+class RetryMessageForm(FlaskForm):
+    pass

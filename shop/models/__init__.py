@@ -3,6 +3,7 @@
 from shop.models.audit import AuditEntry
 from shop.models.catalog import Batch, BatchImage, Product
 from shop.models.drop import Drop
+from shop.models.message import DropSubscription, Message
 from shop.models.order import Allotment, Order, Unit
 from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
@@ -15,6 +16,8 @@ __all__ = [
     "Batch",
     "BatchImage",
     "Drop",
+    "DropSubscription",
+    "Message",
     "Order",
     "Product",
     "ShippingRate",

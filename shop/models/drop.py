@@ -45,6 +45,8 @@ class Drop(db.Model):
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     allow_promotion_codes: Mapped[bool] = mapped_column(default=False)
+    # When the worker wrote "The drop is live" for every subscriber (once per drop).
+    live_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     maker: Mapped[User] = relationship()

@@ -45,6 +45,8 @@ class User(UserMixin, db.Model):
     tax_mode: Mapped[str] = mapped_column(String(16), default=TAX_OFF)
     # Rotated at logout and password change: every cookie carrying the old one stops working.
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    # Set when the owner follows the link in "Verify your email"; None until then.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     @property

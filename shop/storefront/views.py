@@ -16,7 +16,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, clock, images
+from shop import catalog, clock, images, notifications
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.templating import iso
@@ -55,6 +55,9 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
+        notify_subscribed=phase == "upcoming"
+        and current_user.is_authenticated
+        and notifications.is_subscribed(drop, current_user),
     )
 
 

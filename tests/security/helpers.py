@@ -65,6 +65,7 @@ def production_env(monkeypatch, database_url: str, **overrides: str | None) -> N
         "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
         "SHOP_BASE_URL": PRODUCTION_BASE_URL,
+        "SMTP_URL": "smtp://mail.internal:25",
         "STRIPE_API_BASE": None,
         "REDIS_URL": None,
         "FLASK_DEBUG": None,

@@ -119,6 +119,10 @@ GET_SHOWS_A_CONFIRMATION = {
     # Where buy's 303 lands: it only starts (or resumes) Stripe Checkout for the customer's own
     # held order, under the order's idempotency key; no money moves and no stock changes.
     "checkout.pay",
+    # The emailed password-reset link and "Forgot your password?" show their forms on GET;
+    # only the POST sends a link or sets a password.
+    "account.forgot_password",
+    "account.reset_password",
 }
 ACTION_WORDS = (
     "logout",

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 import config as settings
-from shop import clock, create_app, inventory, products
+from shop import clock, create_app, inventory, messages, products
 from shop.extensions import db
-from shop.models import AuditEntry, Batch, BatchImage, Drop, Order, Product
+from shop.models import AuditEntry, Batch, BatchImage, Drop, Message, Order, Product
 from shop.models.drop import DRAFT
+from shop.models.message import FAILED
 from tests.support.console import browser, image_bytes
 from tests.support.factories import make_batch, make_customer, make_drop, make_maker, make_product
 
@@ -51,6 +52,9 @@ def owner_world(app):
     sold = make_batch(make_product(owner, name="Sold Rye"), live_drop, edition_size=10)
     order = inventory.hold(sold.id, 1, customer=make_customer(), now=clock.now())
     inventory.confirm(order, now=clock.now(), payment_intent_id="pi_secret", customer_email=None)
+    messages.order_paid(order)
+    failed = db.session.scalar(select(Message).where(Message.order_id == order.id))
+    failed.state = FAILED  # its retry button is a console route
     db.session.commit()
     return {
         "owner": owner,
@@ -60,6 +64,7 @@ def owner_world(app):
             "image_id": image.id,
             "drop_id": drop.id,
             "public_id": order.public_id,
+            "message_id": failed.id,
         },
         "order": order,
     }
@@ -67,7 +72,7 @@ def owner_world(app):
 
 def _url(rule: str, args: dict) -> str:
     path = rule
-    for name in ("product_id", "batch_id", "image_id", "drop_id", "public_id"):
+    for name in ("product_id", "batch_id", "image_id", "drop_id", "public_id", "message_id"):
         for converter in ("int:", ""):
             path = path.replace(f"<{converter}{name}>", str(args[name]))
     assert "<" not in path, f"teach the matrix the argument in {rule}"
@@ -88,6 +93,7 @@ def _snapshot() -> tuple:
             for d in db.session.scalars(select(Drop))
         ],
         [(o.id, o.state, o.carrier, o.shipped_at) for o in db.session.scalars(select(Order))],
+        [(m.id, m.state) for m in db.session.scalars(select(Message).order_by(Message.id))],
         db.session.scalar(select(func.count()).select_from(BatchImage)),
         db.session.scalar(select(func.count()).select_from(AuditEntry)),
     )

@@ -16,6 +16,7 @@ def test_production_refuses_to_start_and_names_every_missing_setting(monkeypatch
         "STRIPE_SECRET_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "SHOP_BASE_URL",
+        "SMTP_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError) as error:
@@ -26,6 +27,7 @@ def test_production_refuses_to_start_and_names_every_missing_setting(monkeypatch
         "STRIPE_SECRET_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "SHOP_BASE_URL",
+        "SMTP_URL",
     ):
         assert name in str(error.value)
 

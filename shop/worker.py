@@ -1,0 +1,63 @@
+"""The background worker's jobs, one pass at a time: the hold sweeper and the outbox (and the
+"drop is live" notices once they are due). ``flask shop worker`` loops; ``--once`` runs one
+pass of every job, for tests, cron and operators, and says what failed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shop import notifications, outbox, sweeper
+from shop.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pass:
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    activity: int = 0  # things done; a quiet loop prints nothing
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def run_sweeper(now: datetime, report: Pass) -> None:
+    counts = sweeper.sweep(now)
+    report.activity += sum(counts.values())
+    report.lines.append("sweep: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+def run_outbox(now: datetime, report: Pass) -> None:
+    delivery = outbox.deliver(now)
+    report.activity += delivery.sent + delivery.retrying + len(delivery.failed)
+    report.lines.append(f"outbox: {delivery.summary()}")
+    report.problems.extend(f"message {failed} failed for good" for failed in delivery.failed)
+
+
+def run_notices(now: datetime, report: Pass) -> None:
+    written = notifications.notify_live_drops(now)
+    report.activity += written
+    report.lines.append(f"drop notices: {written} written")
+
+
+# Notices before the outbox, so a pass that writes them also starts sending them.
+JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox}
+
+
+def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:
+    """Each job in turn; one job's crash is reported and does not stop the others."""
+    report = Pass()
+    for name in jobs:
+        try:
+            JOBS[name](now, report)
+        except Exception as error:  # keep going; the next pass retries
+            log.exception("%s job failed", name)
+            db.session.rollback()
+            report.problems.append(f"{name} job crashed: {type(error).__name__}: {error}")
+        finally:
+            db.session.remove()
+    return report
