@@ -69,14 +69,28 @@ def create_customer(email: str, name: str, password_stdin: bool) -> None:
 
 
 @shop.command()
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete every account, drop and order first: the demo starts again. Not in production.",
+)
 @with_appcontext
-def demo() -> None:
+def demo(reset: bool) -> None:
     """Load the demo shop (idempotent) and print the demo logins."""
     from shop import demo as demo_data
 
-    created = demo_data.load(now=clock.now())
-    db.session.commit()
-    click.echo("Demo data loaded." if created else "Demo data already present; nothing changed.")
+    if reset:
+        if current_app.config.get("ENV_NAME") == "production":
+            _fail("--reset deletes every row; it is refused in production")
+        demo_data.reset(now=clock.now())
+        db.session.commit()
+        click.echo("Demo reset: everything deleted and the demo loaded afresh.")
+    else:
+        created = demo_data.load(now=clock.now())
+        db.session.commit()
+        click.echo(
+            "Demo data loaded." if created else "Demo data already present; nothing changed."
+        )
     for role, email, password in demo_data.LOGINS:
         click.echo(f"  {role:<9} {email}  password: {password}")
 

@@ -9,7 +9,9 @@ import io
 import math
 import random
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
+from flask import current_app
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sqlalchemy import select
 
@@ -62,6 +64,20 @@ BRANDY_FOUR_STORY = """\
 Next spring: the 2022 russet harvest, aged in French oak that once held a Sauternes.
 Expect honey, quince and white flowers. 150 bottles.
 """
+
+
+def reset(*, now: datetime) -> None:
+    """Every row of every table deleted, stored uploads removed, and the demo loaded afresh:
+    the shop as `make run` first showed it. The caller commits; never for production."""
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    uploads = current_app.config.get("SHOP_UPLOAD_DIR")
+    if uploads and Path(uploads).is_dir():
+        for stored in Path(uploads).iterdir():
+            if stored.is_file():
+                stored.unlink()
+    db.session.flush()
+    load(now=now)
 
 
 def load(*, now: datetime) -> bool:
@@ -198,6 +214,14 @@ def load(*, now: datetime) -> bool:
     return True
 
 
+SUMMARIES = {  # one line each, so a page never shows the story's opening twice
+    ("highland-rye", 6): "Our first rye from Kessler grain: rounder and softer. Long gone.",
+    ("highland-rye", 7): "Cask-strength rye from eleven acres up the valley, five winters in oak.",
+    ("orchard-apple-brandy", 3): "Heirloom russets from a 1961 orchard, aged in our rye casks.",
+    ("orchard-apple-brandy", 4): "Honey, quince and white flowers: russets aged in Sauternes oak.",
+}
+
+
 def _batch(product, drop, number, size, price, limit, story, place, produced, inputs, process):
     batch = Batch(
         product_id=product.id,
@@ -210,7 +234,7 @@ def _batch(product, drop, number, size, price, limit, story, place, produced, in
         currency="usd",
         per_customer_limit=limit,
         story=story,
-        summary=story.split("\n\n")[0].replace("**", "").replace("\n", " ")[:280],
+        summary=SUMMARIES[(product.slug, number)],
         origin_place=place,
         produced_on=produced,
         inputs=inputs,

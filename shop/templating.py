@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask import Flask
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from shop import clock, markdown, money, timezones
 
@@ -32,8 +33,34 @@ def format_day(value, fmt: str = "%-d %B %Y") -> str:
     return format_datetime(value, fmt).rsplit(" ", 1)[0] if value else ""
 
 
+LOCAL_FORMATS = {"datetime": "%-d %b %Y, %H:%M", "time": "%H:%M"}
+
+
+def local_time(value: datetime | None, style: str = "datetime") -> Markup:
+    """A ``<time>`` for customer pages: readable without scripts (the account's zone, else
+    UTC), and shown in the browser's own zone, named, by static/js/site.js."""
+    if value is None:
+        return Markup("")
+    text = format_day(value) if style == "day" else format_datetime(value, LOCAL_FORMATS[style])
+    return Markup('<time datetime="{}" data-local="{}">{}</time>').format(
+        iso(value), style, escape(text)
+    )
+
+
 def iso(value: datetime | None) -> str:
     return clock.as_utc(value).isoformat().replace("+00:00", "Z") if value else ""
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.sub(r"[*_`>#\[\]]", "", text or "").split()).rstrip(".…").lower()
+
+
+def own_summary(summary: str | None, story: str | None) -> str:
+    """The summary, unless it only repeats the story's opening (it would be read twice)."""
+    lead = _plain(summary or "")
+    if not lead or _plain(story or "").startswith(lead):
+        return ""
+    return summary or ""
 
 
 def humanize_duration(seconds: float | int | None) -> str:
@@ -74,6 +101,8 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["duration"] = humanize_duration
     app.jinja_env.filters["markdown"] = markdown.render
     app.jinja_env.filters["audit_detail"] = audit_detail
+    app.jinja_env.filters["own_summary"] = own_summary
+    app.jinja_env.filters["local_time"] = local_time
 
     @app.context_processor
     def _globals():

@@ -1,8 +1,11 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from shop import passwords
+from shop import passwords, users
+from shop.errors import InvalidInput
+
+PASSWORD_RULE = f"Passwords are {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long."
 
 
 class LoginForm(FlaskForm):
@@ -13,14 +16,38 @@ class LoginForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    display_name = StringField("Your name", validators=[DataRequired(), Length(max=80)])
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    """Every field is checked on each submit, so a customer sees all that needs fixing at once,
+    in the shop's own words rather than the form library's."""
+
+    display_name = StringField(
+        "Your name",
+        validators=[
+            DataRequired("Tell us your name, as you'd like it on your orders."),
+            Length(max=80, message="Keep your name to 80 characters or fewer."),
+        ],
+    )
+    email = EmailField(
+        "Email",
+        validators=[
+            DataRequired("Enter your email address; your receipts go there."),
+            Length(max=254, message="That email address is too long."),
+        ],
+    )
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        validators=[
+            DataRequired("Choose a password."),
+            Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH, message=PASSWORD_RULE),
+        ],
         description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
     )
     next = HiddenField()
+
+    def validate_email(self, field) -> None:
+        try:
+            users.normalise_email(field.data)
+        except InvalidInput as error:
+            raise ValidationError(error.message) from None
 
 
 class LogoutForm(FlaskForm):

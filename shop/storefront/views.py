@@ -102,7 +102,8 @@ def batch(product_slug: str, number: int):
 def certificate(code: str):
     unit = catalog.certificate(code)
     if unit is None:
-        abort(404)
+        # Someone checking a label deserves more than "the page may have moved".
+        return render_template("storefront/no_certificate.html", code=code), 404
     url = certificate_url(unit.certificate_code)
     qr = segno.make(url, error="m").svg_inline(
         omitsize=True, svgclass="qr", lineclass=None, dark="#1e231f", border=2

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -94,3 +96,37 @@ def test_the_printed_demo_logins_work(runner, client):
     runner.invoke(args=["shop", "demo"])
     for _role, email, password in demo.LOGINS:
         assert users.authenticate(email, password) is not None
+
+
+def test_demo_reset_puts_the_demo_back_to_its_first_state(runner, app):
+    runner.invoke(args=["shop", "demo"])
+    first = _counts()
+    winter = db.session.scalar(select(Drop).where(Drop.slug == "winter-release"))
+    winter.state = CLOSED
+    db.session.add(User(email="someone@example.com", password_hash="x", display_name="Someone"))
+    db.session.commit()
+    stray = Path(app.config["SHOP_UPLOAD_DIR"]) / "left-behind.jpg"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"old")
+
+    result = runner.invoke(args=["shop", "demo", "--reset"])
+
+    assert result.exit_code == 0, result.output
+    assert "Demo reset" in result.output and "demo-customer-pass" in result.output
+    db.session.expire_all()
+    assert _counts() == first
+    winter = db.session.scalar(select(Drop).where(Drop.slug == "winter-release"))
+    assert winter.state != CLOSED
+    assert not stray.exists()
+
+
+def test_demo_reset_is_refused_in_production_and_changes_nothing(runner, app):
+    runner.invoke(args=["shop", "demo"])
+    before = _counts()
+    app.config["ENV_NAME"] = "production"
+
+    result = runner.invoke(args=["shop", "demo", "--reset"])
+
+    assert result.exit_code == 1
+    assert "refused in production" in result.output
+    assert _counts() == before

@@ -346,9 +346,7 @@ def test_a_makers_hostile_story_is_shown_inert(client):
         "/products/{product}/batches/99999999999999999999",
         "/products/{draft_product}/batches/1",
         "/products/{product}/batches/one",
-        "/u/no-such-certificate",
         "/u/no-such-certificate/qr.svg",
-        "/u/" + "x" * 500,
     ],
 )
 def test_unknown_things_answer_the_404_page(client, path):
@@ -365,6 +363,14 @@ def test_unknown_things_answer_the_404_page(client, path):
 
     assert response.status_code == 404
     assert "We couldn&#39;t find that page" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("code", ["no-such-certificate", "x" * 500])
+def test_unknown_certificate_codes_answer_404_with_their_own_page(client, code):
+    response = client.get(f"/u/{code}")
+
+    assert response.status_code == 404
+    assert "No certificate has this code" in response.get_data(as_text=True)
 
 
 def test_a_certificate_shows_the_number_and_no_personal_data_but_a_first_name(app, client):
