@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SHOP_ENV ?= development
 
-.PHONY: run test setup migrate demo lint format bench clean
+.PHONY: run test setup migrate demo demo-reset lint format bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ migrate: setup
 
 demo: migrate
 	$(BIN)/flask --app wsgi shop demo
+
+## The demo as it first was: every row deleted and the demo loaded again; .venv is kept
+demo-reset: migrate
+	$(BIN)/flask --app wsgi shop demo --reset
 
 ## The first command: install, migrate, load the demo and serve on http://127.0.0.1:5000
 run: demo
