@@ -247,7 +247,8 @@ def _batch(product, drop, number, size, price, limit, story, place, produced, in
 
 
 def _add_image(batch: Batch, palette, alt: str) -> None:
-    stored = images.store(_bottle_picture(batch.number, *palette))
+    shape = "decanter" if "brandy" in batch.product.slug else "bottle"
+    stored = images.store(_bottle_picture(batch.number, *palette, shape=shape))
     db.session.add(
         BatchImage(
             batch_id=batch.id,
@@ -260,8 +261,9 @@ def _add_image(batch: Batch, palette, alt: str) -> None:
     )
 
 
-def _bottle_picture(number: int, dark, light, size=(1200, 900)) -> bytes:
-    """A warm studio still life of a numbered bottle, drawn so the demo needs no downloads."""
+def _bottle_picture(number: int, dark, light, size=(1200, 900), shape="bottle") -> bytes:
+    """A warm studio still life of a numbered bottle (the rye) or a round decanter beside two
+    apples (the brandy), drawn so the demo needs no downloads."""
     width, height = size
     rng = random.Random(number)  # the same picture for the same batch
     image = Image.new("RGB", size)
@@ -281,6 +283,41 @@ def _bottle_picture(number: int, dark, light, size=(1200, 900)) -> bytes:
     ImageDraw.Draw(shadow).ellipse([cx - 200, base - 30, cx + 260, base + 30], fill=120)
     image.paste((120, 96, 70), mask=shadow.filter(ImageFilter.GaussianBlur(18)))
     draw = ImageDraw.Draw(image)
+    if shape == "decanter":
+        label_y = _decanter(draw, cx, base, dark, light)
+    else:
+        label_y = _tall_bottle(draw, cx, base, body_w, body_h, neck_w, dark, light, rng)
+    try:
+        font_big = ImageFont.load_default(size=64)
+        font_small = ImageFont.load_default(size=22)
+    except TypeError:  # pragma: no cover - Pillow without FreeType
+        font_big = font_small = ImageFont.load_default()
+    draw.text((cx, label_y - 28), "BATCH", font=font_small, fill=dark, anchor="mm")
+    draw.text((cx, label_y + 27), f"No. {number}", font=font_big, fill=dark, anchor="mm")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+def _decanter(draw, cx, base, dark, light) -> int:
+    """A round-bellied decanter with a ball stopper, and two russet apples; the label's centre."""
+    for ax, r in ((cx + 300, 70), (cx + 430, 58)):  # apples on the table
+        top = base - 2 * r + 10
+        draw.ellipse([ax - r, top, ax + r, base + 10], fill=(150, 82, 40))
+        draw.ellipse([ax - r + 18, top + 16, ax - r + 48, top + 46], fill=light)
+        draw.line([(ax, top + 2), (ax + 8, top - 28)], fill=(70, 50, 30), width=7)
+    draw.ellipse([cx - 200, base - 380, cx + 200, base + 4], fill=dark)
+    draw.rectangle([cx - 40, base - 500, cx + 40, base - 340], fill=dark)
+    draw.rectangle([cx - 52, base - 512, cx + 52, base - 490], fill=dark)
+    draw.ellipse([cx - 58, base - 620, cx + 58, base - 505], fill=(196, 150, 90))
+    draw.arc([cx - 170, base - 350, cx + 170, base - 20], 200, 250, fill=light, width=10)
+    draw.ellipse([cx - 125, base - 275, cx + 125, base - 95], fill=(246, 238, 222))
+    draw.ellipse([cx - 113, base - 263, cx + 113, base - 107], outline=dark, width=3)
+    return base - 185
+
+
+def _tall_bottle(draw, cx, base, body_w, body_h, neck_w, dark, light, rng) -> int:
+    """A tall whiskey bottle with a paper label; the label's centre."""
     top = base - body_h
     draw.rounded_rectangle([cx - body_w // 2, top, cx + body_w // 2, base], radius=36, fill=dark)
     draw.polygon(
@@ -301,16 +338,7 @@ def _bottle_picture(number: int, dark, light, size=(1200, 900)) -> bytes:
         draw.line([(x, top + 40 + i * 22), (x, top + 52 + i * 22)], fill=light, width=6)
     draw.rectangle([cx - 95, top + 140, cx + 95, top + 330], fill=(246, 238, 222))
     draw.rectangle([cx - 85, top + 150, cx + 85, top + 320], outline=dark, width=3)
-    try:
-        font_big = ImageFont.load_default(size=64)
-        font_small = ImageFont.load_default(size=22)
-    except TypeError:  # pragma: no cover - Pillow without FreeType
-        font_big = font_small = ImageFont.load_default()
-    draw.text((cx, top + 200), "BATCH", font=font_small, fill=dark, anchor="mm")
-    draw.text((cx, top + 255), f"No. {number}", font=font_big, fill=dark, anchor="mm")
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=88)
-    return out.getvalue()
+    return top + 228
 
 
 def _sell_out_past_drop(batch: Batch, drop: Drop, first_buyer: User) -> None:
