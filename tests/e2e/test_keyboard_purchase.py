@@ -1,5 +1,6 @@
 """A customer who uses only the keyboard logs in, chooses two bottles, sees their total, pays on
-the emulator's checkout page and gets their numbers — no mouse, no clicks."""
+the emulator's checkout page and gets their numbers — no mouse, no clicks. The page they land
+on is audited like every other (tests/e2e/test_page_audit.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from shop import demo
 from shop.extensions import db
 from shop.models import Batch, Product
+from tests.e2e.test_page_audit import AXE, problems_of
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +63,5 @@ def test_a_customer_buys_two_bottles_with_the_keyboard_alone(demo_shop, browser_
         re.compile(r"Paid — No\.\s1 and No\.\s2 of 240")
     )
     assert page.problems.seen == []
+    # The page the audit cannot reach by links: the return from Stripe.
+    assert problems_of(page, AXE.read_text(encoding="utf-8"), "keyboard") == []
