@@ -66,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     from shop.checkout.views import bp as checkout
     from shop.maker import bp as maker
     from shop.notify.views import bp as notify
+    from shop.operator.views import bp as operator
     from shop.payments.views import bp as payments
     from shop.storefront.views import bp as storefront
 
@@ -75,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(maker)
     app.register_blueprint(payments)
     app.register_blueprint(notify)
+    app.register_blueprint(operator)
     if app.config.get("ENV_NAME") == "development":
         from shop.dev.views import bp as dev
 

@@ -12,7 +12,7 @@ from flask_login import LoginManager, current_user
 from sqlalchemy import bindparam, select
 
 from shop.catalog import MAX_ID
-from shop.errors import LoginRequired, error_response, wants_json
+from shop.errors import AccountSuspended, LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import User
 
@@ -81,6 +81,23 @@ def maker_required(view):
             return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
         if not current_user.is_maker:
             abort(403)
+        if current_user.is_suspended:
+            raise AccountSuspended()
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def operator_required(view):
+    """The shop's operator only (``is_admin``): anonymous visitors log in, anyone else a 404, so
+    the console's existence is not advertised."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
+        if not current_user.is_admin:
+            abort(404)
         return view(*args, **kwargs)
 
     return guarded

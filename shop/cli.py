@@ -37,15 +37,18 @@ def _read_password(password_stdin: bool) -> str:
     )
 
 
-def _create_account(email: str, role: str, password_stdin: bool, name: str) -> None:
+def _create_account(
+    email: str, role: str, password_stdin: bool, name: str, *, admin: bool = False
+) -> None:
     password = _read_password(password_stdin)
     try:
         user = users.register(email, password, display_name=name, role=role)
     except ShopError as error:
         _fail(error.message)
         return
+    user.is_admin = admin
     db.session.commit()
-    click.echo(f"Created {role} {user.email}")
+    click.echo(f"Created {'operator' if admin else role} {user.email}")
 
 
 @shop.command("create-maker")
@@ -56,6 +59,16 @@ def _create_account(email: str, role: str, password_stdin: bool, name: str) -> N
 def create_maker(email: str, name: str, password_stdin: bool) -> None:
     """Create a maker account."""
     _create_account(email, MAKER, password_stdin, name)
+
+
+@shop.command("create-admin")
+@click.argument("email")
+@click.option("--name", default="", help="Display name (defaults to the email's local part).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_admin(email: str, name: str, password_stdin: bool) -> None:
+    """Create the shop's operator: invites and suspends makers at /operator."""
+    _create_account(email, CUSTOMER, password_stdin, name, admin=True)
 
 
 @shop.command("create-customer")

@@ -25,7 +25,13 @@ MAKER_EMAIL = "maker@smallbatch.example"
 CUSTOMER_EMAIL = "customer@smallbatch.example"
 MAKER_PASSWORD = "demo-maker-pass"  # noqa: S105 - printed demo logins  # nosec B105
 CUSTOMER_PASSWORD = "demo-customer-pass"  # noqa: S105  # nosec B105
-LOGINS = [("maker", MAKER_EMAIL, MAKER_PASSWORD), ("customer", CUSTOMER_EMAIL, CUSTOMER_PASSWORD)]
+OPERATOR_EMAIL = "operator@smallbatch.example"
+OPERATOR_PASSWORD = "demo-operator-pass"  # noqa: S105  # nosec B105
+LOGINS = [
+    ("maker", MAKER_EMAIL, MAKER_PASSWORD),
+    ("customer", CUSTOMER_EMAIL, CUSTOMER_PASSWORD),
+    ("operator", OPERATOR_EMAIL, OPERATOR_PASSWORD),
+]
 
 RYE_STORY = """\
 Batch No. 7 began as **eleven acres of Wrens Abruzzi rye** on the Kessler farm, four miles up
@@ -99,7 +105,15 @@ def load(*, now: datetime) -> bool:
         role=CUSTOMER,
         email_verified_at=now,
     )
-    db.session.add_all([maker, customer])
+    operator = User(
+        email=OPERATOR_EMAIL,
+        password_hash=passwords.hash_password(OPERATOR_PASSWORD),
+        display_name="Robin Hale · Small Batch",
+        role=CUSTOMER,
+        is_admin=True,
+        email_verified_at=now,
+    )
+    db.session.add_all([maker, customer, operator])
     db.session.flush()
 
     rye = Product(

@@ -53,6 +53,17 @@ class Forbidden(ShopError):
     message = "You don't have access to that."
 
 
+class AccountSuspended(ShopError):
+    """The operator suspended this maker: the console is closed, their drops sell nothing."""
+
+    status = 403
+    code = "account_suspended"
+    message = (
+        "Your maker account is suspended, so your drops are not selling and the console is "
+        "closed. Your customers' orders are safe. Write to the shop's operator to reinstate it."
+    )
+
+
 class InvalidQuantity(ShopError):
     status = 422
     code = "invalid_quantity"

@@ -25,10 +25,11 @@ from shop.models.types import UTCDateTime
 
 _TIME_PARAMS = ("now", "hold_expires_at")
 
-# A drop is live: its maker put it on sale (scheduled or open) and ``now`` is inside its window.
+# A drop is live: its maker put it on sale (scheduled or open), the operator has not suspended
+# its maker, and ``now`` is inside its window.
 # ``Drop.is_live`` is the same rule in Python; tests/integration/test_liveness_rule.py pins them.
 LIVE_DROP = f"""
-    d.state IN ('{SCHEDULED}', '{OPEN}')
+    d.state IN ('{SCHEDULED}', '{OPEN}') AND NOT d.suspended
     AND d.opens_at IS NOT NULL AND d.opens_at <= :now
     AND (d.closes_at IS NULL OR d.closes_at > :now)
 """

@@ -192,3 +192,17 @@ def drop_live(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
+
+
+MAKER_INVITATION = "maker_invitation"
+
+
+def maker_invitation(invitation, *, inviter: User, link: str) -> None:
+    rendered = mail.render(
+        MAKER_INVITATION,
+        subject="You're invited to sell on Small Batch",
+        invitation=invitation,
+        inviter=inviter,
+        link=link,
+    )
+    outbox.enqueue(MAKER_INVITATION, recipient=invitation.email, rendered=rendered)

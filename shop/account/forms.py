@@ -87,3 +87,20 @@ class ResetPasswordForm(FlaskForm):
 
 class ResendVerificationForm(FlaskForm):
     pass
+
+
+class AcceptInvitationForm(FlaskForm):
+    display_name = StringField(
+        "Your name or your workshop's",
+        validators=[DataRequired(message="Tell customers who you are."), Length(max=80)],
+        description="Customers see it on your drops. You can change it later.",
+    )
+    new_password = PasswordField(
+        "Choose a password",
+        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
+    )
+    confirm_password = PasswordField(
+        "The password, again",
+        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
+    )

@@ -15,8 +15,9 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import auth, catalog, clock, limits, recovery, users, verification
+from shop import auth, catalog, clock, limits, operators, recovery, users, verification
 from shop.account.forms import (
+    AcceptInvitationForm,
     ForgotPasswordForm,
     LoginForm,
     LogoutForm,
@@ -236,5 +237,44 @@ def reset_password(token: str):
     return redirect(_landing(user, None), 303)
 
 
-def _link_problem(error: LinkInvalid, *, ask_again: str) -> str:
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@limits.register
+def accept_invitation(token: str):
+    """A maker's invitation link: choose a name and a password, and the console is theirs."""
+    try:
+        invitation = operators.invitation_for(token, now=clock.now())
+    except LinkInvalid as error:
+        db.session.rollback()
+        return _link_problem(error, ask_again=None), error.status
+    form = AcceptInvitationForm()
+    if request.method == "GET":
+        form.display_name.data = invitation.display_name
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_template(
+            "account/accept_invitation.html", form=form, invitation=invitation
+        ), status
+    try:
+        user = operators.accept(
+            token,
+            password=form.new_password.data,
+            display_name=form.display_name.data,
+            now=clock.now(),
+        )
+    except LinkInvalid as error:
+        db.session.rollback()
+        return _link_problem(error, ask_again=None), error.status
+    except InvalidInput as error:
+        db.session.rollback()
+        form.new_password.errors = [*form.new_password.errors, error.message]
+        return render_template(
+            "account/accept_invitation.html", form=form, invitation=invitation
+        ), 422
+    db.session.commit()
+    _start_session(user, remember=False)
+    flash("Welcome to Small Batch. Start with a product, then a drop.", "success")
+    return redirect(url_for("maker.dashboard"), 303)
+
+
+def _link_problem(error: LinkInvalid, *, ask_again: str | None) -> str:
     return render_template("account/link_problem.html", message=error.message, ask_again=ask_again)

@@ -3,6 +3,7 @@
 from shop.models.audit import AuditEntry
 from shop.models.catalog import Batch, BatchImage, Product
 from shop.models.drop import Drop
+from shop.models.invitation import Invitation
 from shop.models.message import DropSubscription, Message
 from shop.models.order import Allotment, Order, Unit
 from shop.models.shipping import ShippingRate
@@ -17,6 +18,7 @@ __all__ = [
     "BatchImage",
     "Drop",
     "DropSubscription",
+    "Invitation",
     "Message",
     "Order",
     "Product",

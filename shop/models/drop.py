@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop import clock
@@ -48,6 +48,9 @@ class Drop(db.Model):
     # When the worker wrote "The drop is live" for every subscriber (once per drop).
     live_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # True while the operator has suspended the drop's maker: it sells nothing (the hold's
+    # liveness rule reads this row, so no join on the maker is needed on the hot path).
+    suspended: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     maker: Mapped[User] = relationship()
     batches: Mapped[list[Batch]] = relationship(back_populates="drop", order_by="Batch.id")
@@ -55,6 +58,7 @@ class Drop(db.Model):
     def is_live(self, now: datetime) -> bool:
         return (
             self.state in (SCHEDULED, OPEN)
+            and not self.suspended
             and self.opens_at is not None
             and self.opens_at <= now
             and (self.closes_at is None or now < self.closes_at)

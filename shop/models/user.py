@@ -47,11 +47,18 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     # Set when the owner follows the link in "Verify your email"; None until then.
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the operator: the maker's drops stop selling and their console is closed to them;
+    # their customers' orders are untouched. None for every account in good standing.
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     @property
     def is_maker(self) -> bool:
         return self.role == MAKER
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def first_name(self) -> str:

@@ -20,12 +20,14 @@ _EDGES = (None, -timedelta(minutes=1), timedelta(0), timedelta(minutes=1))
 def test_drop_is_live_says_what_the_hold_statement_decides_for_every_state_and_window(app):
     maker = make_maker()
     drops = []
-    for state, opens, closes in itertools.product(STATES, _EDGES, _EDGES):
+    for state, opens, closes, suspended in itertools.product(STATES, _EDGES, _EDGES, (False, True)):
         if opens is not None and closes is not None and closes <= opens:
             continue  # the window_ordered CHECK refuses such a drop
         opens_at = AT_DROP + opens if opens is not None else None
         closes_at = AT_DROP + closes if closes is not None else None
-        drops.append(make_drop(maker, state=state, opens_at=opens_at, closes_at=closes_at))
+        drop = make_drop(maker, state=state, opens_at=opens_at, closes_at=closes_at)
+        drop.suspended = suspended  # the operator suspended its maker
+        drops.append(drop)
     db.session.commit()
 
     in_python = {d.id: d.is_live(AT_DROP) for d in drops}

@@ -1,0 +1,1 @@
+"""The operator console (``/operator``): makers, invitations and every drop in the shop."""
