@@ -1,4 +1,4 @@
-"""Order lifecycle around payments: checkout, fulfilment, cancelling and webhook events.
+"""Order lifecycle around payments: checkout, fulfilment and cancelling.
 
 Stripe is reached only through ``shop.payments``; stock changes only through ``shop.inventory``.
 Unlike the inventory rules, these functions commit: each one ends its transaction before Stripe
@@ -6,7 +6,8 @@ is asked, so no lock and no open transaction is ever held across a network call.
 comes from compare-and-set updates on the order's state (inventory's release/rehold/confirm and
 the refund claims here and in ``shop.refunds``), the UNIQUE session id, and the
 ``stripe_events`` primary key written in the same transaction as an event's effects. The
-sweeper that releases abandoned holds is ``shop.sweeper``.
+sweeper that releases abandoned holds is ``shop.sweeper``; webhook events are applied by
+``shop.webhooks``, which calls :func:`fulfil` and records event ids with :func:`claim_event`.
 
 Refunds keep the units sold: a serial, once given to a customer, is never given to anyone else.
 """
@@ -41,7 +42,6 @@ SOLD_OUT_REASON = (
     "The batch sold out before your payment arrived; your payment was refunded in full."
 )
 MISMATCH_REASON = "Your payment did not match your order, so it was refunded in full."
-EXTERNAL_REFUND_REASON = "This order was refunded in full."
 
 # What fulfil() and the webhook handlers report.
 FULFILLED = "paid"  # this call marked the order paid
@@ -52,9 +52,6 @@ RELEASED = "released"
 IGNORED = "ignored"  # an event that needs nothing from us (stale, unknown, other types)
 DUPLICATE = "duplicate"  # this event id was processed already
 UNRECOGNISED = "unrecognised"  # a paid session the shop did not create: recorded, not touched
-
-FULFIL_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
-RELEASE_EVENTS = ("checkout.session.expired", "checkout.session.async_payment_failed")
 
 
 # --- checkout ------------------------------------------------------------------------------
@@ -98,7 +95,7 @@ def _quote_shipping(order: Order, *, now: datetime) -> None:
 
 def _checkout_url(order_id: int, *, now: datetime) -> str:
     for _ in range(3):
-        order = _reload(order_id, for_checkout=True)
+        order = reload(order_id, for_checkout=True)
         if order is None or order.state != HELD:
             db.session.rollback()
             raise InvalidState("This order is no longer waiting for payment.")
@@ -157,7 +154,7 @@ def _next_attempt(order_id: int, attempt: int, session_id: str | None) -> None:
 
 
 def _release_refused(order_id: int, *, now: datetime) -> None:
-    order = _reload(order_id)
+    order = reload(order_id)
     if order is not None:
         inventory.release(order, CANCELLED, now=now)
     db.session.commit()
@@ -182,7 +179,7 @@ def cancel(order: Order, *, now: datetime) -> str:
     if outcome == payments.COMPLETE:
         assert session_id is not None
         return fulfil(session_id, now=now)
-    order = _reload(order_id)
+    order = reload(order_id)
     released = order is not None and inventory.release(order, CANCELLED, now=now)
     db.session.commit()
     return RELEASED if released else IGNORED
@@ -206,7 +203,7 @@ def fulfil(session_id: str, *, now: datetime, event: WebhookEvent | None = None)
     db.session.rollback()
     session = payments.retrieve_session(session_id)
     if not session.is_paid:
-        return _record_only(event, now=now, outcome=PENDING)
+        return record_only(event, now=now, outcome=PENDING)
     for _ in range(3):
         outcome = _fulfil_once(session, now=now, event=event)
         if outcome is not None:
@@ -219,11 +216,11 @@ def _fulfil_once(
 ) -> str | None:
     """One decision on a locked-in-the-database view of the order; None means "it changed under
     us, decide again"."""
-    order = _order_for_session(session.id)
+    order = order_for_session(session.id)
     if order is None:
         db.session.rollback()
         return _record_unrecognised(session, now=now, event=event)
-    if not _claim_event(event, now=now):
+    if not claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
     if order.state == PAID:
@@ -273,7 +270,8 @@ def _record_amounts(order: Order, session: payments.CheckoutSession) -> None:
     db.session.flush()
 
 
-def _order_for_session(session_id: str) -> Order | None:
+def order_for_session(session_id: str) -> Order | None:
+    """The order carrying this Checkout Session, as the database has it now (None: not ours)."""
     return db.session.scalar(
         select(Order)
         .where(Order.checkout_session_id == session_id)
@@ -352,7 +350,7 @@ def _record_unrecognised(
         },
         key="session_id",
     )
-    if not _claim_event(event, now=now):
+    if not claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
     db.session.commit()
@@ -364,7 +362,7 @@ def _clipped(value: str | None, length: int) -> str | None:
 
 
 def _current_outcome(order_id: int) -> str | None:
-    order = _reload(order_id)
+    order = reload(order_id)
     state = order.state if order is not None else None
     db.session.rollback()
     if state == PAID:
@@ -374,99 +372,21 @@ def _current_outcome(order_id: int) -> str | None:
     return None
 
 
-# --- webhooks ------------------------------------------------------------------------------
+# --- the event ledger ----------------------------------------------------------------------
 
 
-def handle_event(event: WebhookEvent, *, now: datetime) -> str:
-    """Apply one verified webhook event exactly once (its id is recorded with its effects)."""
-    if db.session.get(StripeEvent, event.id) is not None:
-        db.session.rollback()
-        return DUPLICATE
-    db.session.rollback()
-    object_id = event.object.get("id")
-    if not isinstance(object_id, str) or not object_id:
-        return _record_only(event, now=now, outcome=IGNORED)
-    try:
-        if event.type in FULFIL_EVENTS:
-            return fulfil(object_id, now=now, event=event)
-        if event.type in RELEASE_EVENTS:
-            return _release_for_event(object_id, now=now, event=event)
-        if event.type == "charge.refunded":
-            return _record_external_refund(event, now=now)
-    except PaymentRejected:  # Stripe doesn't know the object: nothing we can act on
-        db.session.rollback()
-        log.error("event %s (%s) names %s, which Stripe refuses", event.id, event.type, object_id)
-    return _record_only(event, now=now, outcome=IGNORED)
-
-
-def _release_for_event(session_id: str, *, now: datetime, event: WebhookEvent) -> str:
-    """Release a hold only when Stripe itself says its session can no longer be paid."""
-    order = _order_for_session(session_id)
-    if order is None or order.state != HELD:
-        db.session.rollback()
-        return _record_only(event, now=now, outcome=IGNORED)
-    order_id = order.id
-    db.session.rollback()
-    session = payments.retrieve_session(session_id)
-    if session.is_paid:
-        return fulfil(session_id, now=now, event=event)  # out of order: it was paid after all
-    failed = session.status == "complete" and event.type.endswith("async_payment_failed")
-    if session.status != "expired" and not failed:
-        return _record_only(event, now=now, outcome=IGNORED)  # still open: a stale event
-    if not _claim_event(event, now=now):
-        db.session.rollback()
-        return DUPLICATE
-    order = _reload(order_id)
-    released = order is not None and inventory.release(
-        order, EXPIRED if session.status == "expired" else CANCELLED, now=now
-    )
-    db.session.commit()
-    return RELEASED if released else IGNORED
-
-
-def _record_external_refund(event: WebhookEvent, *, now: datetime) -> str:
-    """``charge.refunded``: a paid order whose charge Stripe reports fully refunded (from the
-    Dashboard, or our own refund echoing back) is marked refunded.
-
-    Only the charge's id is taken from the event; which payment it belongs to and whether it is
-    refunded are read from Stripe, so a body naming another order's payment changes nothing."""
-    charge_id = event.object.get("id")
-    if not isinstance(charge_id, str):
-        return _record_only(event, now=now, outcome=IGNORED)
-    charge = payments.retrieve_charge(charge_id)
-    if not charge.refunded or charge.payment_intent_id is None:
-        return _record_only(event, now=now, outcome=IGNORED)  # partial: the order stays paid
-    if not _claim_event(event, now=now):
-        db.session.rollback()
-        return DUPLICATE
-    refunded_ids = list(
-        db.session.scalars(
-            update(Order)
-            .where(Order.payment_intent_id == charge.payment_intent_id, Order.state == PAID)
-            .values(state=REFUNDED, refunded_at=now, refund_reason=EXTERNAL_REFUND_REASON)
-            .returning(Order.id)
-        )
-    )
-    for order_id in refunded_ids:
-        refunded = _reload(order_id)
-        if refunded is not None:
-            messages.order_refunded(refunded)
-    changed = len(refunded_ids)
-    db.session.commit()
-    return REFUNDED_NOW if changed else IGNORED
-
-
-def _record_only(event: WebhookEvent | None, *, now: datetime, outcome: str) -> str:
+def record_only(event: WebhookEvent | None, *, now: datetime, outcome: str) -> str:
+    """Commit just the event's id (it needed nothing else) and answer ``outcome``."""
     if event is None:
         return outcome
-    if not _claim_event(event, now=now):
+    if not claim_event(event, now=now):
         db.session.rollback()
         return DUPLICATE
     db.session.commit()
     return outcome
 
 
-def _claim_event(event: WebhookEvent | None, *, now: datetime) -> bool:
+def claim_event(event: WebhookEvent | None, *, now: datetime) -> bool:
     """Record the event id in the current transaction; False when it is already recorded (a
     concurrent duplicate committed first). INSERT … ON CONFLICT DO NOTHING on both databases."""
     if event is None:
@@ -491,7 +411,7 @@ def _insert_once(model: type, values: dict, *, key: str) -> bool:
     return db.session.execute(statement).first() is not None
 
 
-def _reload(order_id: int, *, for_checkout: bool = False) -> Order | None:
+def reload(order_id: int, *, for_checkout: bool = False) -> Order | None:
     """The order as the database has it now; ``for_checkout`` with the batch, product and
     customer a Checkout Session is built from, in the same query."""
     if not for_checkout:

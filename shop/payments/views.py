@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from shop import clock, orders, payments
+from shop import clock, payments, webhooks
 from shop.extensions import csrf, limiter
 
 bp = Blueprint("payments", __name__, url_prefix="/stripe")
@@ -20,5 +20,5 @@ def webhook():
     event = payments.verify_webhook(
         request.get_data(cache=False), request.headers.get("Stripe-Signature"), now=clock.now()
     )
-    outcome = orders.handle_event(event, now=clock.now())
+    outcome = webhooks.handle_event(event, now=clock.now())
     return jsonify(received=True, outcome=outcome)
