@@ -66,6 +66,7 @@ class DropDetails:
     batch_ids: list[int] = field(default_factory=list)
     opens_at: datetime | None = None
     closes_at: datetime | None = None
+    allow_promotion_codes: bool = False
 
 
 def _check_window(opens_at: datetime | None, closes_at: datetime | None) -> None:
@@ -104,6 +105,7 @@ def create_drop(maker: User, details: DropDetails, *, actor: User, now: datetime
         state=DRAFT,
         opens_at=details.opens_at,
         closes_at=details.closes_at,
+        allow_promotion_codes=details.allow_promotion_codes,
         created_at=now,
     )
     db.session.add(drop)
@@ -136,6 +138,9 @@ def update_drop(drop: Drop, details: DropDetails, *, actor: User, now: datetime)
         changed.append("title")
     if drop.story != (details.story or ""):
         changed.append("story")
+    if drop.allow_promotion_codes != details.allow_promotion_codes:
+        changed.append(f"promotion codes (now {'on' if details.allow_promotion_codes else 'off'})")
+        drop.allow_promotion_codes = details.allow_promotion_codes
     drop.title = title[:140]
     drop.story = details.story or ""
     if draft:

@@ -7,19 +7,22 @@ The one stock rule here (an edition may grow, never shrink below sold + held) is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from shop import audit, database, images, inventory, money, slugs
+from shop import audit, database, images, inventory, money, shipping_rates, slugs
 from shop.errors import EditNotAllowed, InvalidInput
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Drop, Product, User
 
 MAX_IMAGES_PER_BATCH = 12
 MAX_EDITION_SIZE = 1_000_000
+MIN_AGE, MAX_AGE = 1, 99  # the batches table's minimum_age_sane CHECK
+TAX_CODE = re.compile(r"txcd_\d{8}")
 
 
 def product_for(maker: User, product_id: int) -> Product:
@@ -117,6 +120,9 @@ class BatchDetails:
     produced_on: date | None = None
     inputs: str = ""
     process: str = ""
+    ships_to: str = ""  # as typed: "de, fr gb"; checked and sorted by ``check``
+    minimum_age: int | None = None
+    tax_code: str = ""
 
     LABELS = {
         "number": "batch number",
@@ -132,6 +138,9 @@ class BatchDetails:
         "produced_on": "produced on",
         "inputs": "inputs",
         "process": "process",
+        "ships_to": "ships-to countries",
+        "minimum_age": "minimum age",
+        "tax_code": "tax code",
     }
 
     def check(self) -> None:
@@ -145,6 +154,14 @@ class BatchDetails:
             raise InvalidInput("Choose one of the listed currencies.")
         if self.per_customer_limit < 1:
             raise InvalidInput("The per-customer limit is at least 1.")
+        shipping_rates.parse_countries(self.ships_to, field="Ships only to")
+        if self.minimum_age is not None and not MIN_AGE <= self.minimum_age <= MAX_AGE:
+            raise InvalidInput(f"A minimum age is between {MIN_AGE} and {MAX_AGE}.")
+        if self.tax_code and not TAX_CODE.fullmatch(self.tax_code.strip()):
+            raise InvalidInput(
+                "A Stripe tax code looks like txcd_99999999 (eight digits); leave it empty "
+                "for the product's default."
+            )
 
     def values(self) -> dict:
         return {
@@ -161,6 +178,9 @@ class BatchDetails:
             "produced_on": self.produced_on,
             "inputs": (self.inputs or "").strip(),
             "process": (self.process or "").strip(),
+            "ships_to": ",".join(shipping_rates.parse_countries(self.ships_to)),
+            "minimum_age": self.minimum_age,
+            "tax_code": (self.tax_code or "").strip() or None,
         }
 
 

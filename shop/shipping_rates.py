@@ -21,7 +21,7 @@ from datetime import date
 import pycountry
 from sqlalchemy import select
 
-from shop.errors import InvalidInput
+from shop.errors import InvalidInput, NotFound
 from shop.extensions import db
 from shop.models import Batch, ShippingRate, User
 
@@ -177,6 +177,20 @@ def save_rate(
     db.session.add(rate)
     db.session.flush()
     return rate
+
+
+def rate_for(maker: User, rate_id: int) -> ShippingRate:
+    """One of the maker's own rates; NotFound for anyone else's."""
+    rate = db.session.get(ShippingRate, rate_id)
+    if rate is None or rate.maker_id != maker.id:
+        raise NotFound("No shipping rate of yours has that id.")
+    return rate
+
+
+def delete_rate(rate: ShippingRate) -> None:
+    """Orders keep the rate's name and amount as charged; only future checkouts change."""
+    db.session.delete(rate)
+    db.session.flush()
 
 
 # --- age -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from shop import emails, passwords
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import User
-from shop.models.user import CUSTOMER, MAKER, new_session_token
+from shop.models.user import CUSTOMER, MAKER, TAX_MODES, new_session_token
 
 
 class LookAlikeEmail(InvalidInput):
@@ -99,12 +99,18 @@ def change_password(user: User, current: str, new: str) -> None:
     revoke_sessions(user)
 
 
-def update_settings(user: User, *, display_name: str, timezone: str) -> None:
+def update_settings(
+    user: User, *, display_name: str, timezone: str, tax_mode: str | None = None
+) -> None:
     if timezone not in available_timezones():
         raise InvalidInput("Choose a time zone from the list.")
+    if tax_mode is not None and tax_mode not in TAX_MODES:
+        raise InvalidInput("Choose how taxes are handled from the list.")
     name = (display_name or "").strip()
     if not name:
         raise InvalidInput("Tell customers your name or your workshop's name.")
     user.display_name = name[:80]
     user.timezone = timezone
+    if tax_mode is not None:
+        user.tax_mode = tax_mode
     db.session.flush()

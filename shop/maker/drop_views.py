@@ -47,6 +47,7 @@ def _drop_details(form: forms.DropForm) -> drops.DropDetails:
         batch_ids=list(form.batches.data or []),
         opens_at=utc_time(form.opens_local.data),
         closes_at=utc_time(form.closes_local.data),
+        allow_promotion_codes=bool(form.allow_promotion_codes.data),
     )
 
 

@@ -26,7 +26,8 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from shop import money, numbers, products, sales, timezones
+from shop import money, numbers, products, sales, shipping_rates, timezones
+from shop.models.user import TAX_EXCLUSIVE, TAX_INCLUSIVE, TAX_OFF
 
 CURRENCY_CHOICES = [(code, code.upper()) for code in money.SUPPORTED]
 LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -55,6 +56,16 @@ class SettingsForm(FlaskForm):
     timezone = SelectField(
         "Time zone",
         description="Times in the console are shown and entered in this zone.",
+    )
+    tax_mode = RadioField(
+        "Taxes",
+        choices=[
+            (TAX_OFF, "No tax at checkout: my prices are what customers pay"),
+            (TAX_EXCLUSIVE, "Stripe Tax adds tax at checkout (my prices exclude it)"),
+            (TAX_INCLUSIVE, "Stripe Tax, included in my prices (shown inside the price)"),
+        ],
+        default=TAX_OFF,
+        description="Stripe Tax computes the tax for the buyer's address; the order records it.",
     )
 
     def __init__(self, *args, **kwargs):
@@ -151,6 +162,24 @@ class BatchForm(FlaskForm):
         "Process", validators=[Optional(), Length(max=2000)], render_kw={"rows": 3}
     )
 
+    ships_to = StringField(
+        "Ships only to",
+        validators=[Optional(), Length(max=400)],
+        description="Two-letter country codes, e.g. DE, FR, GB, US — for spirits and anything "
+        "that may not go everywhere. Empty: wherever your shipping rates reach.",
+    )
+    minimum_age = WholeNumberField(
+        "Minimum age",
+        validators=[Optional(), NumberRange(min=1, max=99, message="Between 1 and 99.")],
+        description="Buyers confirm their date of birth before they can hold a unit. "
+        "Empty: no age check.",
+    )
+    tax_code = StringField(
+        "Stripe tax code",
+        validators=[Optional(), Length(max=32)],
+        description="Only with Stripe Tax on (Settings), e.g. txcd_99999999. Empty: the default.",
+    )
+
     price_minor: int | None = None
 
     def validate_unit_price(self, field) -> None:
@@ -182,6 +211,9 @@ class BatchForm(FlaskForm):
             produced_on=self.produced_on.data,
             inputs=self.inputs.data or "",
             process=self.making.data or "",
+            ships_to=self.ships_to.data or "",
+            minimum_age=self.minimum_age.data,
+            tax_code=self.tax_code.data or "",
         )
 
 
@@ -233,6 +265,11 @@ class DropForm(FlaskForm):
         render_kw={"rows": 10, "data-preview": "story-preview"},
     )
     batches = MultiCheckboxField("Batches in this drop", coerce=int)
+    allow_promotion_codes = BooleanField(
+        "Accept Stripe promotion codes at checkout",
+        description="Codes you create in Stripe. A discount changes what a customer pays, "
+        "never how many they may buy or which numbers they get.",
+    )
     # Local wall-clock times; named apart from the drop's UTC columns so ``obj=drop`` never
     # fills them with a UTC value that would then be read as local.
     opens_local = DateTimeLocalField(
@@ -341,3 +378,66 @@ class OrderFilterForm(FlaskForm):
 
 class RetryMessageForm(FlaskForm):
     pass
+
+
+class ShippingRateForm(FlaskForm):
+    """One shipping rate: a zone of countries, its price, free above an amount if wanted."""
+
+    name = StringField(
+        "Name",
+        validators=[DataRequired(message="Name the rate, e.g. “Europe”."), Length(max=80)],
+    )
+    countries = StringField(
+        "Countries",
+        validators=[DataRequired(message="List the countries the rate covers."), Length(max=800)],
+        description="Two-letter codes: DE, FR, GB, US …",
+    )
+    amount = StringField(
+        "Price",
+        validators=[DataRequired(message='Enter a price like "12.00", or 0 for free.')],
+    )
+    currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="usd")
+    free_above = StringField(
+        "Free from (optional)",
+        validators=[Optional()],
+        description="Orders of at least this much ship free.",
+    )
+    min_days = WholeNumberField("Delivery from (days)", validators=[Optional()])
+    max_days = WholeNumberField("to (days)", validators=[Optional()])
+    batch = SelectField("Applies to", coerce=int, default=0)
+
+    amount_minor: int = 0
+    free_above_minor: int | None = None
+
+    def set_batch_choices(self, batches) -> None:
+        self.batch.choices = [(0, "All my batches (unless a batch has rates of its own)")] + [
+            (b.id, f"Only {b.product.name}, Batch No. {b.number}") for b in batches
+        ]
+
+    def _minor(self, text: str) -> int:
+        currency = self.currency.data or "usd"
+        if text.strip() in ("0", "0.0", "0.00"):
+            return 0
+        try:
+            return money.parse_amount(text, currency)
+        except ValueError:
+            example = "12" if money.decimals(currency) == 0 else "12.00"
+            raise ValidationError(f'Enter an amount like "{example}" in digits.') from None
+
+    def validate_amount(self, field) -> None:
+        self.amount_minor = self._minor(field.data or "")
+
+    def validate_free_above(self, field) -> None:
+        if (field.data or "").strip():
+            self.free_above_minor = self._minor(field.data) or None
+
+    def details(self) -> shipping_rates.RateDetails:
+        return shipping_rates.RateDetails(
+            name=self.name.data or "",
+            countries=self.countries.data or "",
+            amount=self.amount_minor,
+            currency=self.currency.data or "usd",
+            free_above=self.free_above_minor,
+            min_days=self.min_days.data,
+            max_days=self.max_days.data,
+        )

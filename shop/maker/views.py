@@ -91,7 +91,10 @@ def settings():
     if not form.validate_on_submit():
         return render_template("maker/settings.html", form=form), invalid_status(form)
     users.update_settings(
-        current_user, display_name=form.display_name.data, timezone=form.timezone.data
+        current_user,
+        display_name=form.display_name.data,
+        timezone=form.timezone.data,
+        tax_mode=form.tax_mode.data,
     )
     db.session.commit()
     flash(f"Saved. Times are now shown in {current_user.timezone}.", "success")
