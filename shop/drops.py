@@ -233,8 +233,9 @@ def close_drop(
 ) -> None:
     """Close now (no hold is created after this commits) or schedule the close for ``at``.
 
-    Holds taken before the close may still be paid until they expire (DESIGN §2.7). A drop that
-    never opened can't be closed (nothing was on sale): put a scheduled one back to draft.
+    Holds taken before the close may still be paid until they expire (invariant 7 in
+    docs/ARCHITECTURE.md). A drop that never opened can't be closed (nothing was on sale): put a
+    scheduled one back to draft.
     """
     if drop.state == CLOSED or drop.phase(now) == CLOSED:
         # A drop whose closing time has passed is closed too; a new time must not reopen it.

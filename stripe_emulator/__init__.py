@@ -1,7 +1,7 @@
 """A local Stripe emulator for Small Batch: Checkout Sessions, refunds, events and webhooks.
 
-It speaks the part of Stripe's HTTP API the shop uses (contract: ``STRIPE.md``), so the official
-``stripe`` library talks to it unchanged::
+It speaks the part of Stripe's HTTP API the shop uses (contract: ``docs/STRIPE.md``), so the
+official ``stripe`` library talks to it unchanged::
 
     client = stripe.StripeClient(
         "sk_test_anything",

@@ -1,7 +1,7 @@
 """Stripe-shaped API errors.
 
 Every non-2xx response of the ``/v1`` API carries ``{"error": {"type", "code", "param", "message",
-"doc_url", "request_log_url"}}`` exactly as stripe-python expects (STRIPE.md §8).
+"doc_url", "request_log_url"}}`` exactly as stripe-python expects (docs/STRIPE.md §7).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ API_VERSION = "2026-10-28.endive"
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
-#: Currencies whose amounts are whole units (STRIPE.md §12.5).
+#: Currencies whose amounts are whole units (docs/STRIPE.md §2).
 ZERO_DECIMAL = frozenset(
     {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
     | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}

@@ -1,4 +1,4 @@
-"""Stripe's conditional parameter rules that typed params cannot express (STRIPE.md §1, §10).
+"""Stripe's conditional parameter rules that typed params cannot express (docs/STRIPE.md §2, §8).
 
 The schema check (:mod:`stripe_emulator.schema`) has already run, so values have their types.
 Every failure is a :class:`ParamError` (400, not stored under an idempotency key).
@@ -38,7 +38,7 @@ def no_such(kind: str, object_id: str, *, param: str, status: int = 400) -> Stri
 
 
 def check_session_create(params: dict[str, Any], now: int) -> None:
-    """Conditional rules the typed params cannot express (STRIPE.md §1, §10)."""
+    """Conditional rules the typed params cannot express (docs/STRIPE.md §2, §8)."""
     mode = params.get("mode")
     if mode is None:
         raise parameter_missing("mode")

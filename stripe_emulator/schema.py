@@ -1,4 +1,4 @@
-"""Parameter validation driven by stripe-python's typed request params (STRIPE.md §10).
+"""Parameter validation driven by stripe-python's typed request params (docs/STRIPE.md §8).
 
 The SDK ships a ``TypedDict`` per endpoint (``stripe.params.checkout.SessionCreateParams`` …).
 Their ``__annotations__`` list the allowed keys and ``__required_keys__`` the required ones; nested

@@ -3,7 +3,7 @@
 :class:`EmulatorState` holds the Stripe objects (sessions, payment intents, charges, refunds,
 events), the idempotency store, fault-injection settings and the webhook dispatcher. Its public
 methods are thread-safe and return deep copies, so request threads never share mutable objects.
-Business rules follow STRIPE.md §1 to §6; conditional create rules follow §10.
+Business rules follow docs/STRIPE.md §2 to §6; conditional create rules follow §8.
 """
 
 from __future__ import annotations
@@ -1097,7 +1097,7 @@ class EmulatorState:
     # --- refunds ----------------------------------------------------------------------------
 
     def create_refund(self, params: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
-        """POST /v1/refunds (STRIPE.md §6): refund a succeeded charge, fully or partly."""
+        """POST /v1/refunds (docs/STRIPE.md §4): refund a succeeded charge, fully or partly."""
         expand = params.get("expand", [])
         self.check_expand("refund", expand)
         intent_id, charge_id = params.get("payment_intent"), params.get("charge")

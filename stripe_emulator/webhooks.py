@@ -1,4 +1,4 @@
-"""Background webhook delivery with Stripe's signature scheme (STRIPE.md §4, §5).
+"""Background webhook delivery with Stripe's signature scheme (docs/STRIPE.md §5, §6).
 
 Events are queued by the state object and POSTed by one daemon thread, so an API response never
 waits for a receiver. Each attempt is signed afresh::

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 EXTENSION_KEY = "shop.payments.stripe_client"
 CONNECT_TIMEOUT = 2.0  # seconds; settings STRIPE_CONNECT_TIMEOUT / STRIPE_READ_TIMEOUT override
 READ_TIMEOUT = 5.0
-MAX_NETWORK_RETRIES = 2  # StripeClient makes none unless told (STRIPE.md §8)
+MAX_NETWORK_RETRIES = 2  # StripeClient makes none unless told (docs/STRIPE.md §7)
 WEBHOOK_TOLERANCE = 300  # seconds, either side of now
 
 _build_lock = threading.Lock()

@@ -1,4 +1,5 @@
-"""Checkout Session lifecycle via stripe-python: create, read, list, expire, clock (§1 to §3)."""
+"""Checkout Session lifecycle via stripe-python: create, read, list, expire, clock
+(docs/STRIPE.md §2, §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault injection against stripe-python's retry logic (STRIPE.md §8)."""
+"""Fault injection against stripe-python's retry logic (docs/STRIPE.md §7)."""
 
 from __future__ import annotations
 

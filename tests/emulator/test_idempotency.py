@@ -1,4 +1,4 @@
-"""Idempotency keys (STRIPE.md §1): replay, mismatch, in-flight conflict, expiry after 24 h."""
+"""Idempotency keys (docs/STRIPE.md §2): replay, mismatch, in-flight conflict, expiry after 24 h."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Refunds (STRIPE.md §6): defaults, partial refunds, limits, and their events."""
+"""Refunds (docs/STRIPE.md §4): defaults, partial refunds, limits, and their events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parameter validation and authentication (STRIPE.md §1, §8, §10)."""
+"""Parameter validation and authentication (docs/STRIPE.md §2, §7, §8)."""
 
 from __future__ import annotations
 

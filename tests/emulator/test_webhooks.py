@@ -1,4 +1,4 @@
-"""Events and signed webhook delivery (STRIPE.md §4, §5) to a real local receiver."""
+"""Events and signed webhook delivery (docs/STRIPE.md §5, §6) to a real local receiver."""
 
 from __future__ import annotations
 

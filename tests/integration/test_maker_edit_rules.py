@@ -1,5 +1,5 @@
-"""Editing rules for batches and drops (DESIGN §4): editions grow, never shrink below what is
-taken; prices never touch existing orders; live edits are audited."""
+"""Editing rules for batches and drops (docs/ARCHITECTURE.md): editions grow, never shrink
+below what is taken; prices never touch existing orders; live edits are audited."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The inventory invariants (DESIGN §2.1 to 2.3), checked by SQL after a race.
+"""The inventory invariants (1 to 3 in docs/ARCHITECTURE.md), checked by SQL after a race.
 
 ``violations(connection, batch_id)`` returns a sentence per broken rule, so a test asserts
 ``== []`` and a failure reads like a bug report. Works on PostgreSQL and SQLite.
