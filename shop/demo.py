@@ -271,6 +271,7 @@ def _add_image(batch: Batch, palette, alt: str) -> None:
             width=stored.width,
             height=stored.height,
             alt=alt,
+            slot=0,
         )
     )
 

@@ -1,11 +1,19 @@
 """Uploaded images: only JPEG, PNG or WebP that Pillow decodes, within size and pixel caps,
-re-encoded without metadata (no GPS) and stored under a server-generated name."""
+re-encoded without metadata (no GPS) and stored under a server-generated name.
+
+Memory is bounded before anything is decoded: a JPEG is decoded reduced (libjpeg scales by
+1/2, 1/4 or 1/8 while decoding, ``Image.draft``) to no less than the stored size, and whatever
+is left to decode — pixels, plus a progressive JPEG's coefficient buffer — must fit in
+:data:`MAX_DECODED_BYTES`, or the upload is refused from its header. One image is decoded at a
+time per process, so a worker's threads never hold several decodes at once.
+"""
 
 from __future__ import annotations
 
 import io
 import re
 import secrets
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +26,11 @@ from shop.errors import InvalidInput
 MAX_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 2400
+# What one decode may allocate: a 24-megapixel PNG (Pillow keeps RGB in 4 bytes a pixel), or
+# any JPEG up to MAX_PIXELS once decoded reduced. The stored copy is at most MAX_SIDE square.
+MAX_DECODED_BYTES = 96 * 1024 * 1024
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_DECODING = threading.BoundedSemaphore(1)
 FORMATS = {
     "JPEG": ("jpg", "image/jpeg"),
     # Phones write JPEGs with a second, embedded picture; Pillow calls them MPO. The first
@@ -54,15 +67,18 @@ def store(data: bytes) -> StoredImage:
         raise InvalidInput("Choose an image file to upload.")
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"Images can be at most {MAX_BYTES // (1024 * 1024)} MB.")
-    image = _decode(data)
-    extension, content_type = FORMATS[image.format or ""]
-    try:
-        image = _pixels_only(image)
-        out = io.BytesIO()
-        # A fresh save writes pixels only: no EXIF, no GPS, no comments, no ICC text chunks.
-        image.save(out, SAVE_FORMATS[extension], quality=86, optimize=True)
-    except (OSError, ValueError, SyntaxError):
-        raise InvalidInput("That file isn't an image we can read (JPEG, PNG or WebP).") from None
+    with _DECODING:
+        image = _decode(data)
+        extension, content_type = FORMATS[image.format or ""]
+        try:
+            image = _pixels_only(image)
+            out = io.BytesIO()
+            # A fresh save writes pixels only: no EXIF, no GPS, no comments, no ICC text chunks.
+            image.save(out, SAVE_FORMATS[extension], quality=86, optimize=True)
+        except (OSError, ValueError, SyntaxError):
+            raise InvalidInput(
+                "That file isn't an image we can read (JPEG, PNG or WebP)."
+            ) from None
     filename = f"{secrets.token_hex(16)}.{extension}"
     directory = upload_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -71,10 +87,13 @@ def store(data: bytes) -> StoredImage:
 
 
 def _pixels_only(image: Image.Image) -> Image.Image:
-    """Upright, at most MAX_SIDE on the long side, in a plain mode, with no metadata."""
+    """Upright, at most MAX_SIDE on the long side, in a plain mode, with no metadata.
+
+    Scaled down first, so the copies below are of the small picture (MAX_SIDE is a square
+    box: turning the picture upright afterwards keeps it inside)."""
     extension = FORMATS[image.format or ""][0]
-    image = ImageOps.exif_transpose(image)
     image.thumbnail((MAX_SIDE, MAX_SIDE))
+    image = ImageOps.exif_transpose(image)
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert(
             "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
@@ -104,6 +123,12 @@ def _decode(data: bytes) -> Image.Image:
                 raise InvalidInput("That image has too many pixels.")
             probe.verify()
             image = Image.open(io.BytesIO(data))
+            _reduce_while_decoding(image)
+            if decoded_bytes(image, full_size=(width, height)) > MAX_DECODED_BYTES:
+                raise InvalidInput(
+                    "That image is too large to process. Save it at no more than "
+                    f"{MAX_DECODED_BYTES // 4 // 1_000_000} megapixels and upload it again."
+                )
             image.load()
     except InvalidInput:
         raise
@@ -112,6 +137,31 @@ def _decode(data: bytes) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidInput("That file isn't an image we can read (JPEG, PNG or WebP).") from None
     return image
+
+
+def _reduce_while_decoding(image: Image.Image) -> None:
+    """Ask a JPEG's decoder for the smallest scale (1, 1/2, 1/4, 1/8) that is still at least
+    the size it will be stored at. Other formats decode at full size."""
+    if image.format not in ("JPEG", "MPO"):
+        return
+    width, height = image.size
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    image.draft(None, (max(1, int(width * scale)), max(1, int(height * scale))))
+
+
+def decoded_bytes(image: Image.Image, *, full_size: tuple[int, int]) -> int:
+    """What decoding ``image`` (opened, after any draft) allocates, read from its header: the
+    pixels as Pillow holds them, plus a progressive JPEG's coefficient buffer, which libjpeg
+    keeps for the whole ``full_size`` picture whatever the scale (2 bytes a sample)."""
+    width, height = image.size
+    total = width * height * _BYTES_PER_PIXEL.get(image.mode, 4)
+    layers = getattr(image, "layer", None)
+    if image.info.get("progressive") and layers:
+        h_max = max(layer[1] for layer in layers) or 1
+        v_max = max(layer[2] for layer in layers) or 1
+        samples = sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+        total += int(full_size[0] * full_size[1] * samples * 2)
+    return total
 
 
 def send(filename: str):

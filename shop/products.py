@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from shop import audit, database, images, inventory, money, shipping_rates, slugs
@@ -270,36 +271,62 @@ def _describe_changes(before: dict, batch: Batch, changed: list[str]) -> str:
 
 
 def add_image(batch: Batch, data: bytes, *, alt: str, actor: User, now: datetime) -> BatchImage:
-    """Validate, re-encode and attach an image; InvalidInput with a clear reason otherwise."""
+    """Validate, re-encode and attach an image; InvalidInput with a clear reason otherwise.
+
+    The cap is the batch's free slots (``BatchImage.slot``, UNIQUE per batch): the picture is
+    decoded first, outside any lock, then takes the lowest free slot; when a parallel upload
+    took it first the UNIQUE constraint refuses and the next free one is tried, until none is
+    left. A refused picture's file is removed again.
+    """
     alt = (alt or "").strip()
     if not alt:
         raise InvalidInput("Describe the picture in a few words for people who can't see it.")
-    count = db.session.scalar(
-        select(func.count()).select_from(BatchImage).where(BatchImage.batch_id == batch.id)
-    )
-    if count >= MAX_IMAGES_PER_BATCH:
-        raise InvalidInput(f"A batch can have up to {MAX_IMAGES_PER_BATCH} images.")
+    _free_slot(batch)  # refuse a full batch before the work of decoding
     stored = images.store(data)
-    position = db.session.scalar(
-        select(func.coalesce(func.max(BatchImage.position), -1) + 1).where(
-            BatchImage.batch_id == batch.id
-        )
-    )
-    image = BatchImage(
-        batch_id=batch.id,
-        filename=stored.filename,
-        content_type=stored.content_type,
-        width=stored.width,
-        height=stored.height,
-        alt=alt[:200],
-        position=position,
-        created_at=now,
-    )
-    db.session.add(image)
-    db.session.flush()
+    try:
+        image = _insert_image(batch, stored, alt=alt[:200], now=now)
+    except BaseException:
+        images.discard(stored.filename)
+        raise
     if on_sale(batch, now):
         audit.record("batch.image_added", actor=actor, batch=batch, detail=alt[:200])
     return image
+
+
+def _free_slot(batch: Batch) -> int:
+    """The batch's lowest free slot below the cap, as this transaction sees it."""
+    taken = set(db.session.scalars(select(BatchImage.slot).where(BatchImage.batch_id == batch.id)))
+    free = [slot for slot in range(MAX_IMAGES_PER_BATCH) if slot not in taken]
+    if not free or len(taken) >= MAX_IMAGES_PER_BATCH:
+        raise InvalidInput(f"A batch can have up to {MAX_IMAGES_PER_BATCH} images.")
+    return free[0]
+
+
+def _insert_image(batch: Batch, stored: images.StoredImage, *, alt: str, now: datetime):
+    """Insert the picture in a free slot; the UNIQUE (batch, slot) constraint decides races."""
+    for _attempt in range(MAX_IMAGES_PER_BATCH):
+        image = BatchImage(
+            batch_id=batch.id,
+            slot=_free_slot(batch),
+            filename=stored.filename,
+            content_type=stored.content_type,
+            width=stored.width,
+            height=stored.height,
+            alt=alt,
+            position=select(func.coalesce(func.max(BatchImage.position), -1) + 1)
+            .where(BatchImage.batch_id == batch.id)
+            .scalar_subquery(),
+            created_at=now,
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(image)
+                db.session.flush()
+        except IntegrityError:
+            continue  # a parallel upload took that slot first
+        db.session.refresh(image, ["position"])
+        return image
+    raise InvalidInput(f"A batch can have up to {MAX_IMAGES_PER_BATCH} images.")
 
 
 def update_image_alt(image: BatchImage, alt: str) -> None:

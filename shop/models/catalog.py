@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop import clock, money
@@ -115,12 +115,21 @@ class Batch(db.Model):
 
 
 class BatchImage(db.Model):
-    """An uploaded picture, re-encoded and stored under a server-generated name."""
+    """An uploaded picture, re-encoded and stored under a server-generated name.
+
+    ``slot`` is the cap on a batch's pictures, kept by the database: each picture takes a slot
+    below ``products.MAX_IMAGES_PER_BATCH``, UNIQUE per batch, so parallel uploads can't hold
+    more pictures than there are slots. ``position`` is only the order they are shown in."""
 
     __tablename__ = "batch_images"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "slot"),
+        CheckConstraint("slot >= 0", name="slot_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    slot: Mapped[int] = mapped_column(SmallInteger)
     filename: Mapped[str] = mapped_column(String(80), unique=True)
     content_type: Mapped[str] = mapped_column(String(32))
     width: Mapped[int]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from shop import products
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Product
 from tests.support.console import browser, image_bytes
@@ -278,3 +280,43 @@ def test_an_image_description_can_be_corrected(console, maker):
     console.form(f"/maker/images/{image.id}/alt", {"alt": "Bottle No. 7 on the bench"})
 
     assert image.alt == "Bottle No. 7 on the bench"
+
+
+def _upload(console, batch_id: int, alt: str):
+    return console.form(
+        f"/maker/batches/{batch_id}/images",
+        {"alt": alt, "image": (io.BytesIO(image_bytes()), "a.jpg")},
+        content_type="multipart/form-data",
+    )
+
+
+def test_a_batch_takes_no_picture_past_the_cap_and_keeps_no_file_of_the_refused_one(
+    app, console, maker
+):
+    batch = make_batch(make_product(maker), live=False)
+    for n in range(products.MAX_IMAGES_PER_BATCH):
+        assert _upload(console, batch.id, f"Picture {n}").status_code == 303
+
+    response = _upload(console, batch.id, "One too many")
+
+    assert response.status_code == 422
+    assert "up to 12 images" in response.get_data(as_text=True)
+    assert _count(BatchImage) == products.MAX_IMAGES_PER_BATCH
+    uploads = Path(app.config["SHOP_UPLOAD_DIR"])
+    assert len(list(uploads.iterdir())) == products.MAX_IMAGES_PER_BATCH
+
+
+def test_a_removed_picture_frees_its_slot_and_the_next_one_is_shown_last(console, maker):
+    batch = make_batch(make_product(maker), live=False)
+    for n in range(products.MAX_IMAGES_PER_BATCH):
+        _upload(console, batch.id, f"Picture {n}")
+    first = db.session.scalar(select(BatchImage).where(BatchImage.alt == "Picture 0"))
+    console.form(f"/maker/images/{first.id}/delete")
+
+    assert _upload(console, batch.id, "The new one").status_code == 303
+
+    shown = db.session.scalars(
+        select(BatchImage).where(BatchImage.batch_id == batch.id).order_by(BatchImage.position)
+    ).all()
+    assert len(shown) == products.MAX_IMAGES_PER_BATCH
+    assert shown[-1].alt == "The new one" and shown[-1].slot == 0

@@ -63,3 +63,41 @@ def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(
         db.engine.dispose()
 
     assert [tuple(row) for row in names] == [("bottle", "bottles"), ("kg", "kg"), ("s", "s")]
+
+
+def test_existing_pictures_get_slots_in_their_shown_order_and_none_are_lost(tmp_path):
+    path = tmp_path / "before.sqlite3"
+    app = create_app(make_config(f"sqlite:///{path}"))
+    with app.app_context():
+        upgrade(revision="0007")
+        with sqlite3.connect(path) as raw:  # a batch with 13 pictures, as the upload race left
+            raw.execute(
+                "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
+                " timezone, session_token, created_at) VALUES (1, 'm@example.com', 'x', 'M',"
+                " 'maker', 0, 'UTC', 't', '2026-11-01 00:00:00')"
+            )
+            raw.execute(
+                "INSERT INTO products (id, maker_id, name, slug, description, created_at)"
+                " VALUES (1, 1, 'Rye', 'rye', '', '2026-11-01 00:00:00')"
+            )
+            raw.execute(
+                "INSERT INTO batches (id, product_id, number, edition_size, unit_label,"
+                " unit_singular, price, currency, per_customer_limit, story, summary,"
+                " origin_place, inputs, process, sold, held, ships_to, created_at) VALUES"
+                " (1, 1, 1, 10, 'bottles', 'bottle', 100, 'usd', 2, '', '', '', '', '', 0, 0,"
+                " '', '2026-11-01 00:00:00')"
+            )
+            raw.executemany(
+                "INSERT INTO batch_images (id, batch_id, filename, content_type, width, height,"
+                " alt, position, created_at) VALUES (?, 1, ?, 'image/jpeg', 1, 1, '', ?,"
+                " '2026-11-01 00:00:00')",
+                [(n, f"{n:032x}.jpg", 11 - n if n < 12 else 0) for n in range(13)],
+            )
+        upgrade()
+        slots = db.session.execute(
+            text("SELECT id, slot FROM batch_images ORDER BY position, id")
+        ).all()
+        db.engine.dispose()
+
+    assert [slot for _, slot in slots] == list(range(13))
+    assert [image_id for image_id, _ in slots][:3] == [11, 12, 10]

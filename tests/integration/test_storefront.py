@@ -512,6 +512,7 @@ def test_a_drop_page_reads_its_drop_batches_products_and_images_in_one_statement
                     width=800,
                     height=600,
                     position=position,
+                    slot=position,
                 )
             )
     db.session.commit()

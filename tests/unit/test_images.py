@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import re
 import struct
+import subprocess
+import sys
+import textwrap
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -156,6 +160,88 @@ def test_a_pixel_bomb_is_refused_without_being_decoded(upload_dir, size):
 
     with pytest.raises(InvalidInput, match="too many pixels"):
         images.store(bomb)
+
+
+def test_a_png_that_would_decode_past_the_memory_limit_is_refused_from_its_header(upload_dir):
+    bomb = _png_header_only(6000, 5000)  # 30 megapixels: under the pixel cap, 120 MB decoded
+
+    with pytest.raises(InvalidInput, match="too large to process"):
+        images.store(bomb)
+
+    assert not upload_dir.exists() or list(upload_dir.iterdir()) == []
+
+
+def test_a_progressive_jpeg_counts_its_full_size_coefficients(upload_dir):
+    # libjpeg keeps a progressive JPEG's coefficients for the whole picture, reduced or not.
+    big = io.BytesIO()
+    Image.new("RGB", (7000, 5700), "white").save(big, "JPEG", progressive=True)
+
+    with pytest.raises(InvalidInput, match="too large to process"):
+        images.store(big.getvalue())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PEAK = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import config as settings
+    from shop import create_app, images
+    from tests.support.console import image_bytes
+
+    def peak():  # this process's own high-water mark (ru_maxrss counts the forking parent's)
+        status = Path("/proc/self/status").read_text()
+        return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+
+    data = Path(sys.argv[1]).read_bytes()
+    config = settings.TestingConfig()
+    config.SQLALCHEMY_DATABASE_URI = "sqlite://"
+    config.SHOP_UPLOAD_DIR = sys.argv[2]
+    with create_app(config).test_request_context():
+        images.store(image_bytes("JPEG"))  # codecs loaded before measuring
+        before = peak()
+        stored = images.store(data)
+        after = peak()
+    print(stored.width, stored.height, (after - before) * 1024)
+    """
+)
+
+
+def _peak_memory_of_storing(path: Path, upload_dir: Path) -> tuple[int, int, int]:
+    """Store ``path`` in a fresh process; the stored size and how far its peak RSS grew."""
+    done = subprocess.run(  # nosec B603 - our interpreter, our script
+        [sys.executable, "-c", PEAK, str(path), str(upload_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    width, height, grown = (int(n) for n in done.stdout.split())
+    return width, height, grown
+
+
+MiB = 1024 * 1024
+
+
+def test_a_forty_megapixel_jpeg_is_decoded_reduced_in_a_fraction_of_its_size(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (7000, 5700), (180, 120, 60)).save(photo, "JPEG")  # 160 MB decoded whole
+
+    width, height, grown = _peak_memory_of_storing(photo, tmp_path / "uploads")
+
+    assert (width, height) == (images.MAX_SIDE, 1954)
+    assert grown < 128 * MiB  # decoded at half size; whole, and copied, it took ~370 MiB
+
+
+def test_a_png_at_the_decode_limit_costs_about_the_limit_and_no_copies(tmp_path):
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (5000, 4800), (180, 120, 60)).save(picture, "PNG")  # 96 MB decoded
+
+    width, height, grown = _peak_memory_of_storing(picture, tmp_path / "uploads")
+
+    assert (width, height) == (images.MAX_SIDE, 2304)
+    assert grown < images.MAX_DECODED_BYTES + 96 * MiB  # copied before scaling: ~250 MiB
 
 
 def test_a_large_picture_is_scaled_down(upload_dir):

@@ -1,0 +1,131 @@
+"""Parallel picture uploads against gunicorn (several processes with threads) and PostgreSQL:
+the per-batch cap holds because the database keeps it (one UNIQUE slot per picture), and a
+refused upload leaves no file behind."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from shop import clock, products
+from shop.extensions import db
+from shop.models import BatchImage
+from tests.concurrency.conftest import THREADS, WORKERS, assert_no_server_errors
+from tests.support import factories, servers
+from tests.support.console import image_bytes
+
+pytestmark = pytest.mark.concurrency
+
+ALREADY = 6  # pictures the batch has before the burst
+PARALLEL = 12  # uploads in the burst: twice the slots left
+
+
+@pytest.fixture(scope="module")
+def upload_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="module")
+def upload_app(race_database_url, upload_dir):
+    app = servers.make_app(race_database_url, SHOP_UPLOAD_DIR=str(upload_dir))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def upload_server(race_database_url, upload_dir) -> Iterator[servers.Server]:
+    with servers.start_gunicorn(
+        race_database_url,
+        workers=WORKERS,
+        threads=THREADS,
+        extra_env={"SHOP_UPLOAD_DIR": str(upload_dir)},
+    ) as server:
+        yield server
+
+
+def batch_with_pictures(app, count: int) -> tuple[str, int]:
+    """A maker's batch that already has ``count`` pictures; the maker's email and batch id."""
+    with app.app_context(), app.test_request_context():
+        maker = factories.make_maker()
+        batch = factories.make_batch(factories.make_product(maker))
+        for n in range(count):
+            products.add_image(
+                batch, image_bytes(), alt=f"Picture {n}", actor=maker, now=clock.now()
+            )
+        db.session.commit()
+        seeded = (maker.email, batch.id)
+        db.session.remove()
+    return seeded
+
+
+def upload_request(session: servers.ShopSession, batch_id: int, picture: bytes) -> bytes:
+    """The raw bytes of the console's multipart upload form, as a browser sends it."""
+    boundary = secrets.token_hex(12)
+    fields = {"csrf_token": session.csrf_token or "", "alt": "The bottle on the bench"}
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="b.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    body += picture + f"\r\n--{boundary}--\r\n".encode()
+    cookies = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    head = [
+        f"POST /maker/batches/{batch_id}/images HTTP/1.1",
+        f"Host: {session.address[0]}:{session.address[1]}",
+        "Connection: close",
+        "Accept: text/html",
+        f"Cookie: {cookies}",
+        f"Content-Type: multipart/form-data; boundary={boundary}",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def pictures_of(app, batch_id: int) -> list[BatchImage]:
+    with app.app_context():
+        found = list(db.session.scalars(select(BatchImage).where(BatchImage.batch_id == batch_id)))
+        db.session.expunge_all()
+        db.session.remove()
+    return found
+
+
+def stored_filenames(app) -> set[str]:
+    with app.app_context():
+        names = set(db.session.scalars(select(BatchImage.filename)))
+        db.session.remove()
+    return names
+
+
+@pytest.mark.parametrize("repetition", range(3))
+def test_parallel_uploads_never_give_a_batch_more_pictures_than_the_cap(
+    upload_app, upload_server, upload_dir, repetition
+):
+    email, batch_id = batch_with_pictures(upload_app, ALREADY)
+    maker = servers.login(upload_server.address, email, page=f"/maker/batches/{batch_id}")
+    picture = image_bytes("JPEG", (1600, 1200))
+
+    outcome = servers.burst(
+        upload_server.address,
+        [upload_request(maker, batch_id, picture) for _ in range(PARALLEL)],
+    )
+
+    assert_no_server_errors(outcome.responses, upload_server)
+    left = products.MAX_IMAGES_PER_BATCH - ALREADY
+    assert outcome.count(303) == left
+    refused = [r for r in outcome.responses if r.status != 303]
+    assert len(refused) == PARALLEL - left
+    assert all(r.status == 422 and "up to 12 images" in r.text for r in refused)
+    pictures = pictures_of(upload_app, batch_id)
+    assert len(pictures) == products.MAX_IMAGES_PER_BATCH
+    assert sorted(p.slot for p in pictures) == list(range(products.MAX_IMAGES_PER_BATCH))
+    # Every refused upload's file is gone again: the directory holds exactly the rows' files.
+    assert {p.name for p in upload_dir.iterdir()} == stored_filenames(upload_app)
