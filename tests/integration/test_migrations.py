@@ -69,7 +69,7 @@ def test_existing_pictures_get_slots_in_their_shown_order_and_none_are_lost(tmp_
     path = tmp_path / "before.sqlite3"
     app = create_app(make_config(f"sqlite:///{path}"))
     with app.app_context():
-        upgrade(revision="0007")
+        upgrade(revision="0008")
         with sqlite3.connect(path) as raw:  # a batch with 13 pictures, as the upload race left
             raw.execute(
                 "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"

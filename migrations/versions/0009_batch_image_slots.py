@@ -1,7 +1,7 @@
 """batch_images.slot: the per-batch picture cap kept by a UNIQUE constraint
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 23:00:00
 
 The cap of twelve pictures a batch was a count read before the insert, so parallel uploads
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0008'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
