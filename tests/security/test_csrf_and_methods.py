@@ -123,6 +123,9 @@ GET_SHOWS_A_CONFIRMATION = {
     # only the POST sends a link or sets a password.
     "account.forgot_password",
     "account.reset_password",
+    # The shipping-rate pages: GET lists or shows the form; only POST saves or deletes.
+    "maker.shipping_rates",
+    "maker.shipping_rate",
 }
 ACTION_WORDS = (
     "logout",

@@ -15,9 +15,18 @@ import pytest
 from sqlalchemy import func, select
 
 import config as settings
-from shop import clock, create_app, inventory, messages, products
+from shop import clock, create_app, inventory, messages, products, shipping_rates
 from shop.extensions import db
-from shop.models import AuditEntry, Batch, BatchImage, Drop, Message, Order, Product
+from shop.models import (
+    AuditEntry,
+    Batch,
+    BatchImage,
+    Drop,
+    Message,
+    Order,
+    Product,
+    ShippingRate,
+)
 from shop.models.drop import DRAFT
 from shop.models.message import FAILED
 from tests.support.console import browser, image_bytes
@@ -55,6 +64,9 @@ def owner_world(app):
     messages.order_paid(order)
     failed = db.session.scalar(select(Message).where(Message.order_id == order.id))
     failed.state = FAILED  # its retry button is a console route
+    rate = shipping_rates.save_rate(
+        owner, shipping_rates.RateDetails("Secret post", "DE", 900, batch.currency)
+    )
     db.session.commit()
     return {
         "owner": owner,
@@ -65,6 +77,7 @@ def owner_world(app):
             "drop_id": drop.id,
             "public_id": order.public_id,
             "message_id": failed.id,
+            "rate_id": rate.id,
         },
         "order": order,
     }
@@ -72,7 +85,15 @@ def owner_world(app):
 
 def _url(rule: str, args: dict) -> str:
     path = rule
-    for name in ("product_id", "batch_id", "image_id", "drop_id", "public_id", "message_id"):
+    for name in (
+        "product_id",
+        "batch_id",
+        "image_id",
+        "drop_id",
+        "public_id",
+        "message_id",
+        "rate_id",
+    ):
         for converter in ("int:", ""):
             path = path.replace(f"<{converter}{name}>", str(args[name]))
     assert "<" not in path, f"teach the matrix the argument in {rule}"
@@ -96,6 +117,7 @@ def _snapshot() -> tuple:
         [(m.id, m.state) for m in db.session.scalars(select(Message).order_by(Message.id))],
         db.session.scalar(select(func.count()).select_from(BatchImage)),
         db.session.scalar(select(func.count()).select_from(AuditEntry)),
+        [(r.id, r.name, r.countries, r.amount) for r in db.session.scalars(select(ShippingRate))],
     )
 
 
