@@ -23,7 +23,7 @@ from flask import Flask, redirect, request
 
 from shop.holds import PG_HOLD_DRIVER
 from shop.models.order import new_public_id
-from tests.support.servers import libpq_url
+from testkit.databases import libpq_url
 
 app = Flask(__name__)
 _local = threading.local()

@@ -55,7 +55,7 @@ from sqlalchemy import create_engine  # noqa: E402
 
 from shop import clock, holds, inventory  # noqa: E402
 from shop.models import Batch  # noqa: E402
-from tests.support import databases, factories, invariants, servers  # noqa: E402
+from testkit import databases, factories, invariants, rawhttp, seed, servers  # noqa: E402
 
 BIG = 1_000_000_000  # edition size and per-customer limit: the crowd never runs out
 BENCH_TOKEN = "bench-session-token"
@@ -82,7 +82,7 @@ def machine() -> dict:
         for line in Path("/proc/meminfo").read_text().splitlines()
         if line.startswith("MemTotal")
     )
-    with psycopg.connect(servers.libpq_url(databases.admin_url())) as conn:
+    with psycopg.connect(databases.libpq_url(databases.admin_url())) as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]
         sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
     gunicorn_version = subprocess.run(
@@ -281,7 +281,7 @@ def drive_ceiling(args, url: str, app: str, requests_for) -> dict:
 def phase_hello(args, url: str) -> dict:
     def requests_for(address) -> list[bytes]:
         # The same shape and size as a buy request: a session cookie, a CSRF token, a quantity.
-        request = servers.build_request(
+        request = rawhttp.build_request(
             address,
             "POST",
             "/",
@@ -295,7 +295,7 @@ def phase_hello(args, url: str) -> dict:
 
 def phase_bare(args, url: str, batch_id: int, customers) -> dict:
     """The bare one-statement endpoint, each buyer posting their own id and session token."""
-    with psycopg.connect(servers.libpq_url(url)) as conn:
+    with psycopg.connect(databases.libpq_url(url)) as conn:
         tokens = dict(
             conn.execute(
                 "SELECT id, session_token FROM users WHERE id = ANY(%s)",
@@ -306,7 +306,7 @@ def phase_bare(args, url: str, batch_id: int, customers) -> dict:
     def requests_for(address) -> list[bytes]:
         # The same size as a buy request: the buyer in the form instead of in a session cookie.
         return [
-            servers.build_request(
+            rawhttp.build_request(
                 address,
                 "POST",
                 f"/checkout/batches/{batch_id}",
@@ -342,7 +342,7 @@ def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
             str(int(seconds)),
             "-f",
             file.name,
-            servers.libpq_url(url),
+            databases.libpq_url(url),
         ]
         meter = CpuMeter(None, None)
         with subprocess.Popen(
@@ -383,7 +383,7 @@ def phase_sql(args, url: str, hot: int, spread: list[int], customers):
     if shutil.which("pgbench") is None:
         return {"skipped": "pgbench is not installed (apt-get install postgresql-client)"}
     clients = args.workers * args.threads  # the most DB sessions the shop uses at once
-    with psycopg.connect(servers.libpq_url(url), autocommit=True) as conn:
+    with psycopg.connect(databases.libpq_url(url), autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE bench_hot_row (id int PRIMARY KEY, edition_size bigint NOT NULL, "
             "sold bigint NOT NULL, held bigint NOT NULL, CHECK (sold + held <= edition_size))"
@@ -411,8 +411,8 @@ def phase_sql(args, url: str, hot: int, spread: list[int], customers):
 
 def sold_out_batch(app) -> int:
     """A drop of three batches as a maker would list them, one of them sold out (all held)."""
-    drop = servers.seed_live_drop(app, edition_size=240, limit=2, batches=2)
-    batch_id = servers.add_batch(app, drop, edition_size=2, limit=2)
+    drop = seed.seed_live_drop(app, edition_size=240, limit=2, batches=2)
+    batch_id = seed.add_batch(app, drop, edition_size=2, limit=2)
     with app.app_context():
         from shop.extensions import db
 
@@ -459,7 +459,7 @@ def phase_shop(
         stripe_api_base=stripe_api_base,
         reuse_port=args.reuse_port,
     ) as server:
-        sessions = [servers.login(server.address, c.email) for c in customers]
+        sessions = [rawhttp.login(server.address, c.email) for c in customers]
         requests = [
             s.form_request(paths[i % len(paths)], {"quantity": 1}) for i, s in enumerate(sessions)
         ]
@@ -485,7 +485,7 @@ class Emulator:
         deadline = time.monotonic() + 20
         while True:
             try:
-                servers.http_request(("127.0.0.1", self.port), "GET", "/_emulator/health")
+                rawhttp.http_request(("127.0.0.1", self.port), "GET", "/_emulator/health")
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
@@ -689,14 +689,14 @@ def main(argv: list[str] | None = None) -> int:
 
     facts = machine()
     results: dict = {}
-    with servers.migrated_postgres_database("smallbatch_bench") as url:
-        seeding = servers.make_app(url)
+    with databases.migrated_postgres_database("smallbatch_bench") as url:
+        seeding = databases.make_app(url)
         spread_count = args.workers * args.threads
         named = (*SHOP_PHASES, "bare", "sql", "paced")
-        drop = servers.seed_live_drop(
+        drop = seed.seed_live_drop(
             seeding, edition_size=BIG, limit=BIG, batches=len(named) + 2 * spread_count
         )
-        customers = servers.create_customers(seeding, args.buyers)
+        customers = seed.create_customers(seeding, args.buyers)
         with seeding.app_context():
             from shop.extensions import db
 

@@ -112,19 +112,19 @@ def instructions(target: str, count: int, spec_file: str) -> int:
 def prepare(url: str, spec_file: str) -> None:
     """Seed a live drop (big batches, one sold out) and write the requests: one customer buys
     (their holds pile up), another, holding nothing, views the drop and meets the sold-out batch."""
-    from tests.support import servers
+    from testkit import databases, rawhttp, seed, servers
 
     key = secrets.token_urlsafe(32)
-    app = servers.make_app(url, SECRET_KEY=key)
-    drop = servers.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
-    sold_out = servers.add_batch(app, drop, edition_size=1, limit=1)
-    buyer, first, visitor = servers.create_customers(app, 3)
+    app = databases.make_app(url, SECRET_KEY=key)
+    drop = seed.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
+    sold_out = seed.add_batch(app, drop, edition_size=1, limit=1)
+    buyer, first, visitor = seed.create_customers(app, 3)
     server = servers.start_threaded_server(app)
     try:
-        servers.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
-        buys = _cookie_and_body(servers.login(server.address, buyer.email), drop.batch_ids[0])
+        rawhttp.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
+        buys = _cookie_and_body(rawhttp.login(server.address, buyer.email), drop.batch_ids[0])
         bare_buyer = {"customer": first.id, "token": _session_token(app, first.id)}
-        visits = _cookie_and_body(servers.login(server.address, visitor.email), sold_out)
+        visits = _cookie_and_body(rawhttp.login(server.address, visitor.email), sold_out)
     finally:
         server.stop()
     env = servers.server_env(url, base_url="http://127.0.0.1", extra={"SECRET_KEY": key})
@@ -188,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
-    from tests.support import servers
+    from testkit import databases
 
     counted = args.requests - BASELINE
     targets = args.targets.split(",")
     print(f"Instructions per request in the app process ({counted} requests counted):", flush=True)
     with (
-        servers.migrated_postgres_database("smallbatch_instructions") as url,
+        databases.migrated_postgres_database("smallbatch_instructions") as url,
         tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):

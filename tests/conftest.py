@@ -13,15 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import text
 
-import config as settings
 from shop import create_app
 from shop.extensions import db
-from tests.support import databases, redis_server
+from testkit import databases
+from testkit.factories import make_customer, make_maker
+from tests.support import redis_server
 from tests.support.clients import FreshContextClient
-from tests.support.factories import make_customer, make_maker
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py) and
 # a real SMTP server (smtp_server; tests/support/smtp.py).
@@ -30,32 +29,17 @@ pytest_plugins = ["tests.support.stripe", "tests.support.smtp"]
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def make_config(database_url: str, **overrides) -> settings.Config:
-    config = settings.TestingConfig()
-    config.SQLALCHEMY_DATABASE_URI = database_url
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
-
-
-def _migrate(database_url: str) -> None:
-    app = create_app(make_config(database_url))
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'shop.sqlite3'}"
-    _migrate(url)
+    databases.migrate(url)
     return url
 
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     with databases.fresh_postgres_database() as url:
-        _migrate(url)
+        databases.migrate(url)
         yield url
 
 
@@ -73,7 +57,7 @@ def app_overrides() -> dict:
 @pytest.fixture
 def app(database_url, app_overrides, tmp_path) -> Iterator[Flask]:
     app = create_app(
-        make_config(
+        databases.testing_config(
             database_url,
             SHOP_UPLOAD_DIR=str(tmp_path / "uploads"),
             SHOP_MAILBOX_DIR=str(tmp_path / "mailbox"),

@@ -24,7 +24,7 @@ import stripe_emulator
 from shop import inventory
 from shop.extensions import db
 from shop.models import Batch, Order
-from tests.support import factories, invariants, servers
+from testkit import databases, factories, invariants, rawhttp, servers
 
 # Several worker processes, each with threads: races inside a process and across processes.
 WORKERS = 3
@@ -38,14 +38,14 @@ AT_THE_LIMIT = "the most this batch allows"
 
 @pytest.fixture(scope="package")
 def race_database_url() -> Iterator[str]:
-    with servers.migrated_postgres_database() as url:
+    with databases.migrated_postgres_database() as url:
         yield url
 
 
 @pytest.fixture(scope="package")
 def seed_app(race_database_url) -> Iterator[Flask]:
     """The app on the race database, for seeding and checking (never serving)."""
-    app = servers.make_app(race_database_url)
+    app = databases.make_app(race_database_url)
     yield app
     with app.app_context():
         db.session.remove()
@@ -94,7 +94,7 @@ class Racers:
     """
 
     def __init__(self, database_url: str, count: int = 2) -> None:
-        self.admin = psycopg.connect(servers.libpq_url(database_url), autocommit=True)
+        self.admin = psycopg.connect(databases.libpq_url(database_url), autocommit=True)
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "tests.concurrency.racer", database_url],
@@ -185,13 +185,13 @@ def shop_server(race_database_url, emulator) -> Iterator[servers.Server]:
         yield server
 
 
-def login_all(address: servers.Address, customers, *, page: str) -> list[servers.ShopSession]:
+def login_all(address: rawhttp.Address, customers, *, page: str) -> list[rawhttp.ShopSession]:
     """Log every customer in through the real form (a few at a time)."""
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda c: servers.login(address, c.email, page=page), customers))
+        return list(pool.map(lambda c: rawhttp.login(address, c.email, page=page), customers))
 
 
-def assert_no_server_errors(responses: list[servers.Response], server: servers.Server) -> None:
+def assert_no_server_errors(responses: list[rawhttp.Response], server: servers.Server) -> None:
     failed = [r for r in responses if r.status >= 500]
     assert not failed, (
         f"{len(failed)} responses were 5xx, e.g. {failed[0].status}: {failed[0].text[:500]}\n"

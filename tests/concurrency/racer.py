@@ -22,7 +22,7 @@ from shop import clock, inventory, sweeper
 from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED
-from tests.support import servers
+from testkit import databases
 
 
 def wait_at_barrier(key: int) -> None:
@@ -54,7 +54,7 @@ def run(command: dict) -> object:
 
 
 def main(database_url: str) -> None:
-    app = servers.make_app(database_url)
+    app = databases.make_app(database_url)
     with app.app_context():
         db.session.execute(text("SELECT 1"))  # connect before the first barrier
         db.session.rollback()

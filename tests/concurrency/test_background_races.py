@@ -10,15 +10,15 @@ from sqlalchemy import text
 
 from shop import clock
 from shop.extensions import db
+from testkit import seed
 from tests.concurrency.conftest import REPETITIONS, hold_units, order_states, stock, violations
-from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
 
 
 @pytest.fixture(scope="module")
 def drop(seed_app):
-    return servers.seed_live_drop(seed_app, edition_size=1, limit=1)
+    return seed.seed_live_drop(seed_app, edition_size=1, limit=1)
 
 
 def expired_holds(app) -> int:
@@ -33,7 +33,7 @@ def expired_holds(app) -> int:
 
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
 def test_two_sweepers_return_every_expired_unit_exactly_once(seed_app, racers, drop, repetition):
-    batch_id = servers.add_batch(seed_app, drop, edition_size=40, limit=2)
+    batch_id = seed.add_batch(seed_app, drop, edition_size=40, limit=2)
     long_ago = clock.now() - timedelta(minutes=30)
     order_ids = hold_units(seed_app, batch_id, [2, 1] * 8, now=long_ago)
     assert stock(seed_app, batch_id) == (40, 0, 24)
@@ -51,7 +51,7 @@ def test_two_sweepers_return_every_expired_unit_exactly_once(seed_app, racers, d
 def test_releasing_one_hold_from_two_processes_returns_its_units_once(
     seed_app, racers, drop, repetition
 ):
-    batch_id = servers.add_batch(seed_app, drop, edition_size=40, limit=2)
+    batch_id = seed.add_batch(seed_app, drop, edition_size=40, limit=2)
     order_ids = hold_units(seed_app, batch_id, [2, 1] * 8, now=clock.now())
 
     first, second = racers.race(
@@ -78,7 +78,7 @@ def test_releasing_one_hold_from_two_processes_returns_its_units_once(
 def test_confirming_one_order_from_two_processes_assigns_its_serials_once(
     seed_app, racers, drop, repetition
 ):
-    batch_id = servers.add_batch(seed_app, drop, edition_size=20, limit=2)
+    batch_id = seed.add_batch(seed_app, drop, edition_size=20, limit=2)
     hold_units(seed_app, batch_id, [1, 2], now=clock.now(), paid=True)  # serials 1..3 taken
     order_ids = hold_units(seed_app, batch_id, [2, 1] * 4, now=clock.now())
 

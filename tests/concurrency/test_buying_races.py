@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from shop import clock, drops
 from shop.extensions import db
 from shop.models import Drop, User
+from testkit import bursts, rawhttp, seed
 from tests.concurrency.conftest import (
     AT_THE_LIMIT,
     REPETITIONS,
@@ -25,7 +26,6 @@ from tests.concurrency.conftest import (
     stock,
     violations,
 )
-from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
 
@@ -34,17 +34,17 @@ NOT_LIVE = "not open for buying"
 
 @pytest.fixture(scope="module")
 def crowd_customers(seed_app):
-    return servers.create_customers(seed_app, 50)
+    return seed.create_customers(seed_app, 50)
 
 
 @pytest.fixture(scope="module")
-def crowd(shop_server, crowd_customers) -> list[servers.ShopSession]:
+def crowd(shop_server, crowd_customers) -> list[rawhttp.ShopSession]:
     """Fifty customers, each logged in on their own session."""
     return login_all(shop_server.address, crowd_customers, page="/account/")
 
 
-def fresh_batch(app, **batch) -> tuple[servers.LiveDrop, int]:
-    drop = servers.seed_live_drop(app, **batch)
+def fresh_batch(app, **batch) -> tuple[seed.LiveDrop, int]:
+    drop = seed.seed_live_drop(app, **batch)
     return drop, drop.batch_id
 
 
@@ -56,7 +56,7 @@ def winners_reach_stripe(address, crowd, responses, emulator) -> bool:
         for session, response in zip(crowd, responses, strict=True)
         if response.status == 303
     ]
-    answers = servers.burst(address, onward).responses
+    answers = bursts.burst(address, onward).responses
     locations = [r.location or "" for r in answers]
     return (
         all(r.status == 303 for r in answers)
@@ -72,7 +72,7 @@ def test_fifty_customers_racing_for_the_last_ten_units_get_exactly_ten(
     _, batch_id = fresh_batch(seed_app, edition_size=40, limit=2)
     hold_units(seed_app, batch_id, [2] * 15, now=clock.now(), paid=True)  # 10 units left
 
-    outcome = servers.burst(shop_server.address, [s.buy_request(batch_id, 1) for s in crowd])
+    outcome = bursts.burst(shop_server.address, [s.buy_request(batch_id, 1) for s in crowd])
 
     assert_no_server_errors(outcome.responses, shop_server)
     assert outcome.count(303) == 10
@@ -93,7 +93,7 @@ def test_one_customer_on_two_devices_cannot_hold_more_than_the_limit(
     phone, laptop = login_all(shop_server.address, [customer, customer], page="/account/")
     requests = [device.buy_request(batch_id, 1) for device in (phone, laptop) for _ in range(10)]
 
-    outcome = servers.burst(shop_server.address, requests)
+    outcome = bursts.burst(shop_server.address, requests)
 
     assert_no_server_errors(outcome.responses, shop_server)
     assert outcome.count(303) == 2
@@ -113,7 +113,7 @@ def test_two_customers_asking_for_two_of_the_last_three_units_never_oversell(
     first, second = crowd[2 * repetition], crowd[2 * repetition + 1]
     requests = [c.buy_request(batch_id, 2) for c in (first, second) for _ in range(5)]
 
-    outcome = servers.burst(shop_server.address, requests)
+    outcome = bursts.burst(shop_server.address, requests)
 
     assert_no_server_errors(outcome.responses, shop_server)
     assert outcome.count(303) == 1  # two of three; the last unit can't make a pair
@@ -122,7 +122,7 @@ def test_two_customers_asking_for_two_of_the_last_three_units_never_oversell(
     assert violations(seed_app, batch_id) == []  # includes: each customer within the limit
 
 
-def close_when_the_first_hold_lands(app, drop: servers.LiveDrop, batch_id: int) -> dict:
+def close_when_the_first_hold_lands(app, drop: seed.LiveDrop, batch_id: int) -> dict:
     """The maker closes the drop mid-burst, from another connection.
 
     It locks the drop row first (waiting for every hold that share-locked it), then reads the
@@ -178,12 +178,12 @@ def test_a_drop_closed_mid_burst_takes_no_hold_after_the_close(
     drop, batch_id = fresh_batch(seed_app, edition_size=100, limit=2)
     buyers = crowd[:40]
 
-    outcome = servers.burst(
+    outcome = bursts.burst(
         shop_server.address,
         [s.buy_request(batch_id, 1) for s in buyers],
         alongside=lambda: close_when_the_first_hold_lands(seed_app, drop, batch_id),
     )
-    after = servers.burst(shop_server.address, [s.buy_request(batch_id, 1) for s in crowd[40:]])
+    after = bursts.burst(shop_server.address, [s.buy_request(batch_id, 1) for s in crowd[40:]])
 
     assert_no_server_errors(outcome.responses + after.responses, shop_server)
     held = holds_of(seed_app, batch_id)

@@ -14,8 +14,8 @@ from shop import clock, inventory, orders
 from shop.extensions import db
 from shop.models import Batch, Order, StripeEvent, Unit
 from shop.models.order import EXPIRED, PAID, REFUNDED
+from testkit import bursts, databases, factories, rawhttp
 from tests.concurrency.conftest import assert_no_server_errors, violations
-from tests.support import factories, servers
 from tests.support.stripe import Emulator, held_order, live_batch, signature, stripe_settings
 
 pytestmark = pytest.mark.concurrency
@@ -34,7 +34,7 @@ def stripe_handle(emulator) -> Emulator:
 def checkout_app(race_database_url, emulator):
     """The app on the race database, pointed at the same emulator (for seeding and checking)."""
     overrides = {**stripe_settings(emulator.url), "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    app = servers.make_app(race_database_url, **overrides)
+    app = databases.make_app(race_database_url, **overrides)
     yield app
     with app.app_context():
         db.session.remove()
@@ -59,7 +59,7 @@ def _paid_session(app, stripe_handle, *, sold_out: bool) -> tuple[int, int, str,
     return seeded
 
 
-def _webhook_request(address: servers.Address, event: dict) -> bytes:
+def _webhook_request(address: rawhttp.Address, event: dict) -> bytes:
     body = json.dumps(event)
     headers = [
         "POST /stripe/webhook HTTP/1.1",
@@ -81,8 +81,8 @@ def test_the_success_page_and_ten_duplicate_webhooks_settle_a_session_once(
         checkout_app, stripe_handle, sold_out=sold_out
     )
     event = stripe_handle.event("checkout.session.completed", session_id)
-    customer = servers.login(shop_server.address, email)
-    success = servers.build_request(
+    customer = rawhttp.login(shop_server.address, email)
+    success = rawhttp.build_request(
         shop_server.address,
         "GET",
         f"/checkout/success?session_id={session_id}",
@@ -90,7 +90,7 @@ def test_the_success_page_and_ten_duplicate_webhooks_settle_a_session_once(
     )
     webhooks = [_webhook_request(shop_server.address, event) for _ in range(DUPLICATES)]
 
-    burst = servers.burst(shop_server.address, [success, *webhooks])
+    burst = bursts.burst(shop_server.address, [success, *webhooks])
 
     assert_no_server_errors(burst.responses, shop_server)
     assert burst.statuses() == [200] * (DUPLICATES + 1)

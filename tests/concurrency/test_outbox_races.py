@@ -12,7 +12,7 @@ from shop import mail, outbox
 from shop.extensions import db
 from shop.models import Message
 from shop.models.message import PENDING, SENT
-from tests.support import factories, servers
+from testkit import factories, servers
 from tests.support.smtp import running_smtp
 
 pytestmark = pytest.mark.concurrency

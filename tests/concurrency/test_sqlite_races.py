@@ -12,6 +12,7 @@ import pytest
 
 from shop import clock
 from shop.extensions import db
+from testkit import bursts, databases, rawhttp, seed, servers
 from tests.concurrency.conftest import (
     AT_THE_LIMIT,
     REPETITIONS,
@@ -22,15 +23,14 @@ from tests.concurrency.conftest import (
     stock,
     violations,
 )
-from tests.support import servers
 
 pytestmark = pytest.mark.concurrency
 
 
 @pytest.fixture(scope="module")
 def sqlite_app(tmp_path_factory, emulator) -> Iterator:
-    url = servers.migrated_sqlite_database(tmp_path_factory.mktemp("sqlite-race"))
-    app = servers.make_app(
+    url = databases.migrated_sqlite_database(tmp_path_factory.mktemp("sqlite-race"))
+    app = databases.make_app(
         url,
         STRIPE_API_BASE=emulator.url,
         STRIPE_SECRET_KEY="sk_test_emulator",
@@ -50,11 +50,11 @@ def sqlite_server(sqlite_app) -> Iterator[servers.Server]:
 
 @pytest.fixture(scope="module")
 def customers(sqlite_app):
-    return servers.create_customers(sqlite_app, 20)
+    return seed.create_customers(sqlite_app, 20)
 
 
 @pytest.fixture(scope="module")
-def crowd(sqlite_server, customers) -> list[servers.ShopSession]:
+def crowd(sqlite_server, customers) -> list[rawhttp.ShopSession]:
     return login_all(sqlite_server.address, customers, page="/account/")
 
 
@@ -62,10 +62,10 @@ def crowd(sqlite_server, customers) -> list[servers.ShopSession]:
 def test_twenty_customers_racing_for_the_last_five_units_on_sqlite_get_exactly_five(
     sqlite_app, sqlite_server, emulator, crowd, repetition
 ):
-    batch_id = servers.seed_live_drop(sqlite_app, edition_size=15, limit=2).batch_id
+    batch_id = seed.seed_live_drop(sqlite_app, edition_size=15, limit=2).batch_id
     hold_units(sqlite_app, batch_id, [2] * 5, now=clock.now(), paid=True)  # 5 units left
 
-    outcome = servers.burst(sqlite_server.address, [s.buy_request(batch_id, 1) for s in crowd])
+    outcome = bursts.burst(sqlite_server.address, [s.buy_request(batch_id, 1) for s in crowd])
 
     assert_no_server_errors(outcome.responses, sqlite_server)
     assert outcome.count(303) == 5
@@ -80,12 +80,12 @@ def test_twenty_customers_racing_for_the_last_five_units_on_sqlite_get_exactly_f
 def test_one_customer_on_two_devices_on_sqlite_cannot_hold_more_than_the_limit(
     sqlite_app, sqlite_server, customers, repetition
 ):
-    batch_id = servers.seed_live_drop(sqlite_app, edition_size=20, limit=2).batch_id
+    batch_id = seed.seed_live_drop(sqlite_app, edition_size=20, limit=2).batch_id
     customer = customers[repetition]
     phone, laptop = login_all(sqlite_server.address, [customer, customer], page="/account/")
     requests = [device.buy_request(batch_id, 1) for device in (phone, laptop) for _ in range(5)]
 
-    outcome = servers.burst(sqlite_server.address, requests)
+    outcome = bursts.burst(sqlite_server.address, requests)
 
     assert_no_server_errors(outcome.responses, sqlite_server)
     assert outcome.count(303) == 2
@@ -99,12 +99,12 @@ def test_one_customer_on_two_devices_on_sqlite_cannot_hold_more_than_the_limit(
 def test_two_customers_asking_for_two_of_the_last_three_units_on_sqlite_never_oversell(
     sqlite_app, sqlite_server, crowd, repetition
 ):
-    batch_id = servers.seed_live_drop(sqlite_app, edition_size=5, limit=2).batch_id
+    batch_id = seed.seed_live_drop(sqlite_app, edition_size=5, limit=2).batch_id
     hold_units(sqlite_app, batch_id, [2], now=clock.now())  # 3 units left
     first, second = crowd[2 * repetition], crowd[2 * repetition + 1]
     requests = [c.buy_request(batch_id, 2) for c in (first, second) for _ in range(3)]
 
-    outcome = servers.burst(sqlite_server.address, requests)
+    outcome = bursts.burst(sqlite_server.address, requests)
 
     assert_no_server_errors(outcome.responses, sqlite_server)
     assert outcome.count(303) == 1

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from shop import clock, products
 from shop.extensions import db
 from shop.models import BatchImage
+from testkit import bursts, databases, factories, rawhttp, servers
 from tests.concurrency.conftest import THREADS, WORKERS, assert_no_server_errors
-from tests.support import factories, servers
 from tests.support.console import image_bytes
 
 pytestmark = pytest.mark.concurrency
@@ -31,7 +31,7 @@ def upload_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def upload_app(race_database_url, upload_dir):
-    app = servers.make_app(race_database_url, SHOP_UPLOAD_DIR=str(upload_dir))
+    app = databases.make_app(race_database_url, SHOP_UPLOAD_DIR=str(upload_dir))
     yield app
     with app.app_context():
         db.session.remove()
@@ -64,7 +64,7 @@ def batch_with_pictures(app, count: int) -> tuple[str, int]:
     return seeded
 
 
-def upload_request(session: servers.ShopSession, batch_id: int, picture: bytes) -> bytes:
+def upload_request(session: rawhttp.ShopSession, batch_id: int, picture: bytes) -> bytes:
     """The raw bytes of the console's multipart upload form, as a browser sends it."""
     boundary = secrets.token_hex(12)
     fields = {"csrf_token": session.csrf_token or "", "alt": "The bottle on the bench"}
@@ -110,10 +110,10 @@ def test_parallel_uploads_never_give_a_batch_more_pictures_than_the_cap(
     upload_app, upload_server, upload_dir, repetition
 ):
     email, batch_id = batch_with_pictures(upload_app, ALREADY)
-    maker = servers.login(upload_server.address, email, page=f"/maker/batches/{batch_id}")
+    maker = rawhttp.login(upload_server.address, email, page=f"/maker/batches/{batch_id}")
     picture = image_bytes("JPEG", (1600, 1200))
 
-    outcome = servers.burst(
+    outcome = bursts.burst(
         upload_server.address,
         [upload_request(maker, batch_id, picture) for _ in range(PARALLEL)],
     )

@@ -23,8 +23,8 @@ from flask import Flask
 
 from shop import clock, demo
 from shop.extensions import db
-from tests.support import servers
-from tests.support.databases import require
+from testkit import databases, servers
+from testkit.databases import require
 from tests.support.stripe import Emulator, stripe_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,8 +75,8 @@ class DemoShop:
 
 @pytest.fixture
 def demo_shop(tmp_path, emulator: Emulator) -> Iterator[DemoShop]:
-    database_url = servers.migrated_sqlite_database(tmp_path)
-    app = servers.make_app(
+    database_url = databases.migrated_sqlite_database(tmp_path)
+    app = databases.make_app(
         database_url,
         SHOP_UPLOAD_DIR=str(tmp_path / "uploads"),
         SHOP_BASE_URL="http://127.0.0.1",

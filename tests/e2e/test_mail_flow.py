@@ -17,8 +17,8 @@ from playwright.sync_api import expect
 import config as settings
 from shop import clock, create_app, demo, worker
 from shop.extensions import db
+from testkit import databases, servers
 from tests.e2e.conftest import DemoShop
-from tests.support import servers
 from tests.support.stripe import stripe_settings
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ NEW_PASSWORD = "a brand new passphrase"
 def dev_shop(tmp_path, emulator) -> Iterator[DemoShop]:
     """The demo shop under SHOP_ENV=development (so /dev/mailbox exists), no SMTP_URL."""
     config = settings.DevelopmentConfig()
-    config.SQLALCHEMY_DATABASE_URI = servers.migrated_sqlite_database(tmp_path)
+    config.SQLALCHEMY_DATABASE_URI = databases.migrated_sqlite_database(tmp_path)
     config.SHOP_UPLOAD_DIR = str(tmp_path / "uploads")
     config.SHOP_MAILBOX_DIR = str(tmp_path / "mailbox")
     config.SHOP_BASE_URL = "http://127.0.0.1"

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from playwright.sync_api import Page, expect
 
 from shop import demo
+from testkit.factories import PASSWORD, make_customer, make_maker
 from tests.e2e.conftest import DemoShop
-from tests.support.factories import PASSWORD, make_customer, make_maker
 from tests.support.stripe import CARD_OK
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ from shop import clock, inventory
 from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED, REFUNDED
+from testkit.factories import PASSWORD, make_batch, make_customer, make_drop
 from tests.support.clients import fresh_client
-from tests.support.factories import PASSWORD, make_batch, make_customer, make_drop
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from shop import clock, outbox, passwords, recovery, verification
 from shop.extensions import db
 from shop.models import Message, User
+from testkit.factories import PASSWORD, make_customer
 from tests.support.clients import csrf_token_in
-from tests.support.factories import PASSWORD, make_customer
 from tests.support.stripe import live_batch, sign_in, stripe_settings
 
 NEW_PASSWORD = "a much better passphrase"

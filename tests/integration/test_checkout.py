@@ -14,7 +14,7 @@ from shop.extensions import db
 from shop.models import Batch, Drop, Order
 from shop.models.order import CANCELLED, HELD, PAID
 from shop.payments import gateway
-from tests.support.factories import make_customer, make_drop
+from testkit.factories import make_customer, make_drop
 from tests.support.stripe import (
     buy,
     deliver,

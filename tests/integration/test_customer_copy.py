@@ -12,7 +12,7 @@ from shop import clock, inventory
 from shop.extensions import db
 from shop.models import Batch
 from shop.templating import iso
-from tests.support.factories import make_batch, make_customer, make_drop
+from testkit.factories import make_batch, make_customer, make_drop
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

@@ -10,10 +10,10 @@ import pytest
 import config as settings
 from shop import clock, create_app, mail, outbox
 from shop.extensions import db
+from testkit.factories import make_customer
 from tests.conftest import empty_all_tables
 from tests.security.helpers import PRODUCTION_BASE_URL, production_app
 from tests.support.clients import FreshContextClient
-from tests.support.factories import make_customer
 
 
 @pytest.fixture

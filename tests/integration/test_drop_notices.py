@@ -13,8 +13,8 @@ from shop import clock, notifications, outbox
 from shop.extensions import db
 from shop.models import DropSubscription, Message
 from shop.models.drop import SCHEDULED
+from testkit.factories import AT_DROP, OPENS_AT, make_batch, make_customer, make_drop
 from tests.support.clients import csrf_token_in
-from tests.support.factories import AT_DROP, OPENS_AT, make_batch, make_customer, make_drop
 from tests.support.stripe import sign_in
 
 

@@ -10,7 +10,7 @@ from shop.errors import InvalidState, PaymentUnavailable
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, Order
 from shop.models.order import EXPIRED, HELD, PAID, REFUNDED
-from tests.support.factories import make_customer, make_maker
+from testkit.factories import make_customer, make_maker
 from tests.support.stripe import (
     held_order,
     live_batch,

@@ -18,7 +18,7 @@ from shop.extensions import db
 from shop.models import Allotment, Batch, Order, Unit
 from shop.models.drop import CLOSED, DRAFT, SCHEDULED
 from shop.models.order import CANCELLED, EXPIRED, HELD, PAID
-from tests.support.factories import (
+from testkit.factories import (
     AFTER_DROP,
     AT_DROP,
     BEFORE_DROP,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from shop import holds
 from shop.extensions import db
 from shop.models.drop import STATES
-from tests.support.factories import AT_DROP, make_drop, make_maker
+from testkit.factories import AT_DROP, make_drop, make_maker
 
 _LIVE = holds.statement(f"SELECT d.id FROM drops d WHERE d.id = :id AND {holds.LIVE_DROP}")  # noqa: S608
 

@@ -13,8 +13,7 @@ from shop.extensions import db
 from shop.models import AuditEntry, Drop
 from shop.models.drop import CLOSED, DRAFT, OPEN, SCHEDULED
 from shop.models.order import PAID
-from tests.support.console import browser
-from tests.support.factories import (
+from testkit.factories import (
     AFTER_DROP,
     AT_DROP,
     BEFORE_DROP,
@@ -25,6 +24,7 @@ from tests.support.factories import (
     make_drop,
     make_product,
 )
+from tests.support.console import browser
 
 
 def _draft(maker, **kwargs) -> Drop:

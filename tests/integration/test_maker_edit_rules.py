@@ -13,8 +13,7 @@ from shop.errors import EditNotAllowed
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, Order
 from shop.models.drop import DRAFT
-from tests.support.console import browser
-from tests.support.factories import (
+from testkit.factories import (
     AT_DROP,
     BEFORE_DROP,
     make_batch,
@@ -23,6 +22,7 @@ from tests.support.factories import (
     make_maker,
     make_product,
 )
+from tests.support.console import browser
 
 
 def _details(batch: Batch, **changes) -> products.BatchDetails:

@@ -11,8 +11,8 @@ from shop import clock, outbox
 from shop.extensions import db
 from shop.models import Message
 from shop.models.message import FAILED, PENDING
+from testkit.factories import make_customer, make_drop, make_maker
 from tests.support.console import browser
-from tests.support.factories import make_customer, make_drop, make_maker
 from tests.support.stripe import live_batch, paid_order, stripe_settings
 
 

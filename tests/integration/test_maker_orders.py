@@ -15,8 +15,8 @@ from shop import clock, exports, inventory, orders
 from shop.extensions import db
 from shop.models import AuditEntry, Order
 from shop.models.order import PAID, REFUNDED
+from testkit.factories import make_batch, make_customer, make_drop, make_maker, make_product
 from tests.support.console import browser
-from tests.support.factories import make_batch, make_customer, make_drop, make_maker, make_product
 from tests.support.stripe import buy, session_id_from, sign_in, stripe_settings
 
 ADDRESS = {

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from shop import products
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Product
+from testkit.factories import make_batch, make_product
 from tests.support.console import browser, image_bytes
-from tests.support.factories import make_batch, make_product
 
 BATCH = {
     "number": "1",

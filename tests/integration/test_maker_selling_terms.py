@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.models import Batch, Drop, ShippingRate, User
 from shop.models.user import TAX_EXCLUSIVE
+from testkit.factories import make_batch, make_maker, make_product
 from tests.integration.test_maker_products import BATCH
 from tests.support.console import browser
-from tests.support.factories import make_batch, make_maker, make_product
 
 RATE = {
     "name": "Europe",

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from shop import create_app
 from shop.extensions import db
-from tests.conftest import make_config
+from testkit import databases
 
 
 def test_the_migrations_create_exactly_the_models_schema(app):
@@ -20,7 +20,7 @@ def test_the_migrations_create_exactly_the_models_schema(app):
 def test_the_database_refuses_to_oversell_even_without_the_application(app):
     from sqlalchemy.exc import IntegrityError
 
-    from tests.support.factories import make_batch
+    from testkit.factories import make_batch
 
     batch = make_batch(edition_size=3)
     db.session.commit()
@@ -36,7 +36,7 @@ def test_the_database_refuses_to_oversell_even_without_the_application(app):
 
 def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(tmp_path):
     path = tmp_path / "before.sqlite3"
-    app = create_app(make_config(f"sqlite:///{path}"))
+    app = create_app(databases.testing_config(f"sqlite:///{path}"))
     with app.app_context():
         upgrade(revision="0002")
         with sqlite3.connect(path) as raw:  # the rows as the app before 0003 wrote them
@@ -67,7 +67,7 @@ def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(
 
 def test_existing_pictures_get_slots_in_their_shown_order_and_none_are_lost(tmp_path):
     path = tmp_path / "before.sqlite3"
-    app = create_app(make_config(f"sqlite:///{path}"))
+    app = create_app(databases.testing_config(f"sqlite:///{path}"))
     with app.app_context():
         upgrade(revision="0008")
         with sqlite3.connect(path) as raw:  # a batch with 13 pictures, as the upload race left

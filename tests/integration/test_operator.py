@@ -16,8 +16,8 @@ from shop.extensions import db
 from shop.models import AuditEntry, Invitation, Message, Order, UnrecognisedPayment, User
 from shop.models.order import HELD
 from shop.models.user import MAKER
+from testkit.factories import PASSWORD, make_batch, make_customer, make_drop, make_maker
 from tests.support.clients import csrf_token_in
-from tests.support.factories import PASSWORD, make_batch, make_customer, make_drop, make_maker
 from tests.support.stripe import sign_in
 
 NEW_PASSWORD = "a maker's own passphrase"

@@ -11,7 +11,7 @@ from shop import clock, messages, outbox, refunds, shipping
 from shop.errors import PaymentUnavailable
 from shop.extensions import db
 from shop.models import Message
-from tests.support.factories import make_customer, make_drop, make_maker
+from testkit.factories import make_customer, make_drop, make_maker
 from tests.support.stripe import live_batch, paid_order, stripe_settings, without_retries
 
 

@@ -14,7 +14,7 @@ from shop import clock, money, orders, outbox
 from shop.extensions import db
 from shop.models import Message
 from shop.models.message import FAILED, PENDING, SENT
-from tests.support.factories import make_customer
+from testkit.factories import make_customer
 from tests.support.smtp import free_port, hanging_smtp, running_smtp
 from tests.support.stripe import (
     buy,

@@ -15,7 +15,7 @@ from shop.extensions import db
 from shop.models import Order, ShippingRate
 from shop.models.order import CANCELLED, PAID
 from shop.models.user import TAX_EXCLUSIVE, TAX_INCLUSIVE
-from tests.support import factories
+from testkit import factories
 from tests.support.stripe import live_batch, stripe_settings
 
 BERLIN = {"line1": "Teststraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}

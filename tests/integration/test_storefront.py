@@ -12,7 +12,7 @@ from shop.extensions import db
 from shop.models import Order
 from shop.models.drop import CLOSED, DRAFT, SCHEDULED
 from shop.models.order import REFUNDED
-from tests.support.factories import make_batch, make_customer, make_drop, make_product
+from testkit.factories import make_batch, make_customer, make_drop, make_product
 from tests.support.wire import recorded_statements, statements_sent
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -452,7 +452,7 @@ def test_stock_of_an_unknown_or_draft_drop_is_a_json_404(client):
 
 
 def test_a_generous_per_customer_limit_gets_a_number_field_not_a_huge_list(client):
-    from tests.support.factories import make_batch, make_customer
+    from testkit.factories import make_batch, make_customer
 
     batch = make_batch(drop=live_drop(), edition_size=100_000, limit=100_000)
     customer = make_customer()

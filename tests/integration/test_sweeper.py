@@ -9,8 +9,9 @@ from shop import clock, create_app, inventory, sweeper
 from shop.extensions import db
 from shop.models import Batch, Order
 from shop.models.order import EXPIRED, HELD, PAID
-from tests.conftest import empty_all_tables, make_config
-from tests.support.factories import make_customer
+from testkit import databases
+from testkit.factories import make_customer
+from tests.conftest import empty_all_tables
 from tests.support.stripe import held_order, live_batch, stripe_settings, without_retries
 
 
@@ -83,7 +84,7 @@ def test_a_hold_that_has_not_run_out_is_left_alone(app, emulator):
 
 
 def test_several_sweepers_at_once_release_each_hold_exactly_once(postgresql_url, emulator):
-    app = create_app(make_config(postgresql_url, **stripe_settings(emulator)))
+    app = create_app(databases.testing_config(postgresql_url, **stripe_settings(emulator)))
     with app.app_context():
         batch = live_batch(edition_size=12, limit=2)
         held = [held_order(batch, make_customer(), 2) for _ in range(5)]

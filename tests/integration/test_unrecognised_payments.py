@@ -7,7 +7,7 @@ from sqlalchemy import select
 from shop.extensions import db
 from shop.models import Order, StripeEvent, UnrecognisedPayment
 from shop.models.order import HELD
-from tests.support.factories import make_customer
+from testkit.factories import make_customer
 from tests.support.stripe import (
     deliver,
     held_order,

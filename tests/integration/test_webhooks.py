@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.models import Batch, Order, StripeEvent, Unit
 from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
-from tests.support.factories import make_customer
+from testkit.factories import make_customer
 from tests.support.stripe import (
     deliver,
     held_order,

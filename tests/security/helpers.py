@@ -9,8 +9,8 @@ from flask import Flask
 import config as settings
 from shop import create_app
 from shop.extensions import limiter
+from testkit.factories import PASSWORD
 from tests.support.clients import FreshContextClient, csrf_token_in
-from tests.support.factories import PASSWORD
 
 PRODUCTION_BASE_URL = "https://shop.example.com"
 

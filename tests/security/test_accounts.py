@@ -9,8 +9,8 @@ import pytest
 
 from shop.extensions import db
 from shop.models import User
+from testkit.factories import PASSWORD
 from tests.security.helpers import form_token, is_logged_in, log_in
-from tests.support.factories import PASSWORD
 
 WRONG = "Wrong email or password."
 

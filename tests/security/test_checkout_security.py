@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from shop.extensions import db
 from shop.models import Allotment, Batch, Order
 from shop.models.order import HELD
+from testkit.factories import make_customer
 from tests.security.helpers import form_token, log_in, log_out
-from tests.support.factories import make_customer
 from tests.support.stripe import (
     buy,
     held_order,

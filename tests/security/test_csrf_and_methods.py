@@ -14,8 +14,7 @@ from shop.extensions import db
 from shop.models import Drop, Order, User
 from shop.models.drop import SCHEDULED
 from shop.models.order import HELD, PAID
-from tests.security.helpers import form_token, is_logged_in, log_in
-from tests.support.factories import (
+from testkit.factories import (
     AT_DROP,
     make_batch,
     make_customer,
@@ -23,6 +22,7 @@ from tests.support.factories import (
     make_maker,
     make_product,
 )
+from tests.security.helpers import form_token, is_logged_in, log_in
 
 CSRF_EXEMPT = {"payments.webhook"}  # Stripe can't send our token; it signs instead
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from shop import images, inventory
 from shop.extensions import db
+from testkit.factories import AT_DROP, make_batch, make_customer, make_drop
 from tests.security.helpers import PRODUCTION_BASE_URL, log_in
-from tests.support.factories import AT_DROP, make_batch, make_customer, make_drop
 
 REQUIRED_CSP = ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from shop.extensions import db
 from shop.models import User
+from testkit.factories import PASSWORD
 from tests.security.helpers import form_token, is_logged_in, log_in
-from tests.support.factories import PASSWORD
 
 CYRILLIC_E = "\u0435"
 

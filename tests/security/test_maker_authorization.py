@@ -29,8 +29,8 @@ from shop.models import (
 )
 from shop.models.drop import DRAFT
 from shop.models.message import FAILED
+from testkit.factories import make_batch, make_customer, make_drop, make_maker, make_product
 from tests.support.console import browser, image_bytes
-from tests.support.factories import make_batch, make_customer, make_drop, make_maker, make_product
 
 
 def _console_routes() -> list[tuple[str, str, str]]:

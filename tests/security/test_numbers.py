@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from shop import money
 from shop.extensions import db
 from shop.models import Batch, Order
+from testkit.factories import make_customer, make_product
 from tests.integration.test_maker_products import BATCH
 from tests.support.console import browser
-from tests.support.factories import make_customer, make_product
 from tests.support.stripe import hold, live_batch, sign_in, stripe_settings
 
 

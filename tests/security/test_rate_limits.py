@@ -12,7 +12,8 @@ import pytest
 from shop import create_app, limits
 from shop.extensions import db
 from shop.models import User
-from tests.conftest import make_config
+from testkit import databases
+from testkit.factories import PASSWORD, make_customer
 from tests.security.helpers import (
     FreshContextClient,
     close_limiter_storage,
@@ -21,7 +22,6 @@ from tests.security.helpers import (
     log_out,
 )
 from tests.support import redis_server
-from tests.support.factories import PASSWORD, make_customer
 from tests.support.stripe import live_batch, sign_in
 
 ATTACKER = "203.0.113.66"
@@ -155,7 +155,7 @@ def test_counters_live_in_redis_so_every_app_process_shares_them(
     assert redis_server.keys_with(rate_limits["RATELIMIT_KEY_PREFIX"])
     # A second app (another gunicorn worker, another host) sees the same counters.
     close_limiter_storage()
-    other = create_app(make_config(database_url, **rate_limits))
+    other = create_app(databases.testing_config(database_url, **rate_limits))
     other.test_client_class = FreshContextClient
     try:
         assert log_in(other.test_client(), customer.email, ip=ATTACKER).status_code == 429

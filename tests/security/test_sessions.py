@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.factories import PASSWORD
 from tests.security.helpers import (
     PRODUCTION_BASE_URL,
     csrf_token_in,
@@ -13,7 +14,6 @@ from tests.security.helpers import (
     log_in,
     log_out,
 )
-from tests.support.factories import PASSWORD
 
 SESSION = "smallbatch_session"
 REMEMBER = "remember_token"

@@ -10,14 +10,11 @@ open write would block it) and expired after it (the test reads what the request
 
 from __future__ import annotations
 
-import re
-
 from flask import has_app_context
 from flask.testing import FlaskClient
 
 from shop.extensions import db
-
-_CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from testkit import rawhttp
 
 
 class FreshContextClient(FlaskClient):
@@ -45,6 +42,6 @@ def fresh_client(app) -> FreshContextClient:
 
 
 def csrf_token_in(html: str) -> str:
-    found = _CSRF_FIELD.search(html)
-    assert found, "the page has no CSRF token field"
-    return found.group(1)
+    token = rawhttp.csrf_token_in(html)
+    assert token, "the page has no CSRF token field"
+    return token

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import redis
 
-from tests.support import databases
+from testkit import databases
 
 DEFAULT_URL = "redis://127.0.0.1:6379/15"
 

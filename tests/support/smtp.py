@@ -20,14 +20,10 @@ from email.parser import BytesParser
 import pytest
 from aiosmtpd.controller import Controller
 
+from testkit.servers import free_port
+
 HOST = "127.0.0.1"
 LINK = re.compile(r"https?://[^\s\"'<>]+")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

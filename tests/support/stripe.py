@@ -47,7 +47,7 @@ from shop import clock, inventory, orders
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, User
 from shop.payments import gateway
-from tests.support import factories
+from testkit import factories
 
 SECRET_KEY = "sk_test_emulator"
 WEBHOOK_SECRET = "whsec_test_small_batch"

@@ -1,0 +1,192 @@
+"""HTTP/1.1 over raw sockets: requests built byte for byte (so a burst can hold back the last
+byte), responses parsed, and a logged-in browser-like client (:func:`login`)."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from testkit.factories import PASSWORD
+
+HOST = "127.0.0.1"
+Address = tuple[str, int]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    cookies: dict[str, str]
+    body: bytes
+    finished_at: float = 0.0  # time.monotonic() when the response was complete
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def location(self) -> str | None:
+        return self.headers.get("location")
+
+
+class _Source:
+    """http.client's parser reads a response from a byte string as if from a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def makefile(self, *_args: object, **_kwargs: object):
+        import io
+
+        return io.BytesIO(self._data)
+
+
+def parse_response(raw: bytes, *, finished_at: float = 0.0) -> Response:
+    """A complete HTTP/1.1 response (read until the server closed) as a :class:`Response`."""
+    parsed = http.client.HTTPResponse(_Source(raw))  # type: ignore[arg-type]
+    try:
+        parsed.begin()
+        body = parsed.read()
+    finally:
+        parsed.close()
+    cookies: dict[str, str] = {}
+    for header in parsed.msg.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        value = rest.split(";", 1)[0]
+        cookies[name.strip()] = value
+    headers = {name.lower(): value for name, value in parsed.getheaders()}
+    return Response(parsed.status, headers, cookies, body, finished_at)
+
+
+def build_request(
+    address: Address,
+    method: str,
+    path: str,
+    *,
+    fields: dict[str, object] | None = None,
+    cookies: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """The bytes of one HTTP/1.1 request that asks the server to close the connection after."""
+    body = urlencode(fields).encode() if fields is not None else b""
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {address[0]}:{address[1]}",
+        "Connection: close",
+        "Accept: text/html",
+        "User-Agent: smallbatch-tests",
+    ]
+    if cookies:
+        lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
+    if fields is not None:
+        lines.append("Content-Type: application/x-www-form-urlencoded")
+    if method not in ("GET", "HEAD"):
+        lines.append(f"Content-Length: {len(body)}")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def send_raw(address: Address, request: bytes, *, timeout: float = 10.0) -> Response:
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        raw = _read_all(sock)
+    return parse_response(raw, finished_at=time.monotonic())
+
+
+def http_request(
+    address: Address,
+    method: str,
+    path: str,
+    *,
+    fields: dict[str, object] | None = None,
+    cookies: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Response:
+    """One request on its own connection."""
+    request = build_request(address, method, path, fields=fields, cookies=cookies)
+    return send_raw(address, request, timeout=timeout)
+
+
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_token_in(html: str) -> str | None:
+    found = _CSRF.search(html)
+    return (found.group(1) or found.group(2)) if found else None
+
+
+@dataclass
+class ShopSession:
+    """A browser-like client: its cookies and the CSRF token of the last page it read."""
+
+    address: Address
+    cookies: dict[str, str] = field(default_factory=dict)
+    csrf_token: str | None = None
+
+    def request(self, method: str, path: str, fields: dict[str, object] | None = None) -> Response:
+        response = send_raw(
+            self.address,
+            build_request(self.address, method, path, fields=fields, cookies=self.cookies),
+        )
+        self.cookies.update(response.cookies)
+        token = csrf_token_in(response.text) if response.status == 200 else None
+        if token:
+            self.csrf_token = token
+        return response
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, fields: dict[str, object] | None = None) -> Response:
+        """A form POST carrying this session's CSRF token."""
+        return self.request("POST", path, {"csrf_token": self.csrf_token or "", **(fields or {})})
+
+    def form_request(self, path: str, fields: dict[str, object]) -> bytes:
+        """The raw bytes of a form POST with this session's cookies and CSRF token."""
+        return build_request(
+            self.address,
+            "POST",
+            path,
+            fields={"csrf_token": self.csrf_token or "", **fields},
+            cookies=self.cookies,
+        )
+
+    def get_request(self, path: str) -> bytes:
+        """The raw bytes of a GET of ``path`` with this session's cookies."""
+        return build_request(self.address, "GET", path, cookies=self.cookies)
+
+    def buy_request(self, batch_id: int, quantity: int = 1) -> bytes:
+        """Raw bytes of ``POST /checkout/batches/<id>`` (the buy button)."""
+        return self.form_request(f"/checkout/batches/{batch_id}", {"quantity": quantity})
+
+    def buy(self, batch_id: int, quantity: int = 1) -> Response:
+        return send_raw(self.address, self.buy_request(batch_id, quantity))
+
+
+def login(
+    address: Address, email: str, password: str = PASSWORD, *, page: str = "/account/"
+) -> ShopSession:
+    """Log in through the real form, then read ``page`` for a CSRF token of the new session."""
+    session = ShopSession(address)
+    session.get("/account/login")
+    answer = session.post("/account/login", {"email": email, "password": password})
+    if answer.status != 303:
+        raise AssertionError(f"login as {email} answered {answer.status}: {answer.text[:300]}")
+    session.csrf_token = None
+    page_answer = session.get(page)
+    if session.csrf_token is None:
+        raise AssertionError(f"no csrf_token on {page} ({page_answer.status}) after login")
+    return session
