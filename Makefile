@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SHOP_ENV ?= development
 
-.PHONY: run test setup migrate demo demo-reset lint format bench clean
+.PHONY: run test setup migrate demo demo-reset lint format bench lock clean
 
+# requirements*.txt are full locks with hashes (made by `make lock` from requirements*.in), so
+# every install is the same set of files, checked byte for byte.
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -44,6 +45,13 @@ format: setup
 
 bench: setup
 	SHOP_ENV=testing $(BIN)/python bench/flash_crowd.py
+
+## After editing requirements.in or requirements-dev.in: compile both locks with hashes again
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+lock: setup
+	$(LOCK) --output-file requirements.txt requirements.in
+	$(LOCK) --output-file requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf $(VENV) instance artifacts .pytest_cache .ruff_cache
