@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from shop import images, inventory, passwords
 from shop.extensions import db
-from shop.models import Batch, BatchImage, Drop, Product, User
+from shop.models import Batch, BatchImage, Drop, Product, ShippingRate, User
 from shop.models.drop import CLOSED, OPEN, SCHEDULED
-from shop.models.user import CUSTOMER, MAKER
+from shop.models.user import CUSTOMER, MAKER, TAX_EXCLUSIVE
 
 MAKER_EMAIL = "maker@smallbatch.example"
 CUSTOMER_EMAIL = "customer@smallbatch.example"
@@ -97,6 +97,7 @@ def load(*, now: datetime) -> bool:
         role=MAKER,
         timezone="America/New_York",
         email_verified_at=now,  # the demo's own addresses: nothing to confirm
+        tax_mode=TAX_EXCLUSIVE,  # Stripe Tax adds tax at Checkout (the emulator: a rate by country)
     )
     customer = User(
         email=CUSTOMER_EMAIL,
@@ -151,6 +152,7 @@ def load(*, now: datetime) -> bool:
         state=OPEN,
         opens_at=now - timedelta(hours=2),
         closes_at=now + timedelta(days=3),
+        allow_promotion_codes=True,
     )
     spring = Drop(
         maker_id=maker.id,
@@ -215,6 +217,7 @@ def load(*, now: datetime) -> bool:
         "Golden Russet apples",
         "Pot-distilled; 3 years in ex-Sauternes French oak",
     )
+    _spirits_terms(rye_seven)
     for batch, palette in (
         (rye_six, ((92, 52, 24), (200, 140, 70))),
         (rye_seven, ((70, 38, 20), (214, 150, 74))),
@@ -258,6 +261,40 @@ def _batch(product, drop, number, size, price, limit, story, place, produced, in
     db.session.add(batch)
     db.session.flush()
     return batch
+
+
+def _spirits_terms(batch: Batch) -> None:
+    """The rules of selling a spirit, shown on the demo's rye: 21+, four countries, and its own
+    shipping rates (the US by ground, free from $250; Europe and the UK by courier)."""
+    batch.minimum_age = 21
+    batch.ships_to = "DE,FR,GB,US"
+    batch.tax_code = "txcd_99999999"  # Stripe's general tangible goods
+    maker_id = batch.product.maker_id
+    db.session.add_all(
+        [
+            ShippingRate(
+                maker_id=maker_id,
+                batch_id=batch.id,
+                name="US ground",
+                countries="US",
+                amount=1200,
+                currency=batch.currency,
+                free_above=25000,
+                min_days=3,
+                max_days=5,
+            ),
+            ShippingRate(
+                maker_id=maker_id,
+                batch_id=batch.id,
+                name="Europe and the UK by courier",
+                countries="DE,FR,GB",
+                amount=2900,
+                currency=batch.currency,
+                min_days=6,
+                max_days=10,
+            ),
+        ]
+    )
 
 
 def _add_image(batch: Batch, palette, alt: str) -> None:

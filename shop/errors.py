@@ -26,7 +26,6 @@ class ShopError(Exception):
     status = 400
     code = "bad_request"
     message = "That request could not be completed."
-    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str | None = None, **details: object) -> None:
         super().__init__(message or self.message)
@@ -75,6 +74,50 @@ class InvalidInput(ShopError):
     status = 422
     code = "invalid_input"
     message = "Some of what you entered needs another look."
+
+
+class AgeRestricted(ShopError):
+    """The batch has a minimum age and the buyer gave no date of birth, or a too recent one."""
+
+    status = 403
+    code = "age_restricted"
+
+    def __init__(self, minimum_age: int, *, confirmed: bool = True) -> None:
+        super().__init__(
+            f"Sorry — this batch is only sold to buyers aged {minimum_age} or over."
+            if confirmed
+            else f"This batch is for buyers aged {minimum_age} or over: "
+            "confirm your date of birth to buy it."
+        )
+        self.minimum_age = minimum_age
+
+
+class CannotShipThere(ShopError):
+    """The batch ships only to listed countries and the buyer chose another (or none)."""
+
+    status = 422
+    code = "cannot_ship_there"
+
+    def __init__(self, countries: list[str], *, country: str | None = None) -> None:
+        where = ", ".join(countries)
+        super().__init__(
+            f"This batch ships only to {where}, not to {country}."
+            if country
+            else f"This batch ships only to {where}: choose where it goes."
+        )
+        self.countries = countries
+
+
+class DestinationNeeded(ShopError):
+    """Shipping is priced by country and the held order has none yet: ask before Checkout."""
+
+    status = 409
+    code = "destination_needed"
+    message = "Choose the country this order ships to."
+
+    def __init__(self, countries: list[str]) -> None:
+        super().__init__()
+        self.countries = countries
 
 
 class DropNotLive(ShopError):
@@ -142,17 +185,6 @@ class TooSoon(ShopError):
     status = 429
     code = "too_soon"
     message = "We sent that email a moment ago. Check your inbox (and spam), or try again soon."
-
-
-class TooManyAttempts(ShopError):
-    """A limit counted before the work (shop.attempts) is full: nothing was tried."""
-
-    status = 429
-    code = "too_many_requests"
-
-    def __init__(self, retry_after: int = 60) -> None:
-        super().__init__(_too_many_message(retry_after), retry_after=retry_after)
-        self.retry_after = retry_after
 
 
 class LinkInvalid(ShopError):
@@ -239,12 +271,7 @@ def register_error_handlers(app: Flask) -> None:
         if renderer is not None and not wants_json():
             page = renderer(error)
             return page if isinstance(page, tuple | Response) else (page, error.status)
-        body, status = error_response(
-            error.status, error.code, error.message, **_public(error.details)
-        )
-        if error.retry_after is None:
-            return body, status
-        return body, status, {"Retry-After": str(error.retry_after)}
+        return error_response(error.status, error.code, error.message, **_public(error.details))
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
@@ -252,7 +279,10 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, RateLimitExceeded):
             wait = _retry_after_seconds()
             body, code = error_response(
-                429, "too_many_requests", _too_many_message(wait), retry_after=wait
+                429,
+                "too_many_requests",
+                f"Too many attempts in a short time. Please try again {_in_words(wait)}.",
+                retry_after=wait,
             )
             return body, code, {"Retry-After": str(wait)}
         message = _http_message(error)
@@ -302,10 +332,6 @@ def _retry_after_seconds() -> int:
     if reset_at is None:
         return 60
     return max(1, int(reset_at - time.time()))  # as Flask-Limiter's Retry-After header
-
-
-def _too_many_message(wait: int) -> str:
-    return f"Too many attempts in a short time. Please try again {_in_words(wait)}."
 
 
 def _in_words(seconds: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Date, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from shop.models.drop import OPEN, SCHEDULED
@@ -24,6 +24,7 @@ from shop.models.order import HELD
 from shop.models.types import UTCDateTime
 
 _TIME_PARAMS = ("now", "hold_expires_at")
+_DATE_PARAMS = ("birth_date",)
 
 # A drop is live: its maker put it on sale (scheduled or open), the operator has not suspended
 # its maker, and ``now`` is inside its window.
@@ -38,12 +39,23 @@ LIVE_DROP = f"""
 # (a logout elsewhere or a password change rotates it).
 BUYER = "SELECT id FROM users WHERE id = :customer_id AND session_token = :session_token"
 
+# Who may buy the batch: a buyer old enough (``:age``, whole years on the shop's UTC date,
+# NULL when no date of birth was given) and, for a batch that ships only to listed countries,
+# a destination on its list (``:ship_country``; ``ships_to`` is "DE,FR,GB", so the country is
+# on it exactly when replacing ",XX," in ",DE,FR,GB," changes the text; REPLACE is in both
+# databases, and LIKE's ``%`` would clash with the driver's placeholders).
+AGE_OK = "(b.minimum_age IS NULL OR COALESCE(CAST(:age AS INTEGER), -1) >= b.minimum_age)"
+SHIPS_OK = """(b.ships_to = '' OR REPLACE(',' || b.ships_to || ',',
+                                      ',' || COALESCE(CAST(:ship_country AS TEXT), '-') || ',', '')
+                              <> ',' || b.ships_to || ',')"""
+
 # What a hold needs to know of the batch, read in the hold's own statement or write-locked
 # transaction: no earlier read can go stale.
-TERMS = """
-    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining
+TERMS = f"""
+    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining,
+           {AGE_OK} AS age_ok, {SHIPS_OK} AS ships_ok
     FROM batches b WHERE b.id = :batch_id
-"""
+"""  # noqa: S608  # nosec B608 - splices only this module's fragments
 
 ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
 
@@ -74,11 +86,12 @@ def new_order(*, price: str, currency: str, source: str) -> str:
     values = (
         f":public_id, :customer_id, :batch_id, :quantity, {price}, "
         f"CAST({price} AS BIGINT) * :quantity, "  # BIGINT: price x quantity may pass 2**31
-        f"{currency}, '{HELD}', :hold_expires_at, 0, :now"
+        f"{currency}, '{HELD}', :hold_expires_at, 0, :now, :birth_date, :ship_country"
     )
     return f"""
         INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
-                            currency, state, hold_expires_at, checkout_attempt, created_at)
+                            currency, state, hold_expires_at, checkout_attempt, created_at,
+                            birth_date, ship_country)
         {source.format(values=values)}
         RETURNING id
     """  # nosec B608 - splices only this module's fragments
@@ -111,6 +124,7 @@ PG_HOLD = f"""
     ), terms AS ({TERMS}
         AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
             SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
+                               AND seen.age_ok AND seen.ships_ok
                                AND :quantity <= seen.remaining
                                AND NOT EXISTS ({ALLOTTED} AND units + :quantity > seen.lim))
         FOR UPDATE
@@ -123,6 +137,7 @@ PG_HOLD = f"""
     SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, s.lim IS NOT NULL AS found,
            COALESCE(t.lim, s.lim), COALESCE(t.remaining, s.remaining),
            CASE WHEN t.lim IS NULL THEN s.live ELSE EXISTS (SELECT 1 FROM live) END AS live,
+           COALESCE(s.age_ok, false), COALESCE(s.ships_ok, false),
            (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
     FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
 """  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
@@ -135,5 +150,9 @@ PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", PG_HOLD)
 def statement(sql: str) -> TextClause:
     """One of the fragments above as a SQLAlchemy statement; its time parameters go through the
     aware-UTC column type, so SQLite compares them in the same text form the ORM stores."""
-    names = [name for name in _TIME_PARAMS if f":{name}" in sql]
-    return text(sql).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in names))
+    times = [name for name in _TIME_PARAMS if f":{name}" in sql]
+    dates = [name for name in _DATE_PARAMS if f":{name}" in sql]
+    return text(sql).bindparams(
+        *(bindparam(name, type_=UTCDateTime()) for name in times),
+        *(bindparam(name, type_=Date()) for name in dates),
+    )

@@ -26,15 +26,17 @@ Functions never commit: the caller commits once (or runs them in ``database.comm
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from shop import database, holds
+from shop import database, holds, shipping_rates
 from shop.catalog import MAX_ID
 from shop.errors import (
+    AgeRestricted,
+    CannotShipThere,
     DropNotLive,
     EditNotAllowed,
     InvalidQuantity,
@@ -82,6 +84,8 @@ class _Outcome:
     lim: int | None
     remaining: int | None
     live: bool
+    age_ok: bool  # old enough for the batch (or it has no minimum age)
+    ships_ok: bool  # the destination is on the batch's list (or it has none)
     units: int | None  # the allotment after this hold; None when none was taken
     order_id: int | None
 
@@ -93,9 +97,19 @@ def hold(
     customer: Buyer,
     now: datetime,
     hold_minutes: int | None = None,
+    birth_date: date | None = None,
+    ship_country: str | None = None,
 ) -> Order:
     """:func:`reserve`, returning the held Order itself (for services and the console)."""
-    reservation = reserve(batch_id, quantity, customer=customer, now=now, hold_minutes=hold_minutes)
+    reservation = reserve(
+        batch_id,
+        quantity,
+        customer=customer,
+        now=now,
+        hold_minutes=hold_minutes,
+        birth_date=birth_date,
+        ship_country=ship_country,
+    )
     return db.session.get_one(Order, reservation.order_id)
 
 
@@ -106,14 +120,18 @@ def reserve(
     customer: Buyer,
     now: datetime,
     hold_minutes: int | None = None,
+    birth_date: date | None = None,
+    ship_country: str | None = None,
 ) -> Reservation:
     """Reserve ``quantity`` units of batch ``batch_id`` for ``customer``: a held order.
 
-    The buyer's session token, the batch's limit, price and stock, and the drop's state are all
-    read where they are used — in the hold's one statement (PostgreSQL) or write-locked
-    transaction (SQLite) — so nothing read earlier can go stale and a buy request needs no other
-    query. Raises LoginRequired (the token was rotated), NotFound (no such batch),
-    InvalidQuantity, DropNotLive, SoldOut (with how many are left) or LimitReached (with how
+    The buyer's session token, the batch's limit, price, stock, minimum age and ship-to list,
+    and the drop's state are all read where they are used — in the hold's one statement
+    (PostgreSQL) or write-locked transaction (SQLite) — so nothing read earlier can go stale and
+    a buy request needs no other query. ``birth_date`` (checked for sense by the caller) and
+    ``ship_country`` are what the buyer confirmed; the order keeps both. Raises LoginRequired
+    (the token was rotated), NotFound (no such batch), InvalidQuantity, DropNotLive,
+    AgeRestricted, CannotShipThere, SoldOut (with how many are left) or LimitReached (with how
     many more are allowed); on any of them nothing is held.
     """
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
@@ -129,6 +147,9 @@ def reserve(
         "quantity": quantity,
         "public_id": new_public_id(),
         "hold_expires_at": now + timedelta(minutes=minutes),
+        "age": shipping_rates.age_on(birth_date, now.date()) if birth_date else None,
+        "birth_date": birth_date,
+        "ship_country": ship_country,
     }
     if database.is_postgresql():
         outcome = _Outcome(
@@ -144,6 +165,8 @@ def reserve(
         raise InvalidQuantity(quantity_message(outcome.lim))
     if not outcome.live:
         raise DropNotLive()
+    if not outcome.age_ok or not outcome.ships_ok:
+        _refuse_buyer(batch_id, outcome, birth_date=birth_date, ship_country=ship_country)
     if outcome.units is None:
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
@@ -151,6 +174,19 @@ def reserve(
     if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
         raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
+
+
+def _refuse_buyer(
+    batch_id: int, outcome: _Outcome, *, birth_date: date | None, ship_country: str | None
+) -> None:
+    """Why the batch's terms refused this buyer, in words (a second read, on refusals only)."""
+    batch = db.session.get_one(Batch, batch_id)
+    if not outcome.age_ok:
+        raise AgeRestricted(batch.minimum_age or 0, confirmed=birth_date is not None)
+    raise CannotShipThere(
+        [shipping_rates.country_name(code) for code in batch.ship_to_codes],
+        country=shipping_rates.country_name(ship_country) if ship_country else None,
+    )
 
 
 def quantity_message(limit: int) -> str:
@@ -164,15 +200,17 @@ def _hold_stepwise(values: dict) -> _Outcome:
     signed_in = session.execute(holds.statement(holds.BUYER), values).first() is not None
     terms = session.execute(holds.statement(holds.TERMS), values).first()
     if not signed_in or terms is None:
-        return _Outcome(signed_in, terms is not None, None, None, False, None, None)
+        return _Outcome(signed_in, terms is not None, None, None, False, False, False, None, None)
     lim, remaining = terms.lim, terms.remaining
     live_drop = holds.statement(
         f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {holds.LIVE_DROP}"  # noqa: S608  # nosec B608 - constant
     )
     live = session.execute(live_drop, {**values, "drop_id": terms.drop_id}).first() is not None
-    outcome = _Outcome(True, True, lim, remaining, live, None, None)
+    outcome = _Outcome(
+        True, True, lim, remaining, live, bool(terms.age_ok), bool(terms.ships_ok), None, None
+    )
     quantity = values["quantity"]
-    if not live or quantity > lim or quantity > remaining:
+    if not (live and outcome.age_ok and outcome.ships_ok) or quantity > lim or quantity > remaining:
         return outcome
     take_allotment = holds.take_allotment(
         "VALUES (:customer_id, :batch_id, :quantity)", limit=":limit"

@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload
 
 from shop import inventory, messages, payments, refunds, shipping_rates
 from shop.errors import (
+    DestinationNeeded,
     InvalidInput,
     InvalidState,
     LimitReached,
@@ -71,7 +72,30 @@ def continue_checkout(order: Order, *, now: datetime) -> str:
         raise InvalidState("Your hold on these units has run out. Please buy them again.")
     if order.ship_country and order.shipping_rate_name is None:
         _quote_shipping(order, now=now)
+    elif order.ship_country is None and shipping_rates.rates_for(order.batch):
+        # Shipping is priced by country, so Checkout needs the country first. The drop page
+        # does not ask (the crowd's buy stays one click, its page one query): the units are
+        # held, and the customer is asked now, off the hot path.
+        countries = current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
+        raise DestinationNeeded(shipping_rates.destinations(order.batch, countries))
     return _checkout_url(order.id, now=now)
+
+
+def choose_destination(order: Order, country: str, *, now: datetime) -> None:
+    """Set where a held order ships, once, before its first Checkout Session; the country must
+    be one the batch can go to (InvalidInput names it otherwise)."""
+    if order.state != HELD or (order.hold_expires_at is not None and order.hold_expires_at <= now):
+        raise InvalidState("This order is no longer waiting for payment.")
+    countries = current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
+    if country not in shipping_rates.destinations(order.batch, countries):
+        raise InvalidInput(f"We can't ship this batch to {shipping_rates.country_name(country)}.")
+    chosen = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.state == HELD, Order.ship_country.is_(None))
+        .values(ship_country=country)
+    ).rowcount
+    if chosen != 1:
+        raise InvalidState("This order's destination is already chosen.")
 
 
 def _quote_shipping(order: Order, *, now: datetime) -> None:

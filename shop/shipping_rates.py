@@ -102,8 +102,13 @@ def maker_rates(maker: User) -> list[ShippingRate]:
 
 def destinations(batch: Batch, shop_countries: Iterable[str]) -> list[str]:
     """Countries ``batch`` can be shipped to, sorted by code."""
+    return _destinations(batch, rates_for(batch), shop_countries)
+
+
+def _destinations(
+    batch: Batch, rates: list[ShippingRate], shop_countries: Iterable[str]
+) -> list[str]:
     allowed = set(batch.ship_to_codes or shop_countries)
-    rates = rates_for(batch)
     if rates:
         allowed &= {code for rate in rates for code in rate.country_codes}
     return sorted(allowed)
@@ -202,17 +207,24 @@ def age_on(birth_date: date, today: date) -> int:
     return today.year - birth_date.year - before_birthday
 
 
-def check_age(batch: Batch, birth_date: date | None, today: date) -> None:
-    """Refuse a buyer of an age-restricted batch who is too young or gave no real date."""
-    if batch.minimum_age is None:
-        return
-    if birth_date is None:
-        raise InvalidInput(
-            f"This batch is for buyers aged {batch.minimum_age} or over: enter your date of birth."
-        )
-    if birth_date > today or birth_date.year < today.year - 130:
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+OLDEST_AGE = 130
+
+
+def parse_birth_date(value: str | None, today: date) -> date | None:
+    """The date of birth a buyer typed (``YYYY-MM-DD``, as a date input sends it), or None when
+    none was given. Whether the buyer is old enough is the hold's to decide (``shop.holds``); a
+    malformed, future or implausibly old date is refused here, before anything is held."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    found = _ISO_DATE.fullmatch(text)
+    try:
+        born = date(*(int(part) for part in found.groups())) if found else None
+    except ValueError:
+        born = None
+    if born is None:
+        raise InvalidInput("Enter your date of birth as a date, for example 1990-04-30.")
+    if born > today or age_on(born, today) > OLDEST_AGE:
         raise InvalidInput("Enter your real date of birth.")
-    if age_on(birth_date, today) < batch.minimum_age:
-        raise InvalidInput(
-            f"Sorry — this batch is only sold to buyers aged {batch.minimum_age} or over."
-        )
+    return born

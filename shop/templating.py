@@ -9,7 +9,7 @@ from flask import Flask
 from flask_login import current_user
 from markupsafe import Markup, escape
 
-from shop import clock, markdown, money, timezones
+from shop import clock, markdown, money, shipping_rates, timezones
 
 
 def format_datetime(value: datetime | None, fmt: str = "%-d %b %Y, %H:%M", tz: str | None = None):
@@ -103,6 +103,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["audit_detail"] = audit_detail
     app.jinja_env.filters["own_summary"] = own_summary
     app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["country_name"] = shipping_rates.country_name
 
     @app.context_processor
     def _globals():

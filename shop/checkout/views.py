@@ -22,8 +22,9 @@ from flask import (
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from shop import auth, catalog, clock, database, inventory, limits, orders
+from shop import auth, catalog, clock, database, inventory, limits, orders, shipping_rates
 from shop.errors import (
+    DestinationNeeded,
     EmailNotVerified,
     InvalidQuantity,
     LoginRequired,
@@ -67,9 +68,19 @@ def buy(batch_id: int):
     g.render_error = lambda error: _refused(batch_id, error)
     if current_app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and not auth.email_verified():
         raise EmailNotVerified()
+    now = clock.now()
     quantity = parse_quantity(request.form)
+    birth_date = shipping_rates.parse_birth_date(request.form.get("birth_date"), now.date())
+    ship_country = request.form.get("ship_country", "").strip()
     with database.committed():  # the hold is one statement: it commits itself
-        reservation = inventory.reserve(batch_id, quantity, customer=buyer, now=clock.now())
+        reservation = inventory.reserve(
+            batch_id,
+            quantity,
+            customer=buyer,
+            now=now,
+            birth_date=birth_date,
+            ship_country=shipping_rates.parse_country(ship_country) if ship_country else None,
+        )
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 
@@ -86,7 +97,41 @@ def pay(public_id: str):
         return _login_first(url_for("account.order", public_id=public_id))
     order = _own_order(public_id, details=False)
     g.render_error = lambda error: _order_page(order.id, error)
-    return redirect(orders.continue_checkout(order, now=clock.now()), 303)
+    try:
+        return redirect(orders.continue_checkout(order, now=clock.now()), 303)
+    except DestinationNeeded as needed:
+        return _destination_page(order, needed.countries)
+
+
+@bp.post("/orders/<public_id>/destination")
+@database.writes
+@limits.pay
+def destination(public_id: str):
+    """Where a held order ships, asked before Checkout when shipping is priced by country."""
+    if not current_user.is_authenticated:
+        return _login_first(url_for("account.order", public_id=public_id))
+    order = _own_order(public_id, details=False)
+    countries = current_app.config.get("SHOP_SHIPPING_COUNTRIES") or []
+    g.render_error = lambda error: _destination_page(
+        _order_after_failure(order.id),
+        shipping_rates.destinations(order.batch, countries),
+        error=error,
+    )
+    country = shipping_rates.parse_country(request.form.get("ship_country", ""))
+    orders.choose_destination(order, country, now=clock.now())
+    db.session.commit()
+    return redirect(url_for("checkout.pay", public_id=order.public_id), 303)
+
+
+def _destination_page(order: Order, countries: list[str], *, error: Exception | None = None):
+    return render_template(
+        "checkout/destination.html",
+        order=order,
+        batch=order.batch,
+        countries=countries,
+        error=error,
+        now=clock.now(),
+    )
 
 
 @bp.get("/success")

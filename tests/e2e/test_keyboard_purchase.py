@@ -44,6 +44,12 @@ def test_a_customer_buys_two_bottles_with_the_keyboard_alone(demo_shop, browser_
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{base}/drops/winter-release")
 
+    tab_to(page, f"#birth-date-{rye_id}")  # the rye is 21+: month, day, year as typed
+    page.keyboard.type("04301990")
+    expect(page.locator(f"#birth-date-{rye_id}")).to_have_value("1990-04-30")
+    tab_to(page, f"#ship-country-{rye_id}")
+    page.keyboard.type("United States")
+    expect(page.locator(f"#ship-country-{rye_id}")).to_have_value("US")
     tab_to(page, f"#quantity-{rye_id}")
     page.keyboard.press("ArrowDown")
     expect(page.locator(f"#quantity-{rye_id}")).to_have_value("2")
@@ -55,7 +61,7 @@ def test_a_customer_buys_two_bottles_with_the_keyboard_alone(demo_shop, browser_
     # The emulator's hosted page comes with its test card and a demo address filled in.
     expect(page).to_have_url(re.compile(r"/checkout/cs_test_"))
     expect(page.locator("main, body").first).to_contain_text("$190.00")
-    tab_to(page, "button[type=submit]")
+    tab_to(page, "button[type=submit]:not([name=action])")  # Pay, not "Update total"
     page.keyboard.press("Enter")
 
     expect(page).to_have_url(re.compile(rf"^{re.escape(base)}/checkout/success"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -91,7 +91,9 @@ def seed_the_awkward_cases(now) -> str:
         )
         for slug, number in (("highland-rye", 7), ("orchard-apple-brandy", 3))
     )
-    paid = inventory.hold(rye.id, 2, customer=long_customer, now=now)
+    paid = inventory.hold(
+        rye.id, 2, customer=long_customer, now=now, birth_date=date(1980, 1, 1), ship_country="DE"
+    )
     inventory.confirm(paid, now=now, customer_email=long_customer.email)
     return inventory.hold(brandy.id, 1, customer=long_customer, now=now).public_id
 

@@ -7,6 +7,7 @@ Screenshots of every storefront page, at 1280 and 390 px wide, go to artifacts/s
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 from playwright.sync_api import expect
@@ -46,7 +47,14 @@ def test_the_demo_shop_home_page_shows_the_live_drop_and_its_numbers_move(
     # Someone else holds two bottles: the number changes without a reload.
     def someone_buys():
         buyer = db.session.scalar(select(User).where(User.email.like("collector1@%")))
-        inventory.hold(_rye_seven().id, 2, customer=buyer, now=clock.now())
+        inventory.hold(
+            _rye_seven().id,
+            2,
+            customer=buyer,
+            now=clock.now(),
+            birth_date=date(1984, 5, 1),
+            ship_country="US",
+        )
 
     demo_shop.run(someone_buys)
     rye = live.locator(".batch-line", has_text="Highland Rye")
@@ -83,9 +91,29 @@ def test_a_new_customer_buys_two_numbered_bottles_and_opens_a_certificate(
     expect(page.locator(".history")).to_contain_text(re.compile(r"Batch No. 6\s+— 48 bottles"))
     shoot(page, "batch")
 
-    # --- buys two from the drop page
+    # --- the rye is for buyers of 21 and over, shipped to four countries only
+    rye_seven_id = demo_shop.run(lambda: _rye_seven().id)
     page.go_back()
     rye = page.locator(".batch-card", has_text="Highland Rye")
+    expect(rye.locator(".facts")).to_contain_text("21+")
+    expect(rye.locator(".facts")).to_contain_text(
+        "Germany, France, United Kingdom, United States only"
+    )
+    too_young = date.today().replace(year=date.today().year - 20).isoformat()
+    rye.get_by_label("Date of birth").fill(too_young)
+    rye.get_by_label("Ships to").select_option("US")
+    rye.get_by_role("button", name=re.compile(r"^Buy")).click()
+    rye = page.locator(".batch-card", has_text="Highland Rye")
+    expect(rye.get_by_text("only sold to buyers aged 21 or over")).to_be_visible()
+    expect(rye.get_by_label("Date of birth")).to_have_value(too_young)
+    expect(rye).to_contain_text("240 of 240 left")  # nothing was held
+    shoot(page, "drop-age-refused")
+    assert page.problems.seen == [f"403: POST {base}/checkout/batches/{rye_seven_id}"]
+    page.problems.seen.clear()  # that refusal was the point
+
+    # --- buys two from the drop page
+    rye.get_by_label("Date of birth").fill("1990-04-30")
+    rye.get_by_label("Ships to").select_option("US")
     rye.get_by_label("Quantity").select_option("2")
     expect(rye).to_contain_text("Held for 10 minutes while you pay")
     shoot(page, "drop")
@@ -159,6 +187,8 @@ def test_when_stripe_is_down_the_customer_keeps_the_units_and_pays_from_their_or
     demo_shop.emulator.faults(fail_next=3, fail_status=500, paths=["/v1/checkout/sessions"])
     page.goto(f"{base}/drops/winter-release")
     rye = page.locator(".batch-card", has_text="Highland Rye")
+    rye.get_by_label("Date of birth").fill("1990-04-30")
+    rye.get_by_label("Ships to").select_option("GB")
     rye.get_by_role("button", name=re.compile(r"^Buy")).click()
 
     expect(page).to_have_url(re.compile(r"/checkout/orders/[A-Za-z0-9_-]+/pay$"))

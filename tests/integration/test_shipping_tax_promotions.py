@@ -50,8 +50,13 @@ def _rye(*, tax_mode: str = TAX_EXCLUSIVE, free_above: int | None = 20_000, tax_
 
 
 def _held_for(batch, country: str, quantity: int = 2) -> Order:
-    order = inventory.hold(batch.id, quantity, customer=factories.make_customer(), now=clock.now())
-    order.ship_country = country
+    order = inventory.hold(
+        batch.id,
+        quantity,
+        customer=factories.make_customer(),
+        now=clock.now(),
+        ship_country=country,
+    )
     db.session.commit()
     return order
 

@@ -10,14 +10,11 @@ open write would block it) and expired after it (the test reads what the request
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from flask import Flask, has_app_context
+from flask import has_app_context
 from flask.testing import FlaskClient
 
 from shop.extensions import db
-from testkit import databases, rawhttp
+from testkit import rawhttp
 
 
 class FreshContextClient(FlaskClient):
@@ -36,16 +33,6 @@ class FreshContextClient(FlaskClient):
     def form(self, path: str, data: dict | None = None, **kwargs):
         """POST a form with this client's CSRF token (see ``csrf``)."""
         return self.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
-
-
-@contextmanager
-def app_under_test(app: Flask) -> Iterator[Flask]:
-    """``app`` as a test's app: its context pushed for the test, a fresh one per client
-    request, every table emptied afterwards."""
-    app.test_client_class = FreshContextClient
-    with app.app_context():
-        yield app
-        databases.clean_up()
 
 
 def fresh_client(app) -> FreshContextClient:
