@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from stripe_emulator import hosted, objects
 from stripe_emulator.clock import Clock
-from stripe_emulator.errors import StripeAPIError
+from stripe_emulator.errors import StripeAPIError, resource_missing
 from stripe_emulator.forms import decode_pairs
 from stripe_emulator.schema import validate
 from stripe_emulator.state import EmulatorState, FaultConfig, RequestInfo
@@ -251,116 +251,59 @@ def _authenticate(state: EmulatorState) -> None:
 
 
 def _register_api(app: Flask, state: EmulatorState) -> None:
-    checkout = sdk_checkout_params
+    """The /v1 routes: (method, rule, the SDK's params class, handler).
 
-    @app.post("/v1/checkout/sessions")
-    @_api(checkout.SessionCreateParams)
+    Most handlers only pass the state the validated params (lists, creates) or an object kind,
+    the path id and ``expand[]`` (retrieves), so those are two tables; the rest are spelled out.
+    """
+    checkout, sdk = sdk_checkout_params, sdk_params
+    session = "/v1/checkout/sessions/<object_id>"
+
+    def route(method: str, rule: str, params_cls: type, handler: ApiHandler) -> None:
+        app.add_url_rule(rule, f"{method} {rule}", _api(params_cls)(handler), methods=[method])
+
+    def with_params(call: Callable[[dict[str, Any]], dict[str, Any]]) -> ApiHandler:
+        return lambda params, info: call(params)
+
+    def retrieve(kind: str) -> ApiHandler:
+        return lambda params, info, object_id: state.retrieve(
+            kind, object_id, params.get("expand", [])
+        )
+
     def create_session(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
         return state.create_session(params, base_url=request.host_url)
 
-    @app.get("/v1/checkout/sessions")
-    @_api(checkout.SessionListParams)
-    def list_sessions(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.list_sessions(params)
+    def list_line_items(params: dict[str, Any], info: RequestInfo, object_id: str) -> dict:
+        return state.list_line_items(object_id, params)
 
-    @app.get("/v1/checkout/sessions/<session_id>")
-    @_api(checkout.SessionRetrieveParams)
-    def retrieve_session(
-        params: dict[str, Any], info: RequestInfo, session_id: str
-    ) -> dict[str, Any]:
-        return state.get_session(session_id, params.get("expand", []))
+    def expire_session(params: dict[str, Any], info: RequestInfo, object_id: str) -> dict:
+        return state.expire_session(object_id, info, params.get("expand", []))
 
-    @app.get("/v1/checkout/sessions/<session_id>/line_items")
-    @_api(checkout.SessionLineItemListParams)
-    def list_line_items(
-        params: dict[str, Any], info: RequestInfo, session_id: str
-    ) -> dict[str, Any]:
-        return state.list_line_items(session_id, params)
-
-    @app.post("/v1/checkout/sessions/<session_id>/expire")
-    @_api(checkout.SessionExpireParams)
-    def expire_session(
-        params: dict[str, Any], info: RequestInfo, session_id: str
-    ) -> dict[str, Any]:
-        return state.expire_session(session_id, info, params.get("expand", []))
-
-    @app.get("/v1/payment_intents/<intent_id>")
-    @_api(sdk_params.PaymentIntentRetrieveParams)
-    def retrieve_payment_intent(
-        params: dict[str, Any], info: RequestInfo, intent_id: str
-    ) -> dict[str, Any]:
-        return state.get_payment_intent(intent_id, params.get("expand", []))
-
-    @app.get("/v1/charges/<charge_id>")
-    @_api(sdk_params.ChargeRetrieveParams)
-    def retrieve_charge(
-        params: dict[str, Any], info: RequestInfo, charge_id: str
-    ) -> dict[str, Any]:
-        return state.get_charge(charge_id, params.get("expand", []))
-
-    @app.post("/v1/refunds")
-    @_api(sdk_params.RefundCreateParams)
-    def create_refund(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.create_refund(params, info)
-
-    @app.get("/v1/refunds")
-    @_api(sdk_params.RefundListParams)
-    def list_refunds(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.list_refunds(params)
-
-    @app.get("/v1/refunds/<refund_id>")
-    @_api(sdk_params.RefundRetrieveParams)
-    def retrieve_refund(
-        params: dict[str, Any], info: RequestInfo, refund_id: str
-    ) -> dict[str, Any]:
-        return state.get_refund(refund_id, params.get("expand", []))
-
-    @app.post("/v1/coupons")
-    @_api(sdk_params.CouponCreateParams)
-    def create_coupon(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.create_coupon(params)
-
-    @app.get("/v1/coupons/<coupon_id>")
-    @_api(sdk_params.CouponRetrieveParams)
-    def retrieve_coupon(params: dict[str, Any], info: RequestInfo, coupon_id: str) -> dict:
-        return state.get_coupon(coupon_id, params.get("expand", []))
-
-    @app.post("/v1/promotion_codes")
-    @_api(sdk_params.PromotionCodeCreateParams)
-    def create_promotion_code(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.create_promotion_code(params)
-
-    @app.get("/v1/promotion_codes")
-    @_api(sdk_params.PromotionCodeListParams)
-    def list_promotion_codes(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.list_promotion_codes(params)
-
-    @app.get("/v1/promotion_codes/<promotion_id>")
-    @_api(sdk_params.PromotionCodeRetrieveParams)
-    def retrieve_promotion_code(
-        params: dict[str, Any], info: RequestInfo, promotion_id: str
-    ) -> dict[str, Any]:
-        return state.get_promotion_code(promotion_id, params.get("expand", []))
-
-    @app.post("/v1/shipping_rates")
-    @_api(sdk_params.ShippingRateCreateParams)
-    def create_shipping_rate(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.create_shipping_rate(params)
-
-    @app.get("/v1/shipping_rates/<rate_id>")
-    @_api(sdk_params.ShippingRateRetrieveParams)
-    def retrieve_shipping_rate(params: dict[str, Any], info: RequestInfo, rate_id: str) -> dict:
-        return state.get_shipping_rate(rate_id, params.get("expand", []))
-
-    @app.get("/v1/events")
-    @_api(sdk_params.EventListParams)
-    def list_events(params: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
-        return state.list_events(params)
-
-    @app.get("/v1/events/<event_id>")
-    @_api(sdk_params.EventRetrieveParams)
-    def retrieve_event(params: dict[str, Any], info: RequestInfo, event_id: str) -> dict[str, Any]:
-        return state.get_event(event_id, params.get("expand", []))
+    route("POST", "/v1/checkout/sessions", checkout.SessionCreateParams, create_session)
+    route("GET", f"{session}/line_items", checkout.SessionLineItemListParams, list_line_items)
+    route("POST", f"{session}/expire", checkout.SessionExpireParams, expire_session)
+    route("POST", "/v1/refunds", sdk.RefundCreateParams, state.create_refund)
+    for method, rule, params_cls, call in [
+        ("GET", "/v1/checkout/sessions", checkout.SessionListParams, state.list_sessions),
+        ("GET", "/v1/refunds", sdk.RefundListParams, state.list_refunds),
+        ("POST", "/v1/coupons", sdk.CouponCreateParams, state.create_coupon),
+        ("POST", "/v1/promotion_codes", sdk.PromotionCodeCreateParams, state.create_promotion_code),
+        ("GET", "/v1/promotion_codes", sdk.PromotionCodeListParams, state.list_promotion_codes),
+        ("POST", "/v1/shipping_rates", sdk.ShippingRateCreateParams, state.create_shipping_rate),
+        ("GET", "/v1/events", sdk.EventListParams, state.list_events),
+    ]:
+        route(method, rule, params_cls, with_params(call))
+    for rule, params_cls, kind in [
+        (session, checkout.SessionRetrieveParams, "checkout.session"),
+        ("/v1/payment_intents/<object_id>", sdk.PaymentIntentRetrieveParams, "payment_intent"),
+        ("/v1/charges/<object_id>", sdk.ChargeRetrieveParams, "charge"),
+        ("/v1/refunds/<object_id>", sdk.RefundRetrieveParams, "refund"),
+        ("/v1/coupons/<object_id>", sdk.CouponRetrieveParams, "coupon"),
+        ("/v1/promotion_codes/<object_id>", sdk.PromotionCodeRetrieveParams, "promotion_code"),
+        ("/v1/shipping_rates/<object_id>", sdk.ShippingRateRetrieveParams, "shipping_rate"),
+        ("/v1/events/<object_id>", sdk.EventRetrieveParams, "event"),
+    ]:
+        route("GET", rule, params_cls, retrieve(kind))
 
 
 # --- the /_emulator control API -----------------------------------------------------------
@@ -441,12 +384,7 @@ def _register_control(app: Flask) -> None:
         default_card = "4000002500003155" if status == "unpaid" else "4242424242424242"
         snapshot = state.session_snapshot(session_id)
         if snapshot is None:
-            raise StripeAPIError(
-                404,
-                f"No such checkout.session: '{session_id}'",
-                code="resource_missing",
-                param="id",
-            )
+            raise resource_missing("checkout.session", session_id)
         email = body.get("email") or snapshot["customer_email"] or "customer@example.com"
         return state.complete_session(
             session_id,

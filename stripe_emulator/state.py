@@ -273,6 +273,33 @@ class EmulatorState:
                 return table.get(object_id)
         return self.coupons.get(object_id)
 
+    def retrieve(self, kind: str, object_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
+        """``GET /v1/<objects>/<id>``: the object with ``expand`` filled in, or 404.
+
+        A checkout session whose time ran out is expired first, as on Stripe.
+        """
+        expand = list(expand)
+        self.check_expand(kind, expand)
+        with self.lock:
+            if kind == "checkout.session":
+                return self.render(self._session(object_id), expand)
+            found = self._tables()[kind].get(object_id)
+            if found is None:
+                raise resource_missing(kind, object_id)
+            return self.render(found, expand)
+
+    def _tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {
+            "checkout.session": self.sessions,
+            "payment_intent": self.payment_intents,
+            "charge": self.charges,
+            "refund": self.refunds,
+            "coupon": self.coupons,
+            "promotion_code": self.promotion_codes,
+            "shipping_rate": self.shipping_rates,
+            "event": self.events,
+        }
+
     def _emit(
         self, event_type: str, obj: dict[str, Any], request: RequestInfo | None = None
     ) -> None:
@@ -433,6 +460,30 @@ class EmulatorState:
                 return objects.list_object(copy.deepcopy(page), url, has_more=len(ordered) > limit)
         page = ordered[:limit]
         return objects.list_object(copy.deepcopy(page), url, has_more=len(ordered) > limit)
+
+    def _list(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        equal: Iterable[str],
+        created: bool = False,
+        keep: Callable[[dict[str, Any]], bool] = lambda obj: True,
+    ) -> dict[str, Any]:
+        """``GET /v1/<objects>``: a page of those whose ``equal`` fields (and ``created``, if
+        filtered on) match the params given and that ``keep`` keeps, ``expand`` filled in."""
+        expand = params.get("expand", [])
+        self.check_expand(f"list:{kind}", expand)
+        with self.lock:
+            items = [
+                obj
+                for obj in self._tables()[kind].values()
+                if all(params.get(name) in (None, obj[name]) for name in equal)
+                and (not created or self._created_matches(obj["created"], params.get("created")))
+                and keep(obj)
+            ]
+            url = "/v1/" + kind.replace(".", "/") + "s"  # checkout.session -> checkout/sessions
+            return self.render(self._paginate(items, params, url, kind), expand)
 
     @staticmethod
     def _created_matches(created: int, condition: Any) -> bool:
@@ -634,12 +685,6 @@ class EmulatorState:
             )
         return {"discounts": discounts, "taxes": taxes}
 
-    def get_session(self, session_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("checkout.session", expand)
-        with self.lock:
-            return self.render(self._session(session_id), expand)
-
     def _session(self, session_id: str) -> dict[str, Any]:
         session = self.sessions.get(session_id)
         if session is None:
@@ -662,23 +707,14 @@ class EmulatorState:
             return [copy.deepcopy(self.line_items[i]) for i in ids]
 
     def list_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
-        expand = params.get("expand", [])
-        self.check_expand("list:checkout.session", expand)
-        with self.lock:
-            email = params.get("customer_details", {}).get("email")
-            items = [
-                s
-                for s in self.sessions.values()
-                if params.get("status") in (None, s["status"])
-                and params.get("payment_intent") in (None, s["payment_intent"])
-                and params.get("customer") in (None, s["customer"])
-                and params.get("payment_link") in (None, s["payment_link"])
-                and params.get("subscription") in (None, s["subscription"])
-                and (email is None or (s["customer_details"] or {}).get("email") == email)
-                and self._created_matches(s["created"], params.get("created"))
-            ]
-            page = self._paginate(items, params, "/v1/checkout/sessions", "checkout.session")
-            return self.render(page, expand)
+        email = params.get("customer_details", {}).get("email")
+        return self._list(
+            "checkout.session",
+            params,
+            equal=("status", "payment_intent", "customer", "payment_link", "subscription"),
+            created=True,
+            keep=lambda s: email is None or (s["customer_details"] or {}).get("email") == email,
+        )
 
     def list_line_items(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
         expand = params.get("expand", [])
@@ -934,15 +970,19 @@ class EmulatorState:
                 return promotion
         return None
 
-    def _check_coupon(self, coupon: dict[str, Any], currency: str, *, param: str) -> None:
-        now = self.now()
+    def _check_usable(
+        self, code: dict[str, Any], *, usable: bool, ends_at: int | None, param: str
+    ) -> None:
+        """A coupon or promotion code that is switched off, used up or past its end is refused."""
         spent = (
-            coupon["max_redemptions"] is not None
-            and coupon["times_redeemed"] >= coupon["max_redemptions"]
+            code["max_redemptions"] is not None
+            and code["times_redeemed"] >= code["max_redemptions"]
         )
-        expired = coupon["redeem_by"] is not None and coupon["redeem_by"] <= now
-        if not coupon["valid"] or spent or expired:
+        if not usable or spent or (ends_at is not None and ends_at <= self.now()):
             raise ParamError("This code is no longer valid.", param=param)
+
+    def _check_coupon(self, coupon: dict[str, Any], currency: str, *, param: str) -> None:
+        self._check_usable(coupon, usable=coupon["valid"], ends_at=coupon["redeem_by"], param=param)
         if coupon["amount_off"] is not None and coupon["currency"] != currency:
             raise ParamError(
                 f"This code can only be used with {coupon['currency'].upper()} purchases.",
@@ -957,14 +997,9 @@ class EmulatorState:
         param: str,
         subtotal: int | None = None,
     ) -> None:
-        now = self.now()
-        spent = (
-            promotion["max_redemptions"] is not None
-            and promotion["times_redeemed"] >= promotion["max_redemptions"]
+        self._check_usable(
+            promotion, usable=promotion["active"], ends_at=promotion["expires_at"], param=param
         )
-        expired = promotion["expires_at"] is not None and promotion["expires_at"] <= now
-        if not promotion["active"] or spent or expired:
-            raise ParamError("This code is no longer valid.", param=param)
         restrictions = promotion["restrictions"]
         minimum = restrictions["minimum_amount"]
         too_small = (
@@ -1002,15 +1037,6 @@ class EmulatorState:
             self._store(self.coupons, coupon)
             return self.render(coupon, expand)
 
-    def get_coupon(self, coupon_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("coupon", expand)
-        with self.lock:
-            coupon = self.coupons.get(coupon_id)
-            if coupon is None:
-                raise resource_missing("coupon", coupon_id)
-            return self.render(coupon, expand)
-
     def create_promotion_code(self, params: dict[str, Any]) -> dict[str, Any]:
         expand = params.get("expand", [])
         self.check_expand("promotion_code", expand)
@@ -1032,28 +1058,14 @@ class EmulatorState:
             self._store(self.promotion_codes, promotion)
             return self.render(promotion, expand)
 
-    def get_promotion_code(self, promotion_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("promotion_code", expand)
-        with self.lock:
-            promotion = self.promotion_codes.get(promotion_id)
-            if promotion is None:
-                raise resource_missing("promotion_code", promotion_id)
-            return self.render(promotion, expand)
-
     def list_promotion_codes(self, params: dict[str, Any]) -> dict[str, Any]:
-        expand = params.get("expand", [])
-        self.check_expand("list:promotion_code", expand)
-        with self.lock:
-            items = [
-                p
-                for p in self.promotion_codes.values()
-                if params.get("code") in (None, p["code"])
-                and params.get("active") in (None, p["active"])
-                and params.get("coupon") in (None, p["promotion"]["coupon"])
-            ]
-            page = self._paginate(items, params, "/v1/promotion_codes", "promotion_code")
-            return self.render(page, expand)
+        coupon = params.get("coupon")
+        return self._list(
+            "promotion_code",
+            params,
+            equal=("code", "active"),
+            keep=lambda promotion: coupon in (None, promotion["promotion"]["coupon"]),
+        )
 
     def create_shipping_rate(self, params: dict[str, Any]) -> dict[str, Any]:
         expand = params.get("expand", [])
@@ -1064,35 +1076,6 @@ class EmulatorState:
             rate["metadata"] = rules.clean_metadata(rate["metadata"])
             self._store(self.shipping_rates, rate)
             return self.render(rate, expand)
-
-    def get_shipping_rate(self, rate_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("shipping_rate", expand)
-        with self.lock:
-            rate = self.shipping_rates.get(rate_id)
-            if rate is None:
-                raise resource_missing("shipping_rate", rate_id)
-            return self.render(rate, expand)
-
-    # --- payment intents and charges --------------------------------------------------------
-
-    def get_payment_intent(self, intent_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("payment_intent", expand)
-        with self.lock:
-            intent = self.payment_intents.get(intent_id)
-            if intent is None:
-                raise resource_missing("payment_intent", intent_id)
-            return self.render(intent, expand)
-
-    def get_charge(self, charge_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("charge", expand)
-        with self.lock:
-            charge = self.charges.get(charge_id)
-            if charge is None:
-                raise resource_missing("charge", charge_id)
-            return self.render(charge, expand)
 
     # --- refunds ----------------------------------------------------------------------------
 
@@ -1186,37 +1169,10 @@ class EmulatorState:
             )
         return charge
 
-    def get_refund(self, refund_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        expand = list(expand)
-        self.check_expand("refund", expand)
-        with self.lock:
-            refund = self.refunds.get(refund_id)
-            if refund is None:
-                raise resource_missing("refund", refund_id)
-            return self.render(refund, expand)
-
     def list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
-        expand = params.get("expand", [])
-        self.check_expand("list:refund", expand)
-        with self.lock:
-            items = [
-                r
-                for r in self.refunds.values()
-                if params.get("charge") in (None, r["charge"])
-                and params.get("payment_intent") in (None, r["payment_intent"])
-                and self._created_matches(r["created"], params.get("created"))
-            ]
-            return self.render(self._paginate(items, params, "/v1/refunds", "refund"), expand)
+        return self._list("refund", params, equal=("charge", "payment_intent"), created=True)
 
     # --- events -----------------------------------------------------------------------------
-
-    def get_event(self, event_id: str, expand: Iterable[str] = ()) -> dict[str, Any]:
-        self.check_expand("event", expand)
-        with self.lock:
-            event = self.events.get(event_id)
-            if event is None:
-                raise resource_missing("event", event_id)
-            return copy.deepcopy(event)
 
     def list_events(self, params: dict[str, Any]) -> dict[str, Any]:
         """GET /v1/events: the last 30 days, filtered by type (``*`` wildcards), created…"""

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import operator
 import re
 
 import pytest
+import requests
 import stripe
 
 from tests.emulator.support import control, pay, session_params
@@ -89,6 +91,38 @@ def test_an_unknown_session_is_a_404_resource_missing(stripe_client):
     assert caught.value.http_status == 404
     assert caught.value.code == "resource_missing"
     assert caught.value.headers["request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("service", "kind"),
+    [
+        ("checkout.sessions", "checkout.session"),
+        ("payment_intents", "payment_intent"),
+        ("charges", "charge"),
+        ("refunds", "refund"),
+        ("coupons", "coupon"),
+        ("promotion_codes", "promotion_code"),
+        ("shipping_rates", "shipping_rate"),
+        ("events", "event"),
+    ],
+)
+def test_an_unknown_id_of_any_kind_is_a_404_that_names_the_kind(stripe_client, service, kind):
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        operator.attrgetter(service)(stripe_client.v1).retrieve("nope")
+
+    assert caught.value.http_status == 404
+    assert (caught.value.code, caught.value.param) == ("resource_missing", "id")
+    assert caught.value.user_message == f"No such {kind}: 'nope'"
+
+
+def test_completing_an_unknown_session_through_the_controls_is_a_404(emulator):
+    response = requests.post(
+        f"{emulator.url}/_emulator/sessions/cs_test_nope/complete", json={}, timeout=5
+    )
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "resource_missing"
+    assert response.json()["error"]["message"] == "No such checkout.session: 'cs_test_nope'"
 
 
 def test_sessions_are_listed_newest_first_and_filtered_by_status(emulator, stripe_client):
