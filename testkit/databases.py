@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import config as settings
@@ -95,6 +96,24 @@ def testing_config(database_url: str, **overrides: object) -> settings.Config:
 def make_app(database_url: str, **overrides: object) -> Flask:
     """The real app on ``database_url`` under TestingConfig (for seeding and in-process servers)."""
     return create_app(testing_config(database_url, **overrides))
+
+
+def empty_all_tables() -> None:
+    tables = list(reversed(db.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+def clean_up() -> None:
+    """After a test, in its app context: drop the session, empty every table, close the pool."""
+    db.session.remove()
+    empty_all_tables()
+    db.engine.dispose()
 
 
 def libpq_url(database_url: str) -> str:

@@ -13,14 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
 
 from shop import create_app
 from shop.extensions import db
 from testkit import databases
 from testkit.factories import make_customer, make_maker
 from tests.support import redis_server
-from tests.support.clients import FreshContextClient
+from tests.support.clients import app_under_test
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py) and
 # a real SMTP server (smtp_server; tests/support/smtp.py).
@@ -65,23 +64,8 @@ def app(database_url, app_overrides, tmp_path) -> Iterator[Flask]:
         )
     )
     # Each test-client request gets its own app context (own g, own db session), as in a server.
-    app.test_client_class = FreshContextClient
-    with app.app_context():
+    with app_under_test(app):
         yield app
-        db.session.remove()
-        empty_all_tables()
-        db.engine.dispose()
-
-
-def empty_all_tables() -> None:
-    tables = list(reversed(db.metadata.sorted_tables))
-    with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
 
 
 @pytest.fixture

@@ -11,13 +11,14 @@ from sqlalchemy import event, func, select, text
 
 from shop import clock, drops, inventory
 from shop.extensions import db
-from shop.models import Batch, Drop, Order
+from shop.models import Drop, Order
 from shop.models.order import CANCELLED, HELD, PAID
 from shop.payments import gateway
 from testkit.factories import make_customer, make_drop
 from tests.support.stripe import (
     buy,
     deliver,
+    held_and_sold,
     hold,
     live_batch,
     session_id_from,
@@ -30,12 +31,6 @@ from tests.support.wire import recorded_statements, statements_sent
 @pytest.fixture
 def app_overrides(emulator):
     return stripe_settings(emulator)
-
-
-def _stock(batch_id: int) -> tuple[int, int]:
-    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
-    batch = db.session.get(Batch, batch_id)
-    return batch.held, batch.sold
 
 
 def _orders() -> list[Order]:
@@ -51,7 +46,7 @@ def test_buying_holds_units_and_sends_the_customer_to_a_session_built_from_the_o
 
     assert response.status_code == 303
     [order] = _orders()
-    assert order.state == HELD and order.quantity == 2 and _stock(batch.id) == (2, 0)
+    assert order.state == HELD and order.quantity == 2 and held_and_sold(batch.id) == (2, 0)
     session = emulator.session(order.checkout_session_id)
     assert response.headers["Location"] == session["url"]
     assert session["status"] == "open" and session["mode"] == "payment"
@@ -82,7 +77,7 @@ def test_the_buy_request_holds_the_units_and_leaves_stripe_to_the_next_request(
     [order] = _orders()
     assert response.headers["Location"] == f"/checkout/orders/{order.public_id}/pay"
     assert order.state == HELD and order.checkout_session_id is None
-    assert _stock(batch.id) == (2, 0)
+    assert held_and_sold(batch.id) == (2, 0)
     assert emulator.get("/checkout/sessions")["data"] == []  # Stripe not asked yet
 
     onward = client.get(response.headers["Location"])
@@ -120,7 +115,7 @@ def test_a_buy_is_one_statement_that_commits_itself_on_postgresql(app, client, s
     ):
         assert part in statement
     [order] = _orders()
-    assert order.state == HELD and _stock(batch_id) == (1, 0)
+    assert order.state == HELD and held_and_sold(batch_id) == (1, 0)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -152,7 +147,7 @@ def test_a_refusal_never_waits_for_the_batch_or_drop_row(app, client, shopper, r
 
     assert response.status_code == 409
     assert expected in response.get_data(as_text=True)
-    assert _stock(batch_id) == stock
+    assert held_and_sold(batch_id) == stock
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -181,7 +176,7 @@ def test_a_buy_that_waited_for_a_closing_drop_is_refused_once_the_close_commits(
     assert waiting
     assert response.status_code == 409
     assert "not open" in response.get_data(as_text=True).lower()
-    assert _stock(batch_id) == (0, 0)
+    assert held_and_sold(batch_id) == (0, 0)
 
 
 def test_refused_buys_give_their_connection_back_to_the_pool_intact(app, client, shopper):
@@ -244,12 +239,12 @@ def test_a_customer_buys_through_the_hosted_page_and_sees_their_numbers(
     assert order.shipping["address"]["city"] == "Springfield"
     intent = emulator.get(f"/payment_intents/{order.payment_intent_id}")
     assert intent["metadata"] == {"order": order.public_id}
-    assert _stock(batch.id) == (0, 2)
+    assert held_and_sold(batch.id) == (0, 2)
 
     # The webhook arriving afterwards changes nothing.
     event = emulator.event("checkout.session.completed", order.checkout_session_id)
     assert deliver(client, event).json["outcome"] == "already_paid"
-    assert _stock(batch.id) == (0, 2)
+    assert held_and_sold(batch.id) == (0, 2)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +270,7 @@ def test_a_quantity_that_is_not_a_whole_number_within_the_limit_holds_nothing(
 
     assert response.status_code == 422
     assert "Choose a quantity between 1 and 2." in response.get_data(as_text=True)
-    assert _orders() == [] and _stock(batch.id) == (0, 0)
+    assert _orders() == [] and held_and_sold(batch.id) == (0, 0)
 
 
 def test_json_callers_get_the_error_as_json(app, client, emulator, shopper):
@@ -296,7 +291,7 @@ def test_sold_out_re_renders_the_drop_page_with_the_reason(app, client, emulator
     assert response.status_code == 409
     html = response.get_data(as_text=True)
     assert "Only 1 left" in html and batch.drop.title in html
-    assert _stock(batch.id) == (4, 0)
+    assert held_and_sold(batch.id) == (4, 0)
 
 
 def test_a_drop_that_is_not_live_takes_no_hold(app, client, emulator):
@@ -339,7 +334,7 @@ def test_stripe_refusing_the_session_releases_the_hold_at_once(app, client, emul
     assert response.status_code == 502
     assert "refused this checkout" in response.get_data(as_text=True)
     [order] = _orders()
-    assert order.state == CANCELLED and _stock(batch.id) == (0, 0)
+    assert order.state == CANCELLED and held_and_sold(batch.id) == (0, 0)
 
 
 def test_a_stripe_outage_keeps_the_hold_and_a_retry_gets_one_session(
@@ -360,7 +355,7 @@ def test_a_stripe_outage_keeps_the_hold_and_a_retry_gets_one_session(
     assert retry.status_code == again.status_code == 303
     assert retry.headers["Location"] == again.headers["Location"]
     assert len(emulator.get("/checkout/sessions")["data"]) == 1
-    assert _stock(batch.id) == (1, 0)
+    assert held_and_sold(batch.id) == (1, 0)
 
 
 def test_a_timeout_keeps_the_hold_and_the_retry_returns_the_session_stripe_made(
@@ -397,7 +392,7 @@ def test_continuing_after_the_session_expired_starts_a_new_attempt(app, client, 
     assert second != first
     [order] = _orders()
     assert order.checkout_attempt == 1 and order.checkout_session_id == second
-    assert order.state == HELD and _stock(batch.id) == (1, 0)
+    assert order.state == HELD and held_and_sold(batch.id) == (1, 0)
 
 
 def test_continuing_a_paid_order_goes_to_the_success_page(app, client, emulator, shopper):
@@ -431,7 +426,7 @@ def test_cancelling_expires_the_session_and_releases_the_units(app, client, emul
 
     assert done.status_code == 303 and done.headers["Location"].endswith(batch.drop.slug)
     assert emulator.session(session_id)["status"] == "expired"
-    assert _orders()[0].state == CANCELLED and _stock(batch.id) == (0, 0)
+    assert _orders()[0].state == CANCELLED and held_and_sold(batch.id) == (0, 0)
 
 
 def test_cancelling_a_session_that_was_just_paid_honours_the_sale(app, client, emulator, shopper):
@@ -443,7 +438,7 @@ def test_cancelling_a_session_that_was_just_paid_honours_the_sale(app, client, e
     done = client.post(f"/checkout/orders/{order.public_id}/cancel", data={"csrf_token": csrf})
 
     assert done.status_code == 303 and "/checkout/success" in done.headers["Location"]
-    assert _orders()[0].state == PAID and _stock(batch.id) == (0, 1)
+    assert _orders()[0].state == PAID and held_and_sold(batch.id) == (0, 1)
 
 
 def test_another_customer_cannot_see_pay_or_cancel_an_order(app, client, emulator, shopper):

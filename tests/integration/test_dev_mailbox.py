@@ -11,9 +11,8 @@ import config as settings
 from shop import clock, create_app, mail, outbox
 from shop.extensions import db
 from testkit.factories import make_customer
-from tests.conftest import empty_all_tables
 from tests.security.helpers import PRODUCTION_BASE_URL, production_app
-from tests.support.clients import FreshContextClient
+from tests.support.clients import app_under_test
 
 
 @pytest.fixture
@@ -24,13 +23,8 @@ def dev_app(database_url, tmp_path):
     config.SMTP_URL = None
     config.SHOP_BASE_URL = "http://shop.test"
     config.RATELIMIT_ENABLED = False
-    app = create_app(config)
-    app.test_client_class = FreshContextClient
-    with app.app_context():
+    with app_under_test(create_app(config)) as app:
         yield app
-        db.session.remove()
-        empty_all_tables()
-        db.engine.dispose()
 
 
 def _send_one(subject: str = "Hello from the shop") -> str:

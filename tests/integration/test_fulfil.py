@@ -6,35 +6,26 @@ import pytest
 from sqlalchemy import select
 
 from shop import clock, inventory, orders, refunds
-from shop.errors import InvalidState, PaymentUnavailable
+from shop.errors import InvalidState
 from shop.extensions import db
 from shop.models import AuditEntry, Batch, Order
 from shop.models.order import EXPIRED, HELD, PAID, REFUNDED
 from testkit.factories import make_customer, make_maker
 from tests.support.stripe import (
+    fresh,
+    held_and_sold,
     held_order,
     live_batch,
     paid_order,
     sign_in,
     stripe_settings,
-    without_retries,
+    unconfirmed_refund,
 )
 
 
 @pytest.fixture
 def app_overrides(emulator):
     return stripe_settings(emulator)
-
-
-def _fresh(order: Order) -> Order:
-    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
-    return db.session.get(Order, order.id)
-
-
-def _stock(batch_id: int) -> tuple[int, int]:
-    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
-    batch = db.session.get(Batch, batch_id)
-    return batch.held, batch.sold
 
 
 def _fill(batch: Batch, units: int) -> None:
@@ -51,15 +42,15 @@ def test_fulfilling_twice_pays_once_and_numbers_once(app, emulator):
     second = orders.fulfil(order.checkout_session_id, now=clock.now())
 
     assert (first, second) == (orders.FULFILLED, orders.ALREADY_PAID)
-    paid = _fresh(order)
+    paid = fresh(order)
     assert paid.state == PAID and [u.serial for u in paid.units] == [1, 2]
-    assert _stock(order.batch_id) == (0, 2)
+    assert held_and_sold(order.batch_id) == (0, 2)
 
 
 def test_an_unpaid_session_fulfils_nothing(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
     assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.PENDING
-    assert _fresh(order).state == HELD and _stock(order.batch_id) == (1, 0)
+    assert fresh(order).state == HELD and held_and_sold(order.batch_id) == (1, 0)
 
 
 def test_a_payment_for_a_released_hold_takes_the_units_back_when_they_are_left(
@@ -75,7 +66,7 @@ def test_a_payment_for_a_released_hold_takes_the_units_back_when_they_are_left(
     page = client.get(f"/checkout/success?session_id={order.checkout_session_id}")
 
     assert "Paid — No.&nbsp;1 and No.&nbsp;2 of 5" in page.get_data(as_text=True)
-    assert _fresh(order).state == PAID and _stock(order.batch_id) == (0, 2)
+    assert fresh(order).state == PAID and held_and_sold(order.batch_id) == (0, 2)
 
 
 def test_a_payment_for_a_released_hold_of_a_sold_out_batch_is_refunded_exactly_once(
@@ -94,13 +85,13 @@ def test_a_payment_for_a_released_hold_of_a_sold_out_batch_is_refunded_exactly_o
     again = orders.fulfil(order.checkout_session_id, now=clock.now())
 
     assert again == orders.REFUNDED_NOW
-    refunded = _fresh(order)
+    refunded = fresh(order)
     assert refunded.state == REFUNDED and refunded.units == []
     assert refunded.refund_reason == orders.SOLD_OUT_REASON
     assert orders.SOLD_OUT_REASON in page.get_data(as_text=True)
     [refund] = emulator.refunds(refunded.payment_intent_id)
     assert refund["amount"] == 2500 and refund["id"] == refunded.refund_id
-    assert _stock(batch.id) == (3, 0)
+    assert held_and_sold(batch.id) == (3, 0)
 
 
 def test_a_payment_over_the_customers_limit_after_release_is_refunded(app, emulator):
@@ -113,8 +104,8 @@ def test_a_payment_over_the_customers_limit_after_release_is_refunded(app, emula
     db.session.commit()
 
     assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.REFUNDED_NOW
-    assert _fresh(order).state == REFUNDED
-    assert len(emulator.refunds(_fresh(order).payment_intent_id)) == 1
+    assert fresh(order).state == REFUNDED
+    assert len(emulator.refunds(fresh(order).payment_intent_id)) == 1
 
 
 def test_a_payment_that_does_not_match_the_order_is_refunded_not_fulfilled(app, emulator):
@@ -126,9 +117,9 @@ def test_a_payment_that_does_not_match_the_order_is_refunded_not_fulfilled(app, 
     db.session.commit()
 
     assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.REFUNDED_NOW
-    assert _fresh(order).state == REFUNDED and _fresh(order).refund_reason == orders.MISMATCH_REASON
-    assert _stock(order.batch_id) == (0, 0)
-    assert len(emulator.refunds(_fresh(order).payment_intent_id)) == 1
+    assert fresh(order).state == REFUNDED and fresh(order).refund_reason == orders.MISMATCH_REASON
+    assert held_and_sold(order.batch_id) == (0, 0)
+    assert len(emulator.refunds(fresh(order).payment_intent_id)) == 1
 
 
 def test_a_maker_refund_submitted_twice_refunds_once(app, emulator):
@@ -144,30 +135,24 @@ def test_a_maker_refund_submitted_twice_refunds_once(app, emulator):
     assert refund["amount"] == 8000
     [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "order.refunded"))
     assert entry.actor_id == maker.id and entry.order_id == order.id
-    assert [u.serial for u in _fresh(order).units] == [1, 2]  # serials are never reused
-    assert _stock(order.batch_id) == (0, 2)
+    assert [u.serial for u in fresh(order).units] == [1, 2]  # serials are never reused
+    assert held_and_sold(order.batch_id) == (0, 2)
 
 
 def test_only_a_paid_order_can_be_refunded(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
     with pytest.raises(InvalidState):
         refunds.refund_order(order, actor=None, now=clock.now())
-    assert _fresh(order).state == HELD
+    assert fresh(order).state == HELD
 
 
 def test_a_refund_stripe_did_not_confirm_is_retried_by_the_sweeper_once(app, emulator):
-    order = paid_order(emulator, live_batch(edition_size=5), make_customer(), 1)
-    without_retries(app)
-    emulator.faults(fail_next=1, fail_status=500, paths=["/v1/refunds"])
-    now = clock.now()
+    order, now = unconfirmed_refund(app, emulator)
 
-    with pytest.raises(PaymentUnavailable):
-        refunds.refund_order(order, actor=None, now=now)
-
-    pending = _fresh(order)
+    pending = fresh(order)
     assert pending.state == REFUNDED and pending.refund_id is None
     assert refunds.retry_refunds(now + timedelta(seconds=5)) == 0  # too soon: maybe in flight
     assert refunds.retry_refunds(now + timedelta(minutes=2)) == 1
     assert refunds.retry_refunds(now + timedelta(minutes=3)) == 0
     assert len(emulator.refunds(pending.payment_intent_id)) == 1
-    assert _fresh(order).refund_id is not None
+    assert fresh(order).refund_id is not None

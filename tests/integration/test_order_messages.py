@@ -8,11 +8,10 @@ import pytest
 from sqlalchemy import delete, select
 
 from shop import clock, messages, outbox, refunds, shipping
-from shop.errors import PaymentUnavailable
 from shop.extensions import db
 from shop.models import Message
 from testkit.factories import make_customer, make_drop, make_maker
-from tests.support.stripe import live_batch, paid_order, stripe_settings, without_retries
+from tests.support.stripe import live_batch, paid_order, stripe_settings, unconfirmed_refund
 
 
 @pytest.fixture
@@ -48,13 +47,7 @@ def test_a_maker_refund_tells_the_customer_the_amount_reason_and_what_happens_to
 
 
 def test_a_refund_is_announced_once_stripe_confirms_it_and_only_once(app, emulator):
-    order = paid_order(emulator, live_batch(edition_size=9), make_customer(), 1)
-    without_retries(app)
-    emulator.faults(fail_next=1, fail_status=500, paths=["/v1/refunds"])
-    now = clock.now()
-
-    with pytest.raises(PaymentUnavailable):
-        refunds.refund_order(order, actor=None, now=now)
+    order, now = unconfirmed_refund(app, emulator)
     before_stripe_confirms = _kinds(order.id)
     refunds.retry_refunds(now + timedelta(minutes=2))
     refunds.retry_refunds(now + timedelta(minutes=3))

@@ -11,18 +11,12 @@ from shop.models import Batch, Order
 from shop.models.order import EXPIRED, HELD, PAID
 from testkit import databases
 from testkit.factories import make_customer
-from tests.conftest import empty_all_tables
-from tests.support.stripe import held_order, live_batch, stripe_settings, without_retries
+from tests.support.stripe import fresh, held_order, live_batch, stripe_settings, without_retries
 
 
 @pytest.fixture
 def app_overrides(emulator):
     return stripe_settings(emulator)
-
-
-def _fresh(order: Order) -> Order:
-    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
-    return db.session.get(Order, order.id)
 
 
 def _held(batch_id: int) -> int:
@@ -41,7 +35,7 @@ def test_an_abandoned_session_is_expired_at_stripe_then_released(app, emulator):
 
     assert counts["released"] == 1
     assert emulator.session(order.checkout_session_id)["status"] == "expired"
-    assert _fresh(order).state == EXPIRED and _held(order.batch_id) == 0
+    assert fresh(order).state == EXPIRED and _held(order.batch_id) == 0
 
 
 def test_a_session_paid_while_its_webhook_was_lost_is_fulfilled_not_released(app, emulator):
@@ -51,7 +45,7 @@ def test_a_session_paid_while_its_webhook_was_lost_is_fulfilled_not_released(app
     counts = sweeper.sweep(_after_hold())
 
     assert counts["fulfilled"] == 1 and counts["released"] == 0
-    assert _fresh(order).state == PAID and [u.serial for u in _fresh(order).units] == [1]
+    assert fresh(order).state == PAID and [u.serial for u in fresh(order).units] == [1]
 
 
 def test_when_stripe_is_unreachable_the_hold_is_kept_for_the_next_pass(app, emulator):
@@ -61,10 +55,10 @@ def test_when_stripe_is_unreachable_the_hold_is_kept_for_the_next_pass(app, emul
     first_pass = _after_hold()
 
     assert sweeper.sweep(first_pass)["kept"] == 1
-    assert _fresh(order).state == HELD and _held(order.batch_id) == 1
+    assert fresh(order).state == HELD and _held(order.batch_id) == 1
 
     assert sweeper.sweep(first_pass + timedelta(minutes=2))["released"] == 1
-    assert _fresh(order).state == EXPIRED and _held(order.batch_id) == 0
+    assert fresh(order).state == EXPIRED and _held(order.batch_id) == 0
 
 
 def test_a_hold_whose_session_was_never_created_is_released_without_asking_stripe(app, emulator):
@@ -73,14 +67,14 @@ def test_a_hold_whose_session_was_never_created_is_released_without_asking_strip
     )
     db.session.commit()
     assert sweeper.sweep(_after_hold())["released"] == 1
-    assert _fresh(order).state == EXPIRED
+    assert fresh(order).state == EXPIRED
 
 
 def test_a_hold_that_has_not_run_out_is_left_alone(app, emulator):
     order = held_order(live_batch(edition_size=5), make_customer(), 1)
     assert sweeper.sweep(clock.now())["released"] == 0
     assert emulator.session(order.checkout_session_id)["status"] == "open"
-    assert _fresh(order).state == HELD
+    assert fresh(order).state == HELD
 
 
 def test_several_sweepers_at_once_release_each_hold_exactly_once(postgresql_url, emulator):
@@ -112,6 +106,4 @@ def test_several_sweepers_at_once_release_each_hold_exactly_once(postgresql_url,
             assert db.session.get(Batch, batch_id).held == 0
     finally:
         with app.app_context():
-            db.session.remove()
-            empty_all_tables()
-            db.engine.dispose()
+            databases.clean_up()

@@ -12,6 +12,7 @@ from shop.models.order import CANCELLED, EXPIRED, HELD, PAID, REFUNDED
 from testkit.factories import make_customer
 from tests.support.stripe import (
     deliver,
+    fresh,
     held_order,
     live_batch,
     paid_order,
@@ -34,11 +35,6 @@ def order(app, emulator):
     return held
 
 
-def _fresh(order: Order) -> Order:
-    db.session.rollback()  # a fresh snapshot: requests commit in sessions of their own
-    return db.session.get(Order, order.id)
-
-
 def _events() -> int:
     db.session.rollback()
     return db.session.scalar(select(func.count()).select_from(StripeEvent))
@@ -55,7 +51,7 @@ def test_a_completed_checkout_marks_the_order_paid_and_records_the_event(client,
     response = deliver(client, event)
 
     assert response.status_code == 200 and response.json["outcome"] == "paid"
-    assert _fresh(order).state == PAID and _units(order) == [1, 2]
+    assert fresh(order).state == PAID and _units(order) == [1, 2]
     recorded = db.session.get(StripeEvent, event["id"])
     assert recorded.type == "checkout.session.completed" and recorded.processed_at is not None
 
@@ -112,13 +108,13 @@ def test_a_webhook_that_cannot_be_trusted_is_refused_and_changes_nothing(
 
     assert response.status_code == 400
     assert response.json["error"]["code"] == "invalid_webhook"
-    assert _fresh(order).state == HELD and _events() == 0
+    assert fresh(order).state == HELD and _events() == 0
 
 
 def test_a_timestamp_a_little_ahead_of_our_clock_is_accepted(client, emulator, order):
     event = emulator.event("checkout.session.completed", order.checkout_session_id)
     response = deliver(client, event, timestamp=int(time.time()) + 60)
-    assert response.status_code == 200 and _fresh(order).state == PAID
+    assert response.status_code == 200 and fresh(order).state == PAID
 
 
 def test_events_arriving_in_any_order_pay_the_order_once(client, emulator, order):
@@ -139,7 +135,7 @@ def test_an_expired_event_releases_the_hold_when_stripe_confirms_it(app, client,
     event = emulator.event("checkout.session.expired", held.checkout_session_id)
 
     assert deliver(client, event).json["outcome"] == "released"
-    assert _fresh(held).state == EXPIRED
+    assert fresh(held).state == EXPIRED
     assert db.session.get(Batch, held.batch_id).held == 0
 
 
@@ -155,7 +151,7 @@ def test_an_expired_event_for_a_session_stripe_still_shows_open_releases_nothing
     }
 
     assert deliver(client, stale).json["outcome"] == "ignored"
-    assert _fresh(held).state == HELD
+    assert fresh(held).state == HELD
 
 
 def test_an_expired_event_after_the_payment_went_through_fulfils_instead(client, emulator, order):
@@ -168,7 +164,7 @@ def test_an_expired_event_after_the_payment_went_through_fulfils_instead(client,
     }
 
     assert deliver(client, out_of_order).json["outcome"] == "paid"
-    assert _fresh(order).state == PAID
+    assert fresh(order).state == PAID
 
 
 def test_a_delayed_payment_is_fulfilled_when_it_succeeds(app, client, emulator):
@@ -176,13 +172,13 @@ def test_a_delayed_payment_is_fulfilled_when_it_succeeds(app, client, emulator):
     emulator.complete(held.checkout_session_id, payment_status="unpaid")
     completed = emulator.event("checkout.session.completed", held.checkout_session_id)
     assert deliver(client, completed).json["outcome"] == "pending"
-    assert _fresh(held).state == HELD
+    assert fresh(held).state == HELD
 
     emulator.async_result(held.checkout_session_id, succeeded=True)
     succeeded = emulator.event("checkout.session.async_payment_succeeded")
 
     assert deliver(client, succeeded).json["outcome"] == "paid"
-    assert _fresh(held).state == PAID
+    assert fresh(held).state == PAID
 
 
 def test_a_failed_delayed_payment_releases_the_hold(app, client, emulator):
@@ -192,7 +188,7 @@ def test_a_failed_delayed_payment_releases_the_hold(app, client, emulator):
     failed = emulator.event("checkout.session.async_payment_failed")
 
     assert deliver(client, failed).json["outcome"] == "released"
-    assert _fresh(held).state == CANCELLED
+    assert fresh(held).state == CANCELLED
 
 
 def test_a_refund_made_in_the_stripe_dashboard_marks_the_order_refunded(app, client, emulator):
@@ -203,13 +199,13 @@ def test_a_refund_made_in_the_stripe_dashboard_marks_the_order_refunded(app, cli
     )
     partial = emulator.event("charge.refunded")
     assert deliver(client, partial).json["outcome"] == "ignored"
-    assert _fresh(paid).state == PAID
+    assert fresh(paid).state == PAID
 
     stripe_dashboard.v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
     full = [e for e in emulator.events("charge.refunded") if e["id"] != partial["id"]][-1]
 
     assert deliver(client, full).json["outcome"] == "refunded"
-    refunded = _fresh(paid)
+    refunded = fresh(paid)
     assert refunded.state == REFUNDED and refunded.refund_reason
     assert [u.serial for u in refunded.units] == [1]  # serials stay taken
 
@@ -227,8 +223,8 @@ def test_a_refund_event_naming_another_orders_payment_refunds_only_what_stripe_s
     response = deliver(client, forged)
 
     assert response.json["outcome"] == "refunded"
-    assert _fresh(victim).state == PAID
-    assert _fresh(refunded).state == REFUNDED
+    assert fresh(victim).state == PAID
+    assert fresh(refunded).state == REFUNDED
 
 
 def test_stripe_unreachable_mid_fulfilment_answers_503_so_stripe_retries(
@@ -241,7 +237,7 @@ def test_stripe_unreachable_mid_fulfilment_answers_503_so_stripe_retries(
     failed = deliver(client, event)
 
     assert failed.status_code == 503
-    assert _fresh(order).state == HELD and _events() == 0
+    assert fresh(order).state == HELD and _events() == 0
     retried = deliver(client, event)
     assert retried.status_code == 200 and retried.json["outcome"] == "paid"
 
@@ -250,4 +246,4 @@ def test_other_event_types_are_acknowledged_and_recorded(client, emulator, order
     intent_event = emulator.event("payment_intent.succeeded")
     response = deliver(client, intent_event)
     assert response.status_code == 200 and response.json["outcome"] == "ignored"
-    assert _events() == 1 and _fresh(order).state == HELD
+    assert _events() == 1 and fresh(order).state == HELD

@@ -10,11 +10,14 @@ open write would block it) and expired after it (the test reads what the request
 
 from __future__ import annotations
 
-from flask import has_app_context
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from shop.extensions import db
-from testkit import rawhttp
+from testkit import databases, rawhttp
 
 
 class FreshContextClient(FlaskClient):
@@ -33,6 +36,16 @@ class FreshContextClient(FlaskClient):
     def form(self, path: str, data: dict | None = None, **kwargs):
         """POST a form with this client's CSRF token (see ``csrf``)."""
         return self.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
+
+
+@contextmanager
+def app_under_test(app: Flask) -> Iterator[Flask]:
+    """``app`` as a test's app: its context pushed for the test, a fresh one per client
+    request, every table emptied afterwards."""
+    app.test_client_class = FreshContextClient
+    with app.app_context():
+        yield app
+        databases.clean_up()
 
 
 def fresh_client(app) -> FreshContextClient:

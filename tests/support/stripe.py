@@ -22,10 +22,12 @@ socket (gunicorn, a threaded server), let the emulator deliver:
 ``emulator.webhooks(url=f"{server.url}/stripe/webhook")``.
 
 Data: :func:`live_batch` (live by the real clock, as views see it), :func:`held_order` (a hold
-with its Checkout Session) and :func:`paid_order` (paid at the emulator and fulfilled). The test
+with its Checkout Session), :func:`paid_order` (paid at the emulator and fulfilled);
+:func:`fresh` and :func:`held_and_sold` read them back after a request changed them. The test
 client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`, and the
 ``shopper`` fixture (a signed-in customer and a live batch). Faults:
-``emulator.faults(fail_next=…)``; :func:`without_retries` makes them cheap (no SDK backoff).
+``emulator.faults(fail_next=…)``; :func:`without_retries` makes them cheap (no SDK backoff);
+:func:`unconfirmed_refund` is a refund left for the sweeper to retry.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -43,7 +45,8 @@ from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 
 import stripe_emulator
-from shop import clock, inventory, orders
+from shop import clock, inventory, orders, refunds
+from shop.errors import PaymentUnavailable
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, User
 from shop.payments import gateway
@@ -239,6 +242,20 @@ def paid_order(emulator: Emulator, batch: Batch, customer: User, quantity: int =
     return db.session.get(Order, order.id, populate_existing=True)
 
 
+def fresh(order: Order) -> Order:
+    """``order`` as the database has it now: requests and webhooks commit in sessions of
+    their own, so the test's snapshot is dropped first."""
+    db.session.rollback()
+    return db.session.get(Order, order.id)
+
+
+def held_and_sold(batch_id: int) -> tuple[int, int]:
+    """The batch's counters as the database has them now (see :func:`fresh`)."""
+    db.session.rollback()
+    batch = db.session.get(Batch, batch_id)
+    return batch.held, batch.sold
+
+
 # --- a customer in the test client ---------------------------------------------------------
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -302,3 +319,15 @@ def without_retries(app: Flask) -> None:
     test needs ``fail_next=1`` and no backoff sleeps. Call before the app first uses Stripe."""
     app.config["STRIPE_MAX_NETWORK_RETRIES"] = 0
     gateway.close(app)
+
+
+def unconfirmed_refund(app: Flask, emulator: Emulator) -> tuple[Order, datetime]:
+    """A paid order whose refund Stripe answered with a 500: the order is refunded, the refund
+    id still unknown, for the sweeper to retry. Returns the order and when it was refunded."""
+    order = paid_order(emulator, live_batch(edition_size=5), factories.make_customer(), 1)
+    without_retries(app)
+    emulator.faults(fail_next=1, fail_status=500, paths=["/v1/refunds"])
+    now = clock.now()
+    with pytest.raises(PaymentUnavailable):
+        refunds.refund_order(order, actor=None, now=now)
+    return order, now
