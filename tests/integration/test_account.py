@@ -15,6 +15,7 @@ from testkit.factories import PASSWORD, make_batch, make_customer, make_drop
 from tests.support.clients import fresh_client
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+NEW = "a much better secret"
 
 
 def csrf(client, path: str) -> str:
@@ -32,6 +33,10 @@ def log_in_with_form(client, email: str, password: str = PASSWORD):
         "/account/login",
         data={"email": email, "password": password, "csrf_token": csrf(client, "/account/login")},
     )
+
+
+def password_form(current: str = PASSWORD, new: str = NEW, confirm: str = NEW) -> dict:
+    return {"current_password": current, "new_password": new, "confirm_password": confirm}
 
 
 def live_batch(**kwargs):
@@ -160,12 +165,7 @@ def test_changing_the_password_keeps_this_session_and_ends_every_other(client, a
 
     response = client.post(
         "/account/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "a much better secret",
-            "confirm_password": "a much better secret",
-            "csrf_token": csrf(client, "/account/password"),
-        },
+        data={**password_form(), "csrf_token": csrf(client, "/account/password")},
     )
 
     assert response.status_code == 303
@@ -173,29 +173,27 @@ def test_changing_the_password_keeps_this_session_and_ends_every_other(client, a
     assert elsewhere.get("/account/").status_code == 302  # logged out everywhere else
     fresh = fresh_client(app)
     assert log_in_with_form(fresh, customer.email, PASSWORD).status_code == 401
-    assert log_in_with_form(fresh, customer.email, "a much better secret").status_code == 303
+    assert log_in_with_form(fresh, customer.email, NEW).status_code == 303
 
 
 @pytest.mark.parametrize(
     ("current", "new", "confirm", "message"),
     [
-        ("wrong password!", "a much better secret", "a much better secret", "not right"),
-        (PASSWORD, "a much better secret", "a different secret", "The two don"),
+        ("wrong password!", NEW, NEW, "not right"),
+        (PASSWORD, NEW, "a different secret", "The two don"),
         (PASSWORD, "short", "short", "8 to 128 characters"),
     ],
 )
-def test_a_bad_password_change_changes_nothing(client, app, current, new, confirm, message):
-    customer = make_customer()
-    db.session.commit()
+def test_a_bad_password_change_changes_nothing(
+    client, app, customer, current, new, confirm, message
+):
     log_in(client, customer)
     before = customer.password_hash
 
     response = client.post(
         "/account/password",
         data={
-            "current_password": current,
-            "new_password": new,
-            "confirm_password": confirm,
+            **password_form(current, new, confirm),
             "csrf_token": csrf(client, "/account/password"),
         },
     )
@@ -207,20 +205,11 @@ def test_a_bad_password_change_changes_nothing(client, app, current, new, confir
     assert client.get("/account/").status_code == 200
 
 
-def test_a_password_change_without_the_csrf_token_is_refused(client):
-    customer = make_customer()
-    db.session.commit()
+def test_a_password_change_without_the_csrf_token_is_refused(client, customer):
     log_in(client, customer)
     before = customer.password_hash
 
-    response = client.post(
-        "/account/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "a much better secret",
-            "confirm_password": "a much better secret",
-        },
-    )
+    response = client.post("/account/password", data=password_form())
 
     assert response.status_code in (400, 422)
     db.session.expire_all()

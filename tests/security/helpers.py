@@ -41,6 +41,20 @@ def log_in(
     return client.post("/account/login", data=data, environ_base=environ, headers=headers or {})
 
 
+def register(client, display_name: str, email: str, password: str, **extra: str):
+    """Submit the registration form as a person would (``extra``: fields it does not offer)."""
+    fields = {"display_name": display_name, "email": email, "password": password, **extra}
+    token = form_token(client, "/account/register")
+    return client.post("/account/register", data={"csrf_token": token, **fields})
+
+
+def change_password(client, current: str, new: str):
+    """Submit the password form, the new password typed twice."""
+    fields = {"current_password": current, "new_password": new, "confirm_password": new}
+    token = form_token(client, "/account/password")
+    return client.post("/account/password", data={"csrf_token": token, **fields})
+
+
 def log_out(client):
     return client.post("/account/logout", data={"csrf_token": form_token(client, "/account/")})
 

@@ -120,13 +120,21 @@ def test_stripe_return_urls_come_from_shop_base_url_never_the_host_header(
         assert "evil" not in url and "localhost" not in url and "127.0.0.1" not in url
 
 
-def test_a_customer_cannot_see_pay_for_or_cancel_another_customers_order(app, client, shopper):
+@pytest.fixture
+def intruder(app):
+    """Another customer, logged in on a client of their own."""
+    browser = app.test_client()
+    user = make_customer()
+    db.session.commit()
+    assert log_in(browser, user.email).status_code == 303
+    return browser
+
+
+def test_a_customer_cannot_see_pay_for_or_cancel_another_customers_order(
+    app, client, shopper, intruder
+):
     owner, batch, _ = shopper
     order = held_order(batch, owner)
-    intruder = app.test_client()
-    intruder_user = make_customer()
-    db.session.commit()
-    assert log_in(intruder, intruder_user.email).status_code == 303
     token = form_token(intruder, "/account/")
     for method, path in (
         ("GET", f"/account/orders/{order.public_id}"),
@@ -143,13 +151,9 @@ def test_a_customer_cannot_see_pay_for_or_cancel_another_customers_order(app, cl
     assert db.session.get(Order, order.id).state == HELD
 
 
-def test_another_customers_order_looks_exactly_like_a_missing_one(app, client, shopper):
+def test_another_customers_order_looks_exactly_like_a_missing_one(app, client, shopper, intruder):
     owner, batch, _ = shopper
     order = held_order(batch, owner)
-    intruder = app.test_client()
-    intruder_user = make_customer()
-    db.session.commit()
-    log_in(intruder, intruder_user.email)
     theirs = intruder.get(f"/account/orders/{order.public_id}")
     missing = intruder.get("/account/orders/AAAAAAAAAAAAAAAAAAAAAA")
     assert theirs.status_code == missing.status_code == 404

@@ -6,21 +6,13 @@ from __future__ import annotations
 from shop.extensions import db
 from shop.models import User
 from testkit.factories import PASSWORD
-from tests.security.helpers import form_token, is_logged_in, log_in
+from tests.security.helpers import is_logged_in, log_in, register
 
 CYRILLIC_E = "\u0435"
 
 
 def _register(browser, email: str):
-    return browser.post(
-        "/account/register",
-        data={
-            "csrf_token": form_token(browser, "/account/register"),
-            "display_name": "Mallory",
-            "email": email,
-            "password": "mallorys own password",
-        },
-    )
+    return register(browser, "Mallory", email, "mallorys own password")
 
 
 def test_registering_a_look_alike_of_an_address_is_refused_with_a_clear_message(app, customer):

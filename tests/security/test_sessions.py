@@ -8,6 +8,7 @@ import pytest
 from testkit.factories import PASSWORD
 from tests.security.helpers import (
     PRODUCTION_BASE_URL,
+    change_password,
     csrf_token_in,
     form_token,
     is_logged_in,
@@ -120,15 +121,7 @@ def test_a_password_change_logs_out_every_other_session_but_this_one(app, client
     log_in(laptop, customer.email, remember=True)
     remembered = app.test_client()
     _copy_cookie(laptop, remembered, REMEMBER)
-    response = client.post(
-        "/account/password",
-        data={
-            "csrf_token": form_token(client, "/account/password"),
-            "current_password": PASSWORD,
-            "new_password": "a whole new phrase",
-            "confirm_password": "a whole new phrase",
-        },
-    )
+    response = change_password(client, PASSWORD, "a whole new phrase")
     assert response.status_code == 303
     assert is_logged_in(client)
     assert not is_logged_in(laptop)
@@ -143,15 +136,7 @@ def test_a_wrong_current_password_changes_nothing_and_keeps_other_sessions(
     other = app.test_client()
     log_in(client, customer.email)
     log_in(other, customer.email, remember=remember)
-    response = client.post(
-        "/account/password",
-        data={
-            "csrf_token": form_token(client, "/account/password"),
-            "current_password": "not my password",
-            "new_password": "a whole new phrase",
-            "confirm_password": "a whole new phrase",
-        },
-    )
+    response = change_password(client, "not my password", "a whole new phrase")
     assert response.status_code == 422
     assert is_logged_in(other)
 
