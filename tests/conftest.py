@@ -20,6 +20,7 @@ from testkit import databases
 from testkit.factories import make_customer, make_maker
 from tests.support import redis_server
 from tests.support.clients import app_under_test
+from tests.support.console import browser
 
 # Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py) and
 # a real SMTP server (smtp_server; tests/support/smtp.py).
@@ -92,6 +93,12 @@ def maker(app):
     user = make_maker()
     db.session.commit()
     return user
+
+
+@pytest.fixture
+def console(app, maker):
+    """The maker's browser on the console: logged in, a CSRF token at hand."""
+    return browser(app, maker)
 
 
 # Under CI a skip is a failure: a missing PostgreSQL or Chromium must never pass quietly.

@@ -13,28 +13,7 @@ from shop import products
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Product
 from testkit.factories import make_batch, make_product
-from tests.support.console import browser, image_bytes
-
-BATCH = {
-    "number": "1",
-    "edition_size": "240",
-    "unit_label": "bottles",
-    "unit_singular": "bottle",
-    "unit_price": "95.00",
-    "currency": "usd",
-    "per_customer_limit": "2",
-    "summary": "Spicy.",
-    "story": "## Grain\nFrom **Kessler** farm.",
-    "origin_place": "Kessler Farm",
-    "produced_on": "2021-01-19",
-    "inputs": "Rye, barley",
-    "making": "Pot-distilled twice",
-}
-
-
-@pytest.fixture
-def console(app, maker):
-    return browser(app, maker)
+from tests.support.console import image_bytes, new_batch
 
 
 def _count(model) -> int:
@@ -83,7 +62,7 @@ def test_the_new_batch_form_suggests_the_next_free_number(console, maker):
 def test_a_batch_is_created_with_its_price_parsed_into_minor_units(console, maker):
     product = make_product(maker)
 
-    response = console.form(f"/maker/products/{product.id}/batches/new", BATCH)
+    response = new_batch(console, product)
 
     assert response.status_code == 303
     batch = db.session.scalar(select(Batch))
@@ -97,10 +76,7 @@ def test_a_batch_names_its_unit_for_one_and_for_several_and_the_next_batch_repea
 ):
     product = make_product(maker)
 
-    response = console.form(
-        f"/maker/products/{product.id}/batches/new",
-        {**BATCH, "unit_singular": " scarf ", "unit_label": "scarves"},
-    )
+    response = new_batch(console, product, unit_singular=" scarf ", unit_label="scarves")
     html = console.get(f"/maker/products/{product.id}/batches/new").get_data(as_text=True)
 
     assert response.status_code == 303
@@ -113,9 +89,7 @@ def test_a_batch_names_its_unit_for_one_and_for_several_and_the_next_batch_repea
 def test_a_batch_without_a_name_for_one_unit_is_refused_with_a_message(console, maker):
     product = make_product(maker)
 
-    response = console.form(
-        f"/maker/products/{product.id}/batches/new", {**BATCH, "unit_singular": " "}
-    )
+    response = new_batch(console, product, unit_singular=" ")
 
     assert response.status_code == 422
     assert "What is one unit called?" in response.get_data(as_text=True)
@@ -125,10 +99,7 @@ def test_a_batch_without_a_name_for_one_unit_is_refused_with_a_message(console, 
 def test_a_zero_decimal_currency_takes_whole_amounts(console, maker):
     product = make_product(maker)
 
-    response = console.form(
-        f"/maker/products/{product.id}/batches/new",
-        {**BATCH, "unit_price": "4800", "currency": "jpy"},
-    )
+    response = new_batch(console, product, unit_price="4800", currency="jpy")
 
     assert response.status_code == 303
     assert db.session.scalar(select(Batch.price)) == 4800
@@ -153,7 +124,7 @@ def test_bad_batch_input_is_refused_with_a_message_and_writes_nothing(
 ):
     product = make_product(maker)
 
-    response = console.form(f"/maker/products/{product.id}/batches/new", {**BATCH, **changes})
+    response = new_batch(console, product, **changes)
 
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
@@ -164,7 +135,7 @@ def test_a_batch_number_cannot_be_used_twice_for_one_product(console, maker):
     product = make_product(maker)
     make_batch(product, number=1, live=False)
 
-    response = console.form(f"/maker/products/{product.id}/batches/new", BATCH)
+    response = new_batch(console, product)
 
     assert response.status_code == 422
     html = response.get_data(as_text=True)

@@ -13,8 +13,7 @@ from shop.extensions import db
 from shop.models import Batch, Drop, ShippingRate, User
 from shop.models.user import TAX_EXCLUSIVE
 from testkit.factories import make_batch, make_maker, make_product
-from tests.integration.test_maker_products import BATCH
-from tests.support.console import browser
+from tests.support.console import browser, new_batch
 
 RATE = {
     "name": "Europe",
@@ -28,11 +27,6 @@ RATE = {
 }
 
 
-@pytest.fixture
-def console(app, maker):
-    return browser(app, maker)
-
-
 def _text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
@@ -40,9 +34,8 @@ def _text(response) -> str:
 def test_a_batch_keeps_where_it_ships_its_minimum_age_and_tax_code(console, maker):
     product = make_product(maker)
 
-    response = console.form(
-        f"/maker/products/{product.id}/batches/new",
-        {**BATCH, "ships_to": "us, gb DE", "minimum_age": "21", "tax_code": "txcd_30070000"},
+    response = new_batch(
+        console, product, ships_to="us, gb DE", minimum_age="21", tax_code="txcd_30070000"
     )
 
     assert response.status_code == 303
@@ -66,7 +59,7 @@ def test_a_batch_keeps_where_it_ships_its_minimum_age_and_tax_code(console, make
 def test_bad_selling_terms_on_a_batch_are_refused_with_a_message(console, maker, changes, message):
     product = make_product(maker)
 
-    response = console.form(f"/maker/products/{product.id}/batches/new", {**BATCH, **changes})
+    response = new_batch(console, product, **changes)
 
     assert response.status_code == 422
     assert message in _text(response)

@@ -11,19 +11,13 @@ from shop import money
 from shop.extensions import db
 from shop.models import Batch, Order
 from testkit.factories import make_customer, make_product
-from tests.integration.test_maker_products import BATCH
-from tests.support.console import browser
+from tests.support.console import new_batch
 from tests.support.stripe import hold, live_batch, sign_in, stripe_settings
 
 
 @pytest.fixture
 def app_overrides(emulator):
     return stripe_settings(emulator)
-
-
-@pytest.fixture
-def console(app, maker):
-    return browser(app, maker)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +49,7 @@ def test_a_number_beyond_range_or_in_other_digits_is_refused_with_a_reason(
     console, maker, changes, message
 ):
     product = make_product(maker)
-    response = console.form(f"/maker/products/{product.id}/batches/new", {**BATCH, **changes})
+    response = new_batch(console, product, **changes)
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Batch)) == 0
@@ -63,8 +57,7 @@ def test_a_number_beyond_range_or_in_other_digits_is_refused_with_a_reason(
 
 def test_the_highest_price_is_accepted(console, maker):
     product = make_product(maker)
-    data = {**BATCH, "unit_price": "999,999.99"}
-    response = console.form(f"/maker/products/{product.id}/batches/new", data)
+    response = new_batch(console, product, unit_price="999,999.99")
     assert response.status_code == 303
     assert db.session.scalar(select(Batch.price)) == money.MAX_PRICE
 

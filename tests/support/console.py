@@ -7,8 +7,25 @@ import io
 from flask import Flask
 from PIL import Image
 
-from shop.models import User
+from shop.models import Product, User
 from tests.support.clients import FreshContextClient, csrf_token_in
+
+#: A complete, valid new-batch form.
+BATCH = {
+    "number": "1",
+    "edition_size": "240",
+    "unit_label": "bottles",
+    "unit_singular": "bottle",
+    "unit_price": "95.00",
+    "currency": "usd",
+    "per_customer_limit": "2",
+    "summary": "Spicy.",
+    "story": "## Grain\nFrom **Kessler** farm.",
+    "origin_place": "Kessler Farm",
+    "produced_on": "2021-01-19",
+    "inputs": "Rye, barley",
+    "making": "Pot-distilled twice",
+}
 
 
 class Browser(FreshContextClient):
@@ -25,6 +42,11 @@ def browser(app: Flask, user: User | None = None) -> Browser:
     page = client.get("/account/login" if user is None else "/account/")
     client.csrf = csrf_token_in(page.get_data(as_text=True))
     return client
+
+
+def new_batch(console: Browser, product: Product, **changes: str):
+    """Submit the new-batch form of ``product``: :data:`BATCH` with ``changes``."""
+    return console.form(f"/maker/products/{product.id}/batches/new", {**BATCH, **changes})
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), **save) -> bytes:
