@@ -27,6 +27,7 @@ from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.maker import forms
 from shop.maker.views import bp, invalid_status, local_time, on_error, utc_time
+from shop.models import Drop
 from shop.models.drop import CLOSED
 
 
@@ -133,65 +134,55 @@ def _when(form, now: datetime) -> datetime | None:
 @bp.route("/drops/<int:drop_id>/open", methods=["GET", "POST"])
 @maker_required
 def open_drop(drop_id: int):
-    found = drops.drop_for(current_user, drop_id)
-    form = forms.OpenDropForm()
-    now = clock.now()
-    if request.method == "GET":
-        _preset_when(form, found.opens_at, now)
+    def done(found: Drop, now: datetime):
+        if found.is_live(now):
+            flash(f"{found.title} is open. Customers can buy now.", "success")
+            return redirect(url_for("maker.live_drop", drop_id=found.id), 303)
+        flash(f"{found.title} is scheduled. It opens on its own at the time you chose.", "success")
+        return redirect(url_for("maker.drop", drop_id=found.id), 303)
 
-    def page(error: str | None = None):
-        fresh = drops.drop_for(current_user, drop_id)
-        return render_template(
-            "maker/confirm_open.html", form=form, drop=fresh, now=clock.now(), error=error
-        )
-
-    if not form.validate_on_submit():
-        return page(), invalid_status(form)
-    on_error(lambda e: page(e.message))
-    drops.open_drop(found, actor=current_user, now=now, at=_when(form, now))
-    db.session.commit()
-    if found.is_live(now):
-        flash(f"{found.title} is open. Customers can buy now.", "success")
-        return redirect(url_for("maker.live_drop", drop_id=found.id), 303)
-    flash(f"{found.title} is scheduled. It opens on its own at the time you chose.", "success")
-    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+    return _change_when(drop_id, "open", forms.OpenDropForm(), drops.open_drop, done)
 
 
 @bp.route("/drops/<int:drop_id>/close", methods=["GET", "POST"])
 @maker_required
 def close_drop(drop_id: int):
+    def done(found: Drop, now: datetime):
+        if found.state == CLOSED:
+            flash(
+                f"{found.title} is closed. Customers already checking out can finish paying "
+                "until their hold runs out.",
+                "success",
+            )
+        else:
+            flash(f"{found.title} will close on its own at the time you chose.", "success")
+        return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+    return _change_when(drop_id, "close", forms.CloseDropForm(), drops.close_drop, done)
+
+
+def _change_when(drop_id: int, step: str, form, change, done):
+    """The ``open`` and ``close`` steps: confirm, now or at a time, then ``change`` the drop;
+    ``done`` answers after the commit. The closing page also shows who is still in checkout."""
     found = drops.drop_for(current_user, drop_id)
-    form = forms.CloseDropForm()
     now = clock.now()
     if request.method == "GET":
-        _preset_when(form, found.closes_at, now)
+        _preset_when(form, found.opens_at if step == "open" else found.closes_at, now)
 
     def page(error: str | None = None):
         fresh = drops.drop_for(current_user, drop_id)
         n = clock.now()
+        stats = reports.live_stats(fresh, n) if step == "close" else None
         return render_template(
-            "maker/confirm_close.html",
-            form=form,
-            drop=fresh,
-            now=n,
-            stats=reports.live_stats(fresh, n),
-            error=error,
+            f"maker/confirm_{step}.html", form=form, drop=fresh, now=n, stats=stats, error=error
         )
 
     if not form.validate_on_submit():
         return page(), invalid_status(form)
     on_error(lambda e: page(e.message))
-    drops.close_drop(found, actor=current_user, now=now, at=_when(form, now))
+    change(found, actor=current_user, now=now, at=_when(form, now))
     db.session.commit()
-    if found.state == CLOSED:
-        flash(
-            f"{found.title} is closed. Customers already checking out can finish paying "
-            "until their hold runs out.",
-            "success",
-        )
-    else:
-        flash(f"{found.title} will close on its own at the time you chose.", "success")
-    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+    return done(found, now)
 
 
 def _confirmed_drop_change(drop_id: int, change, done: str):

@@ -252,15 +252,19 @@ def test_a_second_open_from_another_tab_changes_nothing_and_says_why(app, maker)
     assert _actions(drop) == ["drop.opened"]
 
 
+def _schedule(console, drop: Drop, step: str, at: str):
+    """Confirm the ``open`` or ``close`` step for ``at``, typed in the maker's zone."""
+    return console.form(
+        f"/maker/drops/{drop.id}/{step}", {"when": "later", "at": at, "confirm": "y"}
+    )
+
+
 def test_scheduling_reads_the_time_in_the_makers_zone(app, maker):
     maker.timezone = "America/New_York"
     drop = _draft(maker)
     console = browser(app, maker)
 
-    response = console.form(
-        f"/maker/drops/{drop.id}/open",
-        {"when": "later", "at": "2030-01-15T09:00", "confirm": "y"},
-    )
+    response = _schedule(console, drop, "open", "2030-01-15T09:00")
 
     assert response.status_code == 303
     drop = db.session.get(Drop, drop.id)
@@ -284,9 +288,7 @@ def test_a_bad_opening_time_is_refused_with_a_reason(app, maker, at, message):
     drop = _draft(maker)
     console = browser(app, maker)
 
-    response = console.form(
-        f"/maker/drops/{drop.id}/open", {"when": "later", "at": at, "confirm": "y"}
-    )
+    response = _schedule(console, drop, "open", at)
 
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
@@ -318,10 +320,7 @@ def test_a_scheduled_close_from_the_console_keeps_the_drop_open_until_then(app, 
     db.session.commit()
     console = browser(app, maker)
 
-    response = console.form(
-        f"/maker/drops/{drop.id}/close",
-        {"when": "later", "at": "2031-07-01T18:00", "confirm": "y"},
-    )
+    response = _schedule(console, drop, "close", "2031-07-01T18:00")
 
     assert response.status_code == 303
     drop = db.session.get(Drop, drop.id)
