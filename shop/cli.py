@@ -51,10 +51,19 @@ def _create_account(
     click.echo(f"Created {'operator' if admin else role} {user.email}")
 
 
+def _account_options(command):
+    """EMAIL, ``--name`` and ``--password-stdin``: what every create-… command takes."""
+    command = click.option(
+        "--password-stdin", is_flag=True, help="Read the password from standard input."
+    )(command)
+    command = click.option(
+        "--name", default="", help="Display name (defaults to the email's local part)."
+    )(command)
+    return click.argument("email")(command)
+
+
 @shop.command("create-maker")
-@click.argument("email")
-@click.option("--name", default="", help="Display name (defaults to the email's local part).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_account_options
 @with_appcontext
 def create_maker(email: str, name: str, password_stdin: bool) -> None:
     """Create a maker account."""
@@ -62,9 +71,7 @@ def create_maker(email: str, name: str, password_stdin: bool) -> None:
 
 
 @shop.command("create-admin")
-@click.argument("email")
-@click.option("--name", default="", help="Display name (defaults to the email's local part).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_account_options
 @with_appcontext
 def create_admin(email: str, name: str, password_stdin: bool) -> None:
     """Create the shop's operator: invites and suspends makers at /operator."""
@@ -72,9 +79,7 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
 
 
 @shop.command("create-customer")
-@click.argument("email")
-@click.option("--name", default="", help="Display name (defaults to the email's local part).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_account_options
 @with_appcontext
 def create_customer(email: str, name: str, password_stdin: bool) -> None:
     """Create a customer account."""
@@ -128,19 +133,29 @@ def _drop(slug: str) -> Drop:
     return found
 
 
+def _change_drop(slug: str, change, at: str | None) -> Drop:
+    """Open or close the drop ``slug`` now, or schedule it for ``at``; commit or fail."""
+    drop = _drop(slug)
+    try:
+        change(drop, actor=None, now=clock.now(), at=_parse_at(at))
+    except ShopError as error:
+        _fail(error.message)
+    db.session.commit()
+    return drop
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "-"
+
+
 @shop.command("open-drop")
 @click.argument("slug")
 @click.option("--at", "at", help="ISO 8601 time to open at (default: now).")
 @with_appcontext
 def open_drop(slug: str, at: str | None) -> None:
     """Open a drop now, or schedule its opening."""
-    drop = _drop(slug)
-    try:
-        drops.open_drop(drop, actor=None, now=clock.now(), at=_parse_at(at))
-    except ShopError as error:
-        _fail(error.message)
-    db.session.commit()
-    click.echo(f"{slug}: {drop.state}, opens {drop.opens_at.isoformat() if drop.opens_at else '-'}")
+    drop = _change_drop(slug, drops.open_drop, at)
+    click.echo(f"{slug}: {drop.state}, opens {_iso(drop.opens_at)}")
 
 
 @shop.command("close-drop")
@@ -149,15 +164,8 @@ def open_drop(slug: str, at: str | None) -> None:
 @with_appcontext
 def close_drop(slug: str, at: str | None) -> None:
     """Close a drop now, or schedule its closing."""
-    drop = _drop(slug)
-    try:
-        drops.close_drop(drop, actor=None, now=clock.now(), at=_parse_at(at))
-    except ShopError as error:
-        _fail(error.message)
-    db.session.commit()
-    click.echo(
-        f"{slug}: {drop.state}, closes {drop.closes_at.isoformat() if drop.closes_at else '-'}"
-    )
+    drop = _change_drop(slug, drops.close_drop, at)
+    click.echo(f"{slug}: {drop.state}, closes {_iso(drop.closes_at)}")
 
 
 @shop.command()

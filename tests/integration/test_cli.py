@@ -5,7 +5,8 @@ from sqlalchemy import func, select
 
 from shop.extensions import db
 from shop.models import Batch, Drop, Order, Product, Unit, User
-from shop.models.drop import CLOSED
+from shop.models.drop import CLOSED, DRAFT
+from testkit.factories import make_batch, make_drop
 
 
 def _counts():
@@ -130,3 +131,61 @@ def test_demo_reset_is_refused_in_production_and_changes_nothing(runner, app):
     assert result.exit_code == 1
     assert "refused in production" in result.output
     assert _counts() == before
+
+
+@pytest.mark.parametrize(
+    ("command", "role", "admin"),
+    [
+        ("create-maker", "maker", False),
+        ("create-admin", "customer", True),
+        ("create-customer", "customer", False),
+    ],
+)
+def test_every_create_command_takes_a_display_name_and_makes_its_kind_of_account(
+    runner, command, role, admin
+):
+    result = runner.invoke(
+        args=["shop", command, "ada@example.com", "--name", "Ada", "--password-stdin"],
+        input="a long enough password\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    user = db.session.scalar(select(User).where(User.email == "ada@example.com"))
+    assert (user.display_name, user.role, user.is_admin) == ("Ada", role, admin)
+
+
+def test_open_drop_and_close_drop_schedule_a_drop_and_say_when(runner):
+    drop = make_drop(state=DRAFT, opens_at=None, closes_at=None)
+    make_batch(drop=drop)
+    db.session.commit()
+
+    opened = runner.invoke(
+        args=["shop", "open-drop", drop.slug, "--at", "2031-01-01T09:00:00+00:00"]
+    )
+    closed = runner.invoke(
+        args=["shop", "close-drop", drop.slug, "--at", "2031-02-01T09:00:00+00:00"]
+    )
+
+    assert opened.exit_code == 0 and closed.exit_code == 0, opened.output + closed.output
+    assert opened.output == f"{drop.slug}: scheduled, opens 2031-01-01T09:00:00+00:00\n"
+    assert closed.output == f"{drop.slug}: scheduled, closes 2031-02-01T09:00:00+00:00\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["open-drop", "no-such-drop"], "no drop with slug 'no-such-drop'"),
+        (["close-drop", "{slug}"], "This drop is already closed."),
+        (["open-drop", "{slug}"], "A closed drop stays closed — start a new drop to sell again."),
+    ],
+)
+def test_open_drop_and_close_drop_refuse_with_one_line_and_change_nothing(runner, args, message):
+    drop = make_drop(state=CLOSED)
+    db.session.commit()
+
+    result = runner.invoke(args=["shop", *(a.format(slug=drop.slug) for a in args)])
+
+    assert result.exit_code == 1
+    assert result.output == f"Error: {message}\n"
+    db.session.expire_all()
+    assert db.session.get(Drop, drop.id).state == CLOSED
