@@ -118,6 +118,8 @@ class Config:
         self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
         self.REDIS_URL = _env("REDIS_URL")
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        # Several shops (or test runs) can share one Redis, each under its own prefix.
+        self.RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", self.RATELIMIT_KEY_PREFIX)
         # How many reverse proxies (load balancers) we run in front of the app: their
         # X-Forwarded-For/-Proto are trusted that many hops deep, so limits see real clients.
         self.SHOP_PROXY_COUNT = _env_int("SHOP_PROXY_COUNT", 0)

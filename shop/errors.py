@@ -26,6 +26,7 @@ class ShopError(Exception):
     status = 400
     code = "bad_request"
     message = "That request could not be completed."
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str | None = None, **details: object) -> None:
         super().__init__(message or self.message)
@@ -187,6 +188,17 @@ class TooSoon(ShopError):
     message = "We sent that email a moment ago. Check your inbox (and spam), or try again soon."
 
 
+class TooManyAttempts(ShopError):
+    """A limit counted before the work (shop.attempts) is full: nothing was tried."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, retry_after: int = 60) -> None:
+        super().__init__(_too_many_message(retry_after), retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class LinkInvalid(ShopError):
     """An emailed link that is forged, expired or already used; nothing was changed."""
 
@@ -271,7 +283,12 @@ def register_error_handlers(app: Flask) -> None:
         if renderer is not None and not wants_json():
             page = renderer(error)
             return page if isinstance(page, tuple | Response) else (page, error.status)
-        return error_response(error.status, error.code, error.message, **_public(error.details))
+        body, status = error_response(
+            error.status, error.code, error.message, **_public(error.details)
+        )
+        if error.retry_after is None:
+            return body, status
+        return body, status, {"Retry-After": str(error.retry_after)}
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
@@ -279,10 +296,7 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, RateLimitExceeded):
             wait = _retry_after_seconds()
             body, code = error_response(
-                429,
-                "too_many_requests",
-                f"Too many attempts in a short time. Please try again {_in_words(wait)}.",
-                retry_after=wait,
+                429, "too_many_requests", _too_many_message(wait), retry_after=wait
             )
             return body, code, {"Retry-After": str(wait)}
         message = _http_message(error)
@@ -332,6 +346,10 @@ def _retry_after_seconds() -> int:
     if reset_at is None:
         return 60
     return max(1, int(reset_at - time.time()))  # as Flask-Limiter's Retry-After header
+
+
+def _too_many_message(wait: int) -> str:
+    return f"Too many attempts in a short time. Please try again {_in_words(wait)}."
 
 
 def _in_words(seconds: int) -> str:

@@ -1,27 +1,31 @@
 """Rate-limit policy: who may try what, how often. The numbers and their reasons are in SECURITY.md.
 
 Counters live in ``RATELIMIT_STORAGE_URI`` (Redis from ``REDIS_URL`` in production, so every
-app process shares them). Login limits count *failed* attempts only, in short windows, so a
-customer who types the right password is never slowed down by their own success, and an
-attacker hammering someone's account can lock it for at most an hour — never for a browser the
-customer has already logged in from (see ``known_device``).
+app process shares them). Every limit is counted before the work it guards. Login limits count
+*failed* attempts only, in short windows: each attempt reserves its place before the password
+is checked and gives it back when the password was right (shop.attempts), so a burst of
+parallel guesses can't slip past the count, a customer who types the right password is never
+slowed down by their own success, and an attacker hammering someone's account can lock it for
+at most an hour — never for a browser the customer has already logged in from (see
+``known_device``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, make_response, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shop import auth, users
+from shop import attempts, auth, users
 from shop.errors import InvalidInput
 from shop.extensions import limiter
 
-# Login: failures only (401), so successes cost nothing.
+# Login: failures only (401), so successes cost nothing; reserved before the password check.
 LOGIN_PER_ACCOUNT_AND_IP = "10 per minute"
 LOGIN_PER_ACCOUNT = "30 per hour"
 LOGIN_PER_IP = "30 per minute; 300 per hour"
@@ -77,10 +81,15 @@ def customer_key() -> str:
     return f"user:{buyer.id}" if buyer is not None else "anonymous"
 
 
+def setting(name: str, default: str) -> str:
+    """The limit in setting ``SHOP_LIMIT_<name>``, else ``default``; operators tune numbers to
+    their crowd without a code change."""
+    return current_app.config.get(f"SHOP_LIMIT_{name}") or default
+
+
 def policy(name: str, default: str):
-    """A limit read per request from setting ``SHOP_LIMIT_<name>``, else ``default``; operators
-    tune numbers to their crowd without a code change."""
-    return lambda: current_app.config.get(f"SHOP_LIMIT_{name}") or default
+    """:func:`setting`, read per request (for Flask-Limiter)."""
+    return lambda: setting(name, default)
 
 
 def anonymous() -> bool:
@@ -141,33 +150,43 @@ def _remember_device(response):
 
 
 def login(view):
-    """The login view's limits (POST only; failed attempts only)."""
-    for decorator in (
-        limiter.limit(
-            policy("LOGIN_PER_ACCOUNT_AND_IP", LOGIN_PER_ACCOUNT_AND_IP),
-            key_func=account_and_ip_key,
-            methods=["POST"],
-            deduct_when=login_failed,
-            scope="login-account-ip",
+    """The login view's limits (POST only): failed attempts per account and address, per
+    account (not for a known device) and per address, each reserved before the password is
+    checked and given back unless the answer is a failure (401)."""
+
+    @functools.wraps(view)
+    def counted(*args, **kwargs):
+        if request.method != "POST":
+            return view(*args, **kwargs)
+        reservation = attempts.reserve(_login_failures())
+        try:
+            response = make_response(view(*args, **kwargs))
+        except BaseException:
+            reservation.give_back()
+            raise
+        if not login_failed(response):
+            reservation.give_back()
+        return response
+
+    return counted
+
+
+def _login_failures() -> list[attempts.Counted]:
+    counted = [
+        attempts.Counted(
+            "login-account-ip",
+            account_and_ip_key(),
+            setting("LOGIN_PER_ACCOUNT_AND_IP", LOGIN_PER_ACCOUNT_AND_IP),
         ),
-        limiter.limit(
-            policy("LOGIN_PER_ACCOUNT", LOGIN_PER_ACCOUNT),
-            key_func=account_key,
-            methods=["POST"],
-            deduct_when=login_failed,
-            exempt_when=known_device,
-            scope="login-account",
-        ),
-        limiter.limit(
-            policy("LOGIN_PER_IP", LOGIN_PER_IP),
-            key_func=client_ip,
-            methods=["POST"],
-            deduct_when=login_failed,
-            scope="login-ip",
-        ),
-    ):
-        view = decorator(view)
-    return view
+        attempts.Counted("login-ip", client_ip(), setting("LOGIN_PER_IP", LOGIN_PER_IP)),
+    ]
+    if not known_device():
+        counted.append(
+            attempts.Counted(
+                "login-account", account_key(), setting("LOGIN_PER_ACCOUNT", LOGIN_PER_ACCOUNT)
+            )
+        )
+    return counted
 
 
 def register(view):
