@@ -105,6 +105,10 @@ class Config:
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
+        # Argon2 work at once per app process (64 MiB each), and how long a request may wait
+        # for a slot before it is told to try again (503), see shop/passwords.py.
+        self.SHOP_PASSWORD_CONCURRENCY = _env_int("SHOP_PASSWORD_CONCURRENCY", 2)
+        self.SHOP_PASSWORD_WAIT_SECONDS = _env_number("SHOP_PASSWORD_WAIT_SECONDS", 1.0)
         # Database connections per app process (PostgreSQL), see engine_options().
         self.SHOP_DB_POOL_SIZE = _env_int("SHOP_DB_POOL_SIZE", 5)
         self.SHOP_DB_POOL_OVERFLOW = _env_int("SHOP_DB_POOL_OVERFLOW", 10)

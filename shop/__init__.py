@@ -56,9 +56,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     auth.configure_login(login_manager)
 
-    from shop import database
+    from shop import database, passwords
 
     database.configure_engine(app)
+    passwords.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

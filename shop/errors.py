@@ -199,6 +199,18 @@ class TooManyAttempts(ShopError):
         self.retry_after = retry_after
 
 
+class PasswordWorkBusy(ShopError):
+    """Every password-hashing slot of this process stayed taken (shop.passwords): try again."""
+
+    status = 503
+    code = "busy"
+    message = (
+        "We're checking a lot of passwords right now, so nothing was changed. "
+        "Please try again in a moment."
+    )
+    retry_after = 2
+
+
 class LinkInvalid(ShopError):
     """An emailed link that is forged, expired or already used; nothing was changed."""
 

@@ -29,7 +29,17 @@ from shop.extensions import limiter
 LOGIN_PER_ACCOUNT_AND_IP = "10 per minute"
 LOGIN_PER_ACCOUNT = "30 per hour"
 LOGIN_PER_IP = "30 per minute; 300 per hour"
-# Registration: every attempt, per address.
+# Login, every attempt (right passwords too), per address: every login runs Argon2, so a script
+# can't loop its own account's login; an office of 64 buyers logging in for a drop fits.
+LOGIN_ATTEMPTS_PER_IP = "120 per minute; 1200 per hour"
+# Changing the password (two Argon2 runs, and with a stolen session a way to guess the current
+# password): every attempt, per customer and per address. (noqa/nosec: limits, not passwords.)
+PASSWORD_CHANGE_PER_CUSTOMER = "5 per minute; 20 per day"  # noqa: S105  # nosec B105
+PASSWORD_CHANGE_PER_IP = "30 per minute"  # noqa: S105  # nosec B105
+# Choosing a new password from a reset link (Argon2 each): every attempt, per address.
+SET_PASSWORD_PER_IP = "10 per minute; 50 per hour"  # noqa: S105  # nosec B105
+# Registration, and apart from it accepting a maker's invitation (one Argon2 run each): every
+# attempt, per address.
 REGISTER_PER_IP = "20 per minute; 200 per hour"
 # Buying: every attempt. Per customer stops a script; per IP lets a whole office of buyers
 # behind one NAT (64 people retrying a few times each) through in the first minute of a drop.
@@ -150,9 +160,10 @@ def _remember_device(response):
 
 
 def login(view):
-    """The login view's limits (POST only): failed attempts per account and address, per
-    account (not for a known device) and per address, each reserved before the password is
-    checked and given back unless the answer is a failure (401)."""
+    """The login view's limits (POST only): every attempt per address (Flask-Limiter), then
+    failed attempts per account and address, per account (not for a known device) and per
+    address, each reserved before the password is checked and given back unless the answer is
+    a failure (401)."""
 
     @functools.wraps(view)
     def counted(*args, **kwargs):
@@ -168,7 +179,12 @@ def login(view):
             reservation.give_back()
         return response
 
-    return counted
+    return limiter.limit(
+        policy("LOGIN_ATTEMPTS_PER_IP", LOGIN_ATTEMPTS_PER_IP),
+        key_func=client_ip,
+        methods=["POST"],
+        scope="login-attempts-ip",
+    )(counted)
 
 
 def _login_failures() -> list[attempts.Counted]:
@@ -190,7 +206,7 @@ def _login_failures() -> list[attempts.Counted]:
 
 
 def register(view):
-    """The registration view's limits (POST only, every attempt)."""
+    """The limits of registration and of accepting an invitation (POST only, every attempt)."""
     return limiter.limit(
         policy("REGISTER_PER_IP", REGISTER_PER_IP),
         key_func=client_ip,
@@ -217,6 +233,26 @@ def password_reset(view):
     ):
         view = decorator(view)
     return view
+
+
+def change_password(view):
+    """Changing the password (POST only, every attempt): per customer and per address."""
+    return _per_customer_and_ip(
+        view,
+        "PASSWORD_CHANGE",
+        (PASSWORD_CHANGE_PER_CUSTOMER, PASSWORD_CHANGE_PER_IP),
+        methods=["POST"],
+    )
+
+
+def set_password(view):
+    """Choosing a new password from a reset link (POST only, every attempt), per address."""
+    return limiter.limit(
+        policy("SET_PASSWORD_PER_IP", SET_PASSWORD_PER_IP),
+        key_func=client_ip,
+        methods=["POST"],
+        scope="set-password",
+    )(view)
 
 
 def resend_verification(view):

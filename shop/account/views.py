@@ -134,6 +134,7 @@ def order(public_id: str):
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
+@limits.change_password
 def password():
     form = PasswordForm()
     if not form.validate_on_submit():
@@ -212,6 +213,7 @@ def forgot_password():
 
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@limits.set_password
 def reset_password(token: str):
     form = ResetPasswordForm()
     try:

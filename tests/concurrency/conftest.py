@@ -25,6 +25,7 @@ from shop import inventory
 from shop.extensions import db
 from shop.models import Batch, Order
 from testkit import databases, factories, invariants, rawhttp, servers
+from tests.support import redis_server
 
 # Several worker processes, each with threads: races inside a process and across processes.
 WORKERS = 3
@@ -183,6 +184,42 @@ def shop_server(race_database_url, emulator) -> Iterator[servers.Server]:
         race_database_url, workers=WORKERS, threads=THREADS, stripe_api_base=emulator.url
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def limited_server(race_database_url) -> Iterator[servers.Server]:
+    """The shop with rate limits on, counted in Redis under a prefix of this module's own,
+    behind one trusted proxy (so each request can say which client address it comes from)."""
+    redis_server.require_redis()
+    with (
+        redis_server.private_prefix("smallbatch-races") as prefix,
+        servers.start_gunicorn(
+            race_database_url,
+            workers=WORKERS,
+            threads=THREADS,
+            extra_env={
+                "RATELIMIT_ENABLED": "1",
+                "REDIS_URL": redis_server.redis_url(),
+                "RATELIMIT_KEY_PREFIX": prefix,
+                "SHOP_PROXY_COUNT": "1",
+            },
+        ) as server,
+    ):
+        yield server
+
+
+def from_address(request: bytes, ip: str) -> bytes:
+    """``request`` as if the trusted proxy had seen it come from ``ip``."""
+    head, separator, body = request.partition(b"\r\n\r\n")
+    return head + f"\r\nX-Forwarded-For: {ip}".encode() + separator + body
+
+
+def fresh_addresses(count: int) -> list[str]:
+    """``count`` client addresses, each in a /24 of its own, that nothing else in this run
+    uses (so counters of earlier tests never meet them)."""
+    network = random.randrange(1, 250)
+    first = random.randrange(0, 250 - count)
+    return [f"10.{network}.{first + n}.{random.randrange(1, 250)}" for n in range(count)]
 
 
 def login_all(address: rawhttp.Address, customers, *, page: str) -> list[rawhttp.ShopSession]:

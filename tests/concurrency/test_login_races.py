@@ -5,14 +5,12 @@ at the same instant, no more than the limit are ever checked."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 
 from shop import limits
 from testkit import bursts, rawhttp, seed, servers
-from tests.concurrency.conftest import THREADS, WORKERS, assert_no_server_errors
-from tests.support import redis_server
+from tests.concurrency.conftest import assert_no_server_errors, fresh_addresses
 
 pytestmark = pytest.mark.concurrency
 
@@ -25,37 +23,8 @@ def amount(policy: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def limited_server(race_database_url) -> Iterator[servers.Server]:
-    """The shop with rate limits on, counted in Redis under a prefix of this module's own,
-    behind one trusted proxy (so each request can say which client address it comes from)."""
-    redis_server.require_redis()
-    with (
-        redis_server.private_prefix("smallbatch-login-races") as prefix,
-        servers.start_gunicorn(
-            race_database_url,
-            workers=WORKERS,
-            threads=THREADS,
-            extra_env={
-                "RATELIMIT_ENABLED": "1",
-                "REDIS_URL": redis_server.redis_url(),
-                "RATELIMIT_KEY_PREFIX": prefix,
-                "SHOP_PROXY_COUNT": "1",
-            },
-        ) as server,
-    ):
-        yield server
-
-
-@pytest.fixture(scope="module")
 def victim(seed_app) -> seed.Customer:
     return seed.create_customers(seed_app, 1)[0]
-
-
-def addresses(count: int) -> list[str]:
-    """``count`` client addresses nobody else in this run uses."""
-    network = random.randrange(1, 250)
-    first = random.randrange(0, 250 - count)
-    return [f"10.{network}.{first + n}.{random.randrange(1, 250)}" for n in range(count)]
 
 
 def wrong_password_logins(server: servers.Server, emails: list[str], ips: list[str]) -> list[bytes]:
@@ -78,7 +47,7 @@ def wrong_password_logins(server: servers.Server, emails: list[str], ips: list[s
 def test_forty_parallel_guesses_at_one_account_from_one_address_check_ten_passwords(
     limited_server, victim
 ):
-    ip = addresses(1)[0]
+    ip = fresh_addresses(1)[0]
     requests = wrong_password_logins(limited_server, [victim.email] * PARALLEL, [ip] * PARALLEL)
 
     outcome = bursts.burst(limited_server.address, requests)
@@ -93,7 +62,7 @@ def test_forty_parallel_guesses_at_one_account_from_forty_addresses_check_thirty
 ):
     account = seed.create_customers(seed_app, 1)[0]
     requests = wrong_password_logins(
-        limited_server, [account.email] * PARALLEL, addresses(PARALLEL)
+        limited_server, [account.email] * PARALLEL, fresh_addresses(PARALLEL)
     )
 
     outcome = bursts.burst(limited_server.address, requests)
@@ -106,7 +75,7 @@ def test_forty_parallel_guesses_at_one_account_from_forty_addresses_check_thirty
 def test_forty_parallel_guesses_at_forty_accounts_from_one_address_check_thirty(
     limited_server,
 ):
-    ip = addresses(1)[0]
+    ip = fresh_addresses(1)[0]
     emails = [f"stuffed-{random.randrange(10**9)}-{n}@example.com" for n in range(PARALLEL)]
     requests = wrong_password_logins(limited_server, emails, [ip] * PARALLEL)
 
@@ -120,7 +89,7 @@ def test_forty_parallel_guesses_at_forty_accounts_from_one_address_check_thirty(
 def test_the_right_password_in_a_burst_of_guesses_uses_nothing_up(limited_server, seed_app):
     """Successes give their place back, even while they ran next to failures."""
     account = seed.create_customers(seed_app, 1)[0]
-    ip = addresses(1)[0]
+    ip = fresh_addresses(1)[0]
     browser = rawhttp.ShopSession(limited_server.address)
     assert browser.get("/account/login").status == 200
     right = [

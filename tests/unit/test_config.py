@@ -54,3 +54,17 @@ def test_production_password_hashing_is_argon2id_with_at_least_64_mib():
     config = settings.ProductionConfig
     assert config.SHOP_PASSWORD_MEMORY_COST >= 65536
     assert config.SHOP_PASSWORD_TIME_COST >= 2
+
+
+def test_a_process_hashes_two_passwords_at_once_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("SHOP_PASSWORD_CONCURRENCY", raising=False)
+    monkeypatch.delenv("SHOP_PASSWORD_WAIT_SECONDS", raising=False)
+    assert settings.DevelopmentConfig().SHOP_PASSWORD_CONCURRENCY == 2
+    assert settings.DevelopmentConfig().SHOP_PASSWORD_WAIT_SECONDS == 1.0
+    monkeypatch.setenv("SHOP_PASSWORD_CONCURRENCY", "4")
+    assert settings.DevelopmentConfig().SHOP_PASSWORD_CONCURRENCY == 4
+
+
+def test_no_hashing_slot_at_all_is_refused_at_start():
+    with pytest.raises(RuntimeError, match="SHOP_PASSWORD_CONCURRENCY"):
+        create_app("development", SHOP_PASSWORD_CONCURRENCY=0)
