@@ -83,10 +83,16 @@ Control API (``/_emulator``, JSON, no auth)
     returns ``{"flushed": bool, "pending": N}``.
 ``GET  /_emulator/deliveries[?event=evt_…]``
     ``{"data": [{event_id, event_type, attempt, url, status, ok, error, at, duration_ms}]}``.
+``GET  /_emulator/requests[?path=/v1/checkout/sessions][&after=N]``
+    ``{"data": [{seq, method, path, at}], "total": N}`` — every ``/v1`` request received (the
+    latest 10,000), numbered from 1 since the reset, oldest first, logged as it arrives (before
+    faults, auth or validation); optionally only those whose path starts with ``path``, or
+    numbered above ``after``: what the shop asked Stripe, for tests to count.
 ``POST /_emulator/events/{id}/resend``
     queue one more delivery of a stored event.
 ``POST /_emulator/reset``
-    forget all objects, events, keys, faults and deliveries; restore webhook settings and clock.
+    forget all objects, events, keys, faults, deliveries and logged requests; restore webhook
+    settings and clock.
 
 Events carry ``api_version`` ``2026-10-28.endive`` and a snapshot in ``data.object``:
 ``checkout.session.completed|expired|async_payment_succeeded|async_payment_failed``,

@@ -86,6 +86,8 @@ def _register_plumbing(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = objects.new_id("req_", 14)
+        if request.path.startswith("/v1/"):
+            get_state(current_app).record_request(request.method, request.path)
 
     @app.after_request
     def stripe_headers(response: Response) -> Response:
@@ -470,6 +472,14 @@ def _register_control(app: Flask) -> None:
         body = _control_body({"timeout"})
         flushed = state.webhooks.flush(float(_number(body, "timeout", 10.0)))
         return {"flushed": flushed, "pending": state.webhooks.pending()}
+
+    @app.get("/_emulator/requests")
+    @_control
+    def received_requests(state: EmulatorState) -> dict[str, Any]:
+        after = request.args.get("after", "0")
+        if not after.isascii() or not after.isdigit():
+            raise ControlError("after must be a whole number")
+        return state.received(request.args.get("path") or None, int(after))
 
     @app.get("/_emulator/deliveries")
     @_control

@@ -12,6 +12,7 @@ import copy
 import fnmatch
 import itertools
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from stripe_emulator.webhooks import WebhookConfig, WebhookDispatcher
 
 IDEMPOTENCY_TTL = 24 * 3600
 EVENT_RETENTION = 30 * 24 * 3600
+#: How many ``/v1`` requests the request log keeps (the oldest are forgotten first).
+REQUEST_LOG_SIZE = 10_000
 
 
 #: Which fields of which object kinds ``expand[]`` accepts, and what they expand into.
@@ -214,6 +217,8 @@ class EmulatorState:
         self._open: set[str] = set()
         self._seq: dict[str, int] = {}
         self._counter = itertools.count()
+        self._received: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._received_total = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -242,7 +247,8 @@ class EmulatorState:
             self.sweep()
 
     def reset(self) -> None:
-        """Forget every object, event, idempotency key and fault; restore webhook settings."""
+        """Forget every object, event, idempotency key, fault and logged request; restore webhook
+        settings."""
         with self.lock:
             self._clear()
             self.clock.reset()
@@ -1291,3 +1297,27 @@ class EmulatorState:
                 faults.timeout_next -= 1
                 hang = faults.hang_seconds
             return FaultDecision(delay_seconds=faults.delay_seconds, hang_seconds=hang)
+
+    # --- the request log ------------------------------------------------------------------
+
+    def record_request(self, method: str, path: str) -> None:
+        """Log one ``/v1`` request as it arrives, before faults, auth or validation: whatever
+        reached "Stripe" counts, as it would against Stripe's rate limit."""
+        with self.lock:
+            self._received_total += 1
+            self._received.append(
+                {"seq": self._received_total, "method": method, "path": path, "at": self.now()}
+            )
+
+    def received(self, path_prefix: str | None = None, after: int = 0) -> dict[str, Any]:
+        """``{"data": [...], "total": N}``: the logged requests numbered above ``after``,
+        oldest first, optionally only those under ``path_prefix``; ``total`` counts every
+        request since the reset (the number of the latest)."""
+        with self.lock:
+            data = [
+                dict(entry)
+                for entry in self._received
+                if entry["seq"] > after
+                and (path_prefix is None or entry["path"].startswith(path_prefix))
+            ]
+            return {"data": data, "total": self._received_total}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from tests.emulator.support import control, session_params, stripe_client_for
+from tests.emulator.support import control, inspect, session_params, stripe_client_for
 
 
 def test_an_injected_500_is_retried_by_the_sdk_and_then_succeeds(emulator, stripe_client):
@@ -86,3 +86,24 @@ def test_reset_forgets_objects_and_faults(emulator, stripe_client):
 
     assert stripe_client.v1.checkout.sessions.list().data == []
     assert stripe_client.v1.events.list().data == []
+
+
+def test_every_api_request_received_is_logged_also_the_failed_ones(emulator, stripe_client):
+    session = stripe_client.v1.checkout.sessions.create(params=session_params(emulator))
+    control(emulator, "faults", {"fail_next": 1})
+
+    stripe_client.v1.checkout.sessions.retrieve(session.id)  # a 500, then the SDK's retry
+
+    log = inspect(emulator, "requests")["data"]
+    assert [(r["method"], r["path"]) for r in log] == [
+        ("POST", "/v1/checkout/sessions"),
+        ("GET", f"/v1/checkout/sessions/{session.id}"),
+        ("GET", f"/v1/checkout/sessions/{session.id}"),
+    ]
+    assert [r["seq"] for r in log] == [1, 2, 3]
+    only = inspect(emulator, f"requests?path=/v1/checkout/sessions/{session.id}")["data"]
+    assert len(only) == 2
+    later = inspect(emulator, "requests?after=2")
+    assert [r["seq"] for r in later["data"]] == [3] and later["total"] == 3
+    control(emulator, "reset")
+    assert inspect(emulator, "requests")["data"] == []

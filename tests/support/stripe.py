@@ -27,7 +27,8 @@ with its Checkout Session), :func:`paid_order` (paid at the emulator and fulfill
 client: :func:`sign_in` (returns a CSRF token), :func:`buy`, :func:`session_id_from`, and the
 ``shopper`` fixture (a signed-in customer and a live batch). Faults:
 ``emulator.faults(fail_next=…)``; :func:`without_retries` makes them cheap (no SDK backoff);
-:func:`unconfirmed_refund` is a refund left for the sweeper to retry.
+:func:`unconfirmed_refund` is a refund left for the sweeper to retry. What the shop asked
+Stripe: :meth:`Emulator.api_calls`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -117,6 +119,19 @@ class Emulator:
     def webhooks(self, **config: Any) -> dict:
         """Change webhook delivery (``url``, ``secret``, ``duplicate``, ``out_of_order``, …)."""
         return self.control("POST", "/webhooks", config)
+
+    def api_calls(self, path: str | None = None, *, after: int = 0) -> list[tuple[str, str]]:
+        """Every ``/v1`` request the emulator received since its reset, as (method, path),
+        oldest first — also failed ones and the SDK's retries, as Stripe's rate limit counts
+        them; with ``path``, only those under it; with ``after`` (a :meth:`api_call_count`),
+        only the later ones."""
+        query = urlencode({"after": after, **({"path": path} if path else {})})
+        received = self.control("GET", f"/requests?{query}")["data"]
+        return [(entry["method"], entry["path"]) for entry in received]
+
+    def api_call_count(self) -> int:
+        """How many ``/v1`` requests the emulator received since its reset."""
+        return self.control("GET", "/requests")["total"]
 
     def flush(self, timeout: float = 10) -> dict:
         return self.control("POST", "/webhooks/flush", {"timeout": timeout})
