@@ -22,7 +22,7 @@ from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from shop import attempts, auth, users
-from shop.errors import InvalidInput
+from shop.errors import InvalidInput, TooManyAttempts
 from shop.extensions import limiter
 
 # Login: failures only (401), so successes cost nothing; reserved before the password check.
@@ -49,6 +49,14 @@ BUY_PER_IP = "300 per minute"
 # may come back to a held order from My orders; each asks Stripe, so a script is stopped here too.
 PAY_PER_CUSTOMER = "20 per minute"
 PAY_PER_IP = "600 per minute"
+# The page Stripe sends a customer back to: one visit per purchase, a few reloads and "Check
+# again" clicks. A paid or refunded order is answered from the database; only an order still
+# waiting (or released) may ask Stripe, so a script is stopped here too.
+RETURN_PER_CUSTOMER = "30 per minute"
+RETURN_PER_IP = "600 per minute"
+# Stripe is asked about one Checkout Session from the return page at most this often, however
+# many reloads and processes: the rest of the window answers from the database.
+RETURN_STRIPE_CHECK = "1 per 5 seconds"
 
 # Password reset links: every request, per address asked about and per client address. The
 # answer never says whether an account exists; the per-address count covers any address.
@@ -279,6 +287,25 @@ def buy(view):
 def pay(view):
     """Limits for continuing to payment (every attempt, GET after a buy or POST from My orders)."""
     return _per_customer_and_ip(view, "PAY", (PAY_PER_CUSTOMER, PAY_PER_IP), methods=None)
+
+
+def checkout_return(view):
+    """Limits for the page Stripe returns the customer to (every attempt, GET)."""
+    return _per_customer_and_ip(view, "RETURN", (RETURN_PER_CUSTOMER, RETURN_PER_IP), methods=None)
+
+
+def stripe_check_due(session_id: str) -> bool:
+    """True when the return page may ask Stripe about ``session_id`` now: the first hit in each
+    ``RETURN_STRIPE_CHECK`` window, counted before the call in the rate-limit storage (Redis in
+    production: one window for every process). Always True while rate limiting is off."""
+    check = attempts.Counted(
+        "return-stripe-check", session_id, setting("RETURN_STRIPE_CHECK", RETURN_STRIPE_CHECK)
+    )
+    try:
+        attempts.reserve([check])
+    except TooManyAttempts:
+        return False
+    return True
 
 
 def _per_customer_and_ip(view, name: str, defaults: tuple[str, str], *, methods):

@@ -212,6 +212,13 @@ def cancel(order: Order, *, now: datetime) -> str:
 # --- fulfilment ----------------------------------------------------------------------------
 
 
+def settled(order: Order) -> bool:
+    """Paid or refunded: the database has the last word on the order, so a page showing it
+    never needs to ask Stripe (fulfil would only confirm what is stored). A held order may be
+    paid by now, and a released one may still see a payment the shop must honour or refund."""
+    return order.state in (PAID, REFUNDED)
+
+
 def fulfil(session_id: str, *, now: datetime, event: WebhookEvent | None = None) -> str:
     """Paid Checkout Session → paid order with serials, exactly once, however often it is called
     and from wherever (webhook, success page, sweeper), also at the same moment.

@@ -136,20 +136,29 @@ def _destination_page(order: Order, countries: list[str], *, error: Exception | 
 
 @bp.get("/success")
 @database.writes
+@limits.checkout_return
 def success():
-    """Where Stripe sends the customer back: fulfil (idempotent) and show the numbers."""
+    """Where Stripe sends the customer back: show the numbers, fulfilling first (idempotent)
+    when the database does not know the outcome yet.
+
+    A paid or refunded order is answered from the database, however often the page is loaded.
+    Otherwise Stripe is asked at most once per ``limits.RETURN_STRIPE_CHECK`` for the session,
+    across every process; a reload inside that window shows what the database knows, and the
+    webhook finishes the job meanwhile.
+    """
     session_id = request.args.get("session_id", "")
     if not current_user.is_authenticated:
         return _login_first(request.full_path)
     order = catalog.customer_order_for_session(current_user, session_id)
     if order is None:
         abort(404)
-    order_id = order.id
-    try:
-        orders.fulfil(session_id, now=clock.now())
-    except (PaymentUnavailable, PaymentRejected):
-        db.session.rollback()  # show what we know; the webhook finishes the job
-    order = db.session.get(Order, order_id, populate_existing=True)
+    if not orders.settled(order) and limits.stripe_check_due(session_id):
+        order_id = order.id
+        try:
+            orders.fulfil(session_id, now=clock.now())
+        except (PaymentUnavailable, PaymentRejected):
+            db.session.rollback()  # show what we know; the webhook finishes the job
+        order = db.session.get_one(Order, order_id, populate_existing=True)
     return render_template("checkout/success.html", order=order, batch=order.batch)
 
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from sqlalchemy import event, func, select, text
 
-from shop import clock, drops, inventory
+from shop import clock, drops, inventory, refunds
 from shop.extensions import db
 from shop.models import Drop, Order
 from shop.models.order import CANCELLED, HELD, PAID
@@ -413,6 +413,74 @@ def test_the_success_page_says_processing_until_the_payment_is_confirmed(
     assert page.status_code == 200
     assert "Processing your payment" in page.get_data(as_text=True)
     assert _orders()[0].state == HELD
+
+
+RELOADS = 10
+
+
+def test_the_return_page_of_a_paid_order_answers_from_the_database_without_asking_stripe(
+    app, client, emulator, shopper
+):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 2, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)
+    event = emulator.event("checkout.session.completed", session_id)
+    assert deliver(client, event).json["outcome"] == "paid"  # the webhook was first
+    asked = len(emulator.api_calls())
+
+    pages = [client.get(f"/checkout/success?session_id={session_id}") for _ in range(RELOADS)]
+
+    assert len(emulator.api_calls()) == asked
+    for page in pages:
+        assert page.status_code == 200
+        assert "Paid — No.&nbsp;1 and No.&nbsp;2 of 5" in page.get_data(as_text=True)
+
+
+def test_a_paid_order_asks_stripe_on_its_first_return_only(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)  # no webhook yet: the first return settles the order
+    asked = len(emulator.api_calls())
+
+    first = client.get(f"/checkout/success?session_id={session_id}")
+    after_first = emulator.api_calls()[asked:]
+    reloads = [client.get(f"/checkout/success?session_id={session_id}") for _ in range(RELOADS)]
+
+    assert after_first == [("GET", f"/v1/checkout/sessions/{session_id}")]
+    assert len(emulator.api_calls()) == asked + 1
+    for page in [first, *reloads]:
+        assert "Paid — No.&nbsp;1 of 5" in page.get_data(as_text=True)
+    assert _orders()[0].state == PAID
+
+
+def test_the_return_page_of_a_refunded_order_does_not_ask_stripe(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)
+    client.get(f"/checkout/success?session_id={session_id}")
+    [order] = _orders()
+    refunds.refund_order(order, actor=None, now=clock.now(), reason="The bottle broke.")
+    asked = len(emulator.api_calls())
+
+    pages = [client.get(f"/checkout/success?session_id={session_id}") for _ in range(RELOADS)]
+
+    assert len(emulator.api_calls()) == asked
+    assert all("The bottle broke." in page.get_data(as_text=True) for page in pages)
+
+
+def test_continuing_to_pay_for_a_paid_order_does_not_ask_stripe(app, client, emulator, shopper):
+    _customer, batch, csrf = shopper
+    session_id = session_id_from(buy(client, batch.id, 1, csrf=csrf).headers["Location"])
+    emulator.complete(session_id)
+    client.get(f"/checkout/success?session_id={session_id}")
+    [order] = _orders()
+    asked = len(emulator.api_calls())
+
+    for _ in range(RELOADS):
+        page = client.get(f"/checkout/orders/{order.public_id}/pay")
+        assert "no longer waiting for payment" in page.get_data(as_text=True)
+
+    assert len(emulator.api_calls()) == asked
 
 
 def test_cancelling_expires_the_session_and_releases_the_units(app, client, emulator, shopper):
