@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import unquote, urlsplit
@@ -69,38 +70,49 @@ def configure_login(login_manager: LoginManager) -> None:
     def unauthorized():
         if wants_json():
             return error_response(401, LoginRequired.code, LoginRequired.message)
-        return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
+        return _to_login()
+
+
+def _to_login():
+    """To the login page, and back to this page after."""
+    return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
+
+
+def _signed_in_as(allowed: Callable[[User], bool], *, refused: int):
+    """A view guard: visitors log in first; a user whom ``allowed`` refuses gets ``refused``."""
+
+    def guard(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return _to_login()
+            if not allowed(current_user):
+                abort(refused)
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return guard
 
 
 def maker_required(view):
-    """Makers only: anonymous visitors are sent to log in, customers get 403."""
+    """Makers only: anonymous visitors are sent to log in, customers get 403, and a suspended
+    maker the "account suspended" page."""
 
+    @_signed_in_as(lambda user: user.is_maker, refused=403)
     @wraps(view)
-    def guarded(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
-        if not current_user.is_maker:
-            abort(403)
+    def in_good_standing(*args, **kwargs):
         if current_user.is_suspended:
             raise AccountSuspended()
         return view(*args, **kwargs)
 
-    return guarded
+    return in_good_standing
 
 
 def operator_required(view):
     """The shop's operator only (``is_admin``): anonymous visitors log in, anyone else a 404, so
     the console's existence is not advertised."""
-
-    @wraps(view)
-    def guarded(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return redirect(url_for("account.login", next=request.full_path.rstrip("?")))
-        if not current_user.is_admin:
-            abort(404)
-        return view(*args, **kwargs)
-
-    return guarded
+    return _signed_in_as(lambda user: user.is_admin, refused=404)(view)
 
 
 # As sent: printable ASCII only (no spaces, controls, backslashes or Unicode slash lookalikes).
