@@ -8,8 +8,12 @@ emulator.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -24,35 +28,35 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_parsed(name: str, default: T, parse: Callable[[str], T], meaning: str) -> T:
+    """``name`` from the environment, read by ``parse``; a value it cannot read stops the start."""
     value = _env(name)
     if value is None:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise RuntimeError(f"{name} must be a whole number, got {value!r}") from None
+        raise RuntimeError(f"{name} must be {meaning}, got {value!r}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_parsed(name, default, int, "a whole number")
 
 
 def _env_number(name: str, default: float) -> float:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise RuntimeError(f"{name} must be a number of seconds, got {value!r}") from None
+    return _env_parsed(name, default, float, "a number of seconds")
 
 
 def _env_flag(name: str, default: bool) -> bool:
-    value = _env(name)
-    if value is None:
-        return default
+    return _env_parsed(name, default, _on_or_off, "on or off (1/0)")
+
+
+def _on_or_off(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise RuntimeError(f"{name} must be on or off (1/0), got {value!r}")
+    raise ValueError(value)
 
 
 def _database_url(default: str | None) -> str | None:

@@ -9,27 +9,54 @@ def test_an_unset_shop_env_means_production(monkeypatch):
     assert isinstance(settings.load(), settings.ProductionConfig)
 
 
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "SHOP_BASE_URL",
+    "SMTP_URL",
+)
+
+
 def test_production_refuses_to_start_and_names_every_missing_setting(monkeypatch):
-    for name in (
-        "SECRET_KEY",
-        "DATABASE_URL",
-        "STRIPE_SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
-        "SHOP_BASE_URL",
-        "SMTP_URL",
-    ):
+    for name in REQUIRED_IN_PRODUCTION:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError) as error:
         create_app("production")
-    for name in (
-        "SECRET_KEY",
-        "DATABASE_URL",
-        "STRIPE_SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
-        "SHOP_BASE_URL",
-        "SMTP_URL",
-    ):
+    for name in REQUIRED_IN_PRODUCTION:
         assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "meaning"),
+    [
+        ("SHOP_HOLD_MINUTES", "ten", "a whole number"),
+        ("STRIPE_READ_TIMEOUT", "soon", "a number of seconds"),
+        ("SHOP_REQUIRE_VERIFIED_EMAIL", "maybe", "on or off (1/0)"),
+    ],
+)
+def test_a_setting_the_shop_cannot_read_stops_it_and_says_why(monkeypatch, name, value, meaning):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError) as error:
+        settings.DevelopmentConfig()
+    assert str(error.value) == f"{name} must be {meaning}, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("On", True), ("yes", True), ("0", False), ("OFF", False), ("", False)],
+)
+def test_a_flag_reads_the_usual_words_and_falls_back_when_empty(monkeypatch, value, expected):
+    monkeypatch.setenv("SHOP_REQUIRE_VERIFIED_EMAIL", value)
+    assert settings.DevelopmentConfig().SHOP_REQUIRE_VERIFIED_EMAIL is expected
+
+
+def test_numbers_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SHOP_HOLD_MINUTES", "15")
+    monkeypatch.setenv("STRIPE_READ_TIMEOUT", "2.5")
+    config = settings.DevelopmentConfig()
+    assert (config.SHOP_HOLD_MINUTES, config.STRIPE_READ_TIMEOUT) == (15, 2.5)
 
 
 def test_development_needs_no_settings(monkeypatch):
