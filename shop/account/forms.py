@@ -8,6 +8,23 @@ from shop.errors import InvalidInput
 PASSWORD_RULE = f"Passwords are {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long."
 
 
+def new_password_field(label: str) -> PasswordField:
+    """A password being chosen (change, reset, invitation), within the length rule."""
+    return PasswordField(
+        label,
+        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
+        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
+    )
+
+
+def confirm_password_field(label: str) -> PasswordField:
+    """The chosen password typed again; it must match ``new_password``."""
+    return PasswordField(
+        label,
+        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
+    )
+
+
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
@@ -50,23 +67,12 @@ class RegisterForm(FlaskForm):
             raise ValidationError(error.message) from None
 
 
-class LogoutForm(FlaskForm):
-    pass
-
-
 class PasswordForm(FlaskForm):
     current_password = PasswordField(
         "Current password", validators=[DataRequired(), Length(max=passwords.MAX_LENGTH)]
     )
-    new_password = PasswordField(
-        "New password",
-        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
-        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
-    )
-    confirm_password = PasswordField(
-        "New password, again",
-        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
-    )
+    new_password = new_password_field("New password")
+    confirm_password = confirm_password_field("New password, again")
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -74,19 +80,8 @@ class ForgotPasswordForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    new_password = PasswordField(
-        "New password",
-        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
-        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
-    )
-    confirm_password = PasswordField(
-        "New password, again",
-        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
-    )
-
-
-class ResendVerificationForm(FlaskForm):
-    pass
+    new_password = new_password_field("New password")
+    confirm_password = confirm_password_field("New password, again")
 
 
 class AcceptInvitationForm(FlaskForm):
@@ -95,12 +90,5 @@ class AcceptInvitationForm(FlaskForm):
         validators=[DataRequired(message="Tell customers who you are."), Length(max=80)],
         description="Customers see it on your drops. You can change it later.",
     )
-    new_password = PasswordField(
-        "Choose a password",
-        validators=[DataRequired(), Length(min=passwords.MIN_LENGTH, max=passwords.MAX_LENGTH)],
-        description=f"{passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
-    )
-    confirm_password = PasswordField(
-        "The password, again",
-        validators=[DataRequired(), EqualTo("new_password", message="The two don't match.")],
-    )
+    new_password = new_password_field("Choose a password")
+    confirm_password = confirm_password_field("The password, again")

@@ -20,15 +20,14 @@ from shop.account.forms import (
     AcceptInvitationForm,
     ForgotPasswordForm,
     LoginForm,
-    LogoutForm,
     PasswordForm,
     RegisterForm,
-    ResendVerificationForm,
     ResetPasswordForm,
 )
 from shop.auth import safe_next
 from shop.errors import InvalidInput, InvalidState, LinkInvalid, TooSoon
 from shop.extensions import db
+from shop.forms import ButtonForm, invalid_status
 from shop.models.order import HELD, PAID
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -50,8 +49,7 @@ def _start_session(user, *, remember: bool) -> None:
 def register():
     form = RegisterForm(next=request.args.get("next", ""))
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("account/register.html", form=form), status
+        return render_template("account/register.html", form=form), invalid_status(form)
     try:
         user = users.register(
             form.email.data, form.password.data, display_name=form.display_name.data
@@ -76,8 +74,7 @@ def register():
 def login():
     form = LoginForm(next=request.args.get("next", ""))
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("account/login.html", form=form), status
+        return render_template("account/login.html", form=form), invalid_status(form)
     try:
         user = users.authenticate(form.email.data, form.password.data)
     except users.LookAlikeEmail as error:
@@ -93,7 +90,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    form = LogoutForm()
+    form = ButtonForm()
     if form.validate_on_submit() and current_user.is_authenticated:
         users.revoke_sessions(current_user)
         db.session.commit()
@@ -109,7 +106,7 @@ def overview():
     orders = catalog.customer_orders(current_user)
     return render_template(
         "account/overview.html",
-        resend_form=ResendVerificationForm(),
+        resend_form=ButtonForm(),
         awaiting=[o for o in orders if o.state == HELD],
         units=[unit for o in orders if o.state == PAID for unit in o.units],
         recent=orders[:3],
@@ -138,8 +135,7 @@ def order(public_id: str):
 def password():
     form = PasswordForm()
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("account/password.html", form=form), status
+        return render_template("account/password.html", form=form), invalid_status(form)
     user = current_user._get_current_object()
     try:
         users.change_password(user, form.current_password.data, form.new_password.data)
@@ -181,7 +177,7 @@ def verify_email(token: str):
 @login_required
 @limits.resend_verification
 def resend_verification():
-    form = ResendVerificationForm()
+    form = ButtonForm()
     if form.validate_on_submit():
         try:
             verification.resend(current_user._get_current_object(), now=clock.now())
@@ -199,8 +195,7 @@ def resend_verification():
 def forgot_password():
     form = ForgotPasswordForm()
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("account/forgot_password.html", form=form), status
+        return render_template("account/forgot_password.html", form=form), invalid_status(form)
     try:
         recovery.request_link(form.email.data, now=clock.now())
     except InvalidInput as error:
@@ -222,8 +217,7 @@ def reset_password(token: str):
         db.session.rollback()
         return _link_problem(error, ask_again=url_for("account.forgot_password")), error.status
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("account/reset_password.html", form=form), status
+        return render_template("account/reset_password.html", form=form), invalid_status(form)
     try:
         user = recovery.reset(token, form.new_password.data, now=clock.now())
     except LinkInvalid as error:
@@ -252,10 +246,9 @@ def accept_invitation(token: str):
     if request.method == "GET":
         form.display_name.data = invitation.display_name
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
         return render_template(
             "account/accept_invitation.html", form=form, invitation=invitation
-        ), status
+        ), invalid_status(form)
     try:
         user = operators.accept(
             token,

@@ -25,8 +25,9 @@ from shop import (
 from shop.auth import maker_required
 from shop.errors import InvalidInput
 from shop.extensions import db
+from shop.forms import ButtonForm, invalid_status
 from shop.maker import forms
-from shop.maker.views import bp, invalid_status, local_time, on_error, utc_time
+from shop.maker.views import bp, local_time, on_error, utc_time
 from shop.models import Drop
 from shop.models.drop import CLOSED
 
@@ -188,7 +189,7 @@ def _change_when(drop_id: int, step: str, form, change, done):
 def _confirmed_drop_change(drop_id: int, change, done: str):
     """A one-click change to a drop behind the confirm form; back to the drop either way."""
     found = drops.drop_for(current_user, drop_id)
-    if forms.ConfirmForm().validate_on_submit():
+    if ButtonForm().validate_on_submit():
         change(found, actor=current_user, now=clock.now())
         db.session.commit()
         flash(done, "success")

@@ -238,10 +238,6 @@ class AltForm(FlaskForm):
     )
 
 
-class ConfirmForm(FlaskForm):
-    """A bare POST with a CSRF token (delete an image, move a drop back to draft)."""
-
-
 class MultiCheckboxField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
@@ -374,10 +370,6 @@ class OrderFilterForm(FlaskForm):
 
     def page_number(self) -> int:
         return numbers.parse_whole(self.page.data, low=1, high=99999) or 1
-
-
-class RetryMessageForm(FlaskForm):
-    pass
 
 
 class ShippingRateForm(FlaskForm):

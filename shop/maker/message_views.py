@@ -8,7 +8,7 @@ from flask_login import current_user
 from shop import clock, outbox
 from shop.auth import maker_required, safe_next
 from shop.extensions import db
-from shop.maker import forms
+from shop.forms import ButtonForm
 from shop.maker.views import bp
 
 
@@ -18,7 +18,7 @@ def failed_messages():
     return render_template(
         "maker/messages.html",
         messages=outbox.failed_for_maker(current_user),
-        retry_form=forms.RetryMessageForm(),
+        retry_form=ButtonForm(),
     )
 
 
@@ -28,7 +28,7 @@ def retry_message(message_id: int):
     message = outbox.message_for_maker(current_user, message_id)
     if message is None:
         abort(404)
-    form = forms.RetryMessageForm()
+    form = ButtonForm()
     if form.validate_on_submit() and outbox.retry(message, now=clock.now()):
         db.session.commit()
         flash(f"Sending it again to {message.recipient} in a moment.", "success")

@@ -26,8 +26,9 @@ from shop import (
 from shop.auth import maker_required
 from shop.errors import InvalidState, PaymentUnavailable
 from shop.extensions import db
+from shop.forms import ButtonForm, invalid_status
 from shop.maker import forms
-from shop.maker.views import bp, invalid_status, on_error
+from shop.maker.views import bp, on_error
 from shop.models.order import PAID, REFUNDED
 
 
@@ -74,7 +75,7 @@ def _order_page(order, *, ship_form=None, error=None, status=200):
             ship_form=ship_form or forms.ShipForm(obj=order, formdata=None),
             trail=audit.order_trail(order),
             messages=outbox.for_order(order),
-            retry_form=forms.RetryMessageForm(),
+            retry_form=ButtonForm(),
             error=error,
         ),
         status,

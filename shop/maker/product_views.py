@@ -19,8 +19,9 @@ from shop import (
 )
 from shop.auth import maker_required
 from shop.extensions import db
+from shop.forms import ButtonForm, invalid_status
 from shop.maker import forms
-from shop.maker.views import bp, invalid_status, on_error
+from shop.maker.views import bp, on_error
 
 
 @bp.get("/products", endpoint="products")
@@ -193,7 +194,7 @@ def update_image(image_id: int):
 def delete_image(image_id: int):
     image = products.image_for(current_user, image_id)
     batch_id = image.batch_id
-    form = forms.ConfirmForm()
+    form = ButtonForm()
     if not form.validate_on_submit():
         return redirect(url_for("maker.batch", batch_id=batch_id) + "#images", 303)
     filename = products.remove_image(image, actor=current_user, now=clock.now())

@@ -9,8 +9,9 @@ from shop import money, products, shipping_rates
 from shop.auth import maker_required
 from shop.errors import ShopError
 from shop.extensions import db
+from shop.forms import ButtonForm, invalid_status
 from shop.maker import forms
-from shop.maker.views import bp, invalid_status
+from shop.maker.views import bp
 
 
 def _form(rate=None) -> forms.ShippingRateForm:
@@ -77,7 +78,7 @@ def shipping_rate(rate_id: int):
 @maker_required
 def delete_shipping_rate(rate_id: int):
     rate = shipping_rates.rate_for(current_user, rate_id)
-    if not forms.ConfirmForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         return _page(_form(), error="The form expired. Try again."), 400
     name = rate.name
     shipping_rates.delete_rate(rate)

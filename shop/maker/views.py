@@ -37,6 +37,7 @@ from shop import (
 from shop.auth import maker_required
 from shop.errors import InvalidInput, ShopError
 from shop.extensions import db
+from shop.forms import invalid_status
 from shop.maker import forms
 
 bp = Blueprint("maker", __name__, url_prefix="/maker")
@@ -61,10 +62,6 @@ def local_time(value: datetime | None) -> datetime | None:
 
 def utc_time(value: datetime | None) -> datetime | None:
     return timezones.to_utc(value, current_user.timezone) if value is not None else None
-
-
-def invalid_status(form) -> int:
-    return 422 if request.method == "POST" else 200
 
 
 # --------------------------------------------------------------------------- overview

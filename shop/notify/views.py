@@ -12,16 +12,13 @@ from wtforms.validators import Length
 from shop import catalog, clock, limits, notifications
 from shop.errors import InvalidInput, InvalidState, LinkInvalid
 from shop.extensions import csrf, db
+from shop.forms import ButtonForm
 
 bp = Blueprint("notify", __name__, url_prefix="/notify")
 
 
 class NotifyForm(FlaskForm):
     email = EmailField("Your email", validators=[Length(max=254)])
-
-
-class UnsubscribeForm(FlaskForm):
-    pass
 
 
 @bp.post("/drops/<slug>")
@@ -79,7 +76,7 @@ def unsubscribe(token: str):
         return render_template("notify/done.html", problem=error.message), error.status
     if request.method == "GET":
         return render_template(
-            "notify/unsubscribe.html", subscription=subscription, form=UnsubscribeForm()
+            "notify/unsubscribe.html", subscription=subscription, form=ButtonForm()
         )
     notifications.unsubscribe(token, now=clock.now())
     db.session.commit()

@@ -30,7 +30,3 @@ class SuspendForm(FlaskForm):
             Length(max=500, message="Keep the reason under 500 characters."),
         ],
     )
-
-
-class ConfirmForm(FlaskForm):
-    """A button that changes something: only its CSRF token."""

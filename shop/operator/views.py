@@ -10,7 +10,8 @@ from shop import clock, operators, reports
 from shop.auth import operator_required
 from shop.errors import ShopError
 from shop.extensions import db
-from shop.operator.forms import ConfirmForm, InviteForm, SuspendForm
+from shop.forms import ButtonForm
+from shop.operator.forms import InviteForm, SuspendForm
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
 
@@ -27,7 +28,7 @@ def _makers_page(form: InviteForm, *, errors: list[str] | None = None) -> str:
         makers=operators.makers(now),
         invitations=operators.open_invitations(now),
         form=form,
-        confirm=ConfirmForm(),
+        confirm=ButtonForm(),
         errors=errors or [],
         section="makers",
     )
@@ -57,7 +58,7 @@ def invite():
 @bp.post("/invitations/<int:invitation_id>/withdraw")
 @operator_required
 def withdraw(invitation_id: int):
-    if not ConfirmForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         return _makers_page(InviteForm(), errors=["The form expired. Try again."]), 400
     g.render_error = _show_on_makers
     invitation = operators.revoke(current_user, invitation_id, now=clock.now())
@@ -91,7 +92,7 @@ def suspend(maker_id: int):
 @operator_required
 def reinstate(maker_id: int):
     maker = operators.maker(maker_id)
-    if not ConfirmForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         return _makers_page(InviteForm(), errors=["The form expired. Try again."]), 400
     g.render_error = _show_on_makers
     operators.reinstate(current_user, maker)
