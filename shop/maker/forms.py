@@ -282,32 +282,32 @@ class DropForm(FlaskForm):
         ]
 
 
-class OpenDropForm(FlaskForm):
-    when = RadioField(
-        "When",
-        choices=[("now", "Open now"), ("later", "Schedule the opening")],
-        default="now",
-        validators=[InputRequired(message="Choose when the drop opens.")],
-    )
-    at = DateTimeLocalField("Opening time", format=LOCAL_FORMATS, validators=[Optional()])
-    confirm = BooleanField(
-        "I've checked the batches and prices; customers can buy from the opening time.",
-        validators=[DataRequired(message="Tick the box to confirm.")],
-    )
+def _step_form(verb: str, step: str, tick: str) -> type[FlaskForm]:
+    """The open or close step's form: now or at a time (``step``: "opening"), and the box to
+    ``tick``."""
+
+    class StepForm(FlaskForm):
+        when = RadioField(
+            "When",
+            choices=[("now", f"{verb} now"), ("later", f"Schedule the {step}")],
+            default="now",
+            validators=[InputRequired(message=f"Choose when the drop {verb.lower()}s.")],
+        )
+        at = DateTimeLocalField(
+            f"{step.capitalize()} time", format=LOCAL_FORMATS, validators=[Optional()]
+        )
+        confirm = BooleanField(tick, validators=[DataRequired(message="Tick the box to confirm.")])
+
+    StepForm.__name__ = StepForm.__qualname__ = f"{verb}DropForm"
+    return StepForm
 
 
-class CloseDropForm(FlaskForm):
-    when = RadioField(
-        "When",
-        choices=[("now", "Close now"), ("later", "Schedule the closing")],
-        default="now",
-        validators=[InputRequired(message="Choose when the drop closes.")],
-    )
-    at = DateTimeLocalField("Closing time", format=LOCAL_FORMATS, validators=[Optional()])
-    confirm = BooleanField(
-        "I understand a closed drop can't be reopened.",
-        validators=[DataRequired(message="Tick the box to confirm.")],
-    )
+OpenDropForm = _step_form(
+    "Open",
+    "opening",
+    "I've checked the batches and prices; customers can buy from the opening time.",
+)
+CloseDropForm = _step_form("Close", "closing", "I understand a closed drop can't be reopened.")
 
 
 class ShipForm(FlaskForm):
