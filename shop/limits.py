@@ -15,13 +15,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 
 from flask import Flask, current_app, make_response, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shop import attempts, auth, users
+from shop import attempts, auth, clock, users
 from shop.errors import InvalidInput, TooManyAttempts
 from shop.extensions import limiter
 
@@ -69,8 +70,14 @@ RESEND_VERIFICATION_PER_CUSTOMER = "5 per hour"
 NOTIFY_PER_IP = "10 per minute; 60 per hour"
 
 DEVICE_COOKIE = "smallbatch_device"
-DEVICE_COOKIE_DAYS = 365
-_DEVICE_ACCOUNTS = 5
+DEVICE_DAYS = 90  # an entry (and the cookie) lasts this long after the login that made it
+_DEVICE_ENTRIES = 8  # accounts x networks one browser remembers
+_DEVICE_ENDPOINTS = (
+    "account.login",
+    "account.register",
+    "account.password",
+    "account.reset_password",
+)
 
 
 def client_ip() -> str:
@@ -119,46 +126,100 @@ def login_failed(response) -> bool:
 
 
 def known_device() -> bool:
-    """True when this browser has logged in to the posted account before (signed cookie).
+    """True when this browser logged in to the posted account, from this network, with the
+    account's current password, within DEVICE_DAYS (a signed cookie, see :func:`device_entry`).
 
     Such a browser skips the per-account limit, so an attacker failing on purpose from many
     addresses cannot keep the real customer out; the per-address limits still apply to it.
     """
-    return account_key() in _device_accounts()
+    entries = _device_entries()
+    if not entries:
+        return False  # no cookie (or only stale entries): no query
+    try:
+        email = users.normalise_email(request.form.get("email", ""))
+    except InvalidInput:
+        return False
+    user = users.find_by_email(email)
+    if user is None:
+        return False
+    return _device_digest(user.email, user.password_hash, client_ip()) in entries
+
+
+def device_entry(email: str, password_hash: str, ip: str, issued_at: int) -> list:
+    """One entry of the device cookie: an HMAC of the account's address, its password hash and
+    the client's network, so it stops applying when the password changes (in any way) or the
+    browser is on another network, and the time it was issued, so it expires."""
+    return [_device_digest(email, password_hash, ip), issued_at]
+
+
+def network_of(ip: str) -> str:
+    """The network a device entry is bound to: the /24 of an IPv4 address, the /48 of an IPv6
+    one (what one home or office line keeps across reconnections)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _device_digest(email: str, password_hash: str, ip: str) -> str:
+    secret = (current_app.config.get("SECRET_KEY") or "").encode()
+    message = "\0".join(("known-device", email, password_hash, network_of(ip)))
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="smallbatch.device")
 
 
-def _device_accounts() -> list[str]:
+def _fresh_entries() -> list[list]:
+    """The cookie's entries issued within DEVICE_DAYS; anything else (forged, stale, an older
+    format) is dropped."""
     value = request.cookies.get(DEVICE_COOKIE)
     if not value:
         return []
     try:
-        accounts_seen = _serializer().loads(value, max_age=DEVICE_COOKIE_DAYS * 86400)
+        entries = _serializer().loads(value, max_age=DEVICE_DAYS * 86400)
     except BadSignature:
         return []
-    return (
-        [a for a in accounts_seen if isinstance(a, str)] if isinstance(accounts_seen, list) else []
-    )
+    if not isinstance(entries, list):
+        return []
+    oldest = clock.now().timestamp() - DEVICE_DAYS * 86400
+    return [
+        [digest, issued]
+        for digest, issued in (e for e in entries if isinstance(e, list) and len(e) == 2)
+        if isinstance(digest, str) and isinstance(issued, int) and issued > oldest
+    ]
+
+
+def _device_entries() -> set[str]:
+    return {digest for digest, _ in _fresh_entries()}
 
 
 def _remember_device(response):
-    """After a successful login or registration, mark this browser as known for the account."""
+    """After a successful login, registration or password change, mark this browser as known
+    for the account, its current password and this network."""
     if (
         request.method == "POST"
-        and request.endpoint in ("account.login", "account.register")
+        and request.endpoint in _DEVICE_ENDPOINTS
         and response.status_code in (302, 303)
         and current_user.is_authenticated
     ):
-        key = account_key()
-        seen = [key, *[a for a in _device_accounts() if a != key]][:_DEVICE_ACCOUNTS]
+        entry = device_entry(
+            current_user.email,
+            current_user.password_hash,
+            client_ip(),
+            int(clock.now().timestamp()),
+        )
+        kept = [e for e in _fresh_entries() if e[0] != entry[0]]
         config = current_app.config
         response.set_cookie(
             DEVICE_COOKIE,
-            _serializer().dumps(seen),
-            max_age=DEVICE_COOKIE_DAYS * 86400,
+            _serializer().dumps([entry, *kept][:_DEVICE_ENTRIES]),
+            max_age=DEVICE_DAYS * 86400,
             path="/account",
             secure=bool(config.get("SESSION_COOKIE_SECURE")),
             httponly=True,
