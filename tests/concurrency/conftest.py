@@ -24,7 +24,7 @@ import stripe_emulator
 from shop import inventory
 from shop.extensions import db
 from shop.models import Batch, Order
-from testkit import databases, factories, invariants, rawhttp, servers
+from testkit import bursts, databases, factories, invariants, rawhttp, servers
 from tests.support import redis_server
 
 # Several worker processes, each with threads: races inside a process and across processes.
@@ -226,6 +226,23 @@ def login_all(address: rawhttp.Address, customers, *, page: str) -> list[rawhttp
     """Log every customer in through the real form (a few at a time)."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(lambda c: rawhttp.login(address, c.email, page=page), customers))
+
+
+def assert_burst(
+    outcome: bursts.Burst,
+    server: servers.Server,
+    *,
+    won: int,
+    lost: int,
+    saying: str,
+    status: int = 409,
+) -> None:
+    """No 5xx; ``won`` requests got their 303, the other ``lost`` a ``status`` ``saying`` why."""
+    assert_no_server_errors(outcome.responses, server)
+    assert outcome.count(303) == won
+    refused = [r for r in outcome.responses if r.status != 303]
+    assert [r.status for r in refused] == [status] * lost
+    assert all(saying in r.text for r in refused)
 
 
 def assert_no_server_errors(responses: list[rawhttp.Response], server: servers.Server) -> None:

@@ -47,6 +47,20 @@ def test_two_sweepers_return_every_expired_unit_exactly_once(seed_app, racers, d
     assert violations(seed_app, batch_id) == []
 
 
+def _both_ways(racers, action: str, order_ids: list[int]) -> Counter:
+    """Two processes ``action`` the same orders at once, in opposite orders: how many times
+    each order was done."""
+    first, second = racers.race(
+        [
+            {"action": action, "order_ids": order_ids},
+            {"action": action, "order_ids": list(reversed(order_ids))},
+        ]
+    )
+    done_by_first = zip(order_ids, first, strict=True)
+    done_by_second = zip(reversed(order_ids), second, strict=True)
+    return Counter(order_id for order_id, done in [*done_by_first, *done_by_second] if done)
+
+
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
 def test_releasing_one_hold_from_two_processes_returns_its_units_once(
     seed_app, racers, drop, repetition
@@ -54,21 +68,8 @@ def test_releasing_one_hold_from_two_processes_returns_its_units_once(
     batch_id = seed.add_batch(seed_app, drop, edition_size=40, limit=2)
     order_ids = hold_units(seed_app, batch_id, [2, 1] * 8, now=clock.now())
 
-    first, second = racers.race(
-        [
-            {"action": "release", "order_ids": order_ids},
-            {"action": "release", "order_ids": list(reversed(order_ids))},
-        ]
-    )
+    releases = _both_ways(racers, "release", order_ids)
 
-    releases = Counter(
-        order_id
-        for order_id, done in [
-            *zip(order_ids, first, strict=True),
-            *zip(reversed(order_ids), second, strict=True),
-        ]
-        if done
-    )
     assert releases == Counter(order_ids)  # each order released by exactly one process
     assert stock(seed_app, batch_id) == (40, 0, 0)
     assert violations(seed_app, batch_id) == []
@@ -82,21 +83,8 @@ def test_confirming_one_order_from_two_processes_assigns_its_serials_once(
     hold_units(seed_app, batch_id, [1, 2], now=clock.now(), paid=True)  # serials 1..3 taken
     order_ids = hold_units(seed_app, batch_id, [2, 1] * 4, now=clock.now())
 
-    first, second = racers.race(
-        [
-            {"action": "confirm", "order_ids": order_ids},
-            {"action": "confirm", "order_ids": list(reversed(order_ids))},
-        ]
-    )
+    confirmations = _both_ways(racers, "confirm", order_ids)
 
-    confirmations = Counter(
-        order_id
-        for order_id, done in [
-            *zip(order_ids, first, strict=True),
-            *zip(reversed(order_ids), second, strict=True),
-        ]
-        if done
-    )
     assert confirmations == Counter(order_ids)
     assert set(order_states(seed_app, order_ids).values()) == {"paid"}
     assert stock(seed_app, batch_id) == (20, 15, 0)

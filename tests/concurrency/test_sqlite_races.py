@@ -17,6 +17,7 @@ from tests.concurrency.conftest import (
     AT_THE_LIMIT,
     REPETITIONS,
     SOLD_OUT,
+    assert_burst,
     assert_no_server_errors,
     hold_units,
     login_all,
@@ -67,11 +68,7 @@ def test_twenty_customers_racing_for_the_last_five_units_on_sqlite_get_exactly_f
 
     outcome = bursts.burst(sqlite_server.address, [s.buy_request(batch_id, 1) for s in crowd])
 
-    assert_no_server_errors(outcome.responses, sqlite_server)
-    assert outcome.count(303) == 5
-    refused = [r for r in outcome.responses if r.status != 303]
-    assert [r.status for r in refused] == [409] * 15
-    assert all(SOLD_OUT in r.text for r in refused)
+    assert_burst(outcome, sqlite_server, won=5, lost=15, saying=SOLD_OUT)
     assert stock(sqlite_app, batch_id) == (15, 10, 5)
     assert violations(sqlite_app, batch_id) == []
 
@@ -87,11 +84,7 @@ def test_one_customer_on_two_devices_on_sqlite_cannot_hold_more_than_the_limit(
 
     outcome = bursts.burst(sqlite_server.address, requests)
 
-    assert_no_server_errors(outcome.responses, sqlite_server)
-    assert outcome.count(303) == 2
-    refused = [r for r in outcome.responses if r.status != 303]
-    assert [r.status for r in refused] == [409] * 8
-    assert all(AT_THE_LIMIT in r.text for r in refused)
+    assert_burst(outcome, sqlite_server, won=2, lost=8, saying=AT_THE_LIMIT)
     assert violations(sqlite_app, batch_id) == []
 
 
