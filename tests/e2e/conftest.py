@@ -4,6 +4,9 @@ and Debian's Chromium driven through Playwright.
 - ``demo_shop``: a fresh SQLite file, migrated with the real migrations, the demo data loaded
   (``shop.demo``), served by werkzeug's threaded server in this process; the emulator (the
   ``emulator`` fixture from ``tests.support.stripe``) is its Stripe and sends webhooks to it.
+- ``serving_the_demo(app, emulator, webhooks=…)``: the same for an app configured elsewhere
+  (``test_mail_flow``'s development shop).
+- ``pay_on_the_hosted_page(page, name, line1)``: fills the emulator's checkout page and pays.
 - ``chromium``: a Playwright Chromium browser (``/usr/bin/chromium``). Missing Chromium skips
   locally with the reason and fails under CI.
 - ``browser_page``: a new page at 1280 x 900 that records script errors and CSP violations.
@@ -13,8 +16,10 @@ and Debian's Chromium driven through Playwright.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +30,7 @@ from shop import clock, demo
 from shop.extensions import db
 from testkit import databases, servers
 from testkit.databases import require
-from tests.support.stripe import Emulator, stripe_settings
+from tests.support.stripe import CARD_OK, Emulator, stripe_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -82,20 +87,45 @@ def demo_shop(tmp_path, emulator: Emulator) -> Iterator[DemoShop]:
         SHOP_BASE_URL="http://127.0.0.1",
         **stripe_settings(emulator),
     )
+    with serving_the_demo(app, emulator, webhooks=True) as shop:
+        yield shop
+
+
+@contextmanager
+def serving_the_demo(app: Flask, emulator: Emulator, *, webhooks: bool) -> Iterator[DemoShop]:
+    """``app`` with the demo loaded, on a threaded server in this process until the block ends;
+    with ``webhooks`` the emulator delivers its events to it."""
     with app.app_context():
         demo.load(now=clock.now())
         db.session.commit()
         db.session.remove()
     server = servers.start_threaded_server(app)
-    # Success/cancel URLs and certificate links point at this server, never at a Host header.
+    # Success/cancel URLs, certificate and email links point at this server, never at a Host.
     app.config["SHOP_BASE_URL"] = server.url
-    emulator.webhooks(url=f"{server.url}/stripe/webhook")
+    if webhooks:
+        emulator.webhooks(url=f"{server.url}/stripe/webhook")
     try:
         yield DemoShop(server.url, app, emulator)
     finally:
         server.stop()
         with app.app_context():
             db.engine.dispose()
+
+
+def pay_on_the_hosted_page(page, name: str, line1: str, *, state: str | None = None) -> None:
+    """Fill the emulator's checkout page (an address in Hudson, US; the test card that pays)
+    and press Pay."""
+    page.locator("#name").fill(name)
+    page.locator("#country").select_option("US")
+    page.locator("#line1").fill(line1)
+    page.locator("#postal_code").fill("12534")
+    page.locator("#city").fill("Hudson")
+    if state is not None:
+        page.locator("#state").fill(state)
+    page.locator("#card_number").fill(CARD_OK)
+    page.locator("#expiry").fill("12 / 34")
+    page.locator("#cvc").fill("123")
+    page.get_by_role("button", name=re.compile(r"^Pay")).click()
 
 
 @pytest.fixture

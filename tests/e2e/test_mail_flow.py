@@ -17,8 +17,8 @@ from playwright.sync_api import expect
 import config as settings
 from shop import clock, create_app, demo, worker
 from shop.extensions import db
-from testkit import databases, servers
-from tests.e2e.conftest import DemoShop
+from testkit import databases
+from tests.e2e.conftest import DemoShop, serving_the_demo
 from tests.support.stripe import stripe_settings
 
 pytestmark = pytest.mark.e2e
@@ -38,19 +38,8 @@ def dev_shop(tmp_path, emulator) -> Iterator[DemoShop]:
     config.RATELIMIT_ENABLED = False
     for name, value in stripe_settings(emulator).items():
         setattr(config, name, value)
-    app = create_app(config)
-    with app.app_context():
-        demo.load(now=clock.now())
-        db.session.commit()
-        db.session.remove()
-    server = servers.start_threaded_server(app)
-    app.config["SHOP_BASE_URL"] = server.url  # links in the email point at this server
-    try:
-        yield DemoShop(server.url, app, emulator)
-    finally:
-        server.stop()
-        with app.app_context():
-            db.engine.dispose()
+    with serving_the_demo(create_app(config), emulator, webhooks=False) as shop:
+        yield shop
 
 
 def _work(shop: DemoShop) -> None:

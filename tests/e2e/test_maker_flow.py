@@ -16,8 +16,7 @@ from playwright.sync_api import Page, expect
 
 from shop import demo
 from testkit.factories import PASSWORD, make_customer, make_maker
-from tests.e2e.conftest import DemoShop
-from tests.support.stripe import CARD_OK
+from tests.e2e.conftest import DemoShop, pay_on_the_hosted_page
 
 pytestmark = pytest.mark.e2e
 
@@ -169,16 +168,7 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         shopper.get_by_label(re.compile("Quantity|How many", re.I)).select_option("2")
         shopper.get_by_role("button", name=re.compile("^Buy")).click()
         expect(shopper).to_have_url(re.compile(r"/checkout/cs_test_"))
-        shopper.locator("#name").fill("Sam Rivera")
-        shopper.locator("#country").select_option("US")
-        shopper.locator("#line1").fill("1 Orchard Lane")
-        shopper.locator("#postal_code").fill("12534")
-        shopper.locator("#city").fill("Hudson")
-        shopper.locator("#state").fill("NY")
-        shopper.locator("#card_number").fill(CARD_OK)
-        shopper.locator("#expiry").fill("12 / 34")
-        shopper.locator("#cvc").fill("123")
-        shopper.get_by_role("button", name=re.compile("^Pay")).click()
+        pay_on_the_hosted_page(shopper, "Sam Rivera", "1 Orchard Lane", state="NY")
         expect(shopper).to_have_url(re.compile(r"/checkout/success"))
         expect(shopper.locator("main")).to_contain_text("No.")
 
