@@ -34,21 +34,26 @@ def test_the_database_refuses_to_oversell_even_without_the_application(app):
     assert raised
 
 
+def _a_maker_and_a_product(raw: sqlite3.Connection) -> None:
+    """Maker 1 and their product 1, as every schema since 0001 holds them."""
+    raw.execute(
+        "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
+        " timezone, session_token, created_at) VALUES (1, 'm@example.com', 'x', 'M',"
+        " 'maker', 0, 'UTC', 't', '2026-11-01 00:00:00')"
+    )
+    raw.execute(
+        "INSERT INTO products (id, maker_id, name, slug, description, created_at)"
+        " VALUES (1, 1, 'Rye', 'rye', '', '2026-11-01 00:00:00')"
+    )
+
+
 def test_existing_batches_keep_their_singular_when_the_unit_gets_a_name_for_one(tmp_path):
     path = tmp_path / "before.sqlite3"
     app = create_app(databases.testing_config(f"sqlite:///{path}"))
     with app.app_context():
         upgrade(revision="0002")
         with sqlite3.connect(path) as raw:  # the rows as the app before 0003 wrote them
-            raw.execute(
-                "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
-                " timezone, session_token, created_at) VALUES (1, 'm@example.com', 'x', 'M',"
-                " 'maker', 0, 'UTC', 't', '2026-11-01 00:00:00')"
-            )
-            raw.execute(
-                "INSERT INTO products (id, maker_id, name, slug, description, created_at)"
-                " VALUES (1, 1, 'Rye', 'rye', '', '2026-11-01 00:00:00')"
-            )
+            _a_maker_and_a_product(raw)
             raw.executemany(
                 "INSERT INTO batches (id, product_id, number, edition_size, unit_label, price,"
                 " currency, per_customer_limit, story, summary, origin_place, inputs, process,"
@@ -71,15 +76,7 @@ def test_existing_pictures_get_slots_in_their_shown_order_and_none_are_lost(tmp_
     with app.app_context():
         upgrade(revision="0008")
         with sqlite3.connect(path) as raw:  # a batch with 13 pictures, as the upload race left
-            raw.execute(
-                "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
-                " timezone, session_token, created_at) VALUES (1, 'm@example.com', 'x', 'M',"
-                " 'maker', 0, 'UTC', 't', '2026-11-01 00:00:00')"
-            )
-            raw.execute(
-                "INSERT INTO products (id, maker_id, name, slug, description, created_at)"
-                " VALUES (1, 1, 'Rye', 'rye', '', '2026-11-01 00:00:00')"
-            )
+            _a_maker_and_a_product(raw)
             raw.execute(
                 "INSERT INTO batches (id, product_id, number, edition_size, unit_label,"
                 " unit_singular, price, currency, per_customer_limit, story, summary,"

@@ -166,6 +166,15 @@ def test_a_weak_password_on_the_invitation_page_is_refused_and_the_link_still_wo
     assert _accept(newcomer, path).status_code == 303
 
 
+def _suspend(client, maker: User, reason: str):
+    """The operator's suspend form for ``maker``, sent with ``reason``."""
+    page = client.get(f"/operator/makers/{maker.id}/suspend")
+    token = csrf_token_in(page.get_data(as_text=True))
+    return client.post(
+        f"/operator/makers/{maker.id}/suspend", data={"csrf_token": token, "reason": reason}
+    )
+
+
 def test_a_suspended_makers_drop_stops_selling_and_their_orders_stay(app, client):
     operator = _operator()
     maker = make_maker()
@@ -179,12 +188,8 @@ def test_a_suspended_makers_drop_stops_selling_and_their_orders_stay(app, client
     held = inventory.hold(batch.id, 1, customer=buyer, now=now)
     db.session.commit()
     sign_in(client, operator)
-    page = client.get(f"/operator/makers/{maker.id}/suspend")
 
-    answer = client.post(
-        f"/operator/makers/{maker.id}/suspend",
-        data={"csrf_token": csrf_token_in(page.get_data(as_text=True)), "reason": "Unpaid fees"},
-    )
+    answer = _suspend(client, maker, "Unpaid fees")
 
     assert answer.status_code == 303
     assert db.session.get(User, maker.id).suspended_at is not None
@@ -244,12 +249,8 @@ def test_suspending_without_a_reason_changes_nothing(app, client):
     maker = make_maker()
     db.session.commit()
     sign_in(client, operator)
-    page = client.get(f"/operator/makers/{maker.id}/suspend")
 
-    answer = client.post(
-        f"/operator/makers/{maker.id}/suspend",
-        data={"csrf_token": csrf_token_in(page.get_data(as_text=True)), "reason": "  "},
-    )
+    answer = _suspend(client, maker, "  ")
 
     assert answer.status_code in (400, 422)
     assert db.session.get(User, maker.id).suspended_at is None
