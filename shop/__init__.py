@@ -68,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     from shop.maker import bp as maker
     from shop.notify.views import bp as notify
     from shop.operator.views import bp as operator
+    from shop.ops.views import bp as ops
     from shop.payments.views import bp as payments
     from shop.storefront.views import bp as storefront
 
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(payments)
     app.register_blueprint(notify)
     app.register_blueprint(operator)
+    app.register_blueprint(ops)
     if app.config.get("ENV_NAME") == "development":
         from shop.dev.views import bp as dev
 

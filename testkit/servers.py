@@ -186,11 +186,13 @@ def start_gunicorn(
     reuse_port: bool = False,
     extra_env: dict[str, str] | None = None,
     startup_timeout: float = 30.0,
+    ready_path: str = "/",
 ) -> Server:
     """The app under ``gunicorn -w workers --threads threads`` on a free port, answering.
 
     ``preload`` imports the app once in the master (create_app opens no connection, so the
     forked workers share nothing); ``app`` may name another WSGI module (the benchmarks' apps).
+    It is up once ``ready_path`` answers below 500 (``/healthz`` needs no database).
     """
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between probing and binding
@@ -218,7 +220,7 @@ def start_gunicorn(
         )
         server = Server(HOST, port, process=process, log_file=log_file, command=command)
         try:
-            wait_until_answering(server, timeout=startup_timeout)
+            wait_until_answering(server, timeout=startup_timeout, path=ready_path)
         except ServerFailed as error:
             log = server.log()
             server.stop()
