@@ -100,7 +100,10 @@ def _shipping_lines(address: dict | None) -> list[str]:
     return shipping.shipping_lines(address)
 
 
-def _enqueue_for_order(kind: str, order: Order, subject: str, **context: object) -> None:
+def _enqueue_for_order(kind: str, order: Order, about: str, **context: object) -> None:
+    """One message to the order's customer, once per order; the subject names the batch."""
+    batch = order.batch
+    subject = f"{about}: {batch.product.name} No. {batch.number}"
     rendered = mail.render(kind, subject=subject, **_order_context(order), **context)
     outbox.enqueue(
         kind,
@@ -115,13 +118,7 @@ def _enqueue_for_order(kind: str, order: Order, subject: str, **context: object)
 def order_paid(order: Order) -> None:
     """The receipt: the batch, "No. k of N" for every unit with its certificate, the amount
     and where it ships. Once per order."""
-    batch = order.batch
-    _enqueue_for_order(
-        ORDER_PAID,
-        order,
-        f"Your order: {batch.product.name} No. {batch.number}",
-        shipping=_shipping_lines(order.shipping),
-    )
+    _enqueue_for_order(ORDER_PAID, order, "Your order", shipping=_shipping_lines(order.shipping))
 
 
 def tracking_url(carrier: str | None, number: str | None) -> str | None:
@@ -131,11 +128,10 @@ def tracking_url(carrier: str | None, number: str | None) -> str | None:
 
 def order_shipped(order: Order) -> None:
     """Carrier and tracking, once per order (the first time it is marked shipped)."""
-    batch = order.batch
     _enqueue_for_order(
         ORDER_SHIPPED,
         order,
-        f"On its way: {batch.product.name} No. {batch.number}",
+        "On its way",
         tracking_url=tracking_url(order.carrier, order.tracking_number),
         shipping=_shipping_lines(order.shipping),
     )
@@ -143,12 +139,7 @@ def order_shipped(order: Order) -> None:
 
 def order_refunded(order: Order) -> None:
     """Amount, reason, and what happens to the numbers: they stay retired, never resold."""
-    batch = order.batch
-    _enqueue_for_order(
-        ORDER_REFUNDED,
-        order,
-        f"Refunded: {batch.product.name} No. {batch.number}",
-    )
+    _enqueue_for_order(ORDER_REFUNDED, order, "Refunded")
 
 
 def confirm_subscription(subscription: DropSubscription, drop: Drop) -> None:
