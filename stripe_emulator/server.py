@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from types import TracebackType
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Flask
@@ -30,7 +30,7 @@ def _connectable_host(host: str) -> str:
     return "127.0.0.1" if unspecified else host
 
 
-class RunningEmulator:
+class RunningEmulator(AbstractContextManager):
     """An emulator serving HTTP on a daemon thread; stop it with :meth:`stop` or ``with``."""
 
     def __init__(self, server: BaseWSGIServer, app: Flask, thread: threading.Thread) -> None:
@@ -61,15 +61,7 @@ class RunningEmulator:
         self.thread.join(5)
         self.state.close()
 
-    def __enter__(self) -> RunningEmulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -92,12 +84,15 @@ def serve_in_thread(
     """
     app = create_app(**create_app_kwargs)
     server = build_server(host, port, app, quiet=quiet)
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name=f"stripe-emulator-{server.server_port}",
-        daemon=True,
-    )
-    thread.start()
+    thread = serve_in_background(server, f"stripe-emulator-{server.server_port}")
     get_state(app).start()
     return RunningEmulator(server, app, thread)
+
+
+def serve_in_background(server: BaseWSGIServer, name: str | None = None) -> threading.Thread:
+    """Run ``server`` on a daemon thread that notices a shutdown within 50 ms; return it."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+    )
+    thread.start()
+    return thread

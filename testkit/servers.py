@@ -11,14 +11,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 
 import config as settings
+from stripe_emulator.server import build_server, serve_in_background
 from testkit.rawhttp import HOST, Address, http_request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ class ServerFailed(RuntimeError):
     pass
 
 
-class Server:
+class Server(AbstractContextManager):
     """A running shop server (gunicorn subprocess or in-process werkzeug); stop it or use
     ``with``. ``log()`` returns what the server wrote so far (gunicorn only)."""
 
@@ -125,15 +126,7 @@ class Server:
             self._log_file.close()
             Path(self._log_file.name).unlink(missing_ok=True)
 
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -249,22 +242,11 @@ def wait_until_answering(server: Server, *, timeout: float = 30.0, path: str = "
     raise ServerFailed(f"server did not answer within {timeout} s:\n{server.log()}")
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 def start_threaded_server(app: Flask, *, host: str = HOST) -> Server:
     """``app`` on werkzeug's threaded server (one thread per connection) in this process."""
-    wsgi_server = make_server(host, 0, app, threaded=True, request_handler=_QuietHandler)
+    wsgi_server = build_server(host, 0, app)
     wsgi_server.daemon_threads = True
-    thread = threading.Thread(
-        target=wsgi_server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name=f"shop-{wsgi_server.server_port}",
-        daemon=True,
-    )
-    thread.start()
+    thread = serve_in_background(wsgi_server, f"shop-{wsgi_server.server_port}")
     server = Server(host, wsgi_server.server_port, wsgi_server=wsgi_server, thread=thread)
     wait_until_answering(server, timeout=10)
     return server

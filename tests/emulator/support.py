@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from stripe_emulator import RunningEmulator
-from stripe_emulator.server import QuietRequestHandler
+from stripe_emulator.server import QuietRequestHandler, serve_in_background
 
 API_KEY = "sk_test_emulator_contract"
 WEBHOOK_SECRET = "whsec_emulator_contract_tests"
@@ -111,10 +111,7 @@ class WebhookReceiver:
             "127.0.0.1", 0, self._app, threaded=True, request_handler=QuietRequestHandler
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}/stripe/webhook"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server)
 
     @Request.application
     def _app(self, request: Request) -> Response:
