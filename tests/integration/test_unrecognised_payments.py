@@ -5,11 +5,12 @@ import pytest
 from sqlalchemy import select
 
 from shop.extensions import db
-from shop.models import Order, StripeEvent, UnrecognisedPayment
+from shop.models import StripeEvent, UnrecognisedPayment
 from shop.models.order import HELD
 from testkit.factories import make_customer
 from tests.support.stripe import (
     deliver,
+    fresh,
     held_order,
     live_batch,
     stripe_settings,
@@ -48,11 +49,6 @@ def _recorded() -> list[UnrecognisedPayment]:
     return list(db.session.scalars(select(UnrecognisedPayment)))
 
 
-def _fresh(order: Order) -> Order:
-    db.session.rollback()
-    return db.session.get(Order, order.id)
-
-
 def test_a_paid_session_another_integration_created_is_recorded_and_never_refunded(
     client, emulator
 ):
@@ -81,7 +77,7 @@ def test_a_foreign_session_naming_one_of_our_orders_neither_pays_nor_refunds_it(
     response = deliver(client, emulator.event("checkout.session.completed", session_id))
 
     assert response.json["outcome"] == "unrecognised"
-    assert _fresh(ours).state == HELD and _fresh(ours).checkout_session_id != session_id
+    assert fresh(ours).state == HELD and fresh(ours).checkout_session_id != session_id
     assert emulator.refunds() == []
     [recorded] = _recorded()
     assert recorded.client_reference_id == recorded.metadata_order == ours.public_id
