@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from shop.extensions import db
 from shop.models import Allotment, Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
-from shop.models.order import HELD, PAID
+from shop.models.order import HELD, PAID, REFUNDED
 from shop.models.types import UTCDateTime
 
 # Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
@@ -211,13 +211,14 @@ def drop_stock(slug: str, now: datetime) -> DropStock | None:
 
 
 def certificate(code: str) -> Unit | None:
-    """The unit behind a certificate code; only units of paid (not refunded) orders have one."""
+    """The unit behind a certificate code: units of paid orders, and retired ones (refunded,
+    by unit or with their whole order), whose page says so."""
     if not _TOKEN.fullmatch(code or ""):
         return None
     return db.session.scalar(
         select(Unit)
         .join(Order, Unit.order_id == Order.id)
-        .where(Unit.certificate_code == code, Order.state == PAID)
+        .where(Unit.certificate_code == code, Order.state.in_((PAID, REFUNDED)))
         .options(
             selectinload(Unit.order).selectinload(Order.customer),
             selectinload(Unit.batch).selectinload(Batch.product).selectinload(Product.maker),

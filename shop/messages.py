@@ -10,13 +10,14 @@ from sqlalchemy import func, select
 
 from shop import mail, money, outbox, shipping
 from shop.extensions import db
-from shop.models import Drop, DropSubscription, Message, Order, User
+from shop.models import Drop, DropSubscription, Message, Order, UnitRefund, User
 
 VERIFY_EMAIL = "verify_email"
 RESET_LINK = "password_reset"
 ORDER_PAID = "order_paid"
 ORDER_SHIPPED = "order_shipped"
 ORDER_REFUNDED = "order_refunded"
+UNITS_REFUNDED = "units_refunded"
 CONFIRM_SUBSCRIPTION = "confirm_subscription"
 DROP_LIVE = "drop_live"
 
@@ -140,6 +141,33 @@ def order_shipped(order: Order) -> None:
 def order_refunded(order: Order) -> None:
     """Amount, reason, and what happens to the numbers: they stay retired, never resold."""
     _enqueue_for_order(ORDER_REFUNDED, order, "Refunded")
+
+
+def units_refunded(refund: UnitRefund) -> None:
+    """Which numbers were refunded (retired) and for how much; the rest stay the customer's.
+    Once per unit refund."""
+    order = refund.order
+    batch = order.batch
+    rendered = mail.render(
+        UNITS_REFUNDED,
+        subject=f"Refunded: {batch.units_of(refund.quantity)} of {batch.product.name} "
+        f"No. {batch.number}",
+        **{
+            **_order_context(order),
+            "amount": money.format_money(refund.amount, refund.currency),
+        },
+        refund=refund,
+        retired=[unit.serial for unit in refund.units],
+        kept=[unit.serial for unit in order.valid_units],
+    )
+    outbox.enqueue(
+        UNITS_REFUNDED,
+        recipient=order.customer.email,
+        rendered=rendered,
+        order=order,
+        user=order.customer,
+        dedupe_key=f"{UNITS_REFUNDED}:{refund.id}",
+    )
 
 
 def confirm_subscription(subscription: DropSubscription, drop: Drop) -> None:

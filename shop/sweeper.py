@@ -51,7 +51,7 @@ def sweep(now: datetime) -> dict[str, int]:
             db.session.rollback()
             log.warning("sweeping order %s failed: %s", order_id, error.message)
             counts["kept"] += 1
-    counts["refunds_retried"] = refunds.retry_refunds(now)
+    counts["refunds_retried"] = refunds.retry_refunds(now) + refunds.retry_unit_refunds(now)
     return counts
 
 

@@ -72,7 +72,7 @@ def build_request(
     headers: dict[str, str] | None = None,
 ) -> bytes:
     """The bytes of one HTTP/1.1 request that asks the server to close the connection after."""
-    body = urlencode(fields).encode() if fields is not None else b""
+    body = urlencode(fields, doseq=True).encode() if fields is not None else b""
     lines = [
         f"{method} {path} HTTP/1.1",
         f"Host: {address[0]}:{address[1]}",

@@ -320,10 +320,29 @@ class ShipForm(FlaskForm):
 
 
 class RefundForm(FlaskForm):
+    """The whole order, or some of its units (their serials); the service checks the serials
+    against the order, so any number is accepted here and refused there with a reason."""
+
+    scope = RadioField(
+        "What to refund",
+        choices=[("order", "The whole order"), ("units", "Some units")],
+        default="order",
+        validators=[Optional()],  # not sent (an older page): the whole order, as it always was
+    )
+    serials = MultiCheckboxField("Units to refund", coerce=int, validate_choice=False)
+    reason = StringField(
+        "Why (the customer sees this)",
+        validators=[Optional(), Length(max=300)],
+        description="For example: “No. 3 arrived broken.”",
+    )
     confirm = BooleanField(
-        "Refund the whole order to the customer's card. This can't be undone.",
+        "Refund this to the customer's card. This can't be undone.",
         validators=[DataRequired(message="Tick the box to confirm the refund.")],
     )
+
+    def validate_serials(self, field) -> None:
+        if self.scope.data == "units" and not field.data:
+            raise ValidationError("Choose the units to refund.")
 
 
 class OrderFilterForm(FlaskForm):

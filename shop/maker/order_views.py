@@ -17,6 +17,7 @@ from shop import (
     clock,
     drops,
     exports,
+    money,
     outbox,
     products,
     refunds,
@@ -115,10 +116,13 @@ def ship_order(public_id: str):
 @bp.route("/orders/<public_id>/refund", methods=["GET", "POST"])
 @maker_required
 def refund_order(public_id: str):
-    """Refund a whole paid order after an explicit confirmation; exactly once however many
-    times it is submitted (``shop.refunds.refund_order`` decides that, with Stripe)."""
+    """Refund a paid order, or some of its units, after an explicit confirmation; exactly once
+    however many times it is submitted (``shop.refunds`` decides that, with Stripe)."""
     found = sales.order_for(current_user, public_id)
     form = forms.RefundForm()
+    form.serials.choices = [(unit.serial, f"No. {unit.serial}") for unit in found.valid_units]
+    if request.method == "GET" and request.args.get("unit", "").isdigit():
+        form.scope.data, form.serials.data = "units", [int(request.args["unit"])]
 
     def page(error: str | None = None):
         return render_template(
@@ -126,6 +130,7 @@ def refund_order(public_id: str):
             form=form,
             order=sales.order_for(current_user, public_id),
             error=error,
+            unit_price=refunds.units_amount(found, 1),
         )
 
     on_error(lambda e: page(e.message))
@@ -135,11 +140,21 @@ def refund_order(public_id: str):
         return page(), invalid_status(form)
     if found.state != PAID:
         raise InvalidState("Only a paid order can be refunded.")
+    reason = (form.reason.data or "").strip() or None
     try:
-        refunds.refund_order(found, actor=current_user, now=clock.now())
+        if form.scope.data == "units":
+            refund = refunds.refund_units(
+                found, form.serials.data, actor=current_user, now=clock.now(), reason=reason
+            )
+            done = f"Refunded {money.format_money(refund.amount, refund.currency)} for " + (
+                ", ".join(f"No. {unit.serial}" for unit in refund.units)
+            )
+        else:
+            refunds.refund_order(found, actor=current_user, now=clock.now(), reason=reason)
+            done = "Refunded"
     except PaymentUnavailable as pending:  # recorded, and retried until Stripe confirms
         flash(pending.message, "warning")
         return redirect(url_for("maker.order", public_id=public_id), 303)
     db.session.commit()
-    flash("Refunded. The customer's card will show it within a few days.", "success")
+    flash(f"{done}. The customer's card will show it within a few days.", "success")
     return redirect(url_for("maker.order", public_id=public_id), 303)

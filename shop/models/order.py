@@ -100,6 +100,18 @@ class Order(db.Model):
     customer: Mapped[User] = relationship()
     batch: Mapped[Batch] = relationship()
     units: Mapped[list[Unit]] = relationship(back_populates="order", order_by="Unit.serial")
+    unit_refunds: Mapped[list[UnitRefund]] = relationship(
+        back_populates="order", order_by="UnitRefund.id"
+    )
+
+    @property
+    def valid_units(self) -> list[Unit]:
+        """The units still the customer's: none once the whole order is refunded."""
+        return [unit for unit in self.units if not unit.is_retired]
+
+    @property
+    def retired_units(self) -> list[Unit]:
+        return [unit for unit in self.units if unit.is_retired]
 
     def __repr__(self) -> str:
         return f"<Order {self.public_id} {self.state}>"
@@ -122,9 +134,40 @@ class Unit(db.Model):
         String(32), unique=True, default=new_certificate_code
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # A refunded unit is retired: it keeps its serial (never given to anyone else) and its
+    # certificate says so. Set with ``unit_refund_id`` in the refund's claim.
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unit_refund_id: Mapped[int | None] = mapped_column(ForeignKey("unit_refunds.id"), index=True)
 
     batch: Mapped[Batch] = relationship()
     order: Mapped[Order] = relationship(back_populates="units")
+
+    @property
+    def is_retired(self) -> bool:
+        return self.refunded_at is not None or self.order.state == REFUNDED
+
+
+class UnitRefund(db.Model):
+    """Some units of a paid order refunded by the maker: the money for them, once, at Stripe.
+
+    The claim (this row and its units' ``unit_refund_id``) is committed before Stripe is asked
+    with the key ``refund:units:{id}``; ``refund_id`` is Stripe's refund once it confirmed.
+    """
+
+    __tablename__ = "unit_refunds"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    quantity: Mapped[int]
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text)
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    order: Mapped[Order] = relationship(back_populates="unit_refunds")
+    units: Mapped[list[Unit]] = relationship(order_by="Unit.serial")
 
 
 class Allotment(db.Model):

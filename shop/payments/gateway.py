@@ -318,24 +318,30 @@ def _id_of(reference: Any) -> str | None:
 # --- refunds and charges -------------------------------------------------------------------
 
 
-def refund(payment_intent_id: str, *, idempotency_key: str, order_public_id: str) -> str:
-    """Refund a payment in full and return the refund's id.
+def refund(
+    payment_intent_id: str,
+    *,
+    idempotency_key: str,
+    order_public_id: str,
+    amount: int | None = None,
+) -> str:
+    """Refund a payment — what is left of it, or ``amount`` of it — and return the refund's id.
 
     The key makes a repeated call return the same refund; a payment that is already refunded
-    (from the Dashboard, say) returns that refund instead of failing.
+    in full (from the Dashboard, say) returns that refund instead of failing, unless this was a
+    refund of part of it, which then really was refused.
     """
+    params: dict = {"payment_intent": payment_intent_id, "metadata": {"order": order_public_id}}
+    if amount is not None:
+        params["amount"] = amount
     try:
         with _translated("refunds.create"):
             created = client().v1.refunds.create(
-                params={
-                    "payment_intent": payment_intent_id,
-                    "metadata": {"order": order_public_id},
-                },
-                options={"idempotency_key": idempotency_key},
+                params=params, options={"idempotency_key": idempotency_key}
             )
         return created.id
     except PaymentRejected as error:
-        if stripe_code(error) != "charge_already_refunded":
+        if amount is not None or stripe_code(error) != "charge_already_refunded":
             raise
     with _translated("refunds.list"):
         found = client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 1})

@@ -104,6 +104,9 @@ def certificate(code: str):
     if unit is None:
         # Someone checking a label deserves more than "the page may have moved".
         return render_template("storefront/no_certificate.html", code=code), 404
+    if unit.is_retired:
+        # Gone for good, and said so: the number is never sold again.
+        return render_template("storefront/retired_certificate.html", unit=unit), 410
     url = certificate_url(unit.certificate_code)
     qr = segno.make(url, error="m").svg_inline(
         omitsize=True, svgclass="qr", lineclass=None, dark="#1e231f", border=2
@@ -121,7 +124,7 @@ def certificate(code: str):
 def certificate_qr(code: str):
     """The certificate's QR code alone, for label printers."""
     unit = catalog.certificate(code)
-    if unit is None:
+    if unit is None or unit.is_retired:
         abort(404)
     svg = segno.make(certificate_url(unit.certificate_code), error="m").svg_inline(
         scale=8, lineclass=None, dark="#000", border=2

@@ -194,6 +194,26 @@ def test_a_maker_releases_a_batch_sells_it_live_ships_it_and_closes_the_drop(sho
         expect(page.locator(".console-head .pill")).to_have_text("Shipped")
         _shoot(page, "order")
 
+        # --- one of the two bottles arrived broken: refund it alone
+        order_url = page.url
+        certificate_of_two = page.locator(".serial-list a", has_text="No. 2").get_attribute("href")
+        page.get_by_role("link", name="Refund this unit…").nth(1).click()
+        expect(page.get_by_label("Some units")).to_be_checked()
+        expect(page.get_by_label("No. 2")).to_be_checked()
+        page.get_by_label("Why (the customer sees this)").fill("No. 2 arrived broken.")
+        page.get_by_label(re.compile("Refund this to the customer's card")).check()
+        _shoot(page, "refund-units")
+        page.get_by_role("button", name="Refund", exact=True).click()
+        expect(page).to_have_url(order_url)
+        expect(page.get_by_text(re.compile(r"Refunded \$95\.00 for No\. 2"))).to_be_visible()
+        expect(page.locator(".serial-list li", has_text="No. 2")).to_contain_text("Refunded")
+        _shoot(page, "order-unit-refunded")
+        shopper.goto(base + certificate_of_two)
+        expect(shopper.get_by_role("heading", level=1)).to_have_text(
+            re.compile(r"No\. 2 of \d+ was refunded")
+        )
+        _shoot(shopper, "certificate-retired")
+
         page.get_by_role("link", name="Orders", exact=True).first.click()
         expect(page.locator(".orders-table")).to_contain_text(CUSTOMER_EMAIL)
         _shoot(page, "orders")

@@ -413,7 +413,9 @@ def test_refunded_and_unpaid_units_have_no_certificate(client):
     refunded.state = REFUNDED
     db.session.commit()
 
-    assert client.get(f"/u/{refunded.units[0].certificate_code}").status_code == 404
+    retired = client.get(f"/u/{refunded.units[0].certificate_code}")
+    assert retired.status_code == 410
+    assert "was refunded" in retired.get_data(as_text=True)
     assert client.get(f"/u/{refunded.units[0].certificate_code}/qr.svg").status_code == 404
 
 
