@@ -51,6 +51,16 @@ def _env_flag(name: str, default: bool) -> bool:
     return _env_parsed(name, default, _on_or_off, "on or off (1/0)")
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    def parse(value: str) -> str:
+        value = value.upper() if upper else value.lower()
+        if value not in choices:
+            raise ValueError(value)
+        return value
+
+    return _env_parsed(name, default, parse, "one of " + ", ".join(choices))
+
+
 def _on_or_off(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
@@ -79,6 +89,7 @@ class Config:
     SHOP_PASSWORD_MEMORY_COST = 65536
     SHOP_PASSWORD_PARALLELISM = 4
 
+    LOG_FORMAT = "text"  # readable in a terminal; production writes JSON lines
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     MAX_FORM_MEMORY_SIZE = 512 * 1024
@@ -149,6 +160,11 @@ class Config:
         self.SHOP_NOTIFY_BATCH_SIZE = _env_int("SHOP_NOTIFY_BATCH_SIZE", 200)
         self.SHOP_NOTIFY_BATCH_SECONDS = _env_int("SHOP_NOTIFY_BATCH_SECONDS", 60)
         self.SHOP_REQUIRE_VERIFIED_EMAIL = _env_flag("SHOP_REQUIRE_VERIFIED_EMAIL", True)
+        # Logs on standard error (shop/logs.py): JSON lines or plain text, and from which level.
+        self.SHOP_LOG_FORMAT = _env_choice("SHOP_LOG_FORMAT", self.LOG_FORMAT, ("json", "text"))
+        self.SHOP_LOG_LEVEL = _env_choice(
+            "SHOP_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
+        )
 
     def engine_options(self) -> dict:
         """SQLAlchemy's pool for PostgreSQL: at most SHOP_DB_POOL_SIZE + SHOP_DB_POOL_OVERFLOW
@@ -201,6 +217,7 @@ class TestingConfig(DevelopmentConfig):
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    LOG_FORMAT = "json"
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"

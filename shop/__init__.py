@@ -32,13 +32,14 @@ def create_app(config: settings.Config | str | None = None, **overrides: object)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options()
     app.config.update(overrides)
 
-    from shop import security
+    from shop import logs, security
 
     security.check_production_settings(app)
     register_extensions(app)
     register_blueprints(app)
     register_templating(app)
     security.register(app)
+    logs.init_app(app)
     register_error_handlers(app)
     register_commands(app)
     return app

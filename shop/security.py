@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request
@@ -107,9 +105,7 @@ def register(app: Flask) -> None:
     warned = []
 
     @app.before_request
-    def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    def _warn_of_an_uncounted_proxy() -> None:
         if not proxies and not warned and "X-Forwarded-For" in request.headers:
             warned.append(True)
             app.logger.warning(
@@ -134,16 +130,13 @@ def register(app: Flask) -> None:
     def _headers(response):
         headers = response.headers
         headers.extend(always if "Content-Security-Policy" in headers else always_with_csp)
-        request_id = g.get("request_id")
+        request_id = g.get("request_id")  # set first of all by shop.logs
         if request_id:
             headers.add("X-Request-Id", request_id)
         if "Cache-Control" not in headers and response.mimetype == "text/html":
             headers.add("Cache-Control", "no-store")
         # No Server header from the app; gunicorn adds its own, version-free (SECURITY.md).
         return response
-
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 
 def _cap_urlencoded_body() -> None:

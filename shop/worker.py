@@ -5,6 +5,7 @@ pass of every job, for tests, cron and operators, and says what failed."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,15 +50,60 @@ JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox}
 
 
 def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:
-    """Each job in turn; one job's crash is reported and does not stop the others."""
+    """Each job in turn; one job's crash is reported and does not stop the others. Each job's
+    run is one log line (:func:`_log_job`)."""
     report = Pass()
     for name in jobs:
+        started, activity, lines, problems = (
+            time.perf_counter(),
+            report.activity,
+            len(report.lines),
+            len(report.problems),
+        )
+        crashed = False
         try:
             JOBS[name](now, report)
         except Exception as error:  # keep going; the next pass retries
+            crashed = True
             log.exception("%s job failed", name)
             db.session.rollback()
             report.problems.append(f"{name} job crashed: {type(error).__name__}: {error}")
         finally:
             db.session.remove()
+        _log_job(
+            name,
+            seconds=time.perf_counter() - started,
+            activity=report.activity - activity,
+            summary="; ".join(report.lines[lines:]),
+            problems=report.problems[problems:],
+            crashed=crashed,
+        )
     return report
+
+
+def _log_job(
+    name: str, *, seconds: float, activity: int, summary: str, problems: list[str], crashed: bool
+) -> None:
+    """INFO for every sweep and for any job that did something or failed; a quiet outbox or
+    notices poll (every few seconds) at DEBUG."""
+    outcome = "crashed" if crashed else "problems" if problems else "ok"
+    level = logging.INFO if name == "sweep" or activity or problems else logging.DEBUG
+    log.log(
+        level,
+        "job %s %s in %.0f ms: %s",
+        name,
+        outcome,
+        seconds * 1000,
+        summary or "-",
+        extra={
+            "fields": {
+                "event": "job",
+                "job": name,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1000, 1),
+                "activity": activity,
+                "summary": summary,
+                "problems": problems,
+            }
+        },
+    )
