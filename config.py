@@ -7,6 +7,7 @@ emulator.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -67,6 +68,21 @@ def _on_or_off(value: str) -> bool:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def _networks(name: str, value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks (``10.0.0.0/8``); a bad one stops the start."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise RuntimeError(
+                f"{name} must list addresses or networks such as 10.0.0.0/8, got {entry!r}"
+            ) from None
+    return networks
 
 
 def _database_url(default: str | None) -> str | None:
@@ -160,6 +176,12 @@ class Config:
         self.SHOP_NOTIFY_BATCH_SIZE = _env_int("SHOP_NOTIFY_BATCH_SIZE", 200)
         self.SHOP_NOTIFY_BATCH_SECONDS = _env_int("SHOP_NOTIFY_BATCH_SECONDS", 60)
         self.SHOP_REQUIRE_VERIFIED_EMAIL = _env_flag("SHOP_REQUIRE_VERIFIED_EMAIL", True)
+        # /metrics (shop/metrics.py): with a token, only requests bearing it; without, only
+        # clients in these networks.
+        self.SHOP_METRICS_TOKEN = _env("SHOP_METRICS_TOKEN")
+        self.SHOP_METRICS_NETWORKS = _networks(
+            "SHOP_METRICS_NETWORKS", _env("SHOP_METRICS_NETWORKS", "127.0.0.0/8,::1/128") or ""
+        )
         # Logs on standard error (shop/logs.py): JSON lines or plain text, and from which level.
         self.SHOP_LOG_FORMAT = _env_choice("SHOP_LOG_FORMAT", self.LOG_FORMAT, ("json", "text"))
         self.SHOP_LOG_LEVEL = _env_choice(

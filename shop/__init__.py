@@ -32,7 +32,7 @@ def create_app(config: settings.Config | str | None = None, **overrides: object)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options()
     app.config.update(overrides)
 
-    from shop import logs, security
+    from shop import logs, metrics, security
 
     security.check_production_settings(app)
     register_extensions(app)
@@ -40,6 +40,7 @@ def create_app(config: settings.Config | str | None = None, **overrides: object)
     register_templating(app)
     security.register(app)
     logs.init_app(app)
+    metrics.init_app(app)
     register_error_handlers(app)
     register_commands(app)
     return app

@@ -32,7 +32,7 @@ log = logging.getLogger("shop.requests")
 FORMATS = ("json", "text")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Asked every few seconds by machines: logged at DEBUG, unless they fail.
-QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics", "static"})
+QUIET_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.scrape", "static"})
 # Libraries whose INFO lines repeat what the request log says (werkzeug's names raw paths,
 # reset tokens included; stripe's each API call).
 _CHATTY = ("werkzeug", "stripe")

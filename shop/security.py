@@ -59,6 +59,13 @@ def check_production_settings(app: Flask) -> None:
             mail.SmtpTransport.from_url(app.config["SMTP_URL"], timeout=1)
         except mail.MailSettingError as error:
             problems.append(str(error))
+    token = app.config.get("SHOP_METRICS_TOKEN")
+    if token and (len(token) < MIN_SECRET_KEY_LENGTH or len(set(token)) < 10 or " " in token):
+        problems.append(
+            f"SHOP_METRICS_TOKEN must be a random string of at least {MIN_SECRET_KEY_LENGTH} "
+            "characters without spaces (or unset it: /metrics then answers only "
+            "SHOP_METRICS_NETWORKS)"
+        )
     if app.config.get("DEBUG") or get_debug_flag():
         # `flask run` turns FLASK_DEBUG=1 into the Werkzeug debugger after the app is built,
         # so the variable itself is refused, not just the setting.

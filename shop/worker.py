@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shop import notifications, outbox, sweeper
+from shop import metrics, notifications, outbox, sweeper
 from shop.extensions import db
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox}
 
 def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:
     """Each job in turn; one job's crash is reported and does not stop the others. Each job's
-    run is one log line (:func:`_log_job`)."""
+    run is one log line and a count (:func:`_report_job`)."""
     report = Pass()
     for name in jobs:
         started, activity, lines, problems = (
@@ -70,7 +70,7 @@ def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:
             report.problems.append(f"{name} job crashed: {type(error).__name__}: {error}")
         finally:
             db.session.remove()
-        _log_job(
+        _report_job(
             name,
             seconds=time.perf_counter() - started,
             activity=report.activity - activity,
@@ -81,12 +81,13 @@ def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:
     return report
 
 
-def _log_job(
+def _report_job(
     name: str, *, seconds: float, activity: int, summary: str, problems: list[str], crashed: bool
 ) -> None:
-    """INFO for every sweep and for any job that did something or failed; a quiet outbox or
-    notices poll (every few seconds) at DEBUG."""
+    """Counted in the metrics; logged at INFO for every sweep and any job that did something or
+    failed, a quiet outbox or notices poll (every few seconds) at DEBUG."""
     outcome = "crashed" if crashed else "problems" if problems else "ok"
+    metrics.job_run(name, outcome, seconds, activity)
     level = logging.INFO if name == "sweep" or activity or problems else logging.DEBUG
     log.log(
         level,

@@ -22,7 +22,17 @@ from flask import (
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from shop import auth, catalog, clock, database, inventory, limits, orders, shipping_rates
+from shop import (
+    auth,
+    catalog,
+    clock,
+    database,
+    inventory,
+    limits,
+    metrics,
+    orders,
+    shipping_rates,
+)
 from shop.errors import (
     DestinationNeeded,
     EmailNotVerified,
@@ -53,6 +63,7 @@ def parse_quantity(form: MultiDict) -> int:
 
 
 @bp.post("/batches/<int:batch_id>")
+@metrics.counts_refused_holds
 @limits.buy
 def buy(batch_id: int):
     """Hold the units, then on to payment (303 to ``pay``).
@@ -81,6 +92,7 @@ def buy(batch_id: int):
             birth_date=birth_date,
             ship_country=shipping_rates.parse_country(ship_country) if ship_country else None,
         )
+    metrics.hold_taken()
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 

@@ -1,11 +1,12 @@
-"""``/healthz`` (the process answers), ``/readyz`` (it can serve: database and Redis); neither
-is rate-limited, and the request log writes them at DEBUG only (docs/OPERATIONS.md)."""
+"""``/healthz`` (the process answers), ``/readyz`` (it can serve: database and Redis) and
+``/metrics`` (Prometheus, for the token or the allowed networks only); none is rate-limited,
+and the request log writes them at DEBUG only (docs/OPERATIONS.md)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from shop import health
+from shop import health, metrics
 from shop.extensions import limiter
 
 bp = Blueprint("ops", __name__)
@@ -31,6 +32,22 @@ def readyz():
     )
     response.status_code = 200 if readiness.ready else 503
     return _uncached(response)
+
+
+@bp.get("/metrics")
+@limiter.exempt
+def scrape():
+    """Every process's metrics in Prometheus's text format; 403 for anyone without the token
+    (``SHOP_METRICS_TOKEN``) or, without one, outside ``SHOP_METRICS_NETWORKS``."""
+    if not metrics.may_scrape(
+        current_app.config,
+        authorization=request.headers.get("Authorization"),
+        client=request.remote_addr,
+        proxied="X-Forwarded-For" in request.headers,
+    ):
+        abort(403)
+    body, content_type = metrics.exposition()
+    return _uncached(Response(body, content_type=content_type))
 
 
 def _uncached(response):

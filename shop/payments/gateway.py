@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import stripe
 from flask import Flask, current_app
 
+from shop import metrics
 from shop.errors import PaymentRejected, PaymentUnavailable, ShopError
 
 log = logging.getLogger(__name__)
@@ -163,9 +165,12 @@ def close(app: Flask) -> None:
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
-    """Stripe's exceptions → PaymentRejected (definite 4xx) or PaymentUnavailable (unknown)."""
+    """Stripe's exceptions → PaymentRejected (definite 4xx) or PaymentUnavailable (unknown);
+    every call counted and timed by operation and outcome (``shop.metrics``)."""
+    started, outcome = time.perf_counter(), "error"
     try:
         yield
+        outcome = "ok"
     except stripe.StripeError as error:
         status = error.http_status
         transient = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
@@ -180,12 +185,15 @@ def _translated(action: str) -> Iterator[None]:
             error.code,
             error.request_id,
         )
+        outcome = "unavailable" if transient else "rejected"
         if transient:
             raise PaymentUnavailable() from error
         rejected = PaymentRejected()
         rejected.stripe_code = error.code  # type: ignore[attr-defined]
         rejected.http_status = status  # type: ignore[attr-defined]
         raise rejected from error
+    finally:
+        metrics.stripe_call(action, outcome, time.perf_counter() - started)
 
 
 def stripe_code(error: ShopError) -> str | None:

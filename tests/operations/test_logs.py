@@ -124,9 +124,7 @@ def test_no_password_email_card_number_or_secret_reaches_the_log(
     with pytest.raises(AssertionError):
         refused(json_server.address, customer.email, PASSWORD + "-wrong")
     session.get(f"/drops/{drop.slug}")
-    bought = session.post(
-        f"/checkout/batches/{drop.batch_id}", {"quantity": 1, "card": CARD_OK}
-    )
+    bought = session.post(f"/checkout/batches/{drop.batch_id}", {"quantity": 1, "card": CARD_OK})
     assert bought.status == 303
     paying = session.get(bought.location.removeprefix(json_server.url))
     assert paying.status == 303  # to the emulator's checkout page: Stripe was asked

@@ -48,6 +48,8 @@ def test_a_complete_production_environment_starts_without_debug(production, db_u
         ({"SHOP_BASE_URL": "http://shop.example.com"}, "SHOP_BASE_URL"),
         ({"SHOP_BASE_URL": "https://"}, "SHOP_BASE_URL"),
         ({"FLASK_DEBUG": "1"}, "DEBUG"),
+        ({"SHOP_METRICS_TOKEN": "metrics"}, "SHOP_METRICS_TOKEN"),
+        ({"SHOP_METRICS_TOKEN": "a b" * 20}, "SHOP_METRICS_TOKEN"),
     ],
     ids=[
         "short-secret",
@@ -60,6 +62,8 @@ def test_a_complete_production_environment_starts_without_debug(production, db_u
         "http-base-url",
         "hostless-base-url",
         "flask-debug-env",
+        "short-metrics-token",
+        "metrics-token-with-spaces",
     ],
 )
 def test_production_refuses_unsafe_settings_and_names_them(
