@@ -136,6 +136,13 @@ class Config:
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
+        # Hoarding (SECURITY.md): units one account, and everyone on one client network, may
+        # hold unpaid at once across a drop's batches; an account whose holds lapsed this many
+        # times within the window holds nothing until the oldest leaves it. 0 turns one off.
+        self.SHOP_DROP_HOLD_CAP_PER_ACCOUNT = _env_int("SHOP_DROP_HOLD_CAP_PER_ACCOUNT", 6)
+        self.SHOP_DROP_HOLD_CAP_PER_NETWORK = _env_int("SHOP_DROP_HOLD_CAP_PER_NETWORK", 40)
+        self.SHOP_HOLD_LAPSE_LIMIT = _env_int("SHOP_HOLD_LAPSE_LIMIT", 3)
+        self.SHOP_HOLD_LAPSE_WINDOW_MINUTES = _env_int("SHOP_HOLD_LAPSE_WINDOW_MINUTES", 120)
         # Argon2 work at once per app process (64 MiB each), and how long a request may wait
         # for a slot before it is told to try again (503), see shop/passwords.py.
         self.SHOP_PASSWORD_CONCURRENCY = _env_int("SHOP_PASSWORD_CONCURRENCY", 2)

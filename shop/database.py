@@ -89,6 +89,12 @@ def driver_connection():
     return db.session.connection().connection.driver_connection
 
 
+def commits_alone() -> bool:
+    """True inside :func:`committed` on PostgreSQL: a failed statement there leaves the
+    session's own transaction readable."""
+    return _own_connection.get() is not None
+
+
 @contextmanager
 def committed() -> Iterator[None]:
     """Commit what the block writes when it ends — on PostgreSQL statement by statement.

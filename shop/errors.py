@@ -9,6 +9,7 @@ A person gets a clear page, an API caller clear JSON, nobody a traceback. A view
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 
@@ -157,6 +158,73 @@ class LimitReached(ShopError):
         self.allowed = allowed
 
 
+class CoolingOff(ShopError):
+    """Too many of the account's holds ran out unpaid lately (SECURITY.md, "Hoarding"): no new
+    hold until the oldest of them leaves the window. 429: too many, in a time; try again then."""
+
+    status = 429
+    code = "cooling_off"
+
+    def __init__(self, lapses: int, retry_after: int) -> None:
+        retry_after = max(1, retry_after)
+        super().__init__(
+            f"Your last {lapses} holds ran out without being paid for, so you can't hold "
+            f"anything for a while. You can buy again {_in_minutes(retry_after)}.",
+            lapses=lapses,
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
+
+
+class DropCapReached(ShopError):
+    """The account already holds (unpaid) as many units of the drop as one account may at once.
+    409, like LimitReached: the customer's own holds are in the way; paying or cancelling one
+    makes room."""
+
+    status = 409
+    code = "drop_cap_reached"
+
+    def __init__(self, cap: int, *, allowed: int = 0, frees_in: int | None = None) -> None:
+        held = (
+            f"You can hold {allowed} more of this drop right now"
+            if allowed > 0
+            else "You're already holding as much of this drop as one account can"
+        )
+        when = (
+            f", or try again {_in_minutes(frees_in)}, when your first hold runs out"
+            if frees_in
+            else ""
+        )
+        super().__init__(
+            f"{held}: one account holds at most {cap} units of a drop at once. Pay for or "
+            f"cancel a hold (My orders) to make room{when}.",
+            cap=cap,
+            allowed=allowed,
+        )
+        self.cap = cap
+        self.allowed = allowed
+
+
+class NetworkCapReached(ShopError):
+    """Everyone on the client's network together holds (unpaid) as many units of the drop as one
+    network may at once. 429 with Retry-After: holds end within minutes, as they're paid or run
+    out, and nobody on the network can make room for this customer."""
+
+    status = 429
+    code = "network_cap_reached"
+    retry_after = 60
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"Too many units of this drop are held from your network right now (at most {cap} "
+            "at once from one network). Please try again in a minute: holds end as they're "
+            "paid for or run out.",
+            cap=cap,
+            retry_after=self.retry_after,
+        )
+        self.cap = cap
+
+
 class InvalidState(ShopError):
     status = 409
     code = "invalid_state"
@@ -294,7 +362,11 @@ def register_error_handlers(app: Flask) -> None:
         renderer = getattr(g, "render_error", None)
         if renderer is not None and not wants_json():
             page = renderer(error)
-            return page if isinstance(page, tuple | Response) else (page, error.status)
+            if isinstance(page, tuple | Response):
+                return page
+            if error.retry_after is None:
+                return page, error.status
+            return page, error.status, {"Retry-After": str(error.retry_after)}
         body, status = error_response(
             error.status, error.code, error.message, **_public(error.details)
         )
@@ -372,6 +444,14 @@ def _in_words(seconds: int) -> str:
         return "in a minute" if minutes == 1 else f"in about {minutes} minutes"
     hours = max(1, round(minutes / 60))
     return "in an hour" if hours == 1 else f"in about {hours} hours"
+
+
+def _in_minutes(seconds: int) -> str:
+    """Like :func:`_in_words`, to the minute for waits under three hours ("in 71 minutes")."""
+    minutes = math.ceil(seconds / 60)
+    if seconds < 60 or minutes >= 180:
+        return _in_words(seconds)
+    return "in a minute" if minutes == 1 else f"in {minutes} minutes"
 
 
 def _slug(name: str) -> str:

@@ -20,10 +20,10 @@ from sqlalchemy import Date, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from shop.models.drop import OPEN, SCHEDULED
-from shop.models.order import HELD
+from shop.models.order import EXPIRED, HELD
 from shop.models.types import UTCDateTime
 
-_TIME_PARAMS = ("now", "hold_expires_at")
+_TIME_PARAMS = ("now", "hold_expires_at", "lapse_since")
 _DATE_PARAMS = ("birth_date",)
 
 # A drop is live: its maker put it on sale (scheduled or open), the operator has not suspended
@@ -60,6 +60,62 @@ TERMS = f"""
 ALLOTTED = "SELECT units FROM allotments WHERE customer_id = :customer_id AND batch_id = :batch_id"
 
 
+def at_least(value: str, floor: str) -> str:
+    """The larger of two SQL numbers (SQLite has no GREATEST)."""
+    return f"(CASE WHEN {value} > {floor} THEN {value} ELSE {floor} END)"
+
+
+# The caps across a drop (SECURITY.md, "Hoarding"): an account may hold at most :account_cap
+# units at once, and everyone on one client network (:network, a keyed hash; NULL when the
+# address is not a public one) at most :network_cap, across all of the drop's batches; never
+# less than the batch's own per-customer limit ``lim``: a maker who allows ten means it.
+def account_cap(lim: str) -> str:
+    return at_least("CAST(:account_cap AS INTEGER)", lim)
+
+
+def network_cap(lim: str) -> str:
+    return at_least("CAST(:network_cap AS INTEGER)", lim)
+
+
+# Holds of this account that lapsed (ran out unpaid: the sweeper released them as expired; a
+# cancelled hold is not a lapse) since :lapse_since; the partial index ix_orders_lapsed reads them.
+LAPSED = (
+    f"SELECT COUNT(*) FROM orders WHERE customer_id = :customer_id AND state = '{EXPIRED}' "  # noqa: S608  # nosec B608 - a constant
+    "AND released_at > :lapse_since"
+)
+
+
+def holder_terms(*, drop: str, lim: str) -> str:
+    """Whether this holder may take :quantity more units of drop ``drop`` now, as three columns:
+    ``cooling_ok`` (fewer than :lapse_limit lapsed holds since :lapse_since), ``account_ok`` and
+    ``network_ok`` (the units held across the drop stay within the caps). Read from a snapshot
+    they only refuse early; the held-by rows' CHECK decides under races."""
+    return f"""
+        ({LAPSED}) < CAST(:lapse_limit AS INTEGER) AS cooling_ok,
+        COALESCE((SELECT units FROM held_by_account
+                  WHERE drop_id = {drop} AND customer_id = :customer_id), 0)
+            + :quantity <= {account_cap(lim)} AS account_ok,
+        COALESCE((SELECT units FROM held_by_network
+                  WHERE drop_id = {drop} AND network = CAST(:network AS TEXT)), 0)
+            + :quantity <= {network_cap(lim)} AS network_ok
+    """  # noqa: S608  # nosec B608 - splices only this module's fragments
+
+
+def take_held(table: str, key: str, rows: str, *, cap: str = "EXCLUDED.cap") -> str:
+    """What the account (``held_by_account``, key ``customer_id``) or the network
+    (``held_by_network``, key ``network``) holds across the drop grows by the quantity, the cap
+    checked recorded with it. Unconditional: the snapshot already refused a hold over the cap,
+    and when racing holds carry the units over it anyway, the CHECK ``units <= cap`` fails the
+    whole statement, so nothing at all is held."""
+    return f"""
+        INSERT INTO {table} (drop_id, {key}, units, cap)
+        {rows}
+        ON CONFLICT (drop_id, {key}) DO UPDATE
+            SET units = {table}.units + EXCLUDED.units, cap = {cap}
+        RETURNING units
+    """  # noqa: S608  # nosec B608 - splices only this module's fragments
+
+
 def take_allotment(rows: str, *, limit: str) -> str:
     """The per-customer limit: the (customer, batch) allotment grows by the quantity only while
     it stays within ``limit``; RETURNING nothing means the limit refused it."""
@@ -86,12 +142,13 @@ def new_order(*, price: str, currency: str, source: str) -> str:
     values = (
         f":public_id, :customer_id, :batch_id, :quantity, {price}, "
         f"CAST({price} AS BIGINT) * :quantity, "  # BIGINT: price x quantity may pass 2**31
-        f"{currency}, '{HELD}', :hold_expires_at, 0, :now, :birth_date, :ship_country"
+        f"{currency}, '{HELD}', :hold_expires_at, 0, :now, :birth_date, :ship_country, "
+        "CAST(:network AS TEXT)"
     )
     return f"""
         INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
                             currency, state, hold_expires_at, checkout_attempt, created_at,
-                            birth_date, ship_country)
+                            birth_date, ship_country, client_net)
         {source.format(values=values)}
         RETURNING id
     """  # nosec B608 - splices only this module's fragments
@@ -102,12 +159,24 @@ _PG_ALLOT = take_allotment(
     "WHERE :quantity <= t.lim AND :quantity <= t.remaining",
     limit="(SELECT lim FROM terms)",
 )
+_PG_HELD_BY_ACCOUNT = take_held(
+    "held_by_account",
+    "customer_id",
+    f"SELECT t.drop_id, :customer_id, :quantity, {account_cap('t.lim')} FROM allot, terms t",  # noqa: S608  # nosec B608 - fragments
+)
+_PG_HELD_BY_NETWORK = take_held(
+    "held_by_network",
+    "network",
+    f"SELECT t.drop_id, CAST(:network AS TEXT), :quantity, {network_cap('t.lim')} "  # noqa: S608  # nosec B608 - fragments
+    "FROM account, terms t WHERE CAST(:network AS TEXT) IS NOT NULL",
+)
 _PG_NEW_ORDER = new_order(price="price", currency="currency", source="SELECT {values} FROM stock")
 
 # The whole hold on PostgreSQL: one statement, one round trip, so it can commit on its own
 # (``database.committed``) and no client round trip ever happens while the batch row is
 # locked. First the statement's own snapshot is read without any lock (``seen``): when it
-# already shows a refusal — not signed in, quantity over the limit, drop not live, too few left,
+# already shows a refusal — not signed in, quantity over the limit, drop not live, a buyer the
+# batch may not go to, an account cooling off or a cap across the drop reached, too few left,
 # the customer's allotment full — the statement refuses from it and locks nothing, so the crowd
 # that arrives after the sell-out never queues on the batch row (refusing a moment early is the
 # same answer as arriving a moment earlier; nothing is ever granted from the snapshot).
@@ -115,16 +184,21 @@ _PG_NEW_ORDER = new_order(price="price", currency="currency", source="SELECT {va
 # shows is the stock the UPDATE finds: the allotment is taken exactly when the stock is, and a
 # refusal touches nothing. Stock and allotment change only when the buyer is who they say, the
 # drop is live (its row share-locked, so a close that commits first is seen) and the quantity
-# is within the limit and the stock; the conditional UPDATE and upsert decide.
+# is within the limit and the stock; the conditional UPDATE and upsert decide. What the account
+# and the network hold across the drop grows with them (account row, then network row: every
+# writer locks them in that order, after the batch row); a race past a cap fails the statement
+# on their CHECK, so it takes nothing.
 PG_HOLD = f"""
     WITH buyer AS ({BUYER}
     ), seen AS (
-        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {LIVE_DROP}) AS live
+        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {LIVE_DROP}) AS live,
+               {holder_terms(drop="t.drop_id", lim="t.lim")}
         FROM ({TERMS}) AS t
     ), terms AS ({TERMS}
         AND EXISTS (SELECT 1 FROM buyer) AND EXISTS (
             SELECT 1 FROM seen WHERE seen.live AND :quantity <= seen.lim
                                AND seen.age_ok AND seen.ships_ok
+                               AND seen.cooling_ok AND seen.account_ok AND seen.network_ok
                                AND :quantity <= seen.remaining
                                AND NOT EXISTS ({ALLOTTED} AND units + :quantity > seen.lim))
         FOR UPDATE
@@ -132,12 +206,16 @@ PG_HOLD = f"""
         SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {LIVE_DROP}
         FOR SHARE OF d
     ), allot AS ({_PG_ALLOT}
+    ), account AS ({_PG_HELD_BY_ACCOUNT}
+    ), network AS ({_PG_HELD_BY_NETWORK}
     ), stock AS ({TAKE_STOCK} AND EXISTS (SELECT 1 FROM allot) RETURNING price, currency
     ), new_order AS ({_PG_NEW_ORDER})
     SELECT EXISTS (SELECT 1 FROM buyer) AS signed_in, s.lim IS NOT NULL AS found,
            COALESCE(t.lim, s.lim), COALESCE(t.remaining, s.remaining),
            CASE WHEN t.lim IS NULL THEN s.live ELSE EXISTS (SELECT 1 FROM live) END AS live,
            COALESCE(s.age_ok, false), COALESCE(s.ships_ok, false),
+           COALESCE(s.cooling_ok, false), COALESCE(s.account_ok, false),
+           COALESCE(s.network_ok, false),
            (SELECT units FROM allot) AS units, (SELECT id FROM new_order) AS order_id
     FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
 """  # noqa: S608  # nosec B608 - the f-string only splices in the constants above

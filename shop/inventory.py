@@ -8,6 +8,9 @@ followed by a write:
 - the per-customer limit with a conditional upsert of the (customer, batch) allotment row;
 - "the drop is live" from its state and window, evaluated in the hold statement itself, with the
   drop row share-locked so a close that commits first is always seen;
+- the hoarding caps (units one account, and one client network, hold unpaid across a drop)
+  with one row each whose CHECK ``units <= cap`` fails a hold that racing holds would carry
+  over it; an account cooling off after lapsed holds is refused from the same statement;
 - every state change of an order as a compare-and-set on its current state, so release and
   confirm happen exactly once however often they are called.
 
@@ -25,29 +28,34 @@ Functions never commit: the caller commits once (or runs them in ``database.comm
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
+import psycopg
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from shop import database, holds, shipping_rates
 from shop.catalog import MAX_ID
 from shop.errors import (
     AgeRestricted,
     CannotShipThere,
+    CoolingOff,
+    DropCapReached,
     DropNotLive,
     EditNotAllowed,
     InvalidQuantity,
     InvalidState,
     LimitReached,
     LoginRequired,
+    NetworkCapReached,
     NotFound,
     SoldOut,
 )
 from shop.extensions import db
-from shop.models import Allotment, Batch, Order, Unit
+from shop.models import Allotment, Batch, HeldByAccount, HeldByNetwork, Order, Unit
 from shop.models.order import (
     CANCELLED,
     EXPIRED,
@@ -86,6 +94,9 @@ class _Outcome:
     live: bool
     age_ok: bool  # old enough for the batch (or it has no minimum age)
     ships_ok: bool  # the destination is on the batch's list (or it has none)
+    cooling_ok: bool  # fewer of the account's holds lapsed lately than make it cool off
+    account_ok: bool  # within the cap on units one account holds across the drop
+    network_ok: bool  # within the cap on units held from one network across the drop
     units: int | None  # the allotment after this hold; None when none was taken
     order_id: int | None
 
@@ -99,6 +110,7 @@ def hold(
     hold_minutes: int | None = None,
     birth_date: date | None = None,
     ship_country: str | None = None,
+    network: str | None = None,
 ) -> Order:
     """:func:`reserve`, returning the held Order itself (for services and the console)."""
     reservation = reserve(
@@ -109,6 +121,7 @@ def hold(
         hold_minutes=hold_minutes,
         birth_date=birth_date,
         ship_country=ship_country,
+        network=network,
     )
     return db.session.get_one(Order, reservation.order_id)
 
@@ -122,23 +135,29 @@ def reserve(
     hold_minutes: int | None = None,
     birth_date: date | None = None,
     ship_country: str | None = None,
+    network: str | None = None,
 ) -> Reservation:
     """Reserve ``quantity`` units of batch ``batch_id`` for ``customer``: a held order.
 
     The buyer's session token, the batch's limit, price, stock, minimum age and ship-to list,
-    and the drop's state are all read where they are used — in the hold's one statement
-    (PostgreSQL) or write-locked transaction (SQLite) — so nothing read earlier can go stale and
-    a buy request needs no other query. ``birth_date`` (checked for sense by the caller) and
-    ``ship_country`` are what the buyer confirmed; the order keeps both. Raises LoginRequired
-    (the token was rotated), NotFound (no such batch), InvalidQuantity, DropNotLive,
-    AgeRestricted, CannotShipThere, SoldOut (with how many are left) or LimitReached (with how
-    many more are allowed); on any of them nothing is held.
+    the drop's state and what the account and its network already hold across the drop are all
+    read where they are used — in the hold's one statement (PostgreSQL) or write-locked
+    transaction (SQLite) — so nothing read earlier can go stale and a buy request needs no
+    other query. ``birth_date`` (checked for sense by the caller) and ``ship_country`` are what
+    the buyer confirmed; ``network`` is the keyed hash of the client's network
+    (``limits.hold_network``; None: no cap per network); the order keeps all three. Raises, in
+    this order, LoginRequired (the token was rotated), NotFound (no such batch),
+    InvalidQuantity, DropNotLive, AgeRestricted, CannotShipThere, CoolingOff (too many of the
+    account's holds lapsed lately), DropCapReached, NetworkCapReached (the caps across the
+    drop), SoldOut (with how many are left) or LimitReached (with how many more are allowed);
+    on any of them nothing is held.
     """
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidQuantity()
     if not isinstance(batch_id, int) or not 1 <= batch_id <= MAX_ID:
         raise NotFound()
-    minutes = hold_minutes if hold_minutes is not None else current_app.config["SHOP_HOLD_MINUTES"]
+    config = current_app.config
+    minutes = hold_minutes if hold_minutes is not None else config["SHOP_HOLD_MINUTES"]
     values = {
         "now": now,
         "customer_id": customer.id,
@@ -150,11 +169,19 @@ def reserve(
         "age": shipping_rates.age_on(birth_date, now.date()) if birth_date else None,
         "birth_date": birth_date,
         "ship_country": ship_country,
+        "network": network,
+        "account_cap": _or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_ACCOUNT"]),
+        "network_cap": _or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_NETWORK"]),
+        "lapse_limit": _or_unlimited(config["SHOP_HOLD_LAPSE_LIMIT"]),
+        "lapse_since": now - timedelta(minutes=config["SHOP_HOLD_LAPSE_WINDOW_MINUTES"]),
     }
     if database.is_postgresql():
-        outcome = _Outcome(
-            *database.driver_connection().execute(holds.PG_HOLD_DRIVER, values).fetchone()
-        )
+        try:
+            row = database.driver_connection().execute(holds.PG_HOLD_DRIVER, values).fetchone()
+        except psycopg.errors.CheckViolation as error:  # racing holds carried a cap over
+            _refuse_race(error, values)
+            raise
+        outcome = _Outcome(*row)
     else:
         outcome = _hold_stepwise(values)
     if not outcome.signed_in:
@@ -167,6 +194,8 @@ def reserve(
         raise DropNotLive()
     if not outcome.age_ok or not outcome.ships_ok:
         _refuse_buyer(batch_id, outcome, birth_date=birth_date, ship_country=ship_country)
+    if not (outcome.cooling_ok and outcome.account_ok and outcome.network_ok):
+        _refuse_holder(values, outcome)
     if outcome.units is None:
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
@@ -174,6 +203,82 @@ def reserve(
     if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
         raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
+
+
+def _or_unlimited(setting: int) -> int:
+    """A cap from the settings; 0 turns it off (the largest INTEGER the database holds)."""
+    return setting if setting > 0 else UNLIMITED
+
+
+UNLIMITED = 2**31 - 1
+_CAP_CHECKS = {
+    "ck_held_by_account_units_within_cap": "account",
+    "ck_held_by_network_units_within_cap": "network",
+}
+
+
+def _refuse_holder(values: dict, outcome: _Outcome) -> None:
+    """Why this account may not hold more of the drop now, in words (a second read, on
+    refusals only): cooling off, then the cap per account, then the cap per network."""
+    if not outcome.cooling_ok:
+        raise _cooling_off(values)
+    cap_of = max(outcome.lim or 0, 0)
+    if not outcome.account_ok:
+        raise _drop_cap(values, max(values["account_cap"], cap_of))
+    raise NetworkCapReached(max(values["network_cap"], cap_of))
+
+
+def _refuse_race(error: psycopg.errors.CheckViolation, values: dict) -> None:
+    """The snapshot allowed the hold, but holds racing on other batches of the drop carried the
+    account's or the network's units over the cap first: the statement failed on the CHECK, so
+    nothing was held. Say which cap (details only when this session can still read)."""
+    which = _CAP_CHECKS.get(error.diag.constraint_name or "")
+    if which == "network":
+        raise NetworkCapReached(values["network_cap"]) from None
+    if which == "account":
+        if database.commits_alone():
+            raise _drop_cap(values, values["account_cap"]) from None
+        raise DropCapReached(values["account_cap"]) from None
+
+
+def _cooling_off(values: dict) -> CoolingOff:
+    """Cooling off lasts until the oldest of the last ``lapse_limit`` lapses leaves the window."""
+    now, since, limit = values["now"], values["lapse_since"], values["lapse_limit"]
+    lapsed = db.session.scalars(
+        select(Order.released_at)
+        .where(
+            Order.customer_id == values["customer_id"],
+            Order.state == EXPIRED,
+            Order.released_at > since,
+        )
+        .order_by(Order.released_at.desc())
+        .limit(limit)
+    ).all()
+    if not lapsed:  # re-held meanwhile (a late payment): try again at once
+        return CoolingOff(limit, 1)
+    ends = lapsed[-1] + (now - since)
+    return CoolingOff(len(lapsed), math.ceil((ends - now).total_seconds()))
+
+
+def _drop_cap(values: dict, cap: int) -> DropCapReached:
+    """How many more units of the drop the account may hold, and when its first hold ends."""
+    drop_id = select(Batch.drop_id).where(Batch.id == values["batch_id"]).scalar_subquery()
+    held, first_ends = db.session.execute(
+        select(func.coalesce(func.sum(Order.quantity), 0), func.min(Order.hold_expires_at))
+        .join(Batch, Batch.id == Order.batch_id)
+        .where(
+            Order.customer_id == values["customer_id"],
+            Order.state == HELD,
+            Batch.drop_id == drop_id,
+        )
+    ).one()
+    now = values["now"]
+    frees_in = (
+        math.ceil((first_ends - now).total_seconds())
+        if first_ends is not None and first_ends > now
+        else None
+    )
+    return DropCapReached(cap, allowed=max(0, cap - held), frees_in=frees_in)
 
 
 def _refuse_buyer(
@@ -200,24 +305,46 @@ def _hold_stepwise(values: dict) -> _Outcome:
     signed_in = session.execute(holds.statement(holds.BUYER), values).first() is not None
     terms = session.execute(holds.statement(holds.TERMS), values).first()
     if not signed_in or terms is None:
-        return _Outcome(signed_in, terms is not None, None, None, False, False, False, None, None)
+        return _Outcome(signed_in, terms is not None, *[None] * 2, *[False] * 6, None, None)
     lim, remaining = terms.lim, terms.remaining
-    live_drop = holds.statement(
-        f"SELECT d.id FROM drops d WHERE d.id = :drop_id AND {holds.LIVE_DROP}"  # noqa: S608  # nosec B608 - constant
+    values = {**values, "drop_id": terms.drop_id, "limit": lim}
+    drop_and_holder = holds.statement(
+        f"SELECT EXISTS (SELECT 1 FROM drops d WHERE d.id = :drop_id AND {holds.LIVE_DROP}) "  # noqa: S608  # nosec B608 - constant
+        f"AS live, {holds.holder_terms(drop=':drop_id', lim=':limit')}"
     )
-    live = session.execute(live_drop, {**values, "drop_id": terms.drop_id}).first() is not None
+    found = session.execute(drop_and_holder, values).one()
     outcome = _Outcome(
-        True, True, lim, remaining, live, bool(terms.age_ok), bool(terms.ships_ok), None, None
+        True,
+        True,
+        lim,
+        remaining,
+        bool(found.live),
+        bool(terms.age_ok),
+        bool(terms.ships_ok),
+        bool(found.cooling_ok),
+        bool(found.account_ok),
+        bool(found.network_ok),
+        None,
+        None,
     )
     quantity = values["quantity"]
-    if not (live and outcome.age_ok and outcome.ships_ok) or quantity > lim or quantity > remaining:
+    allowed = (
+        outcome.live
+        and outcome.age_ok
+        and outcome.ships_ok
+        and outcome.cooling_ok
+        and outcome.account_ok
+        and outcome.network_ok
+    )
+    if not allowed or quantity > lim or quantity > remaining:
         return outcome
     take_allotment = holds.take_allotment(
         "VALUES (:customer_id, :batch_id, :quantity)", limit=":limit"
     )
-    units = session.execute(holds.statement(take_allotment), {**values, "limit": lim}).scalar()
+    units = session.execute(holds.statement(take_allotment), values).scalar()
     if units is None:
         return outcome
+    _take_held(values)
     taken = session.execute(
         holds.statement(holds.TAKE_STOCK + " RETURNING price, currency"), values
     ).first()
@@ -231,6 +358,43 @@ def _hold_stepwise(values: dict) -> _Outcome:
         {**values, "unit_price": taken.price, "currency": taken.currency},
     ).scalar_one()
     return replace(outcome, units=units, order_id=order_id)
+
+
+def _take_held(values: dict, *, honoured: bool = False) -> None:
+    """Add the quantity to what the account and its network hold across the drop (account row
+    first, then network row: the order every writer locks them in). ``honoured``: a late
+    payment re-held, counted whatever the caps (its cap is raised as far as it needs)."""
+    for table, key, cap in (
+        ("held_by_account", "customer_id", holds.account_cap(":limit")),
+        ("held_by_network", "network", holds.network_cap(":limit")),
+    ):
+        if values[key] is None:
+            continue
+        if honoured:
+            rows = f"VALUES (:drop_id, :{key}, :quantity, :quantity)"
+            new_cap = holds.at_least(f"{table}.cap", f"{table}.units + :quantity")
+        else:
+            rows, new_cap = f"VALUES (:drop_id, :{key}, :quantity, {cap})", "EXCLUDED.cap"
+        db.session.execute(holds.statement(holds.take_held(table, key, rows, cap=new_cap)), values)
+
+
+def _return_held(order: Order) -> None:
+    """Take the order's units off what its account and network hold across the drop (account
+    row first, then network row), never below zero: a hold taken before these rows existed
+    was never added."""
+    drop_id = select(Batch.drop_id).where(Batch.id == order.batch_id).scalar_subquery()
+    quantity = order.quantity
+    for table, condition in (
+        (HeldByAccount, HeldByAccount.customer_id == order.customer_id),
+        (HeldByNetwork, HeldByNetwork.network == order.client_net),
+    ):
+        if table is HeldByNetwork and order.client_net is None:
+            continue
+        db.session.execute(
+            update(table)
+            .where(table.drop_id == drop_id, condition)
+            .values(units=case((table.units > quantity, table.units - quantity), else_=0))
+        )
 
 
 def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
@@ -254,7 +418,8 @@ def _remaining(batch_id: int) -> int:
 
 
 def release(order: Order, reason: str, *, now: datetime) -> bool:
-    """held → expired/cancelled, stock and allotment returned exactly once.
+    """held → expired/cancelled, stock, allotment and the units held across the drop returned
+    exactly once.
 
     Returns False (and changes nothing) when the order is no longer held.
     """
@@ -272,6 +437,7 @@ def release(order: Order, reason: str, *, now: datetime) -> bool:
         update(Batch).where(Batch.id == order.batch_id).values(held=Batch.held - order.quantity)
     )
     _return_allotment(order.customer_id, order.batch_id, order.quantity)
+    _return_held(order)
     _refresh(order)
     return True
 
@@ -316,6 +482,10 @@ def rehold(order: Order, *, now: datetime) -> None:
         _return_allotment(order.customer_id, order.batch_id, quantity)
         _undo_rehold(order.id, now)
         raise SoldOut(remaining=_remaining(order.batch_id))
+    drop_id = db.session.scalar(select(Batch.drop_id).where(Batch.id == order.batch_id))
+    if drop_id is not None:
+        held_by = {"customer_id": order.customer_id, "network": order.client_net}
+        _take_held({**held_by, "drop_id": drop_id, "quantity": quantity}, honoured=True)
     _refresh(order)
 
 
@@ -357,6 +527,7 @@ def confirm(
         .values(held=Batch.held - order.quantity, sold=Batch.sold + order.quantity)
         .returning(Batch.sold)
     ).scalar_one()
+    _return_held(order)
     first = sold - order.quantity + 1
     db.session.add_all(
         Unit(

@@ -165,6 +165,27 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def hold_network(ip: str | None = None) -> str | None:
+    """The client's network as the hold caps count it (SECURITY.md, "Hoarding"): an HMAC, keyed
+    with SECRET_KEY, of the /24 of an IPv4 address or the /64 of an IPv6 one — one home or
+    office line, never the address itself. None for an address that is not public (loopback,
+    private, carrier-grade NAT): such an address reaches the shop only from inside its own
+    network (a proxy with SHOP_PROXY_COUNT unset, a development machine), where it stands for
+    everyone, so it is not capped."""
+    try:
+        address = ipaddress.ip_address(ip if ip is not None else client_ip())
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not address.is_global:
+        return None
+    prefix = 24 if address.version == 4 else 64
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    secret = (current_app.config.get("SECRET_KEY") or "").encode()
+    return hmac.new(secret, f"hold-network\0{network}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _device_digest(email: str, password_hash: str, ip: str) -> str:
     secret = (current_app.config.get("SECRET_KEY") or "").encode()
     message = "\0".join(("known-device", email, password_hash, network_of(ip)))

@@ -91,6 +91,7 @@ def buy(batch_id: int):
             now=now,
             birth_date=birth_date,
             ship_country=shipping_rates.parse_country(ship_country) if ship_country else None,
+            network=limits.hold_network(),
         )
     metrics.hold_taken()
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)

@@ -5,7 +5,14 @@ from shop.models.catalog import Batch, BatchImage, Product
 from shop.models.drop import Drop
 from shop.models.invitation import Invitation
 from shop.models.message import DropSubscription, Message
-from shop.models.order import Allotment, Order, Unit, UnitRefund
+from shop.models.order import (
+    Allotment,
+    HeldByAccount,
+    HeldByNetwork,
+    Order,
+    Unit,
+    UnitRefund,
+)
 from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
 from shop.models.unrecognised_payment import UnrecognisedPayment
@@ -18,6 +25,8 @@ __all__ = [
     "BatchImage",
     "Drop",
     "DropSubscription",
+    "HeldByAccount",
+    "HeldByNetwork",
     "Invitation",
     "Message",
     "Order",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,6 +59,15 @@ class Order(db.Model):
         # A customer's orders (My orders), and theirs on a few batches (a drop page's running
         # holds) without reading all the others.
         Index("ix_orders_customer_id_batch_id", "customer_id", "batch_id"),
+        # An account's lapsed holds of the last hours (the hold's cooling-off, holds.LAPSED):
+        # only expired orders are in it, so it stays small and a hold reads a few entries.
+        Index(
+            "ix_orders_lapsed",
+            "customer_id",
+            "released_at",
+            sqlite_where=text(f"state = '{EXPIRED}'"),
+            postgresql_where=text(f"state = '{EXPIRED}'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -82,6 +92,9 @@ class Order(db.Model):
     # Where it goes and what Checkout added, quoted at hold time (shipping) and recorded from
     # the paid session (tax, discount, total); ``amount`` stays the goods alone.
     ship_country: Mapped[str | None] = mapped_column(String(2))
+    # The client's network as a keyed hash (``limits.hold_network``), never the address: the
+    # hold counts against that network's cap across the drop (``HeldByNetwork``) until it ends.
+    client_net: Mapped[str | None] = mapped_column(String(32))
     birth_date: Mapped[date | None]  # confirmed before the hold for an age-restricted batch
     shipping_rate_name: Mapped[str | None] = mapped_column(String(80))
     shipping_amount: Mapped[int] = mapped_column(default=0)
@@ -180,3 +193,40 @@ class Allotment(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     units: Mapped[int] = mapped_column(default=0)
+
+
+class HeldByAccount(db.Model):
+    """Units one account holds right now (held, not yet paid) across the batches of one drop.
+
+    Kept in step with the account's held orders — taken by the hold (``holds.take_held_by``),
+    given back by release and payment — so the cap per account is checked against this one
+    row, atomically, however many batches the account buys at once. ``cap`` is the cap the
+    last hold was checked against: the CHECK refuses a hold that two racing holds would carry
+    over it."""
+
+    __tablename__ = "held_by_account"
+    __table_args__ = (
+        CheckConstraint("units >= 0", name="units_not_negative"),
+        CheckConstraint("units <= cap", name="units_within_cap"),
+    )
+
+    drop_id: Mapped[int] = mapped_column(ForeignKey("drops.id"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    units: Mapped[int] = mapped_column(default=0)
+    cap: Mapped[int]
+
+
+class HeldByNetwork(db.Model):
+    """Units held right now across the batches of one drop from one client network (the keyed
+    hash in ``Order.client_net``), by every account on it; as :class:`HeldByAccount`."""
+
+    __tablename__ = "held_by_network"
+    __table_args__ = (
+        CheckConstraint("units >= 0", name="units_not_negative"),
+        CheckConstraint("units <= cap", name="units_within_cap"),
+    )
+
+    drop_id: Mapped[int] = mapped_column(ForeignKey("drops.id"), primary_key=True)
+    network: Mapped[str] = mapped_column(String(32), primary_key=True)
+    units: Mapped[int] = mapped_column(default=0)
+    cap: Mapped[int]

@@ -132,11 +132,11 @@ def test_many_running_holds_show_the_first_to_run_out_and_sum_up_the_rest(client
     other = make_batch(drop=drop, edition_size=50, limit=10)
     customer = make_customer()
     start = clock.now()
+    inventory.hold(other.id, 1, customer=customer, now=start)  # before the cap grows to 100
     orders = [
         inventory.hold(batch.id, quantity, customer=customer, now=start - timedelta(seconds=s))
         for s, quantity in ((10, 2), (40, 1), (20, 3), (30, 1), (50, 4), (0, 5))
     ]
-    inventory.hold(other.id, 1, customer=customer, now=start)
     inventory.hold(batch.id, 7, customer=make_customer(), now=start)  # somebody else's
     db.session.commit()
     first_to_run_out = [orders[4], orders[1], orders[3]]  # the oldest holds expire first
