@@ -205,9 +205,12 @@ def unrecognised_payments(limit: int) -> None:
 @click.option("--once", is_flag=True, help="One pass of every job, then exit (1 if one failed).")
 @with_appcontext
 def worker(interval: float | None, passes: int, once: bool) -> None:
-    """Sweep expired holds and send the outbox (safe to run several: they split the work)."""
+    """Sweep expired holds and send the outbox (safe to run several: they split the work).
+    SIGTERM finishes the pass in progress, then exits 0."""
     from shop import worker as jobs
 
+    shutdown = jobs.Shutdown()
+    shutdown.install()
     if once:
         report = jobs.run_pass(clock.now())
         for line in report.lines:
@@ -218,7 +221,7 @@ def worker(interval: float | None, passes: int, once: bool) -> None:
     sweep_every = interval if interval is not None else current_app.config["SHOP_SWEEP_SECONDS"]
     poll = min(current_app.config["SHOP_MAIL_POLL_SECONDS"], sweep_every)
     next_sweep, sweeps = 0.0, 0
-    while passes == 0 or sweeps < passes:
+    while (passes == 0 or sweeps < passes) and not shutdown.requested:
         due = (
             ("sweep", "notices", "outbox")
             if time.monotonic() >= next_sweep
@@ -229,8 +232,8 @@ def worker(interval: float | None, passes: int, once: bool) -> None:
         report = jobs.run_pass(clock.now(), jobs=due)
         for line in [*report.lines, *report.problems] if report.activity or report.problems else []:
             click.echo(line)
-        if passes == 0 or sweeps < passes:
-            time.sleep(poll)
+        if (passes == 0 or sweeps < passes) and shutdown.wait(poll):
+            break
 
 
 @shop.command()

@@ -5,6 +5,8 @@ pass of every job, for tests, cron and operators, and says what failed."""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +15,30 @@ from shop import metrics, notifications, outbox, sweeper
 from shop.extensions import db
 
 log = logging.getLogger(__name__)
+
+
+class Shutdown:
+    """SIGTERM asks the worker to stop: the pass in progress finishes (its leased holds and
+    messages are settled, not left to their leases running out), then the loop exits."""
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, _signum, _frame) -> None:
+        if not self._requested.is_set():
+            log.info("SIGTERM: finishing the pass in progress, then exiting")
+        self._requested.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` between passes, waking at once when asked to stop."""
+        return self._requested.wait(seconds)
 
 
 @dataclass
