@@ -5,6 +5,9 @@ then refused when a part of it (the local part, or one label of the domain) mixe
 more than one script ("paypal" with a Cyrillic "a"), or is written entirely in Cyrillic or
 Greek letters that all have a Latin twin (Cyrillic "a", "r", "r" reads as "app"). Genuine
 non-Latin addresses (a Russian name at a .rf domain) stay welcome.
+
+One mailbox, one account: :func:`mailbox` names the inbox an address reaches, so that
+``ann+1@…`` and ``a.nn@gmail.com`` cannot each make another account for the same person.
 """
 
 from __future__ import annotations
@@ -47,3 +50,19 @@ def is_look_alike(address: str) -> bool:
             if twins is not None and all(c in twins for c in letters):
                 return True
     return False
+
+
+# Domains whose mail ignores dots in the local part (Gmail's two names for one service).
+_DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox(address: str) -> str:
+    """The inbox ``address`` (already normalised: NFKC, lower-cased) reaches, for the rule "one
+    account per mailbox" only — mail still goes to the address as given. A ``+tag`` is dropped
+    from the local part (the sub-addressing of Gmail, Outlook, iCloud, Fastmail, Proton and
+    most servers), and Gmail ignores dots: ``a.nn+shop@googlemail.com`` is ``ann@gmail.com``."""
+    local, _, domain = address.rpartition("@")
+    base = local.split("+", 1)[0] or local
+    if domain in _DOTLESS:
+        base, domain = base.replace(".", "") or base, _DOTLESS[domain]
+    return f"{base}@{domain}"

@@ -83,8 +83,7 @@ def invite(operator: User, email: str, display_name: str, *, now: datetime) -> I
     """Email a single-use link that makes ``email`` a maker. An earlier open invitation to the
     same address is withdrawn (only the newest link works)."""
     address = users.normalise_email(email)
-    if users.find_by_email(address) is not None:
-        raise InvalidInput("An account with that email already exists.")
+    users.check_mailbox_free(address)
     name = (display_name or "").strip()
     if len(name) > 80:
         raise InvalidInput("A maker's name is at most 80 characters.")

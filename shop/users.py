@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from shop import emails, passwords
+from shop import database, emails, passwords
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import User
@@ -53,17 +53,33 @@ def register(email: str, password: str, *, display_name: str = "", role: str = C
         raise InvalidInput("Unknown role.")
     email = normalise_email(email)
     check_password_rules(password)
-    if find_by_email(email) is not None:
-        raise InvalidInput("An account with that email already exists. Try logging in.")
+    check_mailbox_free(email)
     user = User(
         email=email,
+        mailbox=emails.mailbox(email),
         password_hash=passwords.hash_password(password),
         display_name=(display_name or "").strip()[:80] or email.split("@")[0],
         role=role,
     )
     db.session.add(user)
-    db.session.flush()
+    database.flush_unique(TAKEN)  # the same mailbox registering twice at once
     return user
+
+
+TAKEN = "An account with that email already exists. Try logging in."
+SAME_MAILBOX = (
+    "An account already uses that mailbox: addresses that differ only by a +tag (or, at Gmail, "
+    "by dots) reach the same inbox, and a mailbox has one account. Log in with the address you "
+    "signed up with, or reset its password."
+)
+
+
+def check_mailbox_free(email: str) -> None:
+    """InvalidInput when an account has this address, or another address of its mailbox."""
+    if find_by_email(email) is not None:
+        raise InvalidInput(TAKEN)
+    if db.session.scalar(select(User.id).where(User.mailbox == emails.mailbox(email))):
+        raise InvalidInput(SAME_MAILBOX)
 
 
 def authenticate(email: str, password: str) -> User | None:

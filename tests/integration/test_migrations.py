@@ -98,3 +98,32 @@ def test_existing_pictures_get_slots_in_their_shown_order_and_none_are_lost(tmp_
 
     assert [slot for _, slot in slots] == list(range(13))
     assert [image_id for image_id, _ in slots][:3] == [11, 12, 10]
+
+
+def test_accounts_that_already_share_a_mailbox_keep_working_and_the_oldest_owns_it(tmp_path):
+    path = tmp_path / "before.sqlite3"
+    app = create_app(databases.testing_config(f"sqlite:///{path}"))
+    with app.app_context():
+        upgrade(revision="0011")
+        with sqlite3.connect(path) as raw:  # three accounts of one inbox, made before the rule
+            raw.executemany(
+                "INSERT INTO users (id, email, password_hash, display_name, role, is_admin,"
+                " timezone, session_token, created_at, tax_mode) VALUES (?, ?, 'x', 'A',"
+                " 'customer', 0, 'UTC', ?, '2026-11-01 00:00:00', 'off')",
+                [
+                    (1, "ann+2@gmail.com", "t1"),
+                    (2, "a.nn@gmail.com", "t2"),
+                    (3, "bob@example.com", "t3"),
+                    (4, "ann@googlemail.com", "t4"),
+                ],
+            )
+        upgrade()
+        rows = db.session.execute(text("SELECT id, mailbox FROM users ORDER BY id")).all()
+        db.engine.dispose()
+
+    assert [tuple(row) for row in rows] == [
+        (1, "ann@gmail.com"),
+        (2, None),
+        (3, "bob@example.com"),
+        (4, None),
+    ]

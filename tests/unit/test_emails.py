@@ -1,10 +1,11 @@
-"""Look-alike email addresses (shop.emails): what passes for another address is refused."""
+"""Email addresses (shop.emails): what passes for another address is refused, and which
+mailbox an address reaches."""
 
 from __future__ import annotations
 
 import pytest
 
-from shop import users
+from shop import emails, users
 from shop.errors import InvalidInput
 
 
@@ -38,3 +39,20 @@ def test_an_address_that_could_pass_for_another_is_refused(typed):
 
 def test_a_look_alike_is_a_kind_of_invalid_input():
     assert issubclass(users.LookAlikeEmail, InvalidInput)
+
+
+@pytest.mark.parametrize(
+    ("address", "inbox"),
+    [
+        ("ann@example.com", "ann@example.com"),
+        ("ann+shop@example.com", "ann@example.com"),
+        ("ann+a+b@example.com", "ann@example.com"),
+        ("a.nn@example.com", "a.nn@example.com"),  # dots are letters everywhere but Gmail
+        ("a.n.n+drop@gmail.com", "ann@gmail.com"),
+        ("ann@googlemail.com", "ann@gmail.com"),
+        ("+only@example.com", "+only@example.com"),
+        ("ann+x@sub.gmail.com", "ann@sub.gmail.com"),
+    ],
+)
+def test_an_address_names_the_mailbox_it_reaches(address, inbox):
+    assert emails.mailbox(address) == inbox
