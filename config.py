@@ -158,6 +158,12 @@ class Config:
             if code.strip()
         ]
         self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
+        # The Ed25519 key certificates are signed with (shop/certificates.py): PEM in the
+        # environment in production; elsewhere generated once into this file.
+        self.SHOP_CERTIFICATE_KEY = _env("SHOP_CERTIFICATE_KEY")
+        self.SHOP_CERTIFICATE_KEY_FILE = _env(
+            "SHOP_CERTIFICATE_KEY_FILE", str(BASE_DIR / "instance" / "certificate_key.pem")
+        )
         self.REDIS_URL = _env("REDIS_URL")
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
         # Several shops (or test runs) can share one Redis, each under its own prefix.
@@ -259,6 +265,7 @@ class ProductionConfig(Config):
             "STRIPE_WEBHOOK_SECRET": self.STRIPE_WEBHOOK_SECRET,
             "SHOP_BASE_URL": self.SHOP_BASE_URL,
             "SMTP_URL": self.SMTP_URL,
+            "SHOP_CERTIFICATE_KEY": self.SHOP_CERTIFICATE_KEY,
         }
         return [name for name, value in required.items() if not value]
 

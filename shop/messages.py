@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from sqlalchemy import func, select
 
-from shop import mail, money, outbox, shipping
+from shop import certificates, mail, money, outbox, shipping
 from shop.extensions import db
 from shop.models import Drop, DropSubscription, Message, Order, UnitRefund, User
 
@@ -67,7 +67,7 @@ def _order_context(order: Order) -> dict:
         "units": [
             {
                 "serial": unit.serial,
-                "certificate": mail.link("storefront.certificate", code=unit.certificate_code),
+                "certificate": certificates.link_for(unit),
             }
             for unit in order.units
         ],

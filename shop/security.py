@@ -11,7 +11,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
-from shop import limits, mail
+from shop import certificates, limits, mail
 
 CSP = "; ".join(
     [
@@ -54,6 +54,11 @@ def check_production_settings(app: Flask) -> None:
     base_url = urlsplit(app.config.get("SHOP_BASE_URL") or "")
     if base_url.scheme != "https" or not base_url.hostname:
         problems.append("SHOP_BASE_URL must be the shop's https:// address")
+    if app.config.get("SHOP_CERTIFICATE_KEY"):
+        try:
+            certificates.private_key_from_pem(app.config["SHOP_CERTIFICATE_KEY"])
+        except certificates.CertificateKeyError as error:
+            problems.append(str(error))
     if app.config.get("SMTP_URL"):
         try:
             mail.SmtpTransport.from_url(app.config["SMTP_URL"], timeout=1)

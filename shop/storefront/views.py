@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import segno
 from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     jsonify,
     render_template,
     request,
@@ -16,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, clock, images, notifications
+from shop import catalog, certificates, clock, images, notifications
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.templating import iso
@@ -100,6 +101,8 @@ def batch(product_slug: str, number: int):
 
 @bp.get("/u/<code>")
 def certificate(code: str):
+    """A unit's certificate, checked: a link's signed fields must be this unit's and carry the
+    shop's signature ("Genuine"); a plain code is checked against the shop's records."""
     unit = catalog.certificate(code)
     if unit is None:
         # Someone checking a label deserves more than "the page may have moved".
@@ -107,7 +110,11 @@ def certificate(code: str):
     if unit.is_retired:
         # Gone for good, and said so: the number is never sold again.
         return render_template("storefront/retired_certificate.html", unit=unit), 410
-    url = certificate_url(unit.certificate_code)
+    presented = request.args.to_dict()
+    signed = "s" in presented
+    if signed and not certificates.presented_matches(unit, presented):
+        return render_template("storefront/not_genuine.html", unit=unit, code=code), 400
+    url = certificates.link_for(unit)
     qr = segno.make(url, error="m").svg_inline(
         omitsize=True, svgclass="qr", lineclass=None, dark="#1e231f", border=2
     )
@@ -116,32 +123,56 @@ def certificate(code: str):
         unit=unit,
         batch=unit.batch,
         canonical_url=url,
+        short_url=url.split("?", 1)[0],
+        signature_checked=signed,
+        key_url=url_for("storefront.certificate_key"),
         qr_svg=Markup(qr),  # noqa: S704 - segno SVG of our own URL  # nosec B704
     )
 
 
-@bp.get("/u/<code>/qr.svg")
-def certificate_qr(code: str):
-    """The certificate's QR code alone, for label printers."""
+def _certified_unit(code: str):
     unit = catalog.certificate(code)
     if unit is None or unit.is_retired:
         abort(404)
-    svg = segno.make(certificate_url(unit.certificate_code), error="m").svg_inline(
+    return unit
+
+
+@bp.get("/u/<code>/qr.svg")
+def certificate_qr(code: str):
+    """The certificate's QR code alone (the signed link), as SVG for label printers."""
+    svg = segno.make(certificates.link_for(_certified_unit(code)), error="m").svg_inline(
         scale=8, lineclass=None, dark="#000", border=2
     )
     body = '<?xml version="1.0" encoding="utf-8"?>\n' + svg.replace(
         "<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1
     )
-    response = Response(body, mimetype="image/svg+xml")
+    return _qr_response(body, "image/svg+xml")
+
+
+@bp.get("/u/<code>/qr.png")
+def certificate_qr_png(code: str):
+    """The same QR code as PNG, which every label printer and phone app reads."""
+    out = io.BytesIO()
+    segno.make(certificates.link_for(_certified_unit(code)), error="m").save(
+        out, kind="png", scale=8, border=2, dark="#000"
+    )
+    return _qr_response(out.getvalue(), "image/png")
+
+
+def _qr_response(body, mimetype: str) -> Response:
+    response = Response(body, mimetype=mimetype)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
 
 
-def certificate_url(code: str) -> str:
-    """The certificate's canonical address, from SHOP_BASE_URL (never the Host header)."""
-    base = (current_app.config.get("SHOP_BASE_URL") or "").rstrip("/")
-    return base + url_for("storefront.certificate", code=code)
+@bp.get(certificates.KEY_PATH)
+def certificate_key():
+    """The public key every certificate's signature checks against (PEM)."""
+    response = Response(certificates.public_key_pem(certificates.shop_key()), mimetype="text/plain")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @bp.get("/api/drops/<slug>/stock")

@@ -37,7 +37,7 @@ LONG_EMAIL = f"{LONG_WORD.lower()[:60]}@example.com"
 PASSWORD = "a long enough secret"
 MAX_PAGES = 45
 SAME_SHAPE = 2  # pages whose paths differ only in ids or numbers: the first two are enough
-SKIP = re.compile(r"^/(static|media|api|stripe)/|\.(svg|csv|json|png|jpg|pdf)$|/logout$")
+SKIP = re.compile(r"^/(static|media|api|stripe)/|\.(svg|csv|json|png|jpg|pdf|pem)$|/logout$")
 
 
 def seed_the_awkward_cases(now) -> str:

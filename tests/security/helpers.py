@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 
 import config as settings
@@ -70,6 +72,18 @@ def close_limiter_storage() -> None:
         client.connection_pool.disconnect()
 
 
+# One Ed25519 key for every production environment the tests build (as one line, as an
+# environment variable may hold it).
+CERTIFICATE_KEY = (
+    Ed25519PrivateKey.generate()
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+    .replace("\n", "\\n")
+)
+
+
 def production_env(monkeypatch, database_url: str, **overrides: str | None) -> None:
     """A complete, valid production environment; ``None`` in overrides unsets a variable."""
     values: dict[str, str | None] = {
@@ -80,6 +94,7 @@ def production_env(monkeypatch, database_url: str, **overrides: str | None) -> N
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
         "SHOP_BASE_URL": PRODUCTION_BASE_URL,
         "SMTP_URL": "smtp://mail.internal:25",
+        "SHOP_CERTIFICATE_KEY": CERTIFICATE_KEY,
         "STRIPE_API_BASE": None,
         "REDIS_URL": None,
         "FLASK_DEBUG": None,
