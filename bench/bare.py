@@ -48,6 +48,16 @@ def buy(batch_id: int):
         "quantity": int(request.form["quantity"]),
         "public_id": new_public_id(),
         "hold_expires_at": now + timedelta(minutes=int(os.environ["SHOP_HOLD_MINUTES"])),
+        # No age or destination asked; a loopback client is on no network the caps count;
+        # the hoarding rules at their defaults (config.py).
+        "age": None,
+        "birth_date": None,
+        "ship_country": None,
+        "network": None,
+        "account_cap": 6,
+        "network_cap": 40,
+        "lapse_limit": 3,
+        "lapse_since": now - timedelta(minutes=120),
     }
     order_id = _connection().execute(PG_HOLD_DRIVER, values).fetchone()[-1]
     if order_id is None:

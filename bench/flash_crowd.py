@@ -369,6 +369,18 @@ def hold_statement_script(batch_ids: list[int], customers) -> str:
     sql = sql.replace(":now", "now()")
     sql = sql.replace(":public_id", "substr(md5(random()::text), 1, 22)")
     sql = sql.replace(":session_token", f"'{BENCH_TOKEN}'")
+    # No age or destination asked, no network counted, the hoarding rules at their defaults.
+    for name, value in (
+        (":age", "NULL"),
+        (":birth_date", "NULL"),
+        (":ship_country", "NULL"),
+        (":account_cap", "6"),
+        (":network_cap", "40"),  # before ":network", which it starts with
+        (":network", "NULL"),
+        (":lapse_limit", "3"),
+        (":lapse_since", "(now() - interval '120 minutes')"),
+    ):
+        sql = sql.replace(name, value)
     sql = " ".join(sql.split())
     first, last = customers[0].id, customers[-1].id
     return (
