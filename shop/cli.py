@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from shop import clock, drops, money, reports, sweeper, users
+from shop import clock, drops, ledger, money, reports, sweeper, users
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Drop
@@ -174,6 +174,24 @@ def sweep() -> None:
     """One pass: release expired holds that Stripe confirms can no longer be paid."""
     counts = sweeper.sweep(clock.now())
     click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+
+
+@shop.command("ledger")
+@click.option("--check", "check", is_flag=True, required=True, help="Reconcile every batch.")
+@with_appcontext
+def ledger_check(check: bool) -> None:
+    """Prove every batch's counters from its orders and units: one line per batch, a line for
+    every mismatch naming the batch and the numbers; exit 1 on any (the result is kept for the
+    maker console, as the worker's daily check is)."""
+    results = ledger.check(db.session.connection())
+    for result in results:
+        click.echo(result.line())
+    ledger.record(results, now=clock.now())
+    db.session.commit()
+    mismatched = sum(1 for result in results if result.problems)
+    click.echo(f"{len(results)} batches checked, {mismatched} did not reconcile.")
+    if mismatched:
+        sys.exit(1)
 
 
 @shop.command("unrecognised-payments")

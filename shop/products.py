@@ -18,7 +18,8 @@ from sqlalchemy.orm import selectinload
 from shop import audit, database, images, inventory, money, shipping_rates, slugs
 from shop.errors import EditNotAllowed, InvalidInput
 from shop.extensions import db
-from shop.models import Batch, BatchImage, Drop, Product, User
+from shop.models import Batch, BatchImage, Drop, EditionChange, Product, User
+from shop.models.drop import DRAFT
 
 MAX_IMAGES_PER_BATCH = 12
 MAX_EDITION_SIZE = 1_000_000
@@ -124,6 +125,7 @@ class BatchDetails:
     ships_to: str = ""  # as typed: "de, fr gb"; checked and sorted by ``check``
     minimum_age: int | None = None
     tax_code: str = ""
+    edition_reason: str = ""  # why the edition size changes (required once the drop opened)
 
     LABELS = {
         "number": "batch number",
@@ -185,6 +187,28 @@ class BatchDetails:
         }
 
 
+def _resize(batch: Batch, size: int, reason: str, opened: bool, now: datetime) -> None:
+    """Change the edition size; once the drop is published the change goes on the batch's
+    public ledger, and once it has opened the maker must say why."""
+    if opened and not reason and size >= batch.sold + batch.held:  # else the size itself is refused
+        raise EditNotAllowed(
+            f"Say why the edition changes from {batch.edition_size} to {size}: once the drop "
+            "has opened, the reason is shown on the batch's public ledger."
+        )
+    from_size = batch.edition_size
+    inventory.resize_edition(batch, size)
+    if batch.drop is not None and batch.drop.state != DRAFT:
+        db.session.add(
+            EditionChange(
+                batch_id=batch.id,
+                from_size=from_size,
+                to_size=size,
+                reason=reason[:500],
+                changed_at=now,
+            )
+        )
+
+
 def on_sale(batch: Batch, now: datetime) -> bool:
     """True once the batch's drop has opened: number and currency freeze, edits are audited."""
     drop: Drop | None = batch.drop
@@ -239,7 +263,7 @@ def update_batch(batch: Batch, details: BatchDetails, *, actor: User, now: datet
 
     before = {name: getattr(batch, name) for name in wanted}
     if wanted["edition_size"] != batch.edition_size:
-        inventory.resize_edition(batch, wanted["edition_size"])
+        _resize(batch, wanted["edition_size"], (details.edition_reason or "").strip(), opened, now)
     for name, value in wanted.items():
         if name != "edition_size":
             setattr(batch, name, value)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shop import metrics, notifications, outbox, sweeper
+from shop import ledger, metrics, notifications, outbox, sweeper
 from shop.extensions import db
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,20 @@ def run_notices(now: datetime, report: Pass) -> None:
     report.lines.append(f"drop notices: {written} written")
 
 
+def run_ledger(now: datetime, report: Pass) -> None:
+    """Once a day: reconcile every batch's counters against its orders and units."""
+    entry = ledger.run_if_due(now)
+    if entry is None:
+        return
+    report.activity += 1
+    report.lines.append(
+        f"ledger: {entry.batches} batches checked, {entry.mismatches} did not reconcile"
+    )
+    report.problems.extend(line for line in entry.report.splitlines() if line)
+
+
 # Notices before the outbox, so a pass that writes them also starts sending them.
-JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox}
+JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox, "ledger": run_ledger}
 
 
 def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:

@@ -9,88 +9,14 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from shop import ledger
+
 
 def violations(connection: Connection, batch_id: int) -> list[str]:
-    """Every broken inventory invariant of one batch (empty when all hold)."""
-    found: list[str] = []
-    params = {"batch_id": batch_id}
-    batch = (
-        connection.execute(
-            text(
-                "SELECT edition_size, sold, held, per_customer_limit FROM batches "
-                "WHERE id = :batch_id"
-            ),
-            params,
-        )
-        .mappings()
-        .one()
-    )
-    size, sold, held, limit = (
-        batch["edition_size"],
-        batch["sold"],
-        batch["held"],
-        batch["per_customer_limit"],
-    )
-    if sold < 0 or held < 0:
-        found.append(f"negative stock: sold={sold} held={held}")
-    if sold + held > size:
-        found.append(f"oversold: sold {sold} + held {held} > edition size {size}")
-
-    orders = connection.execute(
-        text(
-            "SELECT state, COALESCE(SUM(quantity), 0) AS units, COUNT(*) AS n FROM orders "
-            "WHERE batch_id = :batch_id GROUP BY state"
-        ),
-        params,
-    ).all()
-    by_state = {row.state: row.units for row in orders}
-    if held != by_state.get("held", 0):
-        found.append(f"held {held} != units of held orders {by_state.get('held', 0)}")
-    if sold != by_state.get("paid", 0):
-        found.append(f"sold {sold} != units of paid orders {by_state.get('paid', 0)}")
-
-    serials = sorted(
-        connection.execute(
-            text("SELECT serial FROM units WHERE batch_id = :batch_id"), params
-        ).scalars()
-    )
-    if serials != list(range(1, sold + 1)):
-        found.append(f"serials are not 1..{sold} without gap or duplicate: {serials}")
-    paid_orders_without_units = connection.execute(
-        text(
-            "SELECT o.id, o.quantity, COUNT(u.id) AS n FROM orders o "
-            "LEFT JOIN units u ON u.order_id = o.id "
-            "WHERE o.batch_id = :batch_id AND o.state = 'paid' "
-            "GROUP BY o.id, o.quantity HAVING COUNT(u.id) != o.quantity"
-        ),
-        params,
-    ).all()
-    for row in paid_orders_without_units:
-        found.append(f"paid order {row.id} of {row.quantity} has {row.n} units")
-
-    allotted = {
-        row.customer_id: row.units
-        for row in connection.execute(
-            text("SELECT customer_id, units FROM allotments WHERE batch_id = :batch_id"), params
-        )
-    }
-    owned = {
-        row.customer_id: row.units
-        for row in connection.execute(
-            text(
-                "SELECT customer_id, SUM(quantity) AS units FROM orders "
-                "WHERE batch_id = :batch_id AND state IN ('held', 'paid') GROUP BY customer_id"
-            ),
-            params,
-        )
-    }
-    for customer_id in sorted(set(allotted) | set(owned)):
-        units, holding = allotted.get(customer_id, 0), owned.get(customer_id, 0)
-        if units != holding:
-            found.append(f"customer {customer_id}: allotment {units} != held+paid units {holding}")
-        if holding > limit:
-            found.append(f"customer {customer_id} has {holding} units, over the limit {limit}")
-    return found
+    """Every broken inventory invariant of one batch (empty when all hold): the shop's own
+    reconciliation (``shop.ledger``, what ``shop ledger --check`` runs), which counts refunded
+    orders and retired units correctly."""
+    return ledger.violations(connection, batch_id)
 
 
 def stock(connection: Connection, batch_id: int) -> tuple[int, int, int]:

@@ -105,6 +105,12 @@ class BatchForm(FlaskForm):
         description="How many numbered units exist. Once on sale it can grow, never shrink "
         "below what's sold or held.",
     )
+    edition_reason = StringField(
+        "Why the edition size changes",
+        validators=[Optional(), Length(max=500)],
+        description="Needed once the drop has opened: it is shown with the change on the "
+        "batch's public edition ledger.",
+    )
     unit_singular = StringField(
         "One unit",
         default="unit",
@@ -213,6 +219,7 @@ class BatchForm(FlaskForm):
             process=self.making.data or "",
             ships_to=self.ships_to.data or "",
             minimum_age=self.minimum_age.data,
+            edition_reason=self.edition_reason.data or "",
             tax_code=self.tax_code.data or "",
         )
 

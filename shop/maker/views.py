@@ -27,6 +27,7 @@ from flask_login import current_user
 
 from shop import (
     clock,
+    ledger,
     markdown,
     products,
     reports,
@@ -77,6 +78,7 @@ def dashboard():
         products=products.products_of(current_user),
         recent=sales.recent_orders(current_user),
         numbers=reports.dashboard_numbers(current_user),
+        ledger_check=ledger.latest(),
         now=now,
     )
 

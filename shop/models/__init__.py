@@ -4,6 +4,7 @@ from shop.models.audit import AuditEntry
 from shop.models.catalog import Batch, BatchImage, Product
 from shop.models.drop import Drop
 from shop.models.invitation import Invitation
+from shop.models.ledger import EditionChange, LedgerCheck
 from shop.models.message import DropSubscription, Message
 from shop.models.order import (
     Allotment,
@@ -25,9 +26,11 @@ __all__ = [
     "BatchImage",
     "Drop",
     "DropSubscription",
+    "EditionChange",
     "HeldByAccount",
     "HeldByNetwork",
     "Invitation",
+    "LedgerCheck",
     "Message",
     "Order",
     "Product",

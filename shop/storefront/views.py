@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, certificates, clock, images, notifications
+from shop import catalog, certificates, clock, images, ledger, notifications
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.templating import iso
@@ -96,6 +96,21 @@ def batch(product_slug: str, number: int):
         earlier=[b for b in siblings if b.number < found.number],
         later=[b for b in siblings if b.number > found.number],
         sold_out_in=catalog.sold_out_times([found, *siblings]),
+    )
+
+
+@bp.get("/products/<product_slug>/batches/<int:number>/ledger")
+def batch_ledger(product_slug: str, number: int):
+    """The edition's public ledger: its size and every change to it, the counts, and one line
+    per number — for every batch whose drop has opened."""
+    found = catalog.batch_by_number(product_slug, number)
+    if found is None or not found.drop.has_opened(clock.now()):
+        abort(404)
+    page = request.args.get("page", "1")
+    return render_template(
+        "storefront/ledger.html",
+        ledger=ledger.public_ledger(found, page=int(page) if page.isdigit() else 1),
+        batch=found,
     )
 
 

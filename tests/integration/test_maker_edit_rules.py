@@ -75,7 +75,12 @@ def test_an_edition_on_sale_cannot_shrink_below_sold_plus_held(sold_three_held_t
 def test_an_edition_on_sale_can_shrink_to_exactly_what_is_taken(sold_three_held_two):
     batch = sold_three_held_two
 
-    products.update_batch(batch, _details(batch, edition_size=5), actor=None, now=AT_DROP)
+    products.update_batch(
+        batch,
+        _details(batch, edition_size=5, edition_reason="Two casks leaked."),
+        actor=None,
+        now=AT_DROP,
+    )
     db.session.commit()
 
     assert batch.edition_size == 5 and batch.remaining == 0
@@ -86,7 +91,10 @@ def test_an_edition_on_sale_can_grow_and_the_edit_is_audited(sold_three_held_two
     maker = batch.product.maker
 
     changed = products.update_batch(
-        batch, _details(batch, edition_size=12), actor=maker, now=AT_DROP
+        batch,
+        _details(batch, edition_size=12, edition_reason="Two more casks."),
+        actor=maker,
+        now=AT_DROP,
     )
     db.session.commit()
 
@@ -107,7 +115,12 @@ def test_the_shrink_rule_reads_the_database_not_a_stale_object(sold_three_held_t
     assert (batch.sold, batch.held) == (stale_sold, stale_held)  # the object hasn't noticed
 
     with pytest.raises(EditNotAllowed, match="can't be smaller than 9"):
-        products.update_batch(batch, _details(batch, edition_size=6), actor=None, now=AT_DROP)
+        products.update_batch(
+            batch,
+            _details(batch, edition_size=6, edition_reason="Breakage."),
+            actor=None,
+            now=AT_DROP,
+        )
 
 
 def test_a_price_change_never_touches_existing_orders(sold_three_held_two):
@@ -212,7 +225,10 @@ def test_a_live_edit_through_the_form_is_audited_and_shown_on_the_drop_page(app,
     maker = live_batch.product.maker
     console = browser(app, maker)
 
-    response = console.form(f"/maker/batches/{live_batch.id}", _form(live_batch, edition_size=12))
+    response = console.form(
+        f"/maker/batches/{live_batch.id}",
+        _form(live_batch, edition_size=12, edition_reason="Two more casks turned out sound."),
+    )
 
     assert response.status_code == 303
     page = console.get(f"/maker/drops/{live_batch.drop_id}").get_data(as_text=True)
