@@ -28,7 +28,6 @@ Functions never commit: the caller commits once (or runs them in ``database.comm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -37,20 +36,15 @@ import psycopg
 from flask import current_app
 from sqlalchemy import case, func, select, update
 
-from shop import database, holds, shipping_rates
+from shop import database, holds, refusals, shipping_rates
 from shop.catalog import MAX_ID
 from shop.errors import (
-    AgeRestricted,
-    CannotShipThere,
-    CoolingOff,
-    DropCapReached,
     DropNotLive,
     EditNotAllowed,
     InvalidQuantity,
     InvalidState,
     LimitReached,
     LoginRequired,
-    NetworkCapReached,
     NotFound,
     SoldOut,
 )
@@ -179,7 +173,7 @@ def reserve(
         try:
             row = database.driver_connection().execute(holds.PG_HOLD_DRIVER, values).fetchone()
         except psycopg.errors.CheckViolation as error:  # racing holds carried a cap over
-            _refuse_race(error, values)
+            refusals.race(error, values)
             raise
         outcome = _Outcome(*row)
     else:
@@ -193,105 +187,24 @@ def reserve(
     if not outcome.live:
         raise DropNotLive()
     if not outcome.age_ok or not outcome.ships_ok:
-        _refuse_buyer(batch_id, outcome, birth_date=birth_date, ship_country=ship_country)
+        refusals.buyer(batch_id, outcome, birth_date=birth_date, ship_country=ship_country)
     if not (outcome.cooling_ok and outcome.account_ok and outcome.network_ok):
-        _refuse_holder(values, outcome)
+        refusals.holder(values, outcome)
     if outcome.units is None:
         if quantity > outcome.remaining:
             raise SoldOut(remaining=max(0, outcome.remaining))
-        raise LimitReached(allowed=_allowed_more(values, outcome.lim))
+        raise LimitReached(allowed=refusals.allowed_more(values, outcome.lim))
     if outcome.order_id is None:  # impossible: the stock was read under the batch row's lock
         raise RuntimeError(f"a hold on batch {batch_id} took an allotment but no stock")
     return Reservation(outcome.order_id, values["public_id"])
 
 
+UNLIMITED = 2**31 - 1
+
+
 def _or_unlimited(setting: int) -> int:
     """A cap from the settings; 0 turns it off (the largest INTEGER the database holds)."""
     return setting if setting > 0 else UNLIMITED
-
-
-UNLIMITED = 2**31 - 1
-_CAP_CHECKS = {
-    "ck_held_by_account_units_within_cap": "account",
-    "ck_held_by_network_units_within_cap": "network",
-}
-
-
-def _refuse_holder(values: dict, outcome: _Outcome) -> None:
-    """Why this account may not hold more of the drop now, in words (a second read, on
-    refusals only): cooling off, then the cap per account, then the cap per network."""
-    if not outcome.cooling_ok:
-        raise _cooling_off(values)
-    cap_of = max(outcome.lim or 0, 0)
-    if not outcome.account_ok:
-        raise _drop_cap(values, max(values["account_cap"], cap_of))
-    raise NetworkCapReached(max(values["network_cap"], cap_of))
-
-
-def _refuse_race(error: psycopg.errors.CheckViolation, values: dict) -> None:
-    """The snapshot allowed the hold, but holds racing on other batches of the drop carried the
-    account's or the network's units over the cap first: the statement failed on the CHECK, so
-    nothing was held. Say which cap (details only when this session can still read)."""
-    which = _CAP_CHECKS.get(error.diag.constraint_name or "")
-    if which == "network":
-        raise NetworkCapReached(values["network_cap"]) from None
-    if which == "account":
-        if database.commits_alone():
-            raise _drop_cap(values, values["account_cap"]) from None
-        raise DropCapReached(values["account_cap"]) from None
-
-
-def _cooling_off(values: dict) -> CoolingOff:
-    """Cooling off lasts until the oldest of the last ``lapse_limit`` lapses leaves the window."""
-    now, since, limit = values["now"], values["lapse_since"], values["lapse_limit"]
-    lapsed = db.session.scalars(
-        select(Order.released_at)
-        .where(
-            Order.customer_id == values["customer_id"],
-            Order.state == EXPIRED,
-            Order.released_at > since,
-        )
-        .order_by(Order.released_at.desc())
-        .limit(limit)
-    ).all()
-    if not lapsed:  # re-held meanwhile (a late payment): try again at once
-        return CoolingOff(limit, 1)
-    ends = lapsed[-1] + (now - since)
-    return CoolingOff(len(lapsed), math.ceil((ends - now).total_seconds()))
-
-
-def _drop_cap(values: dict, cap: int) -> DropCapReached:
-    """How many more units of the drop the account may hold, and when its first hold ends."""
-    drop_id = select(Batch.drop_id).where(Batch.id == values["batch_id"]).scalar_subquery()
-    held, first_ends = db.session.execute(
-        select(func.coalesce(func.sum(Order.quantity), 0), func.min(Order.hold_expires_at))
-        .join(Batch, Batch.id == Order.batch_id)
-        .where(
-            Order.customer_id == values["customer_id"],
-            Order.state == HELD,
-            Batch.drop_id == drop_id,
-        )
-    ).one()
-    now = values["now"]
-    frees_in = (
-        math.ceil((first_ends - now).total_seconds())
-        if first_ends is not None and first_ends > now
-        else None
-    )
-    return DropCapReached(cap, allowed=max(0, cap - held), frees_in=frees_in)
-
-
-def _refuse_buyer(
-    batch_id: int, outcome: _Outcome, *, birth_date: date | None, ship_country: str | None
-) -> None:
-    """Why the batch's terms refused this buyer, in words (a second read, on refusals only)."""
-    batch = db.session.get_one(Batch, batch_id)
-    if not outcome.age_ok:
-        raise AgeRestricted(batch.minimum_age or 0, confirmed=birth_date is not None)
-    raise CannotShipThere(
-        [shipping_rates.country_name(code) for code in batch.ship_to_codes],
-        country=shipping_rates.country_name(ship_country) if ship_country else None,
-    )
 
 
 def quantity_message(limit: int) -> str:
@@ -405,12 +318,6 @@ def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
     )
 
 
-def _allowed_more(values: dict, limit: int) -> int:
-    """How many more units of the batch this customer may hold under ``limit``."""
-    units = db.session.execute(holds.statement(holds.ALLOTTED), values).scalar()
-    return max(0, limit - (units or 0))
-
-
 def _remaining(batch_id: int) -> int:
     return db.session.scalar(
         select(Batch.edition_size - Batch.sold - Batch.held).where(Batch.id == batch_id)
@@ -469,7 +376,7 @@ def rehold(order: Order, *, now: datetime) -> None:
     if allotted != 1:
         _undo_rehold(order.id, now)
         values = {"customer_id": order.customer_id, "batch_id": order.batch_id}
-        raise LimitReached(allowed=_allowed_more(values, limit))
+        raise LimitReached(allowed=refusals.allowed_more(values, limit))
     taken = db.session.execute(
         update(Batch)
         .where(
