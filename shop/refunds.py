@@ -118,21 +118,31 @@ def refund_order(
         f"unit(s): {order.refund_reason}",
     )
     db.session.commit()
-    result = finish_refund(order_id)
-    if result == "rejected":
-        _undo_refund_claim(order_id, actor=actor)
-        raise PaymentRejected(
-            "Stripe refused this refund (the payment may be disputed or already refunded "
-            "elsewhere). The order is still paid."
-        )
+    _answer(
+        finish_refund(order_id),
+        undo=lambda: _undo_refund_claim(order_id, actor=actor),
+        kept="The order is still paid.",
+    )
     order = _reload(order_id)
     assert order is not None
+    return order
+
+
+def _answer(result: str, *, undo, kept: str) -> None:
+    """What the maker hears once the claim is committed and Stripe was asked: nothing when it
+    confirmed; a refusal undoes the claim (``kept`` says what stays as it was); an unconfirmed
+    refund stays claimed and the sweeper re-issues it under the same key."""
+    if result == "rejected":
+        undo()
+        raise PaymentRejected(
+            "Stripe refused this refund (the payment may be disputed or already refunded "
+            f"elsewhere). {kept}"
+        )
     if result == "unavailable":
         raise PaymentUnavailable(
             "The refund is recorded, but Stripe didn't confirm it yet. It will be retried "
             "automatically — nothing to do."
         )
-    return order
 
 
 def _undo_refund_claim(order_id: int, *, actor: User | None) -> None:
@@ -290,18 +300,11 @@ def refund_units(
         f"{_serial_list(wanted)}: {refund.reason}",
     )
     db.session.commit()
-    result = finish_unit_refund(refund_id)
-    if result == "rejected":
-        _undo_unit_refund(refund_id, actor=actor)
-        raise PaymentRejected(
-            "Stripe refused this refund (the payment may be disputed or already refunded "
-            "elsewhere). The units are still the customer's."
-        )
-    if result == "unavailable":
-        raise PaymentUnavailable(
-            "The refund is recorded, but Stripe didn't confirm it yet. It will be retried "
-            "automatically — nothing to do."
-        )
+    _answer(
+        finish_unit_refund(refund_id),
+        undo=lambda: _undo_unit_refund(refund_id, actor=actor),
+        kept="The units are still the customer's.",
+    )
     found = db.session.get(UnitRefund, refund_id, populate_existing=True)
     assert found is not None
     return found
