@@ -1,4 +1,7 @@
-"""``flask --app wsgi shop …``: demo data, accounts, drops, the worker and the dev server."""
+"""``flask --app wsgi shop …``: demo data, accounts, drops, the worker and the dev server.
+
+What a command changes in a maker's shop is audited with the actor ``cli`` (``audit.CLI``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from shop import clock, drops, ledger, money, reports, sweeper, users
+from shop import audit, clock, drops, ledger, money, reports, sweeper, users
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Drop
@@ -47,6 +50,12 @@ def _create_account(
         _fail(error.message)
         return
     user.is_admin = admin
+    audit.record(
+        "account.created",
+        actor=audit.CLI,
+        maker=user if role == MAKER else None,
+        detail=f"{'operator' if admin else role} {user.email}",
+    )
     db.session.commit()
     click.echo(f"Created {'operator' if admin else role} {user.email}")
 
@@ -137,7 +146,7 @@ def _change_drop(slug: str, change, at: str | None) -> Drop:
     """Open or close the drop ``slug`` now, or schedule it for ``at``; commit or fail."""
     drop = _drop(slug)
     try:
-        change(drop, actor=None, now=clock.now(), at=_parse_at(at))
+        change(drop, actor=audit.CLI, now=clock.now(), at=_parse_at(at))
     except ShopError as error:
         _fail(error.message)
     db.session.commit()

@@ -91,7 +91,7 @@ def _drop_slug(details: DropDetails, *, current: Drop | None = None) -> str:
     return slug
 
 
-def create_drop(maker: User, details: DropDetails, *, actor: User, now: datetime) -> Drop:
+def create_drop(maker: User, details: DropDetails, *, actor: audit.Actor, now: datetime) -> Drop:
     """A draft drop with its batches; it goes on sale only through :func:`open_drop`."""
     title = (details.title or "").strip()
     if not title:
@@ -116,7 +116,7 @@ def create_drop(maker: User, details: DropDetails, *, actor: User, now: datetime
     return drop
 
 
-def update_drop(drop: Drop, details: DropDetails, *, actor: User, now: datetime) -> None:
+def update_drop(drop: Drop, details: DropDetails, *, actor: audit.Actor, now: datetime) -> None:
     """Title and story can always change. The address, batches and planned window can change
     only while the drop is a draft; after that the open/close steps move the window."""
     title = (details.title or "").strip()
@@ -145,13 +145,17 @@ def update_drop(drop: Drop, details: DropDetails, *, actor: User, now: datetime)
     drop.story = details.story or ""
     if draft:
         _check_window(details.opens_at, details.closes_at)
+        before = (drop.slug, drop.opens_at, drop.closes_at, sorted(b.id for b in drop.batches))
         drop.slug = _drop_slug(details, current=drop)
         drop.opens_at = details.opens_at
         drop.closes_at = details.closes_at
         database.flush_unique("That web address was just taken; choose another.")
         _assign_batches(drop.maker, drop, details.batch_ids)
+        after = (drop.slug, drop.opens_at, drop.closes_at, sorted(b.id for b in drop.batches))
+        names = ("address", "planned opening", "planned closing", "batches")
+        changed += [name for name, old, new in zip(names, before, after, strict=True) if old != new]
     db.session.flush()
-    if not draft and changed:
+    if changed:
         audit.record("drop.edited", actor=actor, drop=drop, detail=", ".join(changed) + " edited")
         db.session.flush()
 
@@ -188,7 +192,7 @@ def _update(drop: Drop, condition, values: dict) -> bool:
     return changed == 1
 
 
-def open_drop(drop: Drop, *, actor: User | None, now: datetime, at: datetime | None = None) -> None:
+def open_drop(drop: Drop, *, actor: audit.Actor, now: datetime, at: datetime | None = None) -> None:
     """Open now, or schedule the opening for ``at``; the window decides when it goes live.
 
     A scheduled drop that hasn't opened yet can be rescheduled or opened now; a live or closed
@@ -229,7 +233,7 @@ def _refuse_to_open(drop: Drop, now: datetime) -> None:
 
 
 def close_drop(
-    drop: Drop, *, actor: User | None, now: datetime, at: datetime | None = None
+    drop: Drop, *, actor: audit.Actor, now: datetime, at: datetime | None = None
 ) -> None:
     """Close now (no hold is created after this commits) or schedule the close for ``at``.
 
@@ -274,7 +278,7 @@ def close_drop(
     db.session.flush()
 
 
-def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
+def unschedule_drop(drop: Drop, *, actor: audit.Actor, now: datetime) -> None:
     """A scheduled drop that hasn't opened yet goes back to being a draft."""
     if not _update(drop, and_(Drop.state == SCHEDULED, Drop.opens_at > now), {"state": DRAFT}):
         raise InvalidState("Only a drop that is scheduled and not yet open can go back to draft.")
@@ -282,7 +286,7 @@ def unschedule_drop(drop: Drop, *, actor: User, now: datetime) -> None:
     db.session.flush()
 
 
-def cancel_scheduled_close(drop: Drop, *, actor: User, now: datetime) -> None:
+def cancel_scheduled_close(drop: Drop, *, actor: audit.Actor, now: datetime) -> None:
     """Remove a closing time that hasn't come yet; the drop then stays open until closed."""
     if not _update(drop, and_(Drop.state != CLOSED, Drop.closes_at > now), {"closes_at": None}):
         raise InvalidState("There is no future closing time to remove.")

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shop import database, mail
+from shop import audit, database, mail
 from shop.extensions import db
 from shop.models import Message, Order, User
 from shop.models.message import FAILED, PENDING, SENT
@@ -202,9 +202,10 @@ def _count_failure(report: Delivery, message_id: int, description: str) -> None:
         report.retrying += 1
 
 
-def retry(message: Message, *, now: datetime) -> bool:
-    """A failed message goes back in the queue, due now (the maker's retry button)."""
-    return (
+def retry(message: Message, *, actor: audit.Actor, now: datetime) -> bool:
+    """A failed message goes back in the queue, due now (the maker's retry button); audited
+    against its order."""
+    retried = (
         db.session.execute(
             update(Message)
             .where(Message.id == message.id, Message.state == FAILED)
@@ -212,6 +213,16 @@ def retry(message: Message, *, now: datetime) -> bool:
         ).rowcount
         == 1
     )
+    order = message.order
+    if retried and order is not None:
+        audit.record(
+            "order.message_retried",
+            actor=actor,
+            batch=order.batch,
+            order=order,
+            detail=f"{message.subject} to {message.recipient}",
+        )
+    return retried
 
 
 def _of_maker(maker: User):

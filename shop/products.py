@@ -1,6 +1,7 @@
 """Products, their numbered batches and the batches' images, as their maker edits them.
 
 Lookups are scoped to the maker: another maker's object is ``NotFound``, never ``Forbidden``.
+Every change is audited (``audit.record``) with its actor: the maker, or ``audit.CLI``.
 The one stock rule here (an edition may grow, never shrink below sold + held) is decided by
 ``inventory.resize_edition``'s conditional UPDATE. Services add and flush; the caller commits.
 """
@@ -73,7 +74,7 @@ def batches_of(maker: User) -> list[Batch]:
     )
 
 
-def create_product(maker: User, *, name: str, description: str) -> Product:
+def create_product(maker: User, *, name: str, description: str, actor: audit.Actor) -> Product:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("Give the product a name.")
@@ -85,16 +86,24 @@ def create_product(maker: User, *, name: str, description: str) -> Product:
     )
     db.session.add(product)
     database.flush_unique("That product name was just taken by another product. Try again.")
+    audit.record("product.created", actor=actor, product=product, detail=product.name)
     return product
 
 
-def update_product(product: Product, *, name: str, description: str) -> None:
+def update_product(product: Product, *, name: str, description: str, actor: audit.Actor) -> None:
     """Name and description change; the slug (its public address) stays put."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("Give the product a name.")
+    changed = []
+    if product.name != name[:120]:
+        changed.append(f"name {product.name} → {name[:120]}")
+    if product.description != (description or "").strip():
+        changed.append("description rewritten")
     product.name = name[:120]
     product.description = (description or "").strip()
+    if changed:
+        audit.record("product.edited", actor=actor, product=product, detail="; ".join(changed))
     db.session.flush()
 
 
@@ -210,7 +219,7 @@ def _resize(batch: Batch, size: int, reason: str, opened: bool, now: datetime) -
 
 
 def on_sale(batch: Batch, now: datetime) -> bool:
-    """True once the batch's drop has opened: number and currency freeze, edits are audited."""
+    """True once the batch's drop has opened: number and currency freeze."""
     drop: Drop | None = batch.drop
     return drop is not None and drop.has_opened(now)
 
@@ -222,7 +231,7 @@ def _number_taken(product_id: int, number: int, *, except_batch: int | None = No
     return db.session.scalar(query) is not None
 
 
-def create_batch(product: Product, details: BatchDetails) -> Batch:
+def create_batch(product: Product, details: BatchDetails, *, actor: audit.Actor) -> Batch:
     details.check()
     if _number_taken(product.id, details.number):
         raise InvalidInput(
@@ -232,16 +241,25 @@ def create_batch(product: Product, details: BatchDetails) -> Batch:
     batch = Batch(product_id=product.id, sold=0, held=0, **details.values())
     db.session.add(batch)
     database.flush_unique(f"{product.name} already has a Batch No. {details.number}.")
+    audit.record(
+        "batch.created",
+        actor=actor,
+        product=product,
+        batch=batch,
+        detail=f"Batch No. {batch.number}, edition of {batch.edition_size}",
+    )
     return batch
 
 
-def update_batch(batch: Batch, details: BatchDetails, *, actor: User, now: datetime) -> list[str]:
+def update_batch(
+    batch: Batch, details: BatchDetails, *, actor: audit.Actor, now: datetime
+) -> list[str]:
     """Apply the maker's edits; returns the labels of what changed.
 
     Once the batch's drop has opened the number and currency are fixed, and the edition size
     may grow but never shrink below sold + held — decided by one conditional UPDATE, so a hold
     landing at the same moment can't slip past it. Price changes affect new holds only: orders
-    copied their price when they were placed. Edits to a batch that has gone on sale are audited.
+    copied their price when they were placed. Every edit is audited, with what changed.
     """
     details.check()
     opened = on_sale(batch, now)
@@ -269,7 +287,7 @@ def update_batch(batch: Batch, details: BatchDetails, *, actor: User, now: datet
             setattr(batch, name, value)
     db.session.flush()
     changed = [name for name in wanted if before[name] != getattr(batch, name)]
-    if opened and changed:
+    if changed:
         audit.record(
             "batch.edited",
             actor=actor,
@@ -294,7 +312,9 @@ def _describe_changes(before: dict, batch: Batch, changed: list[str]) -> str:
     return "; ".join(parts)
 
 
-def add_image(batch: Batch, data: bytes, *, alt: str, actor: User, now: datetime) -> BatchImage:
+def add_image(
+    batch: Batch, data: bytes, *, alt: str, actor: audit.Actor, now: datetime
+) -> BatchImage:
     """Validate, re-encode and attach an image; InvalidInput with a clear reason otherwise.
 
     The cap is the batch's free slots (``BatchImage.slot``, UNIQUE per batch): the picture is
@@ -312,8 +332,7 @@ def add_image(batch: Batch, data: bytes, *, alt: str, actor: User, now: datetime
     except BaseException:
         images.discard(stored.filename)
         raise
-    if on_sale(batch, now):
-        audit.record("batch.image_added", actor=actor, batch=batch, detail=alt[:200])
+    audit.record("batch.image_added", actor=actor, batch=batch, detail=alt[:200])
     return image
 
 
@@ -353,20 +372,23 @@ def _insert_image(batch: Batch, stored: images.StoredImage, *, alt: str, now: da
     raise InvalidInput(f"A batch can have up to {MAX_IMAGES_PER_BATCH} images.")
 
 
-def update_image_alt(image: BatchImage, alt: str) -> None:
+def update_image_alt(image: BatchImage, alt: str, *, actor: audit.Actor) -> None:
     alt = (alt or "").strip()
     if not alt:
         raise InvalidInput("Describe the picture in a few words for people who can't see it.")
+    if image.alt != alt[:200]:
+        audit.record(
+            "batch.image_described", actor=actor, batch=image.batch, detail=f"{image.alt} → {alt}"
+        )
     image.alt = alt[:200]
     db.session.flush()
 
 
-def remove_image(image: BatchImage, *, actor: User, now: datetime) -> str:
+def remove_image(image: BatchImage, *, actor: audit.Actor, now: datetime) -> str:
     """Delete the image row; returns the file name to discard once the deletion commits."""
     batch = image.batch
     filename = image.filename
-    if on_sale(batch, now):
-        audit.record("batch.image_removed", actor=actor, batch=batch, detail=image.alt)
+    audit.record("batch.image_removed", actor=actor, batch=batch, detail=image.alt)
     db.session.delete(image)
     db.session.flush()
     return filename

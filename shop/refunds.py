@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from shop import audit, messages, money, payments
 from shop.errors import InvalidInput, InvalidState, PaymentRejected, PaymentUnavailable
 from shop.extensions import db
-from shop.models import Order, Unit, UnitRefund, User
+from shop.models import Order, Unit, UnitRefund
 from shop.models.order import PAID, REFUNDED
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _refund_key(order: Order) -> str:
 
 
 def refund_order(
-    order: Order, *, actor: User | None, now: datetime, reason: str | None = None
+    order: Order, *, actor: audit.Actor, now: datetime, reason: str | None = None
 ) -> Order:
     """Refund a paid order in full through Stripe, exactly once (two tabs, double clicks).
 
@@ -145,7 +145,7 @@ def _answer(result: str, *, undo, kept: str) -> None:
         )
 
 
-def _undo_refund_claim(order_id: int, *, actor: User | None) -> None:
+def _undo_refund_claim(order_id: int, *, actor: audit.Actor) -> None:
     order = _reload(order_id)
     reverted = db.session.execute(
         update(Order)
@@ -224,7 +224,7 @@ def refund_units(
     order: Order,
     serials: Iterable[int],
     *,
-    actor: User | None,
+    actor: audit.Actor,
     now: datetime,
     reason: str | None = None,
 ) -> UnitRefund:
@@ -351,7 +351,7 @@ def finish_unit_refund(refund_id: int) -> str:
     return "done"
 
 
-def _undo_unit_refund(refund_id: int, *, actor: User | None) -> None:
+def _undo_unit_refund(refund_id: int, *, actor: audit.Actor) -> None:
     """Stripe refused: the units are the customer's again and the claim is gone."""
     refund = db.session.get(UnitRefund, refund_id, populate_existing=True)
     if refund is None or refund.refund_id:

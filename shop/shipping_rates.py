@@ -21,6 +21,7 @@ from datetime import date
 import pycountry
 from sqlalchemy import select
 
+from shop import audit, money
 from shop.errors import InvalidInput, NotFound
 from shop.extensions import db
 from shop.models import Batch, ShippingRate, User
@@ -145,6 +146,7 @@ def save_rate(
     *,
     batch: Batch | None = None,
     rate: ShippingRate | None = None,
+    actor: audit.Actor,
 ) -> ShippingRate:
     """Create (or update ``rate``) for the maker, or for one of their batches.
 
@@ -170,6 +172,7 @@ def save_rate(
         len(days) == 2 and details.min_days > details.max_days  # type: ignore[operator]
     ):
         raise InvalidInput("Delivery days run from a minimum to a maximum, at most 365.")
+    action = "shipping.rate_edited" if rate is not None else "shipping.rate_added"
     rate = rate or ShippingRate(maker_id=maker.id)
     rate.batch_id = batch.id if batch is not None else None
     rate.name = name
@@ -181,7 +184,12 @@ def save_rate(
     rate.max_days = details.max_days
     db.session.add(rate)
     db.session.flush()
+    audit.record(action, actor=actor, maker=maker, batch=batch, detail=_describe(rate))
     return rate
+
+
+def _describe(rate: ShippingRate) -> str:
+    return f"{rate.name}: {money.format_money(rate.amount, rate.currency)} to {rate.countries}"
 
 
 def rate_for(maker: User, rate_id: int) -> ShippingRate:
@@ -192,8 +200,15 @@ def rate_for(maker: User, rate_id: int) -> ShippingRate:
     return rate
 
 
-def delete_rate(rate: ShippingRate) -> None:
+def delete_rate(rate: ShippingRate, *, actor: audit.Actor) -> None:
     """Orders keep the rate's name and amount as charged; only future checkouts change."""
+    audit.record(
+        "shipping.rate_removed",
+        actor=actor,
+        maker=rate.maker,
+        batch=rate.batch,
+        detail=_describe(rate),
+    )
     db.session.delete(rate)
     db.session.flush()
 

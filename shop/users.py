@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from shop import database, emails, passwords
+from shop import audit, database, emails, passwords
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import User
@@ -116,8 +116,14 @@ def change_password(user: User, current: str, new: str) -> None:
 
 
 def update_settings(
-    user: User, *, display_name: str, timezone: str, tax_mode: str | None = None
+    user: User,
+    *,
+    display_name: str,
+    timezone: str,
+    tax_mode: str | None = None,
+    actor: audit.Actor,
 ) -> None:
+    """A maker's shop settings; what changed goes on their audit trail."""
     if timezone not in available_timezones():
         raise InvalidInput("Choose a time zone from the list.")
     if tax_mode is not None and tax_mode not in TAX_MODES:
@@ -125,8 +131,20 @@ def update_settings(
     name = (display_name or "").strip()
     if not name:
         raise InvalidInput("Tell customers your name or your workshop's name.")
-    user.display_name = name[:80]
+    wanted = {
+        "display name": name[:80],
+        "time zone": timezone,
+        "taxes": tax_mode if tax_mode is not None else user.tax_mode,
+    }
+    before = {"display name": user.display_name, "time zone": user.timezone, "taxes": user.tax_mode}
+    user.display_name = wanted["display name"]
     user.timezone = timezone
-    if tax_mode is not None:
-        user.tax_mode = tax_mode
+    user.tax_mode = wanted["taxes"]
+    changed = [
+        f"{label} {before[label]} → {value}"
+        for label, value in wanted.items()
+        if before[label] != value
+    ]
+    if changed:
+        audit.record("settings.edited", actor=actor, maker=user, detail="; ".join(changed))
     db.session.flush()

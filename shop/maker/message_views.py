@@ -29,7 +29,7 @@ def retry_message(message_id: int):
     if message is None:
         abort(404)
     form = ButtonForm()
-    if form.validate_on_submit() and outbox.retry(message, now=clock.now()):
+    if form.validate_on_submit() and outbox.retry(message, actor=current_user, now=clock.now()):
         db.session.commit()
         flash(f"Sending it again to {message.recipient} in a moment.", "success")
     else:

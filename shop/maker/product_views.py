@@ -42,7 +42,7 @@ def new_product():
         return page(), invalid_status(form)
     on_error(lambda e: page(e.message))
     product = products.create_product(
-        current_user, name=form.name.data, description=form.description.data
+        current_user, name=form.name.data, description=form.description.data, actor=current_user
     )
     db.session.commit()
     flash(f"{product.name} is saved. Add its first batch.", "success")
@@ -63,7 +63,9 @@ def product(product_id: int):
     if not form.validate_on_submit():
         return page(), invalid_status(form)
     on_error(lambda e: page(e.message))
-    products.update_product(found, name=form.name.data, description=form.description.data)
+    products.update_product(
+        found, name=form.name.data, description=form.description.data, actor=current_user
+    )
     db.session.commit()
     flash("Product saved.", "success")
     return redirect(url_for("maker.product", product_id=found.id), 303)
@@ -94,7 +96,7 @@ def new_batch(product_id: int):
     if not form.validate_on_submit():
         return page(), invalid_status(form)
     on_error(lambda e: page(e.message))
-    batch = products.create_batch(found, form.details())
+    batch = products.create_batch(found, form.details(), actor=current_user)
     db.session.commit()
     flash(f"{batch.title} is saved. Add a picture, then put it in a drop.", "success")
     return redirect(url_for("maker.batch", batch_id=batch.id) + "#images", 303)
@@ -183,7 +185,7 @@ def update_image(image_id: int):
     if not form.validate_on_submit():
         flash("Describe the picture in a few words.", "error")
         return redirect(url_for("maker.batch", batch_id=image.batch_id) + "#images", 303)
-    products.update_image_alt(image, form.alt.data)
+    products.update_image_alt(image, form.alt.data, actor=current_user)
     db.session.commit()
     flash("Image description saved.", "success")
     return redirect(url_for("maker.batch", batch_id=image.batch_id) + "#images", 303)

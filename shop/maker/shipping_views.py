@@ -49,7 +49,9 @@ def _save(form, rate=None):
 
     g.render_error = show_here
     batch = products.batch_for(current_user, form.batch.data) if form.batch.data else None
-    saved = shipping_rates.save_rate(current_user, form.details(), batch=batch, rate=rate)
+    saved = shipping_rates.save_rate(
+        current_user, form.details(), batch=batch, rate=rate, actor=current_user
+    )
     db.session.commit()
     flash(f"Saved the rate “{saved.name}”. New checkouts use it.", "success")
     return redirect(url_for("maker.shipping_rates"), 303)
@@ -81,7 +83,7 @@ def delete_shipping_rate(rate_id: int):
     if not ButtonForm().validate_on_submit():
         return _page(_form(), error="The form expired. Try again."), 400
     name = rate.name
-    shipping_rates.delete_rate(rate)
+    shipping_rates.delete_rate(rate, actor=current_user)
     db.session.commit()
     flash(
         f"Removed the rate “{name}”. Orders already placed keep what they were charged.", "success"

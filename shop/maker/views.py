@@ -26,9 +26,11 @@ from flask import (
 from flask_login import current_user
 
 from shop import (
+    audit,
     clock,
     ledger,
     markdown,
+    numbers,
     products,
     reports,
     sales,
@@ -44,6 +46,7 @@ from shop.maker import forms
 bp = Blueprint("maker", __name__, url_prefix="/maker")
 
 MAX_PREVIEW_CHARS = 20000
+HISTORY_PAGE = 100
 
 
 def on_error(render: Callable[[ShopError], str]) -> None:
@@ -83,6 +86,19 @@ def dashboard():
     )
 
 
+@bp.get("/history")
+@maker_required
+def history():
+    """Everything done in the maker's shop, newest first, a page at a time."""
+    before = numbers.parse_whole(request.args.get("before"), low=1)
+    entries = audit.maker_trail(current_user, before=before, limit=HISTORY_PAGE + 1)
+    return render_template(
+        "maker/history.html",
+        entries=entries[:HISTORY_PAGE],
+        older=entries[HISTORY_PAGE - 1].id if len(entries) > HISTORY_PAGE else None,
+    )
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @maker_required
 def settings():
@@ -94,6 +110,7 @@ def settings():
         display_name=form.display_name.data,
         timezone=form.timezone.data,
         tax_mode=form.tax_mode.data,
+        actor=current_user,
     )
     db.session.commit()
     flash(f"Saved. Times are now shown in {current_user.timezone}.", "success")

@@ -158,7 +158,7 @@ def test_number_and_currency_are_fixed_once_the_drop_has_opened(
         products.update_batch(batch, _details(batch, **changes), actor=None, now=AT_DROP)
 
 
-def test_before_the_drop_opens_everything_can_change_and_nothing_is_audited(app):
+def test_before_the_drop_opens_everything_can_change_and_the_edit_is_audited_too(app):
     batch = make_batch(edition_size=10)  # its drop opens at OPENS_AT
 
     products.update_batch(
@@ -170,7 +170,8 @@ def test_before_the_drop_opens_everything_can_change_and_nothing_is_audited(app)
     db.session.commit()
 
     assert (batch.edition_size, batch.currency, batch.number, batch.price) == (3, "eur", 4, 990)
-    assert _audit("batch.edited") == []
+    [entry] = _audit("batch.edited")
+    assert "edition size 10 → 3" in entry.detail and "batch number" in entry.detail
 
 
 # --- through the view -----------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_a_live_edit_through_the_form_is_audited_and_shown_on_the_drop_page(app,
 
     assert response.status_code == 303
     page = console.get(f"/maker/drops/{live_batch.drop_id}").get_data(as_text=True)
-    assert "Edited a batch on sale" in page and "edition size 10 → 12" in page
+    assert "Edited a batch" in page and "edition size 10 → 12" in page
     assert maker.display_name in page
 
 

@@ -127,3 +127,44 @@ def test_accounts_that_already_share_a_mailbox_keep_working_and_the_oldest_owns_
         (3, "bob@example.com"),
         (4, None),
     ]
+
+
+def test_existing_audit_entries_get_their_maker_and_the_command_lines_become_cli(tmp_path):
+    path = tmp_path / "before.sqlite3"
+    app = create_app(databases.testing_config(f"sqlite:///{path}"))
+    with app.app_context():
+        upgrade(revision="0013")
+        with sqlite3.connect(path) as raw:  # what the console and the CLI recorded before 0014
+            _a_maker_and_a_product(raw)
+            raw.execute(
+                "INSERT INTO drops (id, maker_id, title, slug, story, state, suspended,"
+                " allow_promotion_codes, created_at) VALUES (1, 1, 'W', 'w', '', 'open', 0, 0,"
+                " '2026-11-01 00:00:00')"
+            )
+            raw.execute(
+                "INSERT INTO batches (id, product_id, drop_id, number, edition_size, unit_label,"
+                " unit_singular, price, currency, per_customer_limit, story, summary,"
+                " origin_place, inputs, process, sold, held, ships_to, created_at) VALUES"
+                " (1, 1, 1, 1, 10, 'bottles', 'bottle', 100, 'usd', 2, '', '', '', '', '', 0, 0,"
+                " '', '2026-11-01 00:00:00')"
+            )
+            raw.executemany(
+                "INSERT INTO audit_entries (id, actor_id, drop_id, batch_id, action, detail,"
+                " created_at) VALUES (?, ?, ?, ?, ?, '', '2026-11-01 00:00:00')",
+                [
+                    (1, None, 1, None, "drop.opened"),
+                    (2, 1, None, 1, "batch.edited"),
+                    (3, 1, None, None, "maker invited"),
+                ],
+            )
+        upgrade()
+        rows = db.session.execute(
+            text("SELECT id, actor_kind, maker_id, product_id FROM audit_entries ORDER BY id")
+        ).all()
+        db.engine.dispose()
+
+    assert [tuple(row) for row in rows] == [
+        (1, "cli", 1, None),
+        (2, "person", 1, 1),
+        (3, "person", None, None),
+    ]

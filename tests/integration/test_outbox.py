@@ -172,7 +172,7 @@ def test_a_failed_message_retried_by_hand_is_sent(app, emulator, smtp_server):
     outbox.deliver(clock.now())
     smtp_server.recorder.refuse.clear()
 
-    assert outbox.retry(_messages()[0], now=clock.now())
+    assert outbox.retry(_messages()[0], actor=order.batch.product.maker, now=clock.now())
     db.session.commit()
     assert outbox.deliver(clock.now()).sent == 1
     assert len(smtp_server.received) == 1

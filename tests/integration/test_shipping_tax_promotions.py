@@ -157,5 +157,7 @@ def test_a_rate_in_another_currency_than_the_batch_is_refused(app):
     details = shipping_rates.RateDetails("UK", "GB", 500, "gbp")
 
     with pytest.raises(InvalidInput, match="same currency"):
-        shipping_rates.save_rate(batch.product.maker, details, batch=batch)
+        shipping_rates.save_rate(
+            batch.product.maker, details, batch=batch, actor=batch.product.maker
+        )
     assert db.session.query(ShippingRate).count() == 0

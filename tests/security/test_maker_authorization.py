@@ -65,7 +65,7 @@ def owner_world(app):
     failed = db.session.scalar(select(Message).where(Message.order_id == order.id))
     failed.state = FAILED  # its retry button is a console route
     rate = shipping_rates.save_rate(
-        owner, shipping_rates.RateDetails("Secret post", "DE", 900, batch.currency)
+        owner, shipping_rates.RateDetails("Secret post", "DE", 900, batch.currency), actor=owner
     )
     db.session.commit()
     return {
