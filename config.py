@@ -136,6 +136,9 @@ class Config:
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
+        # Refused buy attempts counted in memory (no REDIS_URL) are stored this often by each
+        # app process (shop/refusal_counts.py); the worker stores Redis's every sweep.
+        self.SHOP_REFUSALS_FLUSH_SECONDS = _env_int("SHOP_REFUSALS_FLUSH_SECONDS", 30)
         # Hoarding (SECURITY.md): units one account, and everyone on one client network, may
         # hold unpaid at once across a drop's batches; an account whose holds lapsed this many
         # times within the window holds nothing until the oldest leaves it. 0 turns one off.
@@ -248,6 +251,8 @@ class TestingConfig(DevelopmentConfig):
         self.SQLALCHEMY_DATABASE_URI = _database_url("sqlite://")
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL", "http://shop.test")
         self.RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "0") == "1"
+        # Tests read refusal counts from memory or flush them themselves: no background thread.
+        self.SHOP_REFUSALS_FLUSH_SECONDS = _env_int("SHOP_REFUSALS_FLUSH_SECONDS", 0)
 
 
 class ProductionConfig(Config):

@@ -249,11 +249,7 @@ def worker(interval: float | None, passes: int, once: bool) -> None:
     poll = min(current_app.config["SHOP_MAIL_POLL_SECONDS"], sweep_every)
     next_sweep, sweeps = 0.0, 0
     while (passes == 0 or sweeps < passes) and not shutdown.requested:
-        due = (
-            ("sweep", "notices", "outbox")
-            if time.monotonic() >= next_sweep
-            else ("notices", "outbox")
-        )
+        due = jobs.SWEEP_PASS if time.monotonic() >= next_sweep else jobs.POLL_PASS
         if "sweep" in due:
             next_sweep, sweeps = time.monotonic() + sweep_every, sweeps + 1
         report = jobs.run_pass(clock.now(), jobs=due)

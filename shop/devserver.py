@@ -50,8 +50,8 @@ def _work_forever(app: Flask) -> None:
     next_sweep = time.monotonic() + sweep_every
     while True:
         time.sleep(app.config["SHOP_MAIL_POLL_SECONDS"])
-        jobs: tuple[str, ...] = ("notices", "outbox")
+        jobs: tuple[str, ...] = worker.POLL_PASS
         if time.monotonic() >= next_sweep:
-            jobs, next_sweep = ("sweep", "notices", "outbox"), time.monotonic() + sweep_every
+            jobs, next_sweep = worker.SWEEP_PASS, time.monotonic() + sweep_every
         with app.app_context():
             worker.run_pass(clock.now(), jobs=jobs)

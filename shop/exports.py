@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from shop import money, sales, shipping
+from shop import drop_report, money, refusal_counts, sales, shipping
 from shop.extensions import db
 from shop.models import Order, User
 
@@ -81,4 +81,60 @@ def orders_csv(maker: User, filters: sales.OrderFilter) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerows(csv_rows(db.session.scalars(sales.orders_query(maker, filters))))
+    return out.getvalue()
+
+
+# --- the report after a drop ---------------------------------------------------------------
+
+REPORT_COLUMNS = ["section", "batch", "measure", "currency", "value"]
+
+
+def _report_rows(report: drop_report.DropReport) -> Iterator[list[object]]:
+    drop = report.drop
+    yield ["drop", "", "title", "", drop.title]
+    yield ["drop", "", "opened (UTC)", "", _utc(drop.opens_at)]
+    yield ["drop", "", "closed (UTC)", "", _utc(drop.closed_at)]
+    scopes = [(r.batch.title, r.figures, r.sold_out_after) for r in report.batches]
+    scopes.append(("all batches", report.total, report.sold_out_after))
+    for name, figures, sold_out_after in scopes:
+        seconds = int(sold_out_after.total_seconds()) if sold_out_after is not None else ""
+        yield ["sold out", name, "seconds after opening", "", seconds]
+        yield ["holds", name, "taken", "", figures.holds]
+        yield ["holds", name, "units taken", "", figures.units_held]
+        for outcome in drop_report.OUTCOMES:
+            yield ["holds", name, outcome, "", figures.outcomes[outcome]]
+        yield ["holds", name, "units paid", "", figures.units_paid]
+        conversion = figures.conversion
+        yield ["holds", name, "conversion (%)", "", "" if conversion is None else conversion]
+        for reason in refusal_counts.REASONS:
+            yield ["refused", name, reason, "", figures.refused[reason]]
+        yield ["buyers", name, "first-time", "", figures.first_time]
+        yield ["buyers", name, "returning", "", figures.returning]
+        for currency, net in figures.net.items():
+            for measure, amount in (
+                ("taken", figures.taken[currency]),
+                ("refunded", figures.refunded[currency]),
+                ("net", net),
+            ):
+                yield ["money", name, measure, currency.upper(), _decimal(amount, currency)]
+        yield ["money", name, "units refunded", "", figures.units_refunded]
+        for country, orders in sorted(figures.countries.items()):
+            yield ["countries", name, country or "unknown", "", orders]
+    every = f"per {report.bucket_minutes} min"
+    for minute in report.minutes:
+        at = _utc(minute.start)[:16] + " UTC"
+        yield [f"units taken {every}", "all batches", at, "", minute.taken]
+        yield [f"units paid {every}", "all batches", at, "", minute.paid]
+
+
+def _decimal(amount: int, currency: str) -> str:
+    return ("-" if amount < 0 else "") + money.decimal_amount(abs(amount), currency)
+
+
+def report_csv(report: drop_report.DropReport) -> str:
+    """The report after a drop as CSV, one figure per line, every cell spreadsheet-safe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in _report_rows(report))
     return out.getvalue()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shop import ledger, metrics, notifications, outbox, sweeper
+from shop import ledger, metrics, notifications, outbox, refusal_counts, sweeper
 from shop.extensions import db
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,24 @@ def run_ledger(now: datetime, report: Pass) -> None:
     report.problems.extend(line for line in entry.report.splitlines() if line)
 
 
+def run_refusals(now: datetime, report: Pass) -> None:
+    """Refused buy attempts counted in Redis (or this process's memory) into the database."""
+    moved = refusal_counts.flush()
+    report.activity += moved
+    report.lines.append(f"refusals: {moved} stored")
+
+
 # Notices before the outbox, so a pass that writes them also starts sending them.
-JOBS = {"sweep": run_sweeper, "notices": run_notices, "outbox": run_outbox, "ledger": run_ledger}
+JOBS = {
+    "sweep": run_sweeper,
+    "refusals": run_refusals,
+    "notices": run_notices,
+    "outbox": run_outbox,
+    "ledger": run_ledger,
+}
+# What a looping worker runs every SHOP_SWEEP_SECONDS, and at every poll in between.
+SWEEP_PASS = ("sweep", "refusals", "notices", "outbox")
+POLL_PASS = ("notices", "outbox")
 
 
 def run_pass(now: datetime, *, jobs: tuple[str, ...] = tuple(JOBS)) -> Pass:

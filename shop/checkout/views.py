@@ -31,6 +31,7 @@ from shop import (
     limits,
     metrics,
     orders,
+    refusal_counts,
     shipping_rates,
 )
 from shop.errors import (
@@ -64,6 +65,7 @@ def parse_quantity(form: MultiDict) -> int:
 
 @bp.post("/batches/<int:batch_id>")
 @metrics.counts_refused_holds
+@refusal_counts.counts_refusals
 @limits.buy
 def buy(batch_id: int):
     """Hold the units, then on to payment (303 to ``pay``).

@@ -1,10 +1,12 @@
-"""The maker console: drops — create, edit, open, close, and their live numbers."""
+"""The maker console: drops — create, edit, open, close, their live numbers and the report
+after the drop."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from flask import (
+    Response,
     flash,
     jsonify,
     redirect,
@@ -16,8 +18,11 @@ from flask_login import current_user
 
 from shop import (
     audit,
+    charts,
     clock,
+    drop_report,
     drops,
+    exports,
     numbers,
     reports,
     timezones,
@@ -239,3 +244,37 @@ def live_drop_data(drop_id: int):
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/drops/<int:drop_id>/report", endpoint="drop_report")
+@maker_required
+def drop_report_page(drop_id: int):
+    """The report after a drop: holds and their outcomes, refusals, buyers, money, countries
+    and units per minute, per batch and for the drop."""
+    found = drops.drop_for(current_user, drop_id)
+    now = clock.now()
+    report = drop_report.drop_report(found, now)
+    return render_template(
+        "maker/report.html",
+        drop=found,
+        report=report,
+        chart=charts.bar_chart([(m.start, m.taken) for m in report.minutes]),
+        groups=drop_report.REASON_GROUPS,
+        reasons=drop_report.REASON_LABELS,
+        now=now,
+    )
+
+
+@bp.get("/drops/<int:drop_id>/report.csv", endpoint="drop_report_csv")
+@maker_required
+def drop_report_csv(drop_id: int):
+    found = drops.drop_for(current_user, drop_id)
+    body = exports.report_csv(drop_report.drop_report(found, clock.now()))
+    return Response(
+        "\ufeff" + body,  # a BOM so spreadsheets read the file as UTF-8
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="report-{found.slug}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

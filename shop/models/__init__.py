@@ -14,6 +14,7 @@ from shop.models.order import (
     Unit,
     UnitRefund,
 )
+from shop.models.refusal_count import RefusalCount
 from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
 from shop.models.unrecognised_payment import UnrecognisedPayment
@@ -34,6 +35,7 @@ __all__ = [
     "Message",
     "Order",
     "Product",
+    "RefusalCount",
     "ShippingRate",
     "StripeEvent",
     "Unit",
