@@ -98,8 +98,9 @@ JOBS = {
     "outbox": run_outbox,
     "ledger": run_ledger,
 }
-# What a looping worker runs every SHOP_SWEEP_SECONDS, and at every poll in between.
-SWEEP_PASS = ("sweep", "refusals", "notices", "outbox")
+# What a looping worker runs every SHOP_SWEEP_SECONDS, and at every poll in between. The
+# ledger is in the sweep pass and decides itself whether a day has gone by since its last check.
+SWEEP_PASS = ("sweep", "refusals", "notices", "outbox", "ledger")
 POLL_PASS = ("notices", "outbox")
 
 

@@ -189,6 +189,14 @@ def test_the_worker_checks_daily_and_the_console_shows_the_result(app, history):
     assert "Ledger reconciled" in page
 
 
+def test_a_looping_worker_runs_the_daily_check_without_being_asked(app, history):
+    outcome = app.test_cli_runner().invoke(args=["shop", "worker", "--passes", "1"])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "1 batches checked, 0 did not reconcile" in outcome.output
+    assert db.session.scalar(select(db.func.count()).select_from(LedgerCheck)) == 1
+
+
 def test_the_public_ledger_shows_sizes_changes_and_every_number_but_no_buyer(app, client, history):
     page = client.get(f"/products/{history.product.slug}/batches/{history.number}/ledger")
 
