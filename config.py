@@ -160,6 +160,9 @@ class Config:
             ).split(",")
             if code.strip()
         ]
+        # Batch images live in the database (shop/image_store.py). SHOP_UPLOAD_DIR is where
+        # uploads were kept as files before; `flask shop images migrate` moves them in.
+        self.SHOP_IMAGE_STORE = _env_choice("SHOP_IMAGE_STORE", "database", ("database",))
         self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
         # The Ed25519 key certificates are signed with (shop/certificates.py): PEM in the
         # environment in production; elsewhere generated once into this file.

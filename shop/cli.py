@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -200,6 +201,39 @@ def ledger_check(check: bool) -> None:
     mismatched = sum(1 for result in results if result.problems)
     click.echo(f"{len(results)} batches checked, {mismatched} did not reconcile.")
     if mismatched:
+        sys.exit(1)
+
+
+@shop.group()
+def images() -> None:
+    """Batch images: where their bytes are stored."""
+
+
+@images.command("migrate")
+@with_appcontext
+def migrate_images() -> None:
+    """Move pictures uploaded before images lived in the store (files in SHOP_UPLOAD_DIR) into
+    it, one commit each; safe to run again, on any host. Exit 1 when a file was not found."""
+    from shop import image_store
+
+    directory = Path(current_app.config["SHOP_UPLOAD_DIR"])
+    store = current_app.config["SHOP_IMAGE_STORE"]
+    counts = {image_store.MOVED: 0, image_store.ALREADY: image_store.already_stored()}
+    missing = []
+    for image_id in image_store.waiting():
+        outcome = image_store.move_upload(image_id, directory)
+        db.session.commit()
+        if outcome == image_store.MISSING:
+            missing.append(image_id)
+        else:
+            counts[outcome] += 1
+    for image_id in missing:
+        click.echo(f"Missing: picture {image_id}'s file is not in {directory}", err=True)
+    click.echo(
+        f"Images: {counts[image_store.MOVED]} moved into the {store} store, "
+        f"{counts[image_store.ALREADY]} already there, {len(missing)} missing."
+    )
+    if missing:
         sys.exit(1)
 
 

@@ -304,6 +304,7 @@ def _add_image(batch: Batch, palette, alt: str) -> None:
         BatchImage(
             batch_id=batch.id,
             filename=stored.filename,
+            digest=stored.digest,
             content_type=stored.content_type,
             width=stored.width,
             height=stored.height,

@@ -1,5 +1,6 @@
 """Uploaded images: only JPEG, PNG or WebP that Pillow decodes, within size and pixel caps,
-re-encoded without metadata (no GPS) and stored under a server-generated name.
+re-encoded without metadata (no GPS) and stored where every app host reads them
+(shop/image_store.py), under a name made of the SHA-256 of the re-encoded bytes.
 
 Memory is bounded before anything is decoded: a JPEG is decoded reduced (libjpeg scales by
 1/2, 1/4 or 1/8 while decoding, ``Image.draft``) to no less than the stored size, and whatever
@@ -12,15 +13,15 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import abort, current_app, send_from_directory
+from flask import Response, abort, current_app, request, send_from_directory
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shop import image_store
 from shop.errors import InvalidInput
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -41,7 +42,9 @@ FORMATS = {
 }
 SAVE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CONTENT_TYPES = {ext: content_type for ext, content_type in FORMATS.values()}
-_NAME = re.compile(r"[a-f0-9]{32}\.(jpg|png|webp)")
+# ``<sha256>.<ext>``; 32 hex digits are the random names uploads were given before.
+_NAME = re.compile(r"(?:[a-f0-9]{64}|[a-f0-9]{32})\.(jpg|png|webp)")
+CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,17 @@ class StoredImage:
     content_type: str
     width: int
     height: int
+    digest: str
 
 
 def upload_dir() -> Path:
+    """Where uploads were kept as files before they moved into the store."""
     return Path(current_app.config["SHOP_UPLOAD_DIR"])
 
 
 def store(data: bytes) -> StoredImage:
-    """Validate, strip and save an upload; InvalidInput with a clear reason otherwise.
+    """Validate, strip and store an upload in the caller's transaction; InvalidInput with a
+    clear reason otherwise.
 
     Nothing of the uploaded file is kept but its decoded pixels: the client's file name,
     metadata (EXIF, GPS, comments, text chunks, ICC) and any bytes smuggled after the image
@@ -79,11 +85,8 @@ def store(data: bytes) -> StoredImage:
             raise InvalidInput(
                 "That file isn't an image we can read (JPEG, PNG or WebP)."
             ) from None
-    filename = f"{secrets.token_hex(16)}.{extension}"
-    directory = upload_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / filename).write_bytes(out.getvalue())
-    return StoredImage(filename, content_type, image.width, image.height)
+    digest = image_store.put(out.getvalue(), content_type)
+    return StoredImage(f"{digest}.{extension}", content_type, image.width, image.height, digest)
 
 
 def _pixels_only(image: Image.Image) -> Image.Image:
@@ -103,12 +106,6 @@ def _pixels_only(image: Image.Image) -> Image.Image:
     clean = Image.new(image.mode, image.size)
     clean.paste(image)
     return clean
-
-
-def discard(filename: str) -> None:
-    """Remove a stored upload (after the row pointing at it has been deleted)."""
-    if _NAME.fullmatch(filename):
-        (upload_dir() / filename).unlink(missing_ok=True)
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -165,14 +162,41 @@ def decoded_bytes(image: Image.Image, *, full_size: tuple[int, int]) -> int:
 
 
 def send(filename: str):
-    """Serve a stored upload with its own content type, or 404 for any other name."""
-    if not _NAME.fullmatch(filename):
+    """Serve a stored upload with its own content type, or 404 for any other name.
+
+    The content behind a name never changes, so it is cached for a year and its ETag is its
+    digest: a browser or proxy asking again with ``If-None-Match`` gets 304, for a
+    ``<digest>.<ext>`` name without the store being read."""
+    match = _NAME.fullmatch(filename)
+    if match is None:
         abort(404)
+    stem, extension = filename.split(".")
+    digest = stem if len(stem) == 64 else image_store.digest_for_name(filename)
+    if digest is None:
+        return _send_file(filename)
+    if request.if_none_match.contains(digest):
+        return _cacheable(Response(status=304), digest)
+    found = image_store.read(digest)
+    if found is None or found.content_type != CONTENT_TYPES[extension]:
+        abort(404)
+    return _cacheable(Response(found.data, mimetype=found.content_type), digest)
+
+
+def _cacheable(response: Response, digest: str) -> Response:
+    response.set_etag(digest)
+    response.headers["Cache-Control"] = CACHE_FOREVER
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _send_file(filename: str):
+    """An upload from before the store that ``flask shop images migrate`` has not moved yet:
+    served from this host's SHOP_UPLOAD_DIR while it is there."""
     directory = upload_dir()
     if not (directory / filename).is_file():
         abort(404)
     extension = filename.rsplit(".", 1)[1]
     response = send_from_directory(directory, filename, mimetype=CONTENT_TYPES[extension])
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["Cache-Control"] = CACHE_FOREVER
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

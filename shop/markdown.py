@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 UPLOADS_PREFIX = "/media/"
 # Exactly the names shop.images gives uploads: nothing else can be an image source.
-_UPLOAD_SRC = re.compile(r"/media/[a-f0-9]{32}\.(?:jpg|png|webp)")
+_UPLOAD_SRC = re.compile(r"/media/(?:[a-f0-9]{64}|[a-f0-9]{32})\.(?:jpg|png|webp)")
 URL_SCHEMES = {"http", "https", "mailto"}
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f]+")

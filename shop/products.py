@@ -16,7 +16,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from shop import audit, database, images, inventory, money, shipping_rates, slugs
+from shop import (
+    audit,
+    database,
+    image_store,
+    images,
+    inventory,
+    money,
+    shipping_rates,
+    slugs,
+)
 from shop.errors import EditNotAllowed, InvalidInput
 from shop.extensions import db
 from shop.models import Batch, BatchImage, Drop, EditionChange, Product, User
@@ -320,18 +329,14 @@ def add_image(
     The cap is the batch's free slots (``BatchImage.slot``, UNIQUE per batch): the picture is
     decoded first, outside any lock, then takes the lowest free slot; when a parallel upload
     took it first the UNIQUE constraint refuses and the next free one is tried, until none is
-    left. A refused picture's file is removed again.
+    left. A refused picture's bytes go with the caller's rolled-back transaction.
     """
     alt = (alt or "").strip()
     if not alt:
         raise InvalidInput("Describe the picture in a few words for people who can't see it.")
     _free_slot(batch)  # refuse a full batch before the work of decoding
     stored = images.store(data)
-    try:
-        image = _insert_image(batch, stored, alt=alt[:200], now=now)
-    except BaseException:
-        images.discard(stored.filename)
-        raise
+    image = _insert_image(batch, stored, alt=alt[:200], now=now)
     audit.record("batch.image_added", actor=actor, batch=batch, detail=alt[:200])
     return image
 
@@ -352,6 +357,7 @@ def _insert_image(batch: Batch, stored: images.StoredImage, *, alt: str, now: da
             batch_id=batch.id,
             slot=_free_slot(batch),
             filename=stored.filename,
+            digest=stored.digest,
             content_type=stored.content_type,
             width=stored.width,
             height=stored.height,
@@ -384,11 +390,10 @@ def update_image_alt(image: BatchImage, alt: str, *, actor: audit.Actor) -> None
     db.session.flush()
 
 
-def remove_image(image: BatchImage, *, actor: audit.Actor, now: datetime) -> str:
-    """Delete the image row; returns the file name to discard once the deletion commits."""
-    batch = image.batch
-    filename = image.filename
-    audit.record("batch.image_removed", actor=actor, batch=batch, detail=image.alt)
+def remove_image(image: BatchImage, *, actor: audit.Actor, now: datetime) -> None:
+    """Delete the picture, and its stored bytes unless another picture shows the same."""
+    digest = image.digest
+    audit.record("batch.image_removed", actor=actor, batch=image.batch, detail=image.alt)
     db.session.delete(image)
     db.session.flush()
-    return filename
+    image_store.release(digest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -70,9 +71,12 @@ def build_request(
     fields: dict[str, object] | None = None,
     cookies: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    body: bytes | None = None,
 ) -> bytes:
-    """The bytes of one HTTP/1.1 request that asks the server to close the connection after."""
-    body = urlencode(fields, doseq=True).encode() if fields is not None else b""
+    """The bytes of one HTTP/1.1 request that asks the server to close the connection after:
+    ``fields`` as a form, or ``body`` as it is (its Content-Type among ``headers``)."""
+    if body is None:
+        body = urlencode(fields, doseq=True).encode() if fields is not None else b""
     lines = [
         f"{method} {path} HTTP/1.1",
         f"Host: {address[0]}:{address[1]}",
@@ -174,6 +178,35 @@ class ShopSession:
 
     def buy(self, batch_id: int, quantity: int = 1) -> Response:
         return send_raw(self.address, self.buy_request(batch_id, quantity))
+
+    def image_upload_request(
+        self, batch_id: int, picture: bytes, *, alt: str = "The bottle on the bench"
+    ) -> bytes:
+        """The raw bytes of the console's picture upload for a batch (multipart/form-data, as
+        a browser sends it), with this session's cookies and CSRF token."""
+        boundary = secrets.token_hex(12)
+        fields = {"csrf_token": self.csrf_token or "", "alt": alt}
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            f"{value}\r\n".encode()
+            for name, value in fields.items()
+        )
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="b.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        body += picture + f"\r\n--{boundary}--\r\n".encode()
+        return build_request(
+            self.address,
+            "POST",
+            f"/maker/batches/{batch_id}/images",
+            cookies=self.cookies,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            body=body,
+        )
+
+    def upload_image(self, batch_id: int, picture: bytes, **kwargs: str) -> Response:
+        return send_raw(self.address, self.image_upload_request(batch_id, picture, **kwargs))
 
 
 def login(

@@ -13,7 +13,6 @@ from flask_login import current_user
 
 from shop import (
     clock,
-    images,
     money,
     products,
 )
@@ -165,14 +164,10 @@ def upload_image(batch_id: int):
     if not form.validate_on_submit():
         return page(), 422
     on_error(lambda e: page(e.message))
-    image = products.add_image(
+    products.add_image(
         found, form.image.data.read(), alt=form.alt.data, actor=current_user, now=clock.now()
     )
-    try:
-        db.session.commit()
-    except Exception:
-        images.discard(image.filename)
-        raise
+    db.session.commit()
     flash("Image added.", "success")
     return redirect(url_for("maker.batch", batch_id=found.id) + "#images", 303)
 
@@ -199,8 +194,7 @@ def delete_image(image_id: int):
     form = ButtonForm()
     if not form.validate_on_submit():
         return redirect(url_for("maker.batch", batch_id=batch_id) + "#images", 303)
-    filename = products.remove_image(image, actor=current_user, now=clock.now())
+    products.remove_image(image, actor=current_user, now=clock.now())
     db.session.commit()
-    images.discard(filename)
     flash("Image removed.", "success")
     return redirect(url_for("maker.batch", batch_id=batch_id) + "#images", 303)

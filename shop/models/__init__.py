@@ -1,7 +1,7 @@
 """Typed models, split by area. Import from here: ``from shop.models import Batch``."""
 
 from shop.models.audit import AuditEntry
-from shop.models.catalog import Batch, BatchImage, Product
+from shop.models.catalog import Batch, BatchImage, ImageBlob, Product
 from shop.models.drop import Drop
 from shop.models.invitation import Invitation
 from shop.models.ledger import EditionChange, LedgerCheck
@@ -30,6 +30,7 @@ __all__ = [
     "EditionChange",
     "HeldByAccount",
     "HeldByNetwork",
+    "ImageBlob",
     "Invitation",
     "LedgerCheck",
     "Message",

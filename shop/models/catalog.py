@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop import clock, money
@@ -114,8 +122,26 @@ class Batch(db.Model):
         return f"<Batch {self.product_id}#{self.number}>"
 
 
+class ImageBlob(db.Model):
+    """The bytes of one re-encoded picture, stored once under their SHA-256 (``digest``),
+    whichever batches show it (shop/image_store.py). ``data`` is nullable so that the bytes
+    can live elsewhere while the row says what exists."""
+
+    __tablename__ = "image_blobs"
+    __table_args__ = (CheckConstraint("size >= 0", name="size_not_negative"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int]
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
 class BatchImage(db.Model):
-    """An uploaded picture, re-encoded and stored under a server-generated name.
+    """An uploaded picture of a batch: its description, place and size, and ``digest``, the
+    stored bytes it shows (NULL only for a file from before images moved into the store, until
+    ``flask shop images migrate`` moves it). ``filename`` is the name it is served under,
+    ``<digest>.<ext>`` (or the random name an older upload was given).
 
     ``slot`` is the cap on a batch's pictures, kept by the database: each picture takes a slot
     below ``products.MAX_IMAGES_PER_BATCH``, UNIQUE per batch, so parallel uploads can't hold
@@ -130,7 +156,8 @@ class BatchImage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
     slot: Mapped[int] = mapped_column(SmallInteger)
-    filename: Mapped[str] = mapped_column(String(80), unique=True)
+    filename: Mapped[str] = mapped_column(String(80), index=True)
+    digest: Mapped[str | None] = mapped_column(ForeignKey("image_blobs.digest"), index=True)
     content_type: Mapped[str] = mapped_column(String(32))
     width: Mapped[int]
     height: Mapped[int]

@@ -1,10 +1,9 @@
 """Parallel picture uploads against gunicorn (several processes with threads) and PostgreSQL:
 the per-batch cap holds because the database keeps it (one UNIQUE slot per picture), and a
-refused upload leaves no file behind."""
+refused upload leaves no bytes behind."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from shop import clock, products
 from shop.extensions import db
-from shop.models import BatchImage
+from shop.models import BatchImage, ImageBlob
 from testkit import bursts, databases, factories, rawhttp, servers
 from tests.concurrency.conftest import THREADS, WORKERS, assert_burst
 from tests.support.console import image_bytes
@@ -64,32 +63,6 @@ def batch_with_pictures(app, count: int) -> tuple[str, int]:
     return seeded
 
 
-def upload_request(session: rawhttp.ShopSession, batch_id: int, picture: bytes) -> bytes:
-    """The raw bytes of the console's multipart upload form, as a browser sends it."""
-    boundary = secrets.token_hex(12)
-    fields = {"csrf_token": session.csrf_token or "", "alt": "The bottle on the bench"}
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    )
-    body += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="b.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    body += picture + f"\r\n--{boundary}--\r\n".encode()
-    cookies = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
-    head = [
-        f"POST /maker/batches/{batch_id}/images HTTP/1.1",
-        f"Host: {session.address[0]}:{session.address[1]}",
-        "Connection: close",
-        "Accept: text/html",
-        f"Cookie: {cookies}",
-        f"Content-Type: multipart/form-data; boundary={boundary}",
-        f"Content-Length: {len(body)}",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
 def pictures_of(app, batch_id: int) -> list[BatchImage]:
     with app.app_context():
         found = list(db.session.scalars(select(BatchImage).where(BatchImage.batch_id == batch_id)))
@@ -98,11 +71,13 @@ def pictures_of(app, batch_id: int) -> list[BatchImage]:
     return found
 
 
-def stored_filenames(app) -> set[str]:
+def stored_and_shown(app) -> tuple[set[str], set[str]]:
+    """The digests of the stored bytes, and those the pictures show."""
     with app.app_context():
-        names = set(db.session.scalars(select(BatchImage.filename)))
+        stored = set(db.session.scalars(select(ImageBlob.digest)))
+        shown = set(db.session.scalars(select(BatchImage.digest)))
         db.session.remove()
-    return names
+    return stored, shown
 
 
 @pytest.mark.parametrize("repetition", range(3))
@@ -115,7 +90,7 @@ def test_parallel_uploads_never_give_a_batch_more_pictures_than_the_cap(
 
     outcome = bursts.burst(
         upload_server.address,
-        [upload_request(maker, batch_id, picture) for _ in range(PARALLEL)],
+        [maker.image_upload_request(batch_id, picture) for _ in range(PARALLEL)],
     )
 
     left = products.MAX_IMAGES_PER_BATCH - ALREADY
@@ -125,5 +100,7 @@ def test_parallel_uploads_never_give_a_batch_more_pictures_than_the_cap(
     pictures = pictures_of(upload_app, batch_id)
     assert len(pictures) == products.MAX_IMAGES_PER_BATCH
     assert sorted(p.slot for p in pictures) == list(range(products.MAX_IMAGES_PER_BATCH))
-    # Every refused upload's file is gone again: the directory holds exactly the rows' files.
-    assert {p.name for p in upload_dir.iterdir()} == stored_filenames(upload_app)
+    # A refused upload stored nothing of its own: every stored picture is shown by a batch.
+    stored, shown = stored_and_shown(upload_app)
+    assert stored == shown
+    assert list(upload_dir.iterdir()) == []  # and nothing is written to a host's disk

@@ -3,6 +3,7 @@ under a name the server made up."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
@@ -14,29 +15,39 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 from werkzeug.exceptions import NotFound
 
 import config as settings
-from shop import create_app, images
+from shop import create_app, image_store, images
 from shop.errors import InvalidInput
+from shop.extensions import db
+from shop.models import ImageBlob
 from tests.support.console import image_bytes
 
-NAME = re.compile(r"[a-f0-9]{32}\.(jpg|png|webp)")
+NAME = re.compile(r"[a-f0-9]{64}\.(jpg|png|webp)")
 GPS_IFD = 0x8825
 
 
 @pytest.fixture
-def upload_dir(tmp_path):
+def shop_app(tmp_path):
     config = settings.TestingConfig()
     config.SQLALCHEMY_DATABASE_URI = "sqlite://"
     config.SHOP_UPLOAD_DIR = str(tmp_path / "uploads")
     app = create_app(config)
     with app.test_request_context():
-        yield tmp_path / "uploads"
+        db.create_all()
+        yield app
 
 
-def _stored(upload_dir, stored: images.StoredImage) -> bytes:
-    return (upload_dir / stored.filename).read_bytes()
+def _stored(stored: images.StoredImage) -> bytes:
+    found = image_store.read(stored.digest)
+    assert found is not None
+    return found.data
+
+
+def _nothing_stored() -> bool:
+    return db.session.scalar(select(func.count()).select_from(ImageBlob)) == 0
 
 
 def _with_gps(fmt: str) -> bytes:
@@ -48,25 +59,26 @@ def _with_gps(fmt: str) -> bytes:
 
 
 @pytest.mark.parametrize(("fmt", "extension"), [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")])
-def test_a_real_image_is_re_encoded_under_a_server_made_name(upload_dir, fmt, extension):
+def test_a_real_image_is_re_encoded_under_a_server_made_name(shop_app, fmt, extension):
     stored = images.store(image_bytes(fmt))
 
     assert NAME.fullmatch(stored.filename) and stored.filename.endswith(f".{extension}")
     assert stored.content_type == f"image/{'jpeg' if fmt == 'JPEG' else extension}"
-    assert [p.name for p in upload_dir.iterdir()] == [stored.filename]
-    with Image.open(io.BytesIO(_stored(upload_dir, stored))) as saved:
+    data = _stored(stored)
+    assert stored.filename == f"{hashlib.sha256(data).hexdigest()}.{extension}"
+    with Image.open(io.BytesIO(data)) as saved:
         assert saved.format == fmt and saved.size == (64, 48)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_location_and_camera_metadata_are_stripped_and_the_picture_stays_upright(upload_dir, fmt):
+def test_location_and_camera_metadata_are_stripped_and_the_picture_stays_upright(shop_app, fmt):
     original = _with_gps(fmt)
     with Image.open(io.BytesIO(original)) as before:
         assert before.getexif().get_ifd(GPS_IFD)  # the upload really carries a location
 
     stored = images.store(original)
 
-    data = _stored(upload_dir, stored)
+    data = _stored(stored)
     with Image.open(io.BytesIO(data)) as saved:
         assert dict(saved.getexif()) == {}
         assert "exif" not in saved.info and "xmp" not in saved.info
@@ -74,7 +86,7 @@ def test_location_and_camera_metadata_are_stripped_and_the_picture_stays_upright
     assert b"PhoneMaker" not in data and b"Exif" not in data
 
 
-def test_an_iphone_style_multi_picture_jpeg_is_accepted_as_a_jpeg(upload_dir):
+def test_an_iphone_style_multi_picture_jpeg_is_accepted_as_a_jpeg(shop_app):
     out = io.BytesIO()
     first, second = Image.new("RGB", (30, 20), "red"), Image.new("RGB", (30, 20), "blue")
     first.save(out, "MPO", save_all=True, append_images=[second])
@@ -82,27 +94,27 @@ def test_an_iphone_style_multi_picture_jpeg_is_accepted_as_a_jpeg(upload_dir):
     stored = images.store(out.getvalue())
 
     assert stored.filename.endswith(".jpg") and stored.content_type == "image/jpeg"
-    with Image.open(io.BytesIO(_stored(upload_dir, stored))) as saved:
+    with Image.open(io.BytesIO(_stored(stored))) as saved:
         assert saved.format == "JPEG"
 
 
-def test_a_jpeg_with_html_and_script_appended_is_stored_without_them(upload_dir):
+def test_a_jpeg_with_html_and_script_appended_is_stored_without_them(shop_app):
     payload = b"<html><body><script>alert(document.cookie)</script></body></html>"
     polyglot = image_bytes("JPEG") + payload
 
     stored = images.store(polyglot)
 
-    data = _stored(upload_dir, stored)
+    data = _stored(stored)
     assert b"<script" not in data and b"<html" not in data and b"alert" not in data
     with Image.open(io.BytesIO(data)) as saved:
         saved.load()
         assert saved.format == "JPEG"
 
 
-def test_html_in_a_jpeg_comment_does_not_survive_either(upload_dir):
+def test_html_in_a_jpeg_comment_does_not_survive_either(shop_app):
     stored = images.store(image_bytes("JPEG", comment=b"<script>alert(1)</script>"))
 
-    assert b"<script" not in _stored(upload_dir, stored)
+    assert b"<script" not in _stored(stored)
 
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
@@ -123,14 +135,14 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(
     ],
     ids=["html", "svg", "pdf", "empty", "gif", "bmp", "tiff", "truncated-jpeg", "broken-png"],
 )
-def test_anything_that_is_not_a_whole_jpeg_png_or_webp_is_refused(upload_dir, data, message):
+def test_anything_that_is_not_a_whole_jpeg_png_or_webp_is_refused(shop_app, data, message):
     with pytest.raises(InvalidInput, match=message):
         images.store(data)
 
-    assert not upload_dir.exists() or list(upload_dir.iterdir()) == []
+    assert _nothing_stored()
 
 
-def test_an_oversized_file_is_refused_before_it_is_decoded(upload_dir):
+def test_an_oversized_file_is_refused_before_it_is_decoded(shop_app):
     with pytest.raises(InvalidInput, match="at most 8 MB"):
         images.store(image_bytes("JPEG") + b"\0" * images.MAX_BYTES)
 
@@ -154,7 +166,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     "size", [(8000, 8000), (50_000, 50_000), (1, 60_000_000)], ids=["64mp", "2.5gp", "tall"]
 )
-def test_a_pixel_bomb_is_refused_without_being_decoded(upload_dir, size):
+def test_a_pixel_bomb_is_refused_without_being_decoded(shop_app, size):
     bomb = _png_header_only(*size)
     assert len(bomb) < 2000
 
@@ -162,16 +174,16 @@ def test_a_pixel_bomb_is_refused_without_being_decoded(upload_dir, size):
         images.store(bomb)
 
 
-def test_a_png_that_would_decode_past_the_memory_limit_is_refused_from_its_header(upload_dir):
+def test_a_png_that_would_decode_past_the_memory_limit_is_refused_from_its_header(shop_app):
     bomb = _png_header_only(6000, 5000)  # 30 megapixels: under the pixel cap, 120 MB decoded
 
     with pytest.raises(InvalidInput, match="too large to process"):
         images.store(bomb)
 
-    assert not upload_dir.exists() or list(upload_dir.iterdir()) == []
+    assert _nothing_stored()
 
 
-def test_a_progressive_jpeg_counts_its_full_size_coefficients(upload_dir):
+def test_a_progressive_jpeg_counts_its_full_size_coefficients(shop_app):
     # libjpeg keeps a progressive JPEG's coefficients for the whole picture, reduced or not.
     big = io.BytesIO()
     Image.new("RGB", (7000, 5700), "white").save(big, "JPEG", progressive=True)
@@ -187,6 +199,7 @@ PEAK = textwrap.dedent(
     from pathlib import Path
     import config as settings
     from shop import create_app, images
+    from shop.extensions import db
     from tests.support.console import image_bytes
 
     def peak():  # this process's own high-water mark (ru_maxrss counts the forking parent's)
@@ -198,6 +211,7 @@ PEAK = textwrap.dedent(
     config.SQLALCHEMY_DATABASE_URI = "sqlite://"
     config.SHOP_UPLOAD_DIR = sys.argv[2]
     with create_app(config).test_request_context():
+        db.create_all()
         images.store(image_bytes("JPEG"))  # codecs loaded before measuring
         before = peak()
         stored = images.store(data)
@@ -244,7 +258,7 @@ def test_a_png_at_the_decode_limit_costs_about_the_limit_and_no_copies(tmp_path)
     assert grown < images.MAX_DECODED_BYTES + 96 * MiB  # copied before scaling: ~250 MiB
 
 
-def test_a_large_picture_is_scaled_down(upload_dir):
+def test_a_large_picture_is_scaled_down(shop_app):
     stored = images.store(image_bytes("JPEG", (4000, 1000)))
 
     assert (stored.width, stored.height) == (images.MAX_SIDE, 600)
@@ -262,15 +276,15 @@ def test_a_large_picture_is_scaled_down(upload_dir):
         "x.jpg",
     ],
 )
-def test_only_server_made_names_are_ever_served(upload_dir, name):
-    (upload_dir.parent / "passwd").write_text("secret")
+def test_only_server_made_names_are_ever_served(shop_app, tmp_path, name):
+    (tmp_path / "passwd").write_text("secret")
 
     with pytest.raises(NotFound):
         images.send(name)
 
 
 @pytest.mark.parametrize(("fmt", "mimetype"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
-def test_a_stored_image_is_served_with_its_own_type_and_no_sniffing_room(upload_dir, fmt, mimetype):
+def test_a_stored_image_is_served_with_its_own_type_and_no_sniffing_room(shop_app, fmt, mimetype):
     stored = images.store(image_bytes(fmt))
 
     response = images.send(stored.filename)
@@ -281,12 +295,16 @@ def test_a_stored_image_is_served_with_its_own_type_and_no_sniffing_room(upload_
     assert "immutable" in response.headers["Cache-Control"]
 
 
-def test_discarding_only_touches_upload_names(upload_dir):
-    stored = images.store(image_bytes())
-    (upload_dir / "keep.txt").write_text("x")
+def test_a_stored_name_with_another_formats_extension_is_not_served(shop_app):
+    stored = images.store(image_bytes("PNG"))
 
-    images.discard("../keep.txt")
-    images.discard("keep.txt")
-    images.discard(stored.filename)
+    with pytest.raises(NotFound):
+        images.send(f"{stored.digest}.jpg")
 
-    assert [p.name for p in upload_dir.iterdir()] == ["keep.txt"]
+
+def test_the_same_picture_uploaded_twice_is_stored_once(shop_app):
+    first = images.store(image_bytes("PNG"))
+    second = images.store(image_bytes("PNG"))
+
+    assert first == second
+    assert db.session.scalar(select(func.count()).select_from(ImageBlob)) == 1

@@ -111,7 +111,8 @@ def test_hostile_markdown_renders_inert(source):
 def test_images_never_load_from_anywhere_but_our_uploads(source):
     for tag, attrs in elements(source).elements:
         if tag == "img" and "src" in attrs:
-            assert re.fullmatch(r"/media/[a-f0-9]{32}\.(jpg|png|webp)", attrs["src"] or "")
+            src = attrs["src"] or ""
+            assert re.fullmatch(r"/media/([a-f0-9]{64}|[a-f0-9]{32})\.(jpg|png|webp)", src)
 
 
 def test_ordinary_formatting_survives():
@@ -141,6 +142,8 @@ def test_links_keep_safe_urls_and_get_a_rel():
 
 def test_images_are_allowed_only_from_our_uploads():
     assert f'src="{UPLOAD}"' in str(markdown.render(f"![the still]({UPLOAD})"))
+    stored = f"/media/{'ab' * 32}.png"  # the name of a picture in the store: its SHA-256
+    assert f'src="{stored}"' in str(markdown.render(f"![the still]({stored})"))
     assert "src=" not in str(markdown.render("![the still](/media/not-a-stored-name.jpg)"))
 
 
