@@ -1,17 +1,20 @@
 """Synchronized bursts: N requests sent in full except their last byte, then every last byte at
-once, so the server sees them arrive together (what an in-process test client cannot do)."""
+once, so the server sees them arrive together (what an in-process test client cannot do). With
+``tls`` the requests go over TLS (to nginx in front of the shop); nginx passes each one on once
+it has it whole, so the burst reaches the app hosts together all the same."""
 
 from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from testkit.rawhttp import Address, Response, parse_response
+from testkit.rawhttp import Address, Response, connect, parse_response
 
 
 @dataclass
@@ -33,6 +36,7 @@ def burst(
     *,
     timeout: float = 60.0,
     alongside: Callable[[], Any] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Burst:
     """Send every request but its last byte, then all last bytes together, and read every
     response (the server closes each connection). ``alongside`` runs in a thread released at
@@ -40,7 +44,7 @@ def burst(
     sockets = []
     try:
         for request in requests:
-            sock = socket.create_connection(address, timeout=timeout)
+            sock = connect(address, timeout=timeout, tls=tls)
             sockets.append(sock)
             sock.sendall(request[:-1])
         gate = threading.Barrier(2) if alongside is not None else None
@@ -89,7 +93,10 @@ def _read_responses(sockets: list[socket.socket], *, timeout: float) -> list[tup
                 raise TimeoutError(f"{open_count} of {len(sockets)} responses never completed")
             for key, _ in selector.select(remaining):
                 index = key.data
-                chunk = sockets[index].recv(65536)
+                try:
+                    chunk = sockets[index].recv(65536)
+                except ssl.SSLWantReadError:  # only part of a TLS record has arrived
+                    continue
                 if chunk:
                     buffers[index].append(chunk)
                     continue

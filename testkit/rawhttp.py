@@ -1,5 +1,6 @@
 """HTTP/1.1 over raw sockets: requests built byte for byte (so a burst can hold back the last
-byte), responses parsed, and a logged-in browser-like client (:func:`login`)."""
+byte), responses parsed, and a logged-in browser-like client (:func:`login`). With ``tls`` (an
+``ssl.SSLContext``) the same bytes go over TLS, e.g. to nginx in front of the shop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import http.client
 import re
 import secrets
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -103,8 +105,24 @@ def _read_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
-def send_raw(address: Address, request: bytes, *, timeout: float = 10.0) -> Response:
-    with socket.create_connection(address, timeout=timeout) as sock:
+def connect(
+    address: Address, *, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+) -> socket.socket:
+    """A connected socket to ``address``; with ``tls``, after the TLS handshake."""
+    sock = socket.create_connection(address, timeout=timeout)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=address[0])
+    except BaseException:
+        sock.close()
+        raise
+
+
+def send_raw(
+    address: Address, request: bytes, *, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+) -> Response:
+    with connect(address, timeout=timeout, tls=tls) as sock:
         sock.sendall(request)
         raw = _read_all(sock)
     return parse_response(raw, finished_at=time.monotonic())
@@ -117,11 +135,13 @@ def http_request(
     *,
     fields: dict[str, object] | None = None,
     cookies: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Response:
     """One request on its own connection."""
-    request = build_request(address, method, path, fields=fields, cookies=cookies)
-    return send_raw(address, request, timeout=timeout)
+    request = build_request(address, method, path, fields=fields, cookies=cookies, headers=headers)
+    return send_raw(address, request, timeout=timeout, tls=tls)
 
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
@@ -134,22 +154,48 @@ def csrf_token_in(html: str) -> str | None:
 
 @dataclass
 class ShopSession:
-    """A browser-like client: its cookies and the CSRF token of the last page it read."""
+    """A browser-like client: its cookies and the CSRF token of the last page it read (over
+    TLS with ``tls``)."""
 
     address: Address
     cookies: dict[str, str] = field(default_factory=dict)
     csrf_token: str | None = None
+    tls: ssl.SSLContext | None = None
 
-    def request(self, method: str, path: str, fields: dict[str, object] | None = None) -> Response:
-        response = send_raw(
-            self.address,
-            build_request(self.address, method, path, fields=fields, cookies=self.cookies),
+    def request(
+        self,
+        method: str,
+        path: str,
+        fields: dict[str, object] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        response = self.send(
+            build_request(
+                self.address,
+                method,
+                path,
+                fields=fields,
+                cookies=self.cookies,
+                headers=self._browser_headers(headers),
+            )
         )
         self.cookies.update(response.cookies)
         token = csrf_token_in(response.text) if response.status == 200 else None
         if token:
             self.csrf_token = token
         return response
+
+    def _browser_headers(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        """Over TLS a browser says which page a form came from: Flask-WTF requires it there."""
+        if self.tls is None:
+            return headers
+        return {"Referer": f"https://{self.address[0]}:{self.address[1]}/", **(headers or {})}
+
+    def send(self, request: bytes) -> Response:
+        """Raw request bytes (from one of the ``*_request`` methods) on a connection of their
+        own, as this client connects; cookies are not updated."""
+        return send_raw(self.address, request, tls=self.tls)
 
     def get(self, path: str) -> Response:
         return self.request("GET", path)
@@ -158,7 +204,9 @@ class ShopSession:
         """A form POST carrying this session's CSRF token."""
         return self.request("POST", path, {"csrf_token": self.csrf_token or "", **(fields or {})})
 
-    def form_request(self, path: str, fields: dict[str, object]) -> bytes:
+    def form_request(
+        self, path: str, fields: dict[str, object], *, headers: dict[str, str] | None = None
+    ) -> bytes:
         """The raw bytes of a form POST with this session's cookies and CSRF token."""
         return build_request(
             self.address,
@@ -166,18 +214,23 @@ class ShopSession:
             path,
             fields={"csrf_token": self.csrf_token or "", **fields},
             cookies=self.cookies,
+            headers=self._browser_headers(headers),
         )
 
-    def get_request(self, path: str) -> bytes:
+    def get_request(self, path: str, *, headers: dict[str, str] | None = None) -> bytes:
         """The raw bytes of a GET of ``path`` with this session's cookies."""
-        return build_request(self.address, "GET", path, cookies=self.cookies)
+        return build_request(self.address, "GET", path, cookies=self.cookies, headers=headers)
 
-    def buy_request(self, batch_id: int, quantity: int = 1) -> bytes:
+    def buy_request(
+        self, batch_id: int, quantity: int = 1, *, headers: dict[str, str] | None = None
+    ) -> bytes:
         """Raw bytes of ``POST /checkout/batches/<id>`` (the buy button)."""
-        return self.form_request(f"/checkout/batches/{batch_id}", {"quantity": quantity})
+        return self.form_request(
+            f"/checkout/batches/{batch_id}", {"quantity": quantity}, headers=headers
+        )
 
     def buy(self, batch_id: int, quantity: int = 1) -> Response:
-        return send_raw(self.address, self.buy_request(batch_id, quantity))
+        return self.send(self.buy_request(batch_id, quantity))
 
     def image_upload_request(
         self, batch_id: int, picture: bytes, *, alt: str = "The bottle on the bench"
@@ -210,10 +263,15 @@ class ShopSession:
 
 
 def login(
-    address: Address, email: str, password: str = PASSWORD, *, page: str = "/account/"
+    address: Address,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    page: str = "/account/",
+    tls: ssl.SSLContext | None = None,
 ) -> ShopSession:
     """Log in through the real form, then read ``page`` for a CSRF token of the new session."""
-    session = ShopSession(address)
+    session = ShopSession(address, tls=tls)
     session.get("/account/login")
     answer = session.post("/account/login", {"email": email, "password": password})
     if answer.status != 303:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import tempfile
@@ -105,6 +106,14 @@ class Server(AbstractContextManager):
         self._log_file.flush()
         return Path(self._log_file.name).read_text(errors="replace")
 
+    def crash(self) -> None:
+        """SIGKILL to the master and every worker at once, as when the host dies: nothing gets
+        to finish or clean up. Needs ``start_gunicorn(own_process_group=True)``."""
+        assert self.process is not None
+        assert os.getpgid(self.process.pid) == self.process.pid, "not in a group of its own"
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
     def stop(self) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after 15 s), every handle closed. Idempotent."""
         if self._stopped:
@@ -180,12 +189,15 @@ def start_gunicorn(
     extra_env: dict[str, str] | None = None,
     startup_timeout: float = 30.0,
     ready_path: str = "/",
+    own_process_group: bool = False,
 ) -> Server:
     """The app under ``gunicorn -w workers --threads threads`` on a free port, answering.
 
     ``preload`` imports the app once in the master (create_app opens no connection, so the
     forked workers share nothing); ``app`` may name another WSGI module (the benchmarks' apps).
     It is up once ``ready_path`` answers below 500 (``/healthz`` needs no database).
+    ``own_process_group`` puts the master and its workers in a process group of their own, so
+    :meth:`Server.crash` can kill the whole host at once.
     """
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between probing and binding
@@ -210,6 +222,7 @@ def start_gunicorn(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            process_group=0 if own_process_group else None,
         )
         server = Server(HOST, port, process=process, log_file=log_file, command=command)
         try:

@@ -78,12 +78,12 @@ def stripe_environment(emulator: Emulator | str) -> dict[str, str]:
 class Emulator:
     """A handle on a running emulator: its URL, its control API and its stored events."""
 
-    def __init__(self, running: stripe_emulator.RunningEmulator) -> None:
-        self.running = running
+    def __init__(self, running: stripe_emulator.RunningEmulator | str) -> None:
+        self.running = running  # in this process, or the base URL of one running elsewhere
 
     @property
     def url(self) -> str:
-        return self.running.url
+        return self.running if isinstance(self.running, str) else self.running.url
 
     # --- the /_emulator control API --------------------------------------------------------
 
