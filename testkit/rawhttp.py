@@ -233,7 +233,12 @@ class ShopSession:
         return self.send(self.buy_request(batch_id, quantity))
 
     def image_upload_request(
-        self, batch_id: int, picture: bytes, *, alt: str = "The bottle on the bench"
+        self,
+        batch_id: int,
+        picture: bytes,
+        *,
+        alt: str = "The bottle on the bench",
+        headers: dict[str, str] | None = None,
     ) -> bytes:
         """The raw bytes of the console's picture upload for a batch (multipart/form-data, as
         a browser sends it), with this session's cookies and CSRF token."""
@@ -254,12 +259,14 @@ class ShopSession:
             "POST",
             f"/maker/batches/{batch_id}/images",
             cookies=self.cookies,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers=self._browser_headers(
+                {"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})}
+            ),
             body=body,
         )
 
     def upload_image(self, batch_id: int, picture: bytes, **kwargs: str) -> Response:
-        return send_raw(self.address, self.image_upload_request(batch_id, picture, **kwargs))
+        return self.send(self.image_upload_request(batch_id, picture, **kwargs))
 
 
 def login(

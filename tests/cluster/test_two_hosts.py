@@ -5,15 +5,18 @@ the customer as it is, never tried again on the other host."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from shop import messages
-from testkit import bursts, rawhttp, seed
+from shop.extensions import db
+from testkit import bursts, factories, rawhttp, seed
 from tests.cluster.conftest import BUY_LIMIT_PER_CUSTOMER, Cluster, live_drop, wait_for
 from tests.support import nginx
+from tests.support.console import image_bytes
 from tests.support.stripe import session_id_from
 
 pytestmark = pytest.mark.cluster
@@ -167,3 +170,51 @@ def test_the_shops_own_try_again_is_answered_once_and_not_sent_to_the_other_host
     assert "Your units are still held" in answer.text  # the shop's page, not nginx's
     entry = two_hosts.nginx.logged("try-again")
     assert len(entry.upstreams) == 1 and entry.host is not None
+
+
+def _maker_with_batch(two_hosts: Cluster) -> tuple[str, int]:
+    with two_hosts.app.app_context():
+        maker = factories.make_maker()
+        batch = factories.make_batch(factories.make_product(maker), live=False)
+        db.session.commit()
+        found = (maker.email, batch.id)
+        db.session.remove()
+    return found
+
+
+def test_a_picture_uploaded_through_one_host_is_served_by_the_other_through_nginx(
+    two_hosts: Cluster,
+):
+    email, batch_id = _maker_with_batch(two_hosts)
+    maker = two_hosts.login(email, page=f"/maker/batches/{batch_id}")
+    picture = image_bytes("JPEG", (800, 600))
+
+    uploaded = maker.send(maker.image_upload_request(batch_id, picture, headers=tagged("upload")))
+
+    assert uploaded.status == 303, uploaded.text[:500]
+    uploader = two_hosts.nginx.logged("upload").host
+    [(name,)] = two_hosts.sql("SELECT filename FROM batch_images WHERE batch_id = :id", id=batch_id)
+    served_by: dict[str | None, bytes] = {}
+    for n in range(6):  # nginx takes turns: the next GET or the one after reaches the other
+        answer = maker.send(maker.get_request(f"/media/{name}", headers=tagged(f"media-{n}")))
+        assert answer.status == 200, answer.text[:300]
+        served_by[two_hosts.nginx.logged(f"media-{n}").host] = answer.body
+        if len(served_by) == 2:
+            break
+    assert uploader in served_by and len(served_by) == 2
+    assert len(set(served_by.values())) == 1
+    assert name == f"{hashlib.sha256(answer.body).hexdigest()}.jpg"
+    assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+def test_a_malformed_upload_through_nginx_gets_the_shops_own_answer(two_hosts: Cluster):
+    email, batch_id = _maker_with_batch(two_hosts)
+    maker = two_hosts.login(email, page=f"/maker/batches/{batch_id}")
+
+    refused = maker.upload_image(batch_id, b"GIF89a but not really a picture" * 100)
+
+    assert 400 <= refused.status < 500
+    assert "Small Batch" in refused.text and "nginx" not in refused.text
+    assert two_hosts.sql("SELECT count(*) FROM batch_images WHERE batch_id = :id", id=batch_id) == [
+        (0,)
+    ]
