@@ -167,6 +167,9 @@ def _assign_batches(maker: User, drop: Drop, batch_ids: Iterable[int]) -> None:
     for batch in list(drop.batches):
         if batch.id not in wanted:
             batch.drop_id = None
+            batch.follows_batch_id = None
+        elif batch.follows_batch_id is not None and batch.follows_batch_id not in wanted:
+            batch.follows_batch_id = None  # the batch it waited for left the drop
     db.session.flush()
     for batch_id in sorted(wanted):
         batch = products.batch_for(maker, batch_id)
@@ -292,3 +295,31 @@ def cancel_scheduled_close(drop: Drop, *, actor: audit.Actor, now: datetime) -> 
         raise InvalidState("There is no future closing time to remove.")
     audit.record("drop.close_unscheduled", actor=actor, drop=drop)
     db.session.flush()
+
+
+def line_up(
+    drop: Drop, batch_id: int, after_id: int | None, *, actor: audit.Actor, now: datetime
+) -> Batch:
+    """Put a batch on sale only when an earlier batch of its product in this drop sells out
+    (``after_id``), or from the opening (None). Only before the drop opens: once customers may
+    buy, what is on sale stays as announced."""
+    if drop.has_opened(now):
+        raise EditNotAllowed("Batches can't be lined up once the drop has opened.")
+    batch = next((b for b in drop.batches if b.id == batch_id), None)
+    if batch is None:
+        raise InvalidInput("That batch isn't in this drop.")
+    if after_id is None:
+        batch.follows_batch_id = None
+        detail = f"Batch No. {batch.number} on sale from the opening"
+    else:
+        ahead = next((b for b in drop.batches if b.id == after_id), None)
+        if ahead is None or ahead.product_id != batch.product_id or ahead.number >= batch.number:
+            raise InvalidInput(
+                "A batch can only wait for an earlier batch of the same product in this drop."
+            )
+        batch.follows_batch_id = ahead.id
+        detail = f"Batch No. {batch.number} goes on sale when No. {ahead.number} sells out"
+    db.session.flush()
+    audit.record("batch.lined_up", actor=actor, batch=batch, detail=detail)
+    db.session.flush()
+    return batch

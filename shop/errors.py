@@ -128,6 +128,19 @@ class DropNotLive(ShopError):
     message = "This drop is not open for buying right now."
 
 
+class NotOnSaleYet(DropNotLive):
+    """A batch lined up behind another of its product: on sale when that one sells out."""
+
+    def __init__(self, number: int, ahead: int, *, just_now: bool = False) -> None:
+        super().__init__(
+            f"Batch No. {number} goes on sale when No. {ahead} sells out, and No. {ahead} sold "
+            "out a moment ago: try again."
+            if just_now
+            else f"Batch No. {number} goes on sale when No. {ahead} sells out. "
+            f"No. {ahead} still has units: buy those first."
+        )
+
+
 class SoldOut(ShopError):
     status = 409
     code = "sold_out"

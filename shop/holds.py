@@ -49,11 +49,19 @@ SHIPS_OK = """(b.ships_to = '' OR REPLACE(',' || b.ships_to || ',',
                                       ',' || COALESCE(CAST(:ship_country AS TEXT), '-') || ',', '')
                               <> ',' || b.ships_to || ',')"""
 
+# The batch is on sale: it is lined up behind no batch, or the batch it follows has nothing
+# left to sell (sold + held = edition). Read with the terms, so a batch goes on sale the moment
+# the one before sells out, with no job; a unit of that one freed later is sold before this
+# one's next. ``Batch.waiting_for`` is the same rule for pages.
+ON_SALE = """(b.follows_batch_id IS NULL OR EXISTS (
+    SELECT 1 FROM batches ahead WHERE ahead.id = b.follows_batch_id
+                                  AND ahead.sold + ahead.held >= ahead.edition_size))"""
+
 # What a hold needs to know of the batch, read in the hold's own statement or write-locked
 # transaction: no earlier read can go stale.
 TERMS = f"""
     SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining,
-           {AGE_OK} AS age_ok, {SHIPS_OK} AS ships_ok
+           {AGE_OK} AS age_ok, {SHIPS_OK} AS ships_ok, {ON_SALE} AS on_sale
     FROM batches b WHERE b.id = :batch_id
 """  # noqa: S608  # nosec B608 - splices only this module's fragments
 
@@ -191,7 +199,9 @@ _PG_NEW_ORDER = new_order(price="price", currency="currency", source="SELECT {va
 PG_HOLD = f"""
     WITH buyer AS ({BUYER}
     ), seen AS (
-        SELECT t.*, EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {LIVE_DROP}) AS live,
+        SELECT t.*,
+               t.on_sale AND EXISTS (SELECT 1 FROM drops d WHERE d.id = t.drop_id AND {LIVE_DROP})
+               AS live,
                {holder_terms(drop="t.drop_id", lim="t.lim")}
         FROM ({TERMS}) AS t
     ), terms AS ({TERMS}
@@ -203,7 +213,7 @@ PG_HOLD = f"""
                                AND NOT EXISTS ({ALLOTTED} AND units + :quantity > seen.lim))
         FOR UPDATE
     ), live AS (
-        SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE {LIVE_DROP}
+        SELECT d.id FROM drops d JOIN terms t ON d.id = t.drop_id WHERE t.on_sale AND {LIVE_DROP}
         FOR SHARE OF d
     ), allot AS ({_PG_ALLOT}
     ), account AS ({_PG_HELD_BY_ACCOUNT}

@@ -185,6 +185,7 @@ def reserve(
     if quantity > outcome.lim:
         raise InvalidQuantity(quantity_message(outcome.lim))
     if not outcome.live:
+        refusals.not_on_sale(batch_id, now)
         raise DropNotLive()
     if not outcome.age_ok or not outcome.ships_ok:
         refusals.buyer(batch_id, outcome, birth_date=birth_date, ship_country=ship_country)
@@ -231,7 +232,7 @@ def _hold_stepwise(values: dict) -> _Outcome:
         True,
         lim,
         remaining,
-        bool(found.live),
+        bool(found.live) and bool(terms.on_sale),
         bool(terms.age_ok),
         bool(terms.ships_ok),
         bool(found.cooling_ok),

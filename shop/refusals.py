@@ -10,7 +10,7 @@ allowed — and return or raise the domain error that says it. Read-only; refusa
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -23,6 +23,7 @@ from shop.errors import (
     CoolingOff,
     DropCapReached,
     NetworkCapReached,
+    NotOnSaleYet,
 )
 from shop.extensions import db
 from shop.models import Batch, Order
@@ -35,6 +36,16 @@ _CAP_CHECKS = {
     "ck_held_by_account_units_within_cap": "account",
     "ck_held_by_network_units_within_cap": "network",
 }
+
+
+def not_on_sale(batch_id: int, now: datetime) -> None:
+    """A refusal as not live of a live drop's lined-up batch: it waited for the one before it
+    to sell out (``holds.ON_SALE``); say so."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or batch.follows is None or not batch.drop.is_live(now):
+        return
+    # The hold saw the batch before it with units; it may have sold out since (a burst).
+    raise NotOnSaleYet(batch.number, batch.follows.number, just_now=batch.waiting_for is None)
 
 
 def holder(values: dict, outcome: Outcome) -> None:

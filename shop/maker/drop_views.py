@@ -201,6 +201,25 @@ def _confirmed_drop_change(drop_id: int, change, done: str):
     return redirect(url_for("maker.drop", drop_id=found.id), 303)
 
 
+@bp.post("/drops/<int:drop_id>/batches/<int:batch_id>/line-up")
+@maker_required
+def line_up(drop_id: int, batch_id: int):
+    """Line a batch up behind an earlier one of its product (``after``), or undo it."""
+    found = drops.drop_for(current_user, drop_id)
+    if ButtonForm().validate_on_submit():
+        after = numbers.parse_whole(request.form.get("after"), low=1)
+        batch = drops.line_up(found, batch_id, after, actor=current_user, now=clock.now())
+        db.session.commit()
+        if batch.follows is not None:
+            flash(
+                f"Batch No. {batch.number} goes on sale when No. {batch.follows.number} sells out.",
+                "success",
+            )
+        else:
+            flash(f"Batch No. {batch.number} goes on sale when the drop opens.", "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
 @bp.post("/drops/<int:drop_id>/unschedule")
 @maker_required
 def unschedule_drop(drop_id: int):

@@ -85,6 +85,9 @@ class Batch(db.Model):
     ships_to: Mapped[str] = mapped_column(String(400), default="")
     minimum_age: Mapped[int | None]
     tax_code: Mapped[str | None] = mapped_column(String(32))  # Stripe Tax product tax code
+    # Lined up in its drop behind an earlier batch of the product: on sale only while that one
+    # has nothing left to sell (decided in the hold statement, ``holds.ON_SALE``).
+    follows_batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     product: Mapped[Product] = relationship(back_populates="batches")
@@ -92,6 +95,7 @@ class Batch(db.Model):
     images: Mapped[list[BatchImage]] = relationship(
         back_populates="batch", order_by="BatchImage.position", cascade="all, delete-orphan"
     )
+    follows: Mapped[Batch | None] = relationship(remote_side="Batch.id")
 
     @property
     def remaining(self) -> int:
@@ -100,6 +104,13 @@ class Batch(db.Model):
     @property
     def sold_out(self) -> bool:
         return self.remaining <= 0
+
+    @property
+    def waiting_for(self) -> Batch | None:
+        """The batch this one waits to sell out before it goes on sale, while it has units
+        left; the same rule as ``holds.ON_SALE`` (tests/integration/test_next_batch.py)."""
+        ahead = self.follows
+        return ahead if ahead is not None and ahead.remaining > 0 else None
 
     @property
     def title(self) -> str:
