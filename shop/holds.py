@@ -20,7 +20,7 @@ from sqlalchemy import Date, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from shop.models.drop import OPEN, SCHEDULED
-from shop.models.order import EXPIRED, HELD
+from shop.models.order import CROWD, EXPIRED, HELD, KINDS
 from shop.models.types import UTCDateTime
 
 _TIME_PARAMS = ("now", "hold_expires_at", "lapse_since")
@@ -144,22 +144,36 @@ TAKE_STOCK = (
 )
 
 
-def new_order(*, price: str, currency: str, source: str) -> str:
+def new_order(*, price: str, currency: str, source: str, kind: str = CROWD) -> str:
     """The held order, its price and currency copied from the batch at hold time. ``source`` is
-    ``"VALUES ({values})"`` or ``"SELECT {values} FROM …"``."""
+    ``"VALUES ({values})"`` or ``"SELECT {values} FROM …"``; ``kind`` one of ``KINDS``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of hold {kind!r}")
     values = (
         f":public_id, :customer_id, :batch_id, :quantity, {price}, "
         f"CAST({price} AS BIGINT) * :quantity, "  # BIGINT: price x quantity may pass 2**31
-        f"{currency}, '{HELD}', :hold_expires_at, 0, :now, :birth_date, :ship_country, "
-        "CAST(:network AS TEXT)"
+        f"{currency}, '{HELD}', '{kind}', :hold_expires_at, 0, :now, :birth_date, "
+        ":ship_country, CAST(:network AS TEXT)"
     )
     return f"""
         INSERT INTO orders (public_id, customer_id, batch_id, quantity, unit_price, amount,
-                            currency, state, hold_expires_at, checkout_attempt, created_at,
-                            birth_date, ship_country, client_net)
+                            currency, state, kind, hold_expires_at, checkout_attempt,
+                            created_at, birth_date, ship_country, client_net)
         {source.format(values=values)}
         RETURNING id
-    """  # nosec B608 - splices only this module's fragments
+    """  # nosec B608 - splices only this module's fragments and a known kind
+
+
+# The steps taken one by one (SQLite's hold; a personal hold, ``inventory.hold_for``, on both
+# databases): the allotment from the parameters, the order from the batch's price as read.
+ALLOT_ONE = take_allotment("VALUES (:customer_id, :batch_id, :quantity)", limit=":limit")
+GIVE_STOCK_BACK = "UPDATE batches SET held = held - :quantity WHERE id = :batch_id"
+
+
+def order_from_values(kind: str = CROWD) -> str:
+    return new_order(
+        price=":unit_price", currency=":currency", source="VALUES ({values})", kind=kind
+    )
 
 
 _PG_ALLOT = take_allotment(

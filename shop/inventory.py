@@ -14,14 +14,10 @@ followed by a write:
 - every state change of an order as a compare-and-set on its current state, so release and
   confirm happen exactly once however often they are called.
 
-On PostgreSQL a hold (:func:`reserve`) is ONE statement — the buyer's session token, the batch's
-terms, the live drop, allotment, stock and order in a CTE — so a buy request needs no other query,
-and inside ``database.committed()`` it commits by itself: the hot batch row is locked for that
-statement and its WAL flush only, and not at all when the statement's snapshot already refuses
-(sold out, limit reached, not live) — the crowd after a sell-out never queues on it. SQLite
-runs the same steps as separate statements inside a ``BEGIN IMMEDIATE`` transaction (see
-``shop.database``). Both are built from the one definition of the rules in ``shop.holds``; every
-other compare-and-set here is SQLAlchemy Core.
+A crowd hold (:func:`reserve`) is one statement on PostgreSQL and the same steps in SQLite's
+write-locked transaction, both built from the rules in ``shop.holds`` (see its docstring); a
+personal hold (:func:`hold_for`: a draw's win, a waitlist's offer) takes the same stock and
+allotment steps for a customer the shop chose. Other compare-and-sets here are SQLAlchemy Core.
 
 Functions never commit: the caller commits once (or runs them in ``database.committed()``).
 """
@@ -30,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from flask import current_app
@@ -52,14 +48,17 @@ from shop.extensions import db
 from shop.models import Allotment, Batch, HeldByAccount, HeldByNetwork, Order, Unit
 from shop.models.order import (
     CANCELLED,
+    DRAW,
     EXPIRED,
     HELD,
     PAID,
+    WAITLIST,
     new_certificate_code,
     new_public_id,
 )
 
 RELEASE_REASONS = (EXPIRED, CANCELLED)
+PERSONAL_KINDS = (DRAW, WAITLIST)
 
 
 class Buyer(Protocol):
@@ -95,29 +94,10 @@ class _Outcome:
     order_id: int | None
 
 
-def hold(
-    batch_id: int,
-    quantity: int,
-    *,
-    customer: Buyer,
-    now: datetime,
-    hold_minutes: int | None = None,
-    birth_date: date | None = None,
-    ship_country: str | None = None,
-    network: str | None = None,
-) -> Order:
-    """:func:`reserve`, returning the held Order itself (for services and the console)."""
-    reservation = reserve(
-        batch_id,
-        quantity,
-        customer=customer,
-        now=now,
-        hold_minutes=hold_minutes,
-        birth_date=birth_date,
-        ship_country=ship_country,
-        network=network,
-    )
-    return db.session.get_one(Order, reservation.order_id)
+def hold(batch_id: int, quantity: int, **terms: Any) -> Order:
+    """:func:`reserve` (the same arguments), returning the held Order itself (for services and
+    the console)."""
+    return db.session.get_one(Order, reserve(batch_id, quantity, **terms).order_id)
 
 
 def reserve(
@@ -200,6 +180,34 @@ def reserve(
     return Reservation(outcome.order_id, values["public_id"])
 
 
+def hold_for(
+    customer_id: int, batch_id: int, quantity: int, *, kind: str, until: datetime, now: datetime
+) -> Order | None:
+    """A personal hold (a draw's win, a waitlist's offer): units held for a customer the shop
+    chose until ``until``, so none of the buyer's checks apply (session, liveness, caps across
+    the drop). The crowd hold's guarantees, in its lock order: stock, then the per-customer
+    allotment, then what the account holds across the drop (whatever its cap). None, nothing
+    changed, when stock or limit refuse. The sweeper releases it once ``until`` has passed."""
+    if kind not in PERSONAL_KINDS or isinstance(quantity, bool) or quantity < 1:
+        raise ValueError(f"a personal hold is {PERSONAL_KINDS} of 1 or more units")
+    values = dict.fromkeys(("birth_date", "ship_country", "network"))
+    values.update(customer_id=customer_id, batch_id=batch_id, quantity=quantity, now=now)
+    values.update(public_id=new_public_id(), hold_expires_at=until)
+    stock = holds.TAKE_STOCK + " RETURNING drop_id, per_customer_limit, price, currency"
+    taken = db.session.execute(holds.statement(stock), values).first()
+    if taken is None:
+        return None
+    values.update(limit=taken.per_customer_limit, drop_id=taken.drop_id)
+    if db.session.execute(holds.statement(holds.ALLOT_ONE), values).scalar() is None:
+        db.session.execute(holds.statement(holds.GIVE_STOCK_BACK), values)  # under our row lock
+        return None
+    if taken.drop_id is not None:
+        _take_held(values, honoured=True)
+    values.update(unit_price=taken.price, currency=taken.currency)
+    new_order = holds.statement(holds.order_from_values(kind))
+    return db.session.get_one(Order, db.session.execute(new_order, values).scalar_one())
+
+
 UNLIMITED = 2**31 - 1
 
 
@@ -252,10 +260,7 @@ def _hold_stepwise(values: dict) -> _Outcome:
     )
     if not allowed or quantity > lim or quantity > remaining:
         return outcome
-    take_allotment = holds.take_allotment(
-        "VALUES (:customer_id, :batch_id, :quantity)", limit=":limit"
-    )
-    units = session.execute(holds.statement(take_allotment), values).scalar()
+    units = session.execute(holds.statement(holds.ALLOT_ONE), values).scalar()
     if units is None:
         return outcome
     _take_held(values)
@@ -264,11 +269,8 @@ def _hold_stepwise(values: dict) -> _Outcome:
     ).first()
     if taken is None:
         return replace(outcome, units=units)
-    new_order = holds.new_order(
-        price=":unit_price", currency=":currency", source="VALUES ({values})"
-    )
     order_id = session.execute(
-        holds.statement(new_order),
+        holds.statement(holds.order_from_values()),
         {**values, "unit_price": taken.price, "currency": taken.currency},
     ).scalar_one()
     return replace(outcome, units=units, order_id=order_id)
@@ -484,6 +486,7 @@ def resize_edition(batch: Batch, new_size: int) -> None:
 __all__ = [
     "confirm",
     "hold",
+    "hold_for",
     "rehold",
     "release",
     "resize_edition",

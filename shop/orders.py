@@ -124,7 +124,7 @@ def _checkout_url(order_id: int, *, now: datetime) -> str:
             db.session.rollback()
             raise InvalidState("This order is no longer waiting for payment.")
         known_session = order.checkout_session_id
-        request = payments.checkout_request(order)
+        request = payments.checkout_request(order, now=now)
         db.session.rollback()  # no transaction is open while Stripe is asked
 
         if known_session is not None:

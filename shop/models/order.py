@@ -34,6 +34,13 @@ CANCELLED = "cancelled"
 REFUNDED = "refunded"
 STATES = (HELD, PAID, EXPIRED, CANCELLED, REFUNDED)
 
+# Who a hold was given to, and how (``Order.kind``): all three are the same thing in the
+# inventory — units held for one customer until a deadline — so every invariant covers them.
+CROWD = "crowd"  # bought on the drop page: the customer's own hold
+DRAW = "draw"  # a draw's win (``inventory.hold_for``)
+WAITLIST = "waitlist"  # a waitlist's offer (``inventory.hold_for``)
+KINDS = (CROWD, DRAW, WAITLIST)
+
 
 def new_public_id() -> str:
     return secrets.token_urlsafe(16)
@@ -56,6 +63,7 @@ class Order(db.Model):
         CheckConstraint(
             "state IN ('held', 'paid', 'expired', 'cancelled', 'refunded')", name="state_known"
         ),
+        CheckConstraint("kind IN ('crowd', 'draw', 'waitlist')", name="kind_known"),
         # A customer's orders (My orders), and theirs on a few batches (a drop page's running
         # holds) without reading all the others.
         Index("ix_orders_customer_id_batch_id", "customer_id", "batch_id"),
@@ -79,6 +87,7 @@ class Order(db.Model):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     state: Mapped[str] = mapped_column(String(16), default=HELD, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=CROWD, server_default=CROWD)
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     checkout_session_id: Mapped[str | None] = mapped_column(Text, unique=True)
     checkout_attempt: Mapped[int] = mapped_column(default=0)

@@ -16,7 +16,8 @@ connection, 5xx: the outcome is unknown, retry with the same idempotency key).
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -41,20 +42,23 @@ from shop.payments.gateway import (
 
 # Stripe refuses expires_at under 30 minutes after creation; a minute of margin absorbs skew.
 SESSION_LIFETIME = timedelta(minutes=31)
+# ... and over 24 hours after it: a personal hold (a draw's win) may last longer than that.
+SESSION_LONGEST = timedelta(hours=23, minutes=30)
+SESSION_STEP = timedelta(hours=22)
 
 UNPAYABLE = "unpayable"
 COMPLETE = "complete"
 UNREACHABLE = "unreachable"
 
 
-def checkout_request(order: Order) -> CheckoutRequest:
+def checkout_request(order: Order, *, now: datetime) -> CheckoutRequest:
     """What the order's Checkout Session is built from, read from the database.
 
-    ``expires_at`` is anchored on the end of the hold, not on "now": every retry of one attempt
-    sends identical parameters (so Stripe's idempotency layer returns the same session instead of
-    an ``idempotency_error``), and while the hold lasts the session always outlives it by 31
-    minutes, above Stripe's 30-minute minimum.
+    ``expires_at`` is anchored on the end of the hold, not on "now" (:func:`session_expiry`):
+    every retry of one attempt sends identical parameters (so Stripe's idempotency layer returns
+    the same session instead of an ``idempotency_error``).
     """
+    expires_at, expiry_step = session_expiry(order.hold_expires_at, now)
     batch = order.batch
     assert order.hold_expires_at is not None
     tax_mode = batch.product.maker.tax_mode
@@ -69,7 +73,8 @@ def checkout_request(order: Order) -> CheckoutRequest:
         quantity=order.quantity,
         currency=order.currency,
         customer_email=order.customer.email,
-        expires_at=order.hold_expires_at + SESSION_LIFETIME,
+        expires_at=expires_at,
+        expiry_step=expiry_step,
         # Concatenated, never built with session_id=...: the braces must reach Stripe literally.
         success_url=shop_url("checkout.success") + "?session_id={CHECKOUT_SESSION_ID}",
         cancel_url=shop_url("checkout.cancel", public_id=order.public_id),
@@ -80,6 +85,20 @@ def checkout_request(order: Order) -> CheckoutRequest:
         tax_code=batch.tax_code,
         allow_promotion_codes=bool(batch.drop and batch.drop.allow_promotion_codes),
     )
+
+
+def session_expiry(hold_expires_at: datetime, now: datetime) -> tuple[datetime, int]:
+    """When the session expires, and how many steps it was moved back: 31 minutes after the
+    hold ends, so it outlives the hold above Stripe's 30-minute minimum; for a hold ending more
+    than a day away (Stripe's maximum), that moment moved back by whole steps of 22 hours until
+    it is at most 23.5 hours away. The step is part of the idempotency key, so a retry that
+    crosses into the next step asks for a new session instead of meeting Stripe's
+    ``idempotency_error``; a session that lapses before its hold only means a new attempt."""
+    expires_at = hold_expires_at + SESSION_LIFETIME
+    if expires_at - now <= SESSION_LONGEST:
+        return expires_at, 0
+    steps = math.ceil((expires_at - now - SESSION_LONGEST) / SESSION_STEP)
+    return expires_at - SESSION_STEP * steps, steps
 
 
 def shop_url(endpoint: str, **values: object) -> str:

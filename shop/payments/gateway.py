@@ -114,10 +114,12 @@ class CheckoutRequest:
     tax_behavior: str | None = None  # "exclusive" / "inclusive" with Stripe Tax, else None
     tax_code: str | None = None
     allow_promotion_codes: bool = False
+    expiry_step: int = 0  # a long hold's session ends this many 22-hour steps before it
 
     @property
     def idempotency_key(self) -> str:
-        return f"checkout:{self.order_public_id}:{self.attempt}"
+        step = f":{self.expiry_step}" if self.expiry_step else ""
+        return f"checkout:{self.order_public_id}:{self.attempt}{step}"
 
 
 # --- the client ----------------------------------------------------------------------------
