@@ -160,9 +160,22 @@ class Config:
             ).split(",")
             if code.strip()
         ]
-        # Batch images live in the database (shop/image_store.py). SHOP_UPLOAD_DIR is where
-        # uploads were kept as files before; `flask shop images migrate` moves them in.
-        self.SHOP_IMAGE_STORE = _env_choice("SHOP_IMAGE_STORE", "database", ("database",))
+        # Batch images (shop/image_store.py): in the database, or in an S3-compatible bucket
+        # (credentials from boto3's usual AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a role).
+        # SHOP_UPLOAD_DIR is where uploads were kept as files before; `flask shop images
+        # migrate` moves them into the store.
+        self.SHOP_IMAGE_STORE = _env_choice("SHOP_IMAGE_STORE", "database", ("database", "s3"))
+        self.SHOP_S3_BUCKET = _env("SHOP_S3_BUCKET")
+        self.SHOP_S3_ENDPOINT_URL = _env("SHOP_S3_ENDPOINT_URL")
+        self.SHOP_S3_REGION = _env("SHOP_S3_REGION")
+        self.SHOP_S3_PREFIX = _env("SHOP_S3_PREFIX", "images/")
+        self.SHOP_S3_CONNECT_TIMEOUT = _env_number("SHOP_S3_CONNECT_TIMEOUT", 2.0)
+        self.SHOP_S3_READ_TIMEOUT = _env_number("SHOP_S3_READ_TIMEOUT", 10.0)
+        if self.SHOP_IMAGE_STORE == "s3" and not self.SHOP_S3_BUCKET:
+            raise RuntimeError(
+                "SHOP_IMAGE_STORE=s3 needs SHOP_S3_BUCKET, the bucket images are kept in "
+                "(and SHOP_S3_ENDPOINT_URL for a store other than Amazon S3)"
+            )
         self.SHOP_UPLOAD_DIR = _env("SHOP_UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
         # The Ed25519 key certificates are signed with (shop/certificates.py): PEM in the
         # environment in production; elsewhere generated once into this file.

@@ -300,6 +300,15 @@ class LinkInvalid(ShopError):
     message = "This link isn't valid. Nothing was changed."
 
 
+class ImagesUnavailable(ShopError):
+    """The image bucket (``SHOP_IMAGE_STORE=s3``) did not answer: nothing was stored."""
+
+    status = 503
+    code = "images_unavailable"
+    message = "Pictures can't be stored or shown right now. Nothing was saved — try again soon."
+    retry_after = 30
+
+
 class PaymentUnavailable(ShopError):
     """Stripe did not answer in time or failed on its side: the hold stays, try again."""
 

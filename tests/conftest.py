@@ -22,9 +22,10 @@ from tests.support import redis_server
 from tests.support.clients import app_under_test
 from tests.support.console import browser
 
-# Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py) and
-# a real SMTP server (smtp_server; tests/support/smtp.py).
-pytest_plugins = ["tests.support.stripe", "tests.support.smtp"]
+# Shared fixtures: the Stripe emulator (emulator_server, emulator; tests/support/stripe.py), a
+# real SMTP server (smtp_server; tests/support/smtp.py) and a real S3-compatible server
+# (s3_server; tests/support/s3.py).
+pytest_plugins = ["tests.support.stripe", "tests.support.smtp", "tests.support.s3"]
 
 BACKENDS = ["sqlite", "postgresql"]
 

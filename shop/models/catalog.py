@@ -135,8 +135,9 @@ class Batch(db.Model):
 
 class ImageBlob(db.Model):
     """The bytes of one re-encoded picture, stored once under their SHA-256 (``digest``),
-    whichever batches show it (shop/image_store.py). ``data`` is nullable so that the bytes
-    can live elsewhere while the row says what exists."""
+    whichever batches show it. ``data`` is NULL when the bytes live in an S3-compatible bucket
+    (``SHOP_IMAGE_STORE=s3``, shop/image_store.py); the row is kept either way, so every app
+    host knows what exists and ``batch_images`` can reference it."""
 
     __tablename__ = "image_blobs"
     __table_args__ = (CheckConstraint("size >= 0", name="size_not_negative"),)

@@ -1,6 +1,7 @@
 """Two app hosts on one PostgreSQL, each a gunicorn master with an instance folder of its own:
 a picture uploaded through one is served by the other, with year-long caching and a 304 for a
-browser or proxy that already has it. Nothing is written to either host's disk."""
+browser or proxy that already has it. Nothing is written to either host's disk. Both stores:
+the database, and an S3-compatible bucket (moto's server, over HTTP)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,14 @@ from testkit import factories, rawhttp, servers
 from tests.support.console import image_bytes
 
 
-@pytest.fixture(scope="module")
-def two_hosts(ops_database_url, tmp_path_factory) -> Iterator[list[tuple[servers.Server, Path]]]:
+@pytest.fixture(scope="module", params=["database", "s3"])
+def two_hosts(
+    request, ops_database_url, tmp_path_factory
+) -> Iterator[list[tuple[servers.Server, Path]]]:
+    store: dict[str, str] = {}
+    if request.param == "s3":
+        s3_server = request.getfixturevalue("s3_server")
+        store = s3_server.settings(s3_server.new_bucket())
     hosts = []
     try:
         for name in ("a", "b"):
@@ -31,6 +38,7 @@ def two_hosts(ops_database_url, tmp_path_factory) -> Iterator[list[tuple[servers
                     "SHOP_UPLOAD_DIR": str(instance / "uploads"),
                     "SHOP_MAILBOX_DIR": str(instance / "mailbox"),
                     "SHOP_CERTIFICATE_KEY_FILE": str(instance / "certificate_key.pem"),
+                    **store,
                 },
                 ready_path="/healthz",
             )

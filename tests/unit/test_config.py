@@ -96,3 +96,29 @@ def test_a_process_hashes_two_passwords_at_once_unless_told_otherwise(monkeypatc
 def test_no_hashing_slot_at_all_is_refused_at_start():
     with pytest.raises(RuntimeError, match="SHOP_PASSWORD_CONCURRENCY"):
         create_app("development", SHOP_PASSWORD_CONCURRENCY=0)
+
+
+def test_images_are_kept_in_the_database_unless_a_bucket_is_configured(monkeypatch):
+    assert settings.load("development").SHOP_IMAGE_STORE == "database"
+    monkeypatch.setenv("SHOP_IMAGE_STORE", "s3")
+    monkeypatch.setenv("SHOP_S3_BUCKET", "smallbatch-images")
+    monkeypatch.setenv("SHOP_S3_ENDPOINT_URL", "https://s3.example.net")
+
+    config = settings.load("development")
+
+    assert config.SHOP_IMAGE_STORE == "s3" and config.SHOP_S3_BUCKET == "smallbatch-images"
+    assert config.SHOP_S3_PREFIX == "images/"
+
+
+def test_an_s3_image_store_without_a_bucket_stops_the_start_and_names_the_setting(monkeypatch):
+    monkeypatch.setenv("SHOP_IMAGE_STORE", "s3")
+
+    with pytest.raises(RuntimeError, match="SHOP_IMAGE_STORE=s3 needs SHOP_S3_BUCKET"):
+        settings.load("development")
+
+
+def test_an_unknown_image_store_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv("SHOP_IMAGE_STORE", "nfs")
+
+    with pytest.raises(RuntimeError, match="SHOP_IMAGE_STORE must be one of database, s3"):
+        settings.load("development")
