@@ -146,6 +146,15 @@ class Config:
         self.SHOP_DROP_HOLD_CAP_PER_NETWORK = _env_int("SHOP_DROP_HOLD_CAP_PER_NETWORK", 40)
         self.SHOP_HOLD_LAPSE_LIMIT = _env_int("SHOP_HOLD_LAPSE_LIMIT", 3)
         self.SHOP_HOLD_LAPSE_WINDOW_MINUTES = _env_int("SHOP_HOLD_LAPSE_WINDOW_MINUTES", 120)
+        # The waiting room (shop/waiting_room.py, docs/ARCHITECTURE.md): turns handed out per
+        # second (about 40 % of the buy's saturation rate on the slowest 2-core machine measured,
+        # 234 holds/s in docs/PERFORMANCE.md, where buyers arriving at random stay fast), the
+        # signed-in arrivals per second that open a room set to automatic, how long a called
+        # visitor's slot waits for their hold, and how long their pass to buy lasts.
+        self.SHOP_ROOM_ADMIT_PER_SECOND = _env_number("SHOP_ROOM_ADMIT_PER_SECOND", 100.0)
+        self.SHOP_ROOM_AUTO_PER_SECOND = _env_int("SHOP_ROOM_AUTO_PER_SECOND", 100)
+        self.SHOP_ROOM_TURN_SECONDS = _env_int("SHOP_ROOM_TURN_SECONDS", 120)
+        self.SHOP_ROOM_PASS_MINUTES = _env_int("SHOP_ROOM_PASS_MINUTES", 10)
         # Argon2 work at once per app process (64 MiB each), and how long a request may wait
         # for a slot before it is told to try again (503), see shop/passwords.py.
         self.SHOP_PASSWORD_CONCURRENCY = _env_int("SHOP_PASSWORD_CONCURRENCY", 2)

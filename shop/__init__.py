@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     from shop.operator.views import bp as operator
     from shop.ops.views import bp as ops
     from shop.payments.views import bp as payments
+    from shop.queue.views import bp as queue
     from shop.storefront.views import bp as storefront
 
     app.register_blueprint(storefront)
@@ -82,6 +83,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(notify)
     app.register_blueprint(operator)
     app.register_blueprint(ops)
+    app.register_blueprint(queue)
     if app.config.get("ENV_NAME") == "development":
         from shop.dev.views import bp as dev
 

@@ -59,6 +59,11 @@ RETURN_PER_IP = "600 per minute"
 # many reloads and processes: the rest of the window answers from the database.
 RETURN_STRIPE_CHECK = "1 per 5 seconds"
 
+# The waiting room's queue page reloads itself every 2 to 10 s; a script reloading faster is
+# stopped (its place is kept). Per address, an office of buyers behind one NAT fits.
+QUEUE_PER_CUSTOMER = "60 per minute"
+QUEUE_PER_IP = "3000 per minute"
+
 # Password reset links: every request, per address asked about and per client address. The
 # answer never says whether an account exists; the per-address count covers any address.
 RESET_LINK_PER_ADDRESS = "5 per hour"
@@ -374,6 +379,11 @@ def pay(view):
 def checkout_return(view):
     """Limits for the page Stripe returns the customer to (every attempt, GET)."""
     return _per_customer_and_ip(view, "RETURN", (RETURN_PER_CUSTOMER, RETURN_PER_IP), methods=None)
+
+
+def queue(view):
+    """Limits for the waiting room's queue page (every request): per customer and per address."""
+    return _per_customer_and_ip(view, "QUEUE", (QUEUE_PER_CUSTOMER, QUEUE_PER_IP), methods=None)
 
 
 def stripe_check_due(session_id: str) -> bool:

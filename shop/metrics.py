@@ -99,6 +99,17 @@ DB_POOL_CAPACITY = Gauge(
     "SHOP_DB_POOL_OVERFLOW each, on PostgreSQL)",
     multiprocess_mode="livesum",
 )
+QUEUE_WAITING = Gauge(
+    "shop_waiting_room_waiting",
+    "Visitors waiting in a drop's waiting room, as the latest queue page saw it (one number "
+    "for the shop: a label per drop would grow without bound)",
+    multiprocess_mode="mostrecent",
+)
+QUEUE_VISITS = Counter(
+    "shop_waiting_room_visits_total",
+    "Queue page answers while a room was open, by outcome (waiting, admitted)",
+    ["outcome"],
+)
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -163,6 +174,11 @@ def counts_refused_holds(view):
             raise
 
     return counted
+
+
+def queue_visit(waiting: int, *, admitted: bool) -> None:
+    QUEUE_WAITING.set(waiting)
+    QUEUE_VISITS.labels("admitted" if admitted else "waiting").inc()
 
 
 def stripe_call(operation: str, outcome: str, seconds: float) -> None:

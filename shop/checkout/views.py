@@ -33,6 +33,7 @@ from shop import (
     orders,
     refusal_counts,
     shipping_rates,
+    waiting_room,
 )
 from shop.errors import (
     DestinationNeeded,
@@ -47,6 +48,7 @@ from shop.errors import (
 )
 from shop.extensions import db
 from shop.models import Drop, Order
+from shop.queue import views as queue_views
 from shop.storefront import views as storefront_views
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -78,6 +80,9 @@ def buy(batch_id: int):
     buyer = auth.buyer()
     if buyer is None:
         return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
+    room, skipped = queue_views.buy_gate(batch_id, buyer.id)
+    if skipped is not None:
+        return skipped
     g.render_error = lambda error: _refused(batch_id, error)
     if current_app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and not auth.email_verified():
         raise EmailNotVerified()
@@ -96,6 +101,8 @@ def buy(batch_id: int):
             network=limits.hold_network(),
         )
     metrics.hold_taken()
+    if room is not None:
+        waiting_room.took_hold(room, buyer.id)
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 

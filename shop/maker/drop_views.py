@@ -26,6 +26,7 @@ from shop import (
     numbers,
     reports,
     timezones,
+    waiting_room,
 )
 from shop.auth import maker_required
 from shop.errors import InvalidInput
@@ -91,7 +92,27 @@ def drop(drop_id: int):
         phase=found.phase(now),
         stats=reports.live_stats(found, now, recent=5),
         trail=audit.drop_trail(found),
+        room_waiting=waiting_room.waiting(found.id) if found.is_live(now) else 0,
     )
+
+
+@bp.post("/drops/<int:drop_id>/waiting-room")
+@maker_required
+def drop_waiting_room(drop_id: int):
+    """The drop's waiting room: automatic, on or off; takes effect on the next visit."""
+    found = drops.drop_for(current_user, drop_id)
+    if ButtonForm().validate_on_submit():
+        on_error(lambda e: _back_to_drop(found.id, e.message))
+        waiting_room.set_mode(found, request.form.get("mode", ""), actor=current_user)
+        db.session.commit()
+        waiting_room.apply_mode(found)
+        flash(f"Waiting room: {waiting_room.MODE_NAMES[found.waiting_room].lower()}.", "success")
+    return redirect(url_for("maker.drop", drop_id=found.id), 303)
+
+
+def _back_to_drop(drop_id: int, message: str):
+    flash(message, "error")
+    return redirect(url_for("maker.drop", drop_id=drop_id), 303)
 
 
 @bp.route("/drops/<int:drop_id>/edit", methods=["GET", "POST"])

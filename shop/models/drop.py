@@ -22,6 +22,12 @@ OPEN = "open"
 CLOSED = "closed"
 STATES = (DRAFT, SCHEDULED, OPEN, CLOSED)
 
+# The waiting room (shop/waiting_room.py): opens by itself under a crowd, always, or never.
+ROOM_AUTO = "auto"
+ROOM_ON = "on"
+ROOM_OFF = "off"
+ROOM_MODES = (ROOM_AUTO, ROOM_ON, ROOM_OFF)
+
 
 class Drop(db.Model):
     """``state`` is what the maker decided; whether the drop is *live* at an instant is derived
@@ -33,6 +39,7 @@ class Drop(db.Model):
         CheckConstraint(
             "closes_at IS NULL OR opens_at IS NULL OR closes_at > opens_at", name="window_ordered"
         ),
+        CheckConstraint("waiting_room IN ('auto', 'on', 'off')", name="waiting_room_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -51,6 +58,9 @@ class Drop(db.Model):
     # True while the operator has suspended the drop's maker: it sells nothing (the hold's
     # liveness rule reads this row, so no join on the maker is needed on the hot path).
     suspended: Mapped[bool] = mapped_column(default=False, server_default=false())
+    waiting_room: Mapped[str] = mapped_column(
+        String(8), default=ROOM_AUTO, server_default=ROOM_AUTO
+    )
 
     maker: Mapped[User] = relationship()
     batches: Mapped[list[Batch]] = relationship(back_populates="drop", order_by="Batch.id")

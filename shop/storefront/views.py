@@ -20,6 +20,7 @@ from markupsafe import Markup
 from shop import catalog, certificates, clock, images, ledger, notifications
 from shop.errors import ShopError
 from shop.models import Batch, Drop
+from shop.queue import views as queue_views
 from shop.templating import iso
 
 bp = Blueprint("storefront", __name__)
@@ -36,6 +37,9 @@ def drop(slug: str):
     found = catalog.public_drop(slug)
     if found is None:
         abort(404)
+    to_the_line = queue_views.gate(found, [batch.id for batch in found.batches])
+    if to_the_line is not None:
+        return to_the_line
     return drop_page(found)
 
 

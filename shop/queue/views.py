@@ -1,0 +1,147 @@
+"""The line a visitor waits in while a drop's waiting room is open, and the two small hooks
+the drop page and the buy call (:func:`gate`, :func:`buy_gate`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+
+from shop import auth, clock, limits, metrics, waiting_room
+from shop.errors import LoginRequired, error_response, wants_json
+from shop.extensions import db
+from shop.models import Batch, Drop
+
+bp = Blueprint("queue", __name__)
+
+# The queue page reloads itself this often: quickly near the front, gently further back.
+REFRESH_NEAR = 2
+REFRESH_FAR = 10
+NOT_YOUR_TURN = (
+    "This drop has a waiting room open, and it isn't your turn to buy yet (or your turn has "
+    "passed). Join the line: your place is kept on every device."
+)
+
+
+@bp.get("/drops/<slug>/queue")
+@limits.queue
+def line(slug: str):
+    """Where a signed-in visitor waits: their place, an estimate, and a page that reloads itself
+    until it is their turn (then on to the drop page) or the drop is sold out for good."""
+    drop = db.session.scalar(select(Drop).where(Drop.slug == slug, Drop.state != "draft"))
+    if drop is None:
+        abort(404)
+    now = clock.now()
+    drop_page = url_for("storefront.drop", slug=drop.slug)
+    if not drop.is_live(now):
+        return redirect(drop_page, 303)
+    buyer = auth.buyer()
+    if buyer is None:
+        flash(LoginRequired.message, "info")
+        return redirect(url_for("account.login", next=request.path), 303)
+    now_ms = _ms(now)
+    batch_ids = _batch_ids(drop.id)
+    if not waiting_room.is_open(drop, batch_ids, now_ms=now_ms):
+        return redirect(drop_page, 303)
+    stock = waiting_room.stock(drop.id)
+    if stock.sold_out:
+        return render_template("queue/sold_out.html", drop=drop), 409
+    check = waiting_room.read_pass(
+        request.cookies.get(waiting_room.cookie_name(drop.id)),
+        drop_id=drop.id,
+        customer_id=buyer.id,
+        now_ms=now_ms,
+    )
+    bad_cookie = check.present and not check.valid
+    turn = waiting_room.visit(drop.id, buyer.id, stock, now_ms=now_ms, requeue=bad_cookie)
+    if turn is None:
+        return redirect(drop_page, 303)
+    metrics.queue_visit(turn.waiting, admitted=turn.admitted)
+    if turn.admitted:
+        flash("It's your turn: choose how many and buy.", "success")
+        response = redirect(drop_page, 303)
+    else:
+        response = Response(
+            render_template(
+                "queue/line.html",
+                drop=drop,
+                turn=turn,
+                stock=stock,
+                wait=waiting_room.wait_seconds(turn) if stock.free > 0 else None,
+                refresh=REFRESH_NEAR if turn.ahead < waiting_room.admit_rate() * 5 else REFRESH_FAR,
+                bad_cookie=bad_cookie,
+                pass_minutes=current_app.config["SHOP_ROOM_PASS_MINUTES"],
+            )
+        )
+        response.headers["Cache-Control"] = "private, no-store"
+    response.set_cookie(
+        waiting_room.cookie_name(drop.id),
+        waiting_room.issue_pass(drop.id, buyer.id, turn),
+        max_age=waiting_room.PLACE_HOURS * 3600,
+        path="/",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def gate(drop: Drop, batch_ids: list[int]) -> Response | None:
+    """The drop page's hook: a signed-in visitor of a live drop whose room is open and who has
+    no pass goes to the line (303); everyone else gets the drop page (None)."""
+    buyer = auth.buyer()
+    now = clock.now()
+    if buyer is None or not drop.is_live(now):
+        return None
+    now_ms = _ms(now)
+    if not waiting_room.is_open(drop, batch_ids, now_ms=now_ms):
+        return None
+    check = waiting_room.read_pass(
+        request.cookies.get(waiting_room.cookie_name(drop.id)),
+        drop_id=drop.id,
+        customer_id=buyer.id,
+        now_ms=now_ms,
+    )
+    if check.admitted_until:
+        return None
+    return redirect(url_for("queue.line", slug=drop.slug), 303)
+
+
+def buy_gate(batch_id: int, customer_id: int) -> tuple[int | None, Response | None]:
+    """The buy's hook: (the drop whose room guards the batch, None) when the buyer may go on,
+    (drop, a 403 page) when the room is open and it is not their turn."""
+    drop_id = waiting_room.room_for_batch(batch_id)
+    if drop_id is None:
+        return None, None
+    check = waiting_room.read_pass(
+        request.cookies.get(waiting_room.cookie_name(drop_id)),
+        drop_id=drop_id,
+        customer_id=customer_id,
+        now_ms=_ms(clock.now()),
+    )
+    if check.admitted_until:
+        return drop_id, None
+    if wants_json():
+        return drop_id, error_response(403, "not_your_turn", NOT_YOUR_TURN)
+    drop = db.session.get(Drop, drop_id)
+    page = render_template("queue/skipped.html", drop=drop, message=NOT_YOUR_TURN)
+    return drop_id, Response(page, status=403)
+
+
+def _batch_ids(drop_id: int) -> list[int]:
+    return list(db.session.scalars(select(Batch.id).where(Batch.drop_id == drop_id)))
+
+
+def _ms(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
