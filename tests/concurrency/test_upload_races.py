@@ -4,15 +4,16 @@ refused upload leaves no bytes behind."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from shop import clock, products
+from shop import clock, image_store, products
 from shop.extensions import db
-from shop.models import BatchImage, ImageBlob
+from shop.models import Batch, BatchImage, ImageBlob, User
 from testkit import bursts, databases, factories, rawhttp, servers
 from tests.concurrency.conftest import THREADS, WORKERS, assert_burst
 from tests.support.console import image_bytes
@@ -104,3 +105,95 @@ def test_parallel_uploads_never_give_a_batch_more_pictures_than_the_cap(
     stored, shown = stored_and_shown(upload_app)
     assert stored == shown
     assert list(upload_dir.iterdir()) == []  # and nothing is written to a host's disk
+
+
+def batches_of(app, email: str, count: int) -> list[int]:
+    """``count`` new batches of the maker with ``email``, with no picture."""
+    with app.app_context():
+        maker = db.session.scalar(select(User).where(User.email == email))
+        product = factories.make_product(maker)
+        made = [factories.make_batch(product, number=n, live=False).id for n in range(1, count + 1)]
+        db.session.commit()
+        db.session.remove()
+    return made
+
+
+def test_the_last_removal_of_some_bytes_waits_for_their_upload_elsewhere_and_keeps_them(
+    upload_app,
+):
+    """An upload has stored (found) the bytes and is about to insert its picture when the last
+    batch showing the same bytes removes its own: the removal waits for the upload's lock,
+    then sees the new picture (the foreign key) and keeps the bytes. Both succeed."""
+    email, _ = batch_with_pictures(upload_app, 0)
+    old_batch, new_batch = batches_of(upload_app, email, 2)
+    picture = image_bytes("PNG", (333, 222))
+    with upload_app.app_context(), upload_app.test_request_context():
+        maker = db.session.scalar(select(User).where(User.email == email))
+        batch = db.session.get(Batch, old_batch)
+        old_image = products.add_image(batch, picture, alt="Old", actor=maker, now=clock.now())
+        db.session.commit()
+        old_image_id, digest = old_image.id, old_image.digest
+        db.session.remove()
+    at_insert, proceed = threading.Event(), threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def pause_before_the_picture_row(_conn, _cursor, statement, *_args) -> None:
+        if threading.current_thread().name == "uploader" and "INSERT INTO batch_images" in (
+            statement
+        ):
+            at_insert.set()
+            proceed.wait(20)
+
+    def upload() -> None:
+        with upload_app.app_context(), upload_app.test_request_context():
+            try:
+                uploader = db.session.scalar(select(User).where(User.email == email))
+                batch = db.session.get(Batch, new_batch)
+                products.add_image(batch, picture, alt="New", actor=uploader, now=clock.now())
+                db.session.commit()
+                outcomes["upload"] = "ok"
+            except Exception as error:  # reported by the assertions below
+                outcomes["upload"] = repr(error)
+            finally:
+                db.session.remove()
+
+    def remove() -> None:
+        with upload_app.app_context():
+            try:
+                remover = db.session.scalar(select(User).where(User.email == email))
+                image = db.session.get(BatchImage, old_image_id)
+                products.remove_image(image, actor=remover, now=clock.now())
+                db.session.commit()
+                outcomes["removal"] = "ok"
+            except Exception as error:
+                outcomes["removal"] = repr(error)
+            finally:
+                db.session.remove()
+
+    with upload_app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", pause_before_the_picture_row)
+    uploading = threading.Thread(target=upload, name="uploader")
+    removing = threading.Thread(target=remove, name="remover")
+    try:
+        uploading.start()
+        assert at_insert.wait(20), "the upload never reached its picture row"
+        removing.start()
+        removing.join(1.0)  # with the lock it waits; without, it would be done by now
+        waited = removing.is_alive()
+        proceed.set()
+        uploading.join(20)
+        removing.join(20)
+    finally:
+        proceed.set()
+        event.remove(engine, "before_cursor_execute", pause_before_the_picture_row)
+
+    assert outcomes == {"upload": "ok", "removal": "ok"}
+    assert waited, "the removal did not wait for the upload holding the same bytes"
+    with upload_app.app_context():
+        assert image_store.read(digest) is not None
+        shown = db.session.scalars(
+            select(BatchImage.digest).where(BatchImage.batch_id.in_([old_batch, new_batch]))
+        ).all()
+        db.session.remove()
+    assert shown == [digest]
