@@ -153,7 +153,7 @@ class Config:
         # visitor's slot waits for their hold, and how long their pass to buy lasts.
         self.SHOP_ROOM_ADMIT_PER_SECOND = _env_number("SHOP_ROOM_ADMIT_PER_SECOND", 100.0)
         self.SHOP_ROOM_AUTO_PER_SECOND = _env_int("SHOP_ROOM_AUTO_PER_SECOND", 100)
-        self.SHOP_ROOM_TURN_SECONDS = _env_int("SHOP_ROOM_TURN_SECONDS", 120)
+        self.SHOP_ROOM_TURN_SECONDS = _env_int("SHOP_ROOM_TURN_SECONDS", 60)
         self.SHOP_ROOM_PASS_MINUTES = _env_int("SHOP_ROOM_PASS_MINUTES", 10)
         # Argon2 work at once per app process (64 MiB each), and how long a request may wait
         # for a slot before it is told to try again (503), see shop/passwords.py.

@@ -66,7 +66,7 @@ class Store:
         """None when the line cannot be reached (the visitor then gets the drop page)."""
         raise NotImplementedError
 
-    def took_hold(self, drop_id: int, customer_id: int) -> None:
+    def turn_used(self, drop_id: int, customer_id: int, *, until_ms: int) -> None:
         raise NotImplementedError
 
     def waiting(self, drop_id: int) -> int:
@@ -215,9 +215,11 @@ class RedisStore(Store):
         place, served, until_ms, requeued, ahead, waiting_now, called = (int(v) for v in raw)
         return Turn(place, served, until_ms, bool(requeued), ahead, waiting_now, called)
 
-    def took_hold(self, drop_id, customer_id) -> None:
-        try:
-            self.client.zrem(self._key(drop_id, "called"), customer_id)
+    def turn_used(self, drop_id, customer_id, *, until_ms: int) -> None:
+        try:  # only ever shortens a slot still running (XX: exists, LT: lower)
+            self.client.zadd(
+                self._key(drop_id, "called"), {str(customer_id): until_ms}, xx=True, lt=True
+            )
         except RedisError:
             log.warning("the waiting room could not reach Redis; a turn lapses on its own")
 
@@ -320,11 +322,11 @@ class MemoryStore(Store):
                 called=len(line.called),
             )
 
-    def took_hold(self, drop_id, customer_id) -> None:
+    def turn_used(self, drop_id, customer_id, *, until_ms: int) -> None:
         with self._lock:
             line = self._lines.get(drop_id)
-            if line is not None:
-                line.called.pop(customer_id, None)
+            if line is not None and customer_id in line.called:
+                line.called[customer_id] = min(line.called[customer_id], until_ms)
 
     def waiting(self, drop_id) -> int:
         with self._lock:

@@ -42,6 +42,7 @@ Turn = room_store.Turn
 
 COOKIE_PREFIX = "smallbatch_line_"
 PLACE_HOURS = 12  # a place in line (and its cookie) is good for this long
+USED_GRACE_MS = 2000  # a used turn's slot outlives the buy by this much (see turn_used)
 MODE_NAMES = {ROOM_AUTO: "Automatic", ROOM_ON: "On", ROOM_OFF: "Off"}
 
 
@@ -125,9 +126,11 @@ def visit(
     )
 
 
-def took_hold(drop_id: int, customer_id: int) -> None:
-    """A called visitor held units: their slot is now counted by the batch's ``held``."""
-    room_store.for_app().took_hold(drop_id, customer_id)
+def turn_used(drop_id: int, customer_id: int, *, now_ms: int) -> None:
+    """A called visitor tries to buy: their slot ends ``USED_GRACE_MS`` from now, by when a
+    hold they take is counted in the batch's ``held`` (a visit that read the stock just before
+    the hold then cannot call someone for the same unit); a refused try frees it as well."""
+    room_store.for_app().turn_used(drop_id, customer_id, until_ms=now_ms + USED_GRACE_MS)
 
 
 def waiting(drop_id: int) -> int:

@@ -33,7 +33,6 @@ from shop import (
     orders,
     refusal_counts,
     shipping_rates,
-    waiting_room,
 )
 from shop.errors import (
     DestinationNeeded,
@@ -80,7 +79,7 @@ def buy(batch_id: int):
     buyer = auth.buyer()
     if buyer is None:
         return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
-    room, skipped = queue_views.buy_gate(batch_id, buyer.id)
+    skipped = queue_views.buy_gate(batch_id, buyer.id)
     if skipped is not None:
         return skipped
     g.render_error = lambda error: _refused(batch_id, error)
@@ -101,8 +100,6 @@ def buy(batch_id: int):
             network=limits.hold_network(),
         )
     metrics.hold_taken()
-    if room is not None:
-        waiting_room.took_hold(room, buyer.id)
     return redirect(url_for("checkout.pay", public_id=reservation.public_id), 303)
 
 

@@ -118,25 +118,26 @@ def gate(drop: Drop, batch_ids: list[int]) -> Response | None:
     return redirect(url_for("queue.line", slug=drop.slug), 303)
 
 
-def buy_gate(batch_id: int, customer_id: int) -> tuple[int | None, Response | None]:
-    """The buy's hook: (the drop whose room guards the batch, None) when the buyer may go on,
-    (drop, a 403 page) when the room is open and it is not their turn."""
+def buy_gate(batch_id: int, customer_id: int) -> Response | None:
+    """The buy's hook: None when the buyer may go on (no room open for the batch's drop, or
+    their turn: it is then used), a 403 page when the room is open and it is not their turn."""
     drop_id = waiting_room.room_for_batch(batch_id)
     if drop_id is None:
-        return None, None
+        return None
+    now_ms = _ms(clock.now())
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop_id)),
         drop_id=drop_id,
         customer_id=customer_id,
-        now_ms=_ms(clock.now()),
+        now_ms=now_ms,
     )
     if check.admitted_until:
-        return drop_id, None
+        waiting_room.turn_used(drop_id, customer_id, now_ms=now_ms)
+        return None
     if wants_json():
-        return drop_id, error_response(403, "not_your_turn", NOT_YOUR_TURN)
+        return error_response(403, "not_your_turn", NOT_YOUR_TURN)
     drop = db.session.get(Drop, drop_id)
-    page = render_template("queue/skipped.html", drop=drop, message=NOT_YOUR_TURN)
-    return drop_id, Response(page, status=403)
+    return Response(render_template("queue/skipped.html", drop=drop, message=NOT_YOUR_TURN), 403)
 
 
 def _batch_ids(drop_id: int) -> list[int]:

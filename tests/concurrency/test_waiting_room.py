@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
 
-from shop import clock, inventory, sweeper
+from shop import clock, inventory, sweeper, waiting_room
 from shop.extensions import db
 from shop.models import Order, User
 from testkit import bursts, rawhttp, seed, servers
@@ -197,6 +198,7 @@ def test_turns_stop_at_zero_stock_and_resume_for_as_many_as_the_sweeper_releases
     assert all("Every unit is held by someone paying right now" in r.text for r in stalled)
 
     assert expire_holds(seed_app, drop.batch_id, 2) == 2
+    time.sleep(waiting_room.USED_GRACE_MS / 1000)  # the buyers' used turns have ended
     resumed = burst_visits(room_server, crowd[3:], drop)
 
     assert [r.status for r in resumed] == [303, 303, 200, 200]  # exactly the two freed

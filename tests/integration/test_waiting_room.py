@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from shop import clock, inventory
+from shop import clock, inventory, waiting_room
 from shop.extensions import db
 from shop.models import AuditEntry, Drop, Order
 from shop.models.order import CANCELLED
@@ -137,10 +137,25 @@ def test_admission_stops_when_every_unit_is_held_and_resumes_when_a_hold_is_rele
     order = db.session.query(Order).filter_by(customer_id=first_customer.id).one()
     inventory.release(order, CANCELLED, now=clock.now())
     db.session.commit()
+    time.sleep(waiting_room.USED_GRACE_MS / 1000)  # the used turn's slot has ended
 
     let_in = second.get(queue_url(drop))
     assert let_in.status_code == 303 and let_in.location.endswith(f"/drops/{drop.slug}")
     assert buy(second, batch_id).status_code == 303
+
+
+def test_a_turn_used_on_a_refused_buy_passes_to_the_next_in_line(app):
+    drop, batch_id = room_drop(edition_size=1, limit=1)
+    first, _ = shopper(app)
+    second, _ = shopper(app)
+    first.get(queue_url(drop))
+    assert place_in(second.get(queue_url(drop))) == 2
+
+    assert buy(first, batch_id, quantity=2).status_code in (409, 422)  # over the limit
+    time.sleep(waiting_room.USED_GRACE_MS / 1000)
+
+    let_in = second.get(queue_url(drop))
+    assert let_in.status_code == 303 and let_in.location.endswith(f"/drops/{drop.slug}")
 
 
 def test_everyone_waiting_is_told_at_once_when_the_last_unit_is_sold(app):
