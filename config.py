@@ -135,6 +135,8 @@ class Config:
         self.STRIPE_API_BASE = _env("STRIPE_API_BASE")
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL")
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
+        # How long a draw's winner has to pay for what was drawn for them (shop/draws.py).
+        self.SHOP_DRAW_PAY_HOURS = _env_int("SHOP_DRAW_PAY_HOURS", 24)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
         # Refused buy attempts counted in memory (no REDIS_URL) are stored this often by each
         # app process (shop/refusal_counts.py); the worker stores Redis's every sweep.

@@ -15,7 +15,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from shop import audit, clock, drops, ledger, money, reports, sweeper, users
+from shop import audit, clock, draws, drops, ledger, money, reports, sweeper, users
 from shop.errors import ShopError
 from shop.extensions import db
 from shop.models import Drop
@@ -176,6 +176,30 @@ def close_drop(slug: str, at: str | None) -> None:
     """Close a drop now, or schedule its closing."""
     drop = _change_drop(slug, drops.close_drop, at)
     click.echo(f"{slug}: {drop.state}, closes {_iso(drop.closes_at)}")
+
+
+@shop.command()
+@click.argument("slug")
+@with_appcontext
+def draw(slug: str) -> None:
+    """Run a draw drop's draw now that its entries have closed (once: the worker does it too)."""
+    found = _drop(slug)
+    try:
+        drawn = draws.run_draw(found, now=clock.now())
+    except ShopError as error:
+        _fail(error.message)
+        return
+    audit.record(
+        "drop.drawn",
+        actor=audit.CLI,
+        drop=found,
+        detail=f"{drawn.winners} drawn for {drawn.units} units, {drawn.not_drawn} not drawn",
+    )
+    db.session.commit()
+    click.echo(
+        f"{slug}: drawn — {drawn.winners} winners for {drawn.units} units, "
+        f"{drawn.not_drawn} not drawn; seed published at /drops/{slug}/draw"
+    )
 
 
 @shop.command()

@@ -16,11 +16,11 @@ from datetime import datetime
 from sqlalchemy import and_, case, literal, or_, select, update
 from sqlalchemy.orm import selectinload
 
-from shop import audit, database, products, slugs
+from shop import audit, database, draws, products, slugs
 from shop.errors import EditNotAllowed, InvalidInput, InvalidState
 from shop.extensions import db
 from shop.models import Batch, Drop, Product, User
-from shop.models.drop import CLOSED, DRAFT, OPEN, SCHEDULED
+from shop.models.drop import CLOSED, DRAFT, DRAW, MODES, OPEN, SALE, SCHEDULED
 from shop.models.types import UTCDateTime
 
 
@@ -67,6 +67,13 @@ class DropDetails:
     opens_at: datetime | None = None
     closes_at: datetime | None = None
     allow_promotion_codes: bool = False
+    mode: str = SALE
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InvalidInput("Choose how the drop sells: first come, first served, or a draw.")
+    return mode
 
 
 def _check_window(opens_at: datetime | None, closes_at: datetime | None) -> None:
@@ -106,6 +113,7 @@ def create_drop(maker: User, details: DropDetails, *, actor: audit.Actor, now: d
         opens_at=details.opens_at,
         closes_at=details.closes_at,
         allow_promotion_codes=details.allow_promotion_codes,
+        mode=_check_mode(details.mode),
         created_at=now,
     )
     db.session.add(drop)
@@ -133,6 +141,11 @@ def update_drop(drop: Drop, details: DropDetails, *, actor: audit.Actor, now: da
             )
         if details.slug and slugs.slugify(details.slug) != drop.slug:
             raise EditNotAllowed("The web address can't change once the drop has been announced.")
+        if details.mode != drop.mode:
+            raise EditNotAllowed(
+                "A drop can't switch between a draw and first come, first served once it has "
+                "been announced."
+            )
     changed = []
     if drop.title != title[:140]:
         changed.append("title")
@@ -145,14 +158,27 @@ def update_drop(drop: Drop, details: DropDetails, *, actor: audit.Actor, now: da
     drop.story = details.story or ""
     if draft:
         _check_window(details.opens_at, details.closes_at)
-        before = (drop.slug, drop.opens_at, drop.closes_at, sorted(b.id for b in drop.batches))
+        before = (
+            drop.slug,
+            drop.opens_at,
+            drop.closes_at,
+            sorted(b.id for b in drop.batches),
+            drop.mode,
+        )
+        drop.mode = _check_mode(details.mode)
         drop.slug = _drop_slug(details, current=drop)
         drop.opens_at = details.opens_at
         drop.closes_at = details.closes_at
         database.flush_unique("That web address was just taken; choose another.")
         _assign_batches(drop.maker, drop, details.batch_ids)
-        after = (drop.slug, drop.opens_at, drop.closes_at, sorted(b.id for b in drop.batches))
-        names = ("address", "planned opening", "planned closing", "batches")
+        after = (
+            drop.slug,
+            drop.opens_at,
+            drop.closes_at,
+            sorted(b.id for b in drop.batches),
+            drop.mode,
+        )
+        names = ("address", "planned opening", "planned closing", "batches", "mode")
         changed += [name for name, old, new in zip(names, before, after, strict=True) if old != new]
     db.session.flush()
     if changed:
@@ -207,14 +233,21 @@ def open_drop(drop: Drop, *, actor: audit.Actor, now: datetime, at: datetime | N
     opens_at = now if at is None or at <= now else at
     if drop.closes_at is not None and drop.closes_at <= opens_at:
         raise InvalidState("The drop would close before it opens; move the closing time first.")
+    if drop.mode == DRAW and drop.closes_at is None:
+        raise InvalidState(
+            "A draw needs a time when entries close (the closing time): set it first, then "
+            "open or schedule the drop."
+        )
     state = OPEN if opens_at <= now else SCHEDULED
+    # A draw's seed is set here, once (kept if set before); its commitment is public from now.
+    seed = draws.seed_values() if drop.mode == DRAW else {}
     opened = _update(
         drop,
         and_(
             or_(Drop.state == DRAFT, and_(Drop.state == SCHEDULED, Drop.opens_at > now)),
             or_(Drop.closes_at.is_(None), Drop.closes_at > opens_at),
         ),
-        {"state": state, "opens_at": opens_at},
+        {"state": state, "opens_at": opens_at, **seed},
     )
     if not opened:  # someone else opened or closed it a moment ago
         _refuse_to_open(drop, now)
@@ -231,7 +264,7 @@ def open_drop(drop: Drop, *, actor: audit.Actor, now: datetime, at: datetime | N
 def _refuse_to_open(drop: Drop, now: datetime) -> None:
     if drop.state == CLOSED or drop.phase(now) == CLOSED:
         raise InvalidState("A closed drop stays closed — start a new drop to sell again.")
-    if drop.is_live(now):
+    if drop.in_window(now):
         raise InvalidState("This drop is already open.")
 
 
@@ -291,6 +324,8 @@ def unschedule_drop(drop: Drop, *, actor: audit.Actor, now: datetime) -> None:
 
 def cancel_scheduled_close(drop: Drop, *, actor: audit.Actor, now: datetime) -> None:
     """Remove a closing time that hasn't come yet; the drop then stays open until closed."""
+    if drop.mode == DRAW:
+        raise InvalidState("A draw's entries must close at a time; move the closing time instead.")
     if not _update(drop, and_(Drop.state != CLOSED, Drop.closes_at > now), {"closes_at": None}):
         raise InvalidState("There is no future closing time to remove.")
     audit.record("drop.close_unscheduled", actor=actor, drop=drop)

@@ -19,18 +19,19 @@ import re
 from sqlalchemy import Date, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
-from shop.models.drop import OPEN, SCHEDULED
+from shop.models.drop import OPEN, SALE, SCHEDULED
 from shop.models.order import CROWD, EXPIRED, HELD, KINDS
 from shop.models.types import UTCDateTime
 
 _TIME_PARAMS = ("now", "hold_expires_at", "lapse_since")
 _DATE_PARAMS = ("birth_date",)
 
-# A drop is live: its maker put it on sale (scheduled or open), the operator has not suspended
-# its maker, and ``now`` is inside its window.
+# A drop is live: its maker put it on sale (scheduled or open) first come, first served (a draw
+# drop's units go only to its winners), the operator has not suspended its maker, and ``now``
+# is inside its window.
 # ``Drop.is_live`` is the same rule in Python; tests/integration/test_liveness_rule.py pins them.
 LIVE_DROP = f"""
-    d.state IN ('{SCHEDULED}', '{OPEN}') AND NOT d.suspended
+    d.state IN ('{SCHEDULED}', '{OPEN}') AND d.mode = '{SALE}' AND NOT d.suspended
     AND d.opens_at IS NOT NULL AND d.opens_at <= :now
     AND (d.closes_at IS NULL OR d.closes_at > :now)
 """

@@ -20,6 +20,8 @@ ORDER_REFUNDED = "order_refunded"
 UNITS_REFUNDED = "units_refunded"
 CONFIRM_SUBSCRIPTION = "confirm_subscription"
 DROP_LIVE = "drop_live"
+DRAW_WON = "draw_won"
+DRAW_NOT_DRAWN = "draw_not_drawn"
 
 # Tracking pages of carriers makers name most; any other carrier gets its number in the text.
 TRACKING_URLS = {
@@ -210,6 +212,43 @@ def drop_live(
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
+    )
+
+
+def draw_won(entry, order: Order, *, passed_on: bool) -> None:
+    """You were drawn (or, ``passed_on``, units a winner left unpaid came to you): what is
+    held, until when, and the link to pay. Once per entry."""
+    batch = order.batch
+    about = "Units came free for you" if passed_on else "You were drawn"
+    _enqueue_for_order(
+        DRAW_WON,
+        order,
+        about,
+        entry=entry,
+        passed_on=passed_on,
+        draw_url=mail.link("storefront.draw", slug=batch.drop.slug),
+    )
+
+
+def draw_not_drawn(entry) -> None:
+    """Not drawn this time, your place in the draw order, and how to check the draw."""
+    batch = entry.batch
+    drop = batch.drop
+    rendered = mail.render(
+        DRAW_NOT_DRAWN,
+        subject=f"The draw for {batch.product.name} No. {batch.number}",
+        entry=entry,
+        batch=batch,
+        drop=drop,
+        customer=entry.customer,
+        draw_url=mail.link("storefront.draw", slug=drop.slug, entry=entry.public_id),
+    )
+    outbox.enqueue(
+        DRAW_NOT_DRAWN,
+        recipient=entry.customer.email,
+        rendered=rendered,
+        user=entry.customer,
+        dedupe_key=f"{DRAW_NOT_DRAWN}:{entry.id}",
     )
 
 

@@ -47,7 +47,7 @@ def makers(now: datetime) -> list[MakerRow]:
         MakerRow(
             user,
             len(drops_of.get(user.id, [])),
-            sum(1 for drop in drops_of.get(user.id, []) if drop.is_live(now)),
+            sum(1 for drop in drops_of.get(user.id, []) if drop.in_window(now)),
         )
         for user in found
     ]

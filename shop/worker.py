@@ -1,6 +1,7 @@
-"""The background worker's jobs, one pass at a time: the hold sweeper and the outbox (and the
-"drop is live" notices once they are due). ``flask shop worker`` loops; ``--once`` runs one
-pass of every job, for tests, cron and operators, and says what failed."""
+"""The background worker's jobs, one pass at a time: the hold sweeper, due draws and the units
+winners left unpaid passed down the draw order, and the outbox (and the "drop is live" notices
+once they are due). ``flask shop worker`` loops; ``--once`` runs one pass of every job, for
+tests, cron and operators, and says what failed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shop import ledger, metrics, notifications, outbox, refusal_counts, sweeper
+from shop import audit, draws, ledger, metrics, notifications, outbox, refusal_counts, sweeper
+from shop.errors import InvalidState
 from shop.extensions import db
+from shop.models import Drop
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,33 @@ def run_sweeper(now: datetime, report: Pass) -> None:
     report.lines.append("sweep: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
 
 
+def run_draws(now: datetime, report: Pass) -> None:
+    """Draw every draw drop whose entries have closed (each in its own transaction: of two
+    workers only one draws a drop, the other finds it drawn), then pass units winners left
+    unpaid down the draw order."""
+    drawn = 0
+    for drop_id in draws.due_draws(now):
+        drop = db.session.get(Drop, drop_id)
+        try:
+            result = draws.run_draw(drop, now=now)
+        except InvalidState:  # another worker drew it a moment ago
+            db.session.rollback()
+            continue
+        audit.record(
+            "drop.drawn",
+            actor=audit.SYSTEM,
+            drop=drop,
+            detail=f"{result.winners} drawn for {result.units} units, {result.not_drawn} not drawn",
+        )
+        db.session.commit()
+        drawn += 1
+        report.lines.append(f"draw {drop.slug}: {result.winners} winners, {result.units} units")
+    lapsed = draws.pass_on_lapsed(now)
+    db.session.commit()
+    report.activity += drawn + lapsed
+    report.lines.append(f"draws: {drawn} drawn, {lapsed} unpaid wins passed on")
+
+
 def run_outbox(now: datetime, report: Pass) -> None:
     delivery = outbox.deliver(now)
     report.activity += delivery.sent + delivery.retrying + len(delivery.failed)
@@ -94,13 +124,14 @@ def run_refusals(now: datetime, report: Pass) -> None:
 JOBS = {
     "sweep": run_sweeper,
     "refusals": run_refusals,
+    "draws": run_draws,
     "notices": run_notices,
     "outbox": run_outbox,
     "ledger": run_ledger,
 }
 # What a looping worker runs every SHOP_SWEEP_SECONDS, and at every poll in between. The
 # ledger is in the sweep pass and decides itself whether a day has gone by since its last check.
-SWEEP_PASS = ("sweep", "refusals", "notices", "outbox", "ledger")
+SWEEP_PASS = ("sweep", "draws", "refusals", "notices", "outbox", "ledger")
 POLL_PASS = ("notices", "outbox")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from shop import passwords
+from shop import draws, passwords
 from shop.extensions import db
 from shop.models import Batch, Drop, Product, User
-from shop.models.drop import OPEN
+from shop.models.drop import DRAW, OPEN
 from shop.models.user import CUSTOMER, MAKER
 
 # A frozen clock: the drop window is [OPENS_AT, CLOSES_AT); AT_DROP is inside it. It lies a few
@@ -85,6 +85,23 @@ def make_drop(
         closes_at=closes_at,
     )
     db.session.add(drop)
+    db.session.flush()
+    return drop
+
+
+def make_draw_drop(
+    maker: User | None = None,
+    *,
+    opens_at: datetime = OPENS_AT,
+    closes_at: datetime = CLOSES_AT,
+    state: str = OPEN,
+) -> Drop:
+    """A draw drop as ``drops.open_drop`` announces one: its seed set and committed to."""
+    drop = make_drop(maker, state=state, opens_at=opens_at, closes_at=closes_at)
+    seed = draws.new_seed()
+    drop.mode = DRAW
+    drop.draw_seed = seed
+    drop.draw_commitment = draws.commitment_of(seed)
     db.session.flush()
     return drop
 

@@ -56,6 +56,7 @@ def _drop_details(form: forms.DropForm) -> drops.DropDetails:
         opens_at=utc_time(form.opens_local.data),
         closes_at=utc_time(form.closes_local.data),
         allow_promotion_codes=bool(form.allow_promotion_codes.data),
+        mode=form.mode.data or "sale",
     )
 
 
@@ -162,6 +163,9 @@ def _when(form, now: datetime) -> datetime | None:
 @maker_required
 def open_drop(drop_id: int):
     def done(found: Drop, now: datetime):
+        if found.is_draw and found.in_window(now):
+            flash(f"{found.title} is open. Customers can enter the draw now.", "success")
+            return redirect(url_for("maker.drop", drop_id=found.id), 303)
         if found.is_live(now):
             flash(f"{found.title} is open. Customers can buy now.", "success")
             return redirect(url_for("maker.live_drop", drop_id=found.id), 303)

@@ -273,6 +273,20 @@ class DropForm(FlaskForm):
         description="Codes you create in Stripe. A discount changes what a customer pays, "
         "never how many they may buy or which numbers they get.",
     )
+    mode = RadioField(
+        "How it sells",
+        choices=[
+            ("sale", "First come, first served: customers buy while it is open"),
+            (
+                "draw",
+                "A draw: customers enter while it is open, winners are drawn after it "
+                "closes and get a hold to pay for",
+            ),
+        ],
+        default="sale",
+        description="A draw needs a planned closing time: when entries close. Its seed is "
+        "fixed, and its fingerprint shown on the drop page, when you open or schedule it.",
+    )
     # Local wall-clock times; named apart from the drop's UTC columns so ``obj=drop`` never
     # fills them with a UTC value that would then be read as local.
     opens_local = DateTimeLocalField(

@@ -2,6 +2,7 @@
 
 from shop.models.audit import AuditEntry
 from shop.models.catalog import Batch, BatchImage, ImageBlob, Product
+from shop.models.draw import DrawEntry
 from shop.models.drop import Drop
 from shop.models.invitation import Invitation
 from shop.models.ledger import EditionChange, LedgerCheck
@@ -25,6 +26,7 @@ __all__ = [
     "AuditEntry",
     "Batch",
     "BatchImage",
+    "DrawEntry",
     "Drop",
     "DropSubscription",
     "EditionChange",

@@ -88,6 +88,8 @@ class Batch(db.Model):
     # Lined up in its drop behind an earlier batch of the product: on sale only while that one
     # has nothing left to sell (decided in the hold statement, ``holds.ON_SALE``).
     follows_batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    # In a draw drop: the units the draw gave out (what was left when it ran), published.
+    draw_units: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     product: Mapped[Product] = relationship(back_populates="batches")

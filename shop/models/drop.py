@@ -27,6 +27,10 @@ ROOM_AUTO = "auto"
 ROOM_ON = "on"
 ROOM_OFF = "off"
 ROOM_MODES = (ROOM_AUTO, ROOM_ON, ROOM_OFF)
+# How a drop sells: first come, first served, or a draw among the entries made in its window.
+SALE = "sale"
+DRAW = "draw"
+MODES = (SALE, DRAW)
 
 
 class Drop(db.Model):
@@ -40,6 +44,11 @@ class Drop(db.Model):
             "closes_at IS NULL OR opens_at IS NULL OR closes_at > opens_at", name="window_ordered"
         ),
         CheckConstraint("waiting_room IN ('auto', 'on', 'off')", name="waiting_room_known"),
+        CheckConstraint("mode IN ('sale', 'draw')", name="mode_known"),
+        # The seed and its commitment are set together, once (shop/draws.py).
+        CheckConstraint(
+            "(draw_seed IS NULL) = (draw_commitment IS NULL)", name="seed_with_commitment"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -61,11 +70,26 @@ class Drop(db.Model):
     waiting_room: Mapped[str] = mapped_column(
         String(8), default=ROOM_AUTO, server_default=ROOM_AUTO
     )
+    # A draw drop takes entries in its window instead of buys (shop/draws.py). The seed is
+    # secret until the draw; its SHA-256 (the commitment) is public from the announcement on.
+    mode: Mapped[str] = mapped_column(String(8), default=SALE, server_default=SALE)
+    draw_seed: Mapped[str | None] = mapped_column(String(64))
+    draw_commitment: Mapped[str | None] = mapped_column(String(64))
+    drawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     maker: Mapped[User] = relationship()
     batches: Mapped[list[Batch]] = relationship(back_populates="drop", order_by="Batch.id")
 
+    @property
+    def is_draw(self) -> bool:
+        return self.mode == DRAW
+
     def is_live(self, now: datetime) -> bool:
+        """Customers can buy now (a draw drop never sells to the crowd)."""
+        return self.mode == SALE and self.in_window(now)
+
+    def in_window(self, now: datetime) -> bool:
+        """On sale (or, for a draw, taking entries): put on sale, not suspended, in the window."""
         return (
             self.state in (SCHEDULED, OPEN)
             and not self.suspended

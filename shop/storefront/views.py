@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, certificates, clock, images, ledger, notifications
+from shop import catalog, certificates, clock, draws, images, ledger, notifications
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.queue import views as queue_views
@@ -60,6 +60,7 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
+        entries=draws.entries_of(current_user if current_user.is_authenticated else None, drop),
         notify_subscribed=phase == "upcoming"
         and current_user.is_authenticated
         and notifications.is_subscribed(drop, current_user),
