@@ -8,7 +8,9 @@ runs the action with its own app and connection, and prints one JSON line with t
 - ``{"action": "release", "key": K, "order_ids": [...]}`` → ``inventory.release`` each order
   (one transaction per order), the list of booleans;
 - ``{"action": "confirm", "key": K, "order_ids": [...]}`` → ``inventory.confirm`` each order
-  and commit, the list of booleans.
+  and commit, the list of booleans;
+- ``{"action": "draws", "key": K}`` → the worker's draws job (``worker.run_draws``), its
+  report lines.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 
 from sqlalchemy import text
 
-from shop import clock, inventory, sweeper
+from shop import clock, inventory, sweeper, worker
 from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED
@@ -50,6 +52,10 @@ def run(command: dict) -> object:
         )
     if action == "confirm":
         return per_order(command["order_ids"], lambda o: inventory.confirm(o, now=clock.now()))
+    if action == "draws":
+        report = worker.Pass()
+        worker.run_draws(clock.now(), report)
+        return report.lines
     raise ValueError(f"unknown action {action!r}")
 
 
