@@ -15,10 +15,10 @@ from flask import current_app
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sqlalchemy import select
 
-from shop import images, inventory, passwords
+from shop import draws, images, inventory, passwords
 from shop.extensions import db
-from shop.models import Batch, BatchImage, Drop, Product, ShippingRate, User
-from shop.models.drop import CLOSED, OPEN, SCHEDULED
+from shop.models import Batch, BatchImage, Drop, Order, Product, ShippingRate, User
+from shop.models.drop import CLOSED, DRAW, OPEN, SCHEDULED
 from shop.models.user import CUSTOMER, MAKER, TAX_EXCLUSIVE
 
 MAKER_EMAIL = "maker@smallbatch.example"
@@ -228,14 +228,82 @@ def load(*, now: datetime) -> bool:
     db.session.flush()
 
     _sell_out_past_drop(rye_six, past, customer)
+    _draws(maker, customer, now)
     return True
 
+
+def _draws(maker: User, customer: User, now: datetime) -> None:
+    """A cellar rye sold by draw: Batch No. 1 drawn a week ago (every winner paid; check it at
+    /drops/cellar-draw/draw), and Batch No. 2's draw announced, entries opening in two days."""
+    cellar = Product(
+        maker_id=maker.id,
+        name="Cellar Reserve Rye",
+        slug="cellar-reserve-rye",
+        description="Single casks we kept back: a few bottles each, sold by draw.",
+    )
+    db.session.add(cellar)
+    drawn = _draw_drop(maker, "The Cellar Draw", "cellar-draw", now - timedelta(days=10))
+    upcoming = _draw_drop(
+        maker, "The Second Cellar Draw", "second-cellar-draw", now + timedelta(days=2)
+    )
+    db.session.flush()
+    first = _batch(cellar, drawn, 1, 12, 18000, 2, CELLAR_STORY, *CELLAR_FACTS)
+    second = _batch(cellar, upcoming, 2, 18, 19500, 2, CELLAR_STORY, *CELLAR_FACTS)
+    for batch, palette in (
+        (first, ((60, 30, 18), (190, 120, 60))),
+        (second, ((50, 26, 16), (180, 110, 56))),
+    ):
+        _add_image(batch, palette, f"{batch.product.name}, Batch No. {batch.number}")
+    collectors = db.session.scalars(
+        select(User).where(User.email.like("collector%")).order_by(User.id)
+    ).all()
+    for n, entrant in enumerate([customer, *collectors]):
+        at = drawn.opens_at + timedelta(hours=n + 1)
+        draws.enter(drawn, first.id, 2, customer=entrant, now=at)
+    db.session.flush()
+    draws.run_draw(drawn, now=drawn.closes_at)
+    for order in db.session.scalars(select(Order).where(Order.batch_id == first.id)):
+        at = drawn.closes_at + timedelta(hours=2)
+        inventory.confirm(order, now=at, customer_email=order.customer.email)
+
+
+def _draw_drop(maker: User, title: str, slug: str, opens_at: datetime) -> Drop:
+    seed = draws.new_seed()
+    drop = Drop(
+        maker_id=maker.id,
+        title=title,
+        slug=slug,
+        story="Twelve to eighteen bottles a cask: too few for a race. Enter while it is open; "
+        "the draw decides, and anyone can check it.",
+        state=SCHEDULED,
+        mode=DRAW,
+        opens_at=opens_at,
+        closes_at=opens_at + timedelta(days=3),
+        draw_seed=seed,
+        draw_commitment=draws.commitment_of(seed),
+    )
+    db.session.add(drop)
+    return drop
+
+
+CELLAR_STORY = """\
+One cask from the 2017 harvest, kept back in the north corner of the rickhouse where it stays
+coolest. Bottled at cask strength, unfiltered.
+"""
+CELLAR_FACTS = (
+    "Kessler Farm, Marsh Hollow valley",
+    date(2017, 3, 2),
+    "Wrens Abruzzi rye (100%)",
+    "Pot-distilled; 7 years in one new charred oak cask",
+)
 
 SUMMARIES = {  # one line each, so a page never shows the story's opening twice
     ("highland-rye", 6): "Our first rye from Kessler grain: rounder and softer. Long gone.",
     ("highland-rye", 7): "Cask-strength rye from eleven acres up the valley, five winters in oak.",
     ("orchard-apple-brandy", 3): "Heirloom russets from a 1961 orchard, aged in our rye casks.",
     ("orchard-apple-brandy", 4): "Honey, quince and white flowers: russets aged in Sauternes oak.",
+    ("cellar-reserve-rye", 1): "One cask, twelve bottles, drawn among everyone who entered.",
+    ("cellar-reserve-rye", 2): "The next single cask: eighteen bottles, by draw.",
 }
 
 

@@ -207,8 +207,13 @@ class Drawn:
     by_batch: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
 
+def pay_hours() -> int:
+    """A winner's time to pay (``SHOP_DRAW_PAY_HOURS``, at least one hour)."""
+    return max(1, current_app.config["SHOP_DRAW_PAY_HOURS"])
+
+
 def pay_deadline(now: datetime) -> datetime:
-    return now + timedelta(hours=current_app.config["SHOP_DRAW_PAY_HOURS"])
+    return now + timedelta(hours=pay_hours())
 
 
 def run_draw(drop: Drop, *, now: datetime) -> Drawn:

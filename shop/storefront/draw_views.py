@@ -65,6 +65,7 @@ def draw(slug: str):
         mine=mine,
         asked=asked,
         looked_up=looked_up,
+        pay_hours=draws.pay_hours(),
         now=clock.now(),
     )
 

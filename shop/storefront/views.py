@@ -60,6 +60,7 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
+        pay_hours=draws.pay_hours(),
         entries=draws.entries_of(current_user if current_user.is_authenticated else None, drop),
         notify_subscribed=phase == "upcoming"
         and current_user.is_authenticated

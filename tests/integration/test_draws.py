@@ -377,3 +377,17 @@ def test_the_draw_command_draws_once_and_says_why_not_twice(app, runner):
     assert "1 winners for 1 units" in first.output
     assert again.exit_code == 1
     assert "drawn already" in again.output
+
+
+def test_the_demo_has_a_drawn_draw_that_verifies_and_an_upcoming_one(app, client, runner):
+    assert runner.invoke(args=["shop", "demo"]).exit_code == 0
+
+    drawn = client.get("/drops/cellar-draw/draw.json").get_json()
+    upcoming = client.get("/drops/second-cellar-draw/draw.json").get_json()
+
+    assert verify_draw.check(drawn) == []
+    assert len(drawn["batches"][0]["entries"]) == 12
+    assert sum(w["units"] for w in drawn["batches"][0]["winners"]) == 12
+    assert upcoming["seed"] is None and len(upcoming["commitment"]) == 64
+    page = client.get("/drops/second-cellar-draw").get_data(as_text=True)
+    assert upcoming["commitment"] in page
