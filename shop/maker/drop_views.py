@@ -20,6 +20,7 @@ from shop import (
     audit,
     charts,
     clock,
+    draws,
     drop_report,
     drops,
     exports,
@@ -94,6 +95,7 @@ def drop(drop_id: int):
         stats=reports.live_stats(found, now, recent=5),
         trail=audit.drop_trail(found),
         room_waiting=waiting_room.waiting(found.id) if found.is_live(now) else 0,
+        entries=draws.entry_counts(found) if found.is_draw else {},
     )
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from shop import audit, draws, drops, inventory, sweeper, verify_draw
+from shop import audit, clock, draws, drops, inventory, sweeper, verify_draw
 from shop.errors import DropNotLive, EditNotAllowed, InvalidQuantity, InvalidState
 from shop.extensions import db
 from shop.models import Batch, DrawEntry, Drop, Message, Order
@@ -30,6 +30,7 @@ from testkit.factories import (
     make_drop,
     make_maker,
 )
+from tests.support.console import browser
 
 
 def _draw(edition_size: int = 5, limit: int = 2) -> Batch:
@@ -391,3 +392,57 @@ def test_the_demo_has_a_drawn_draw_that_verifies_and_an_upcoming_one(app, client
     assert upcoming["seed"] is None and len(upcoming["commitment"]) == 64
     page = client.get("/drops/second-cellar-draw").get_data(as_text=True)
     assert upcoming["commitment"] in page
+
+
+def _live_draw_batch() -> Batch:
+    """A draw taking entries by the real clock (views read ``clock.now()``)."""
+    now = clock.now()
+    drop = make_draw_drop(opens_at=now - timedelta(hours=1), closes_at=now + timedelta(hours=1))
+    batch = make_batch(drop=drop, edition_size=3, limit=2)
+    db.session.commit()
+    return batch
+
+
+def test_entering_through_the_drop_page_gives_the_entry_id_and_a_second_try_says_why_not(app):
+    batch = _live_draw_batch()
+    customer = make_customer()
+    db.session.commit()
+    visitor = browser(app, customer)
+    path = f"/drops/{batch.drop.slug}/batches/{batch.id}/enter"
+
+    first = visitor.form(path, {"quantity": "2"})
+    again = visitor.form(path, {"quantity": "1"})
+
+    assert first.status_code == 303
+    entry = db.session.scalar(select(DrawEntry).where(DrawEntry.customer_id == customer.id))
+    assert entry.quantity == 2
+    page = visitor.get(f"/drops/{batch.drop.slug}").get_data(as_text=True)
+    assert entry.public_id in page
+    assert again.status_code == 409
+    assert "already entered" in again.get_data(as_text=True)
+
+
+def test_entering_needs_a_verified_email_where_verification_is_on(app):
+    app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] = True
+    batch = _live_draw_batch()
+    customer = make_customer()
+    db.session.commit()
+    visitor = browser(app, customer)
+
+    answer = visitor.form(f"/drops/{batch.drop.slug}/batches/{batch.id}/enter", {"quantity": "1"})
+
+    assert answer.status_code == 403
+    assert "confirm your email address before entering the draw" in answer.get_data(as_text=True)
+    assert db.session.scalar(select(db.func.count()).select_from(DrawEntry)) == 0
+
+
+def test_the_maker_sees_the_entries_and_the_commitment_on_the_console(app):
+    batch = _live_draw_batch()
+    draws.enter(batch.drop, batch.id, 1, customer=make_customer(), now=clock.now())
+    db.session.commit()
+    console = browser(app, batch.drop.maker)
+
+    page = console.get(f"/maker/drops/{batch.drop_id}").get_data(as_text=True)
+
+    assert batch.drop.draw_commitment in page
+    assert f"No. {batch.number}: 1" in page
