@@ -446,3 +446,30 @@ def test_the_maker_sees_the_entries_and_the_commitment_on_the_console(app):
 
     assert batch.drop.draw_commitment in page
     assert f"No. {batch.number}: 1" in page
+
+
+def test_the_verifier_says_what_differs_and_exits_one(app, client, tmp_path, capsys):
+    batch = _draw(edition_size=1, limit=1)
+    for _ in range(3):
+        _enter(batch)
+    _run(batch)
+    data = _published(client, batch)
+    data["seed"] = draws.new_seed()
+    saved = tmp_path / "draw.json"
+    saved.write_text(json.dumps(data))
+
+    code = verify_draw.main([str(saved), "--commitment", "0" * 64])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "DIFFERS: the commitment is" in out
+    assert "DIFFERS: the seed does not match the commitment" in out
+
+
+def test_the_home_page_says_a_drop_is_a_draw(app, client):
+    make_batch(drop=make_draw_drop())
+    db.session.commit()
+
+    html = client.get("/").get_data(as_text=True)
+
+    assert "Entries open in" in html
