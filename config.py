@@ -137,6 +137,8 @@ class Config:
         self.SHOP_HOLD_MINUTES = _env_int("SHOP_HOLD_MINUTES", 10)
         # How long a draw's winner has to pay for what was drawn for them (shop/draws.py).
         self.SHOP_DRAW_PAY_HOURS = _env_int("SHOP_DRAW_PAY_HOURS", 24)
+        # How long units freed for a waitlist stay held for the customer next in line.
+        self.SHOP_WAITLIST_OFFER_MINUTES = _env_int("SHOP_WAITLIST_OFFER_MINUTES", 240)
         self.SHOP_SWEEP_SECONDS = _env_int("SHOP_SWEEP_SECONDS", 20)
         # Refused buy attempts counted in memory (no REDIS_URL) are stored this often by each
         # app process (shop/refusal_counts.py); the worker stores Redis's every sweep.

@@ -73,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     from shop.ops.views import bp as ops
     from shop.payments.views import bp as payments
     from shop.queue.views import bp as queue
+    from shop.storefront import waitlist_views  # noqa: F401 - its routes join the storefront's
     from shop.storefront.views import bp as storefront
 
     app.register_blueprint(storefront)

@@ -192,7 +192,7 @@ def drop_stock(slug: str, now: datetime) -> DropStock | None:
             Batch.id,
             Batch.edition_size,
             Batch.sold,
-            Batch.held,
+            Batch.held + Batch.reserved,  # set aside for the waitlist: not the crowd's either
         )
         .outerjoin(Batch, Batch.drop_id == Drop.id)
         .where(Drop.slug == slug, Drop.state != DRAFT)

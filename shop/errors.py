@@ -238,6 +238,20 @@ class NetworkCapReached(ShopError):
         self.cap = cap
 
 
+class NotSoldOut(ShopError):
+    """A waitlist is for a batch the crowd can buy none of, and of which some may come free."""
+
+    status = 409
+    code = "not_sold_out"
+    message = "This batch isn't sold out: you can buy it now, no need to wait in line."
+
+
+class AlreadyInLine(ShopError):
+    status = 409
+    code = "already_in_line"
+    message = "You're already on the waitlist for this batch."
+
+
 class InvalidState(ShopError):
     status = 409
     code = "invalid_state"

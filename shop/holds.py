@@ -15,16 +15,45 @@ column type for SQLAlchemy, and :data:`PG_HOLD_DRIVER` is the same text in psyco
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import Date, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from shop.models.drop import OPEN, SALE, SCHEDULED
-from shop.models.order import CROWD, EXPIRED, HELD, KINDS
+from shop.models.order import CROWD, DRAW, EXPIRED, HELD, KINDS, WAITLIST
 from shop.models.types import UTCDateTime
 
 _TIME_PARAMS = ("now", "hold_expires_at", "lapse_since")
 _DATE_PARAMS = ("birth_date",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one hold attempt found (:data:`PG_HOLD`'s columns, in order; SQLite's steps give the
+    same): the buyer, the batch's terms, and an order or why not."""
+
+    signed_in: bool
+    found: bool
+    lim: int | None
+    remaining: int | None
+    live: bool
+    age_ok: bool  # old enough for the batch (or it has no minimum age)
+    ships_ok: bool  # the destination is on the batch's list (or it has none)
+    cooling_ok: bool  # fewer of the account's holds lapsed lately than make it cool off
+    account_ok: bool  # within the cap on units one account holds across the drop
+    network_ok: bool  # within the cap on units held from one network across the drop
+    units: int | None  # the allotment after this hold; None when none was taken
+    order_id: int | None
+
+
+UNLIMITED = 2**31 - 1  # the largest INTEGER the database holds
+
+
+def or_unlimited(setting: int) -> int:
+    """A cap from the settings; 0 turns it off."""
+    return setting if setting > 0 else UNLIMITED
+
 
 # A drop is live: its maker put it on sale (scheduled or open) first come, first served (a draw
 # drop's units go only to its winners), the operator has not suspended its maker, and ``now``
@@ -51,17 +80,20 @@ SHIPS_OK = """(b.ships_to = '' OR REPLACE(',' || b.ships_to || ',',
                               <> ',' || b.ships_to || ',')"""
 
 # The batch is on sale: it is lined up behind no batch, or the batch it follows has nothing
-# left to sell (sold + held = edition). Read with the terms, so a batch goes on sale the moment
+# left to sell (sold + held + reserved = edition; units set aside for its waitlist are not
+# the crowd's). Read with the terms, so a batch goes on sale the moment
 # the one before sells out, with no job; a unit of that one freed later is sold before this
 # one's next. ``Batch.waiting_for`` is the same rule for pages.
 ON_SALE = """(b.follows_batch_id IS NULL OR EXISTS (
     SELECT 1 FROM batches ahead WHERE ahead.id = b.follows_batch_id
-                                  AND ahead.sold + ahead.held >= ahead.edition_size))"""
+                                  AND ahead.sold + ahead.held + ahead.reserved
+                                      >= ahead.edition_size))"""
 
 # What a hold needs to know of the batch, read in the hold's own statement or write-locked
 # transaction: no earlier read can go stale.
 TERMS = f"""
-    SELECT b.drop_id, b.per_customer_limit AS lim, b.edition_size - b.sold - b.held AS remaining,
+    SELECT b.drop_id, b.per_customer_limit AS lim,
+           b.edition_size - b.sold - b.held - b.reserved AS remaining,
            {AGE_OK} AS age_ok, {SHIPS_OK} AS ships_ok, {ON_SALE} AS on_sale
     FROM batches b WHERE b.id = :batch_id
 """  # noqa: S608  # nosec B608 - splices only this module's fragments
@@ -138,10 +170,18 @@ def take_allotment(rows: str, *, limit: str) -> str:
     """  # noqa: S608  # nosec B608 - splices only this module's fragments
 
 
-# No oversell: held stock grows only while sold + held stays within the edition.
+# No oversell: held stock grows only while sold + held stays within the edition — and the
+# crowd never takes the units set aside for the waitlist (``reserved``): a release that set
+# them aside and a crowd hold meet on this row's lock, so the hold sees either the units still
+# held or set aside, never free.
 TAKE_STOCK = (
     "UPDATE batches SET held = held + :quantity "
-    "WHERE id = :batch_id AND sold + held + :quantity <= edition_size"
+    "WHERE id = :batch_id AND sold + held + reserved + :quantity <= edition_size"
+)
+# A waitlist's offer (``inventory.hold_for``) holds units set aside for the waitlist instead.
+TAKE_RESERVED = (
+    "UPDATE batches SET held = held + :quantity, reserved = reserved - :quantity "
+    "WHERE id = :batch_id AND reserved >= :quantity"
 )
 
 
@@ -169,6 +209,15 @@ def new_order(*, price: str, currency: str, source: str, kind: str = CROWD) -> s
 # databases): the allotment from the parameters, the order from the batch's price as read.
 ALLOT_ONE = take_allotment("VALUES (:customer_id, :batch_id, :quantity)", limit=":limit")
 GIVE_STOCK_BACK = "UPDATE batches SET held = held - :quantity WHERE id = :batch_id"
+GIVE_RESERVED_BACK = (
+    "UPDATE batches SET held = held - :quantity, reserved = reserved + :quantity "
+    "WHERE id = :batch_id"
+)
+# Where a personal hold's units come from, by kind, and how a refused one gives them back.
+PERSONAL_STOCK = {
+    DRAW: (TAKE_STOCK, GIVE_STOCK_BACK),
+    WAITLIST: (TAKE_RESERVED, GIVE_RESERVED_BACK),
+}
 
 
 def order_from_values(kind: str = CROWD) -> str:

@@ -1,23 +1,18 @@
-"""The only code that changes stock: hold, release, re-hold and confirm (serial numbers).
+"""The only code that changes stock: holds (the crowd's, and personal ones), release, re-hold,
+confirm (serial numbers), and the units set aside for a waitlist.
 
 Every rule is enforced by the database in the same transaction, never by a read in Python
-followed by a write:
-
-- stock with one conditional ``UPDATE batches … WHERE sold + held + q <= edition_size``
-  (backed by a CHECK constraint);
-- the per-customer limit with a conditional upsert of the (customer, batch) allotment row;
-- "the drop is live" from its state and window, evaluated in the hold statement itself, with the
-  drop row share-locked so a close that commits first is always seen;
-- the hoarding caps (units one account, and one client network, hold unpaid across a drop)
-  with one row each whose CHECK ``units <= cap`` fails a hold that racing holds would carry
-  over it; an account cooling off after lapsed holds is refused from the same statement;
-- every state change of an order as a compare-and-set on its current state, so release and
-  confirm happen exactly once however often they are called.
+followed by a write: stock with one conditional ``UPDATE batches … WHERE sold + held + reserved
++ q <= edition_size`` (backed by a CHECK); the per-customer limit with a conditional upsert of
+the (customer, batch) allotment; "the drop is live" inside the hold statement, the drop row
+share-locked so a close that commits first is seen; the hoarding caps with one row each whose
+CHECK ``units <= cap`` fails a hold that racing holds would carry over; every change of an
+order's state as a compare-and-set, so release and confirm happen exactly once.
 
 A crowd hold (:func:`reserve`) is one statement on PostgreSQL and the same steps in SQLite's
-write-locked transaction, both built from the rules in ``shop.holds`` (see its docstring); a
-personal hold (:func:`hold_for`: a draw's win, a waitlist's offer) takes the same stock and
-allotment steps for a customer the shop chose. Other compare-and-sets here are SQLAlchemy Core.
+write-locked transaction, both built from ``shop.holds``; a personal hold (:func:`hold_for`)
+takes the same stock and allotment steps for a customer the shop chose. Units freed while a
+waitlist waits are set aside (``reserved``) by :func:`release`, never free to the crowd.
 
 Functions never commit: the caller commits once (or runs them in ``database.committed()``).
 """
@@ -76,24 +71,6 @@ class Reservation:
     public_id: str
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """What one hold attempt found: the buyer, the batch's terms, and an order or why not."""
-
-    signed_in: bool
-    found: bool
-    lim: int | None
-    remaining: int | None
-    live: bool
-    age_ok: bool  # old enough for the batch (or it has no minimum age)
-    ships_ok: bool  # the destination is on the batch's list (or it has none)
-    cooling_ok: bool  # fewer of the account's holds lapsed lately than make it cool off
-    account_ok: bool  # within the cap on units one account holds across the drop
-    network_ok: bool  # within the cap on units held from one network across the drop
-    units: int | None  # the allotment after this hold; None when none was taken
-    order_id: int | None
-
-
 def hold(batch_id: int, quantity: int, **terms: Any) -> Order:
     """:func:`reserve` (the same arguments), returning the held Order itself (for services and
     the console)."""
@@ -144,9 +121,9 @@ def reserve(
         "birth_date": birth_date,
         "ship_country": ship_country,
         "network": network,
-        "account_cap": _or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_ACCOUNT"]),
-        "network_cap": _or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_NETWORK"]),
-        "lapse_limit": _or_unlimited(config["SHOP_HOLD_LAPSE_LIMIT"]),
+        "account_cap": holds.or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_ACCOUNT"]),
+        "network_cap": holds.or_unlimited(config["SHOP_DROP_HOLD_CAP_PER_NETWORK"]),
+        "lapse_limit": holds.or_unlimited(config["SHOP_HOLD_LAPSE_LIMIT"]),
         "lapse_since": now - timedelta(minutes=config["SHOP_HOLD_LAPSE_WINDOW_MINUTES"]),
     }
     if database.is_postgresql():
@@ -155,7 +132,7 @@ def reserve(
         except psycopg.errors.CheckViolation as error:  # racing holds carried a cap over
             refusals.race(error, values)
             raise
-        outcome = _Outcome(*row)
+        outcome = holds.Outcome(*row)
     else:
         outcome = _hold_stepwise(values)
     if not outcome.signed_in:
@@ -183,23 +160,24 @@ def reserve(
 def hold_for(
     customer_id: int, batch_id: int, quantity: int, *, kind: str, until: datetime, now: datetime
 ) -> Order | None:
-    """A personal hold (a draw's win, a waitlist's offer): units held for a customer the shop
-    chose until ``until``, so none of the buyer's checks apply (session, liveness, caps across
-    the drop). The crowd hold's guarantees, in its lock order: stock, then the per-customer
-    allotment, then what the account holds across the drop (whatever its cap). None, nothing
-    changed, when stock or limit refuse. The sweeper releases it once ``until`` has passed."""
+    """A personal hold (a draw's win; a waitlist's offer, of units set aside for the line) for
+    a customer the shop chose, until ``until``: none of the buyer's checks (session, liveness,
+    caps), the crowd hold's guarantees in its lock order — stock, the per-customer allotment,
+    what the account holds across the drop (whatever its cap). None, nothing changed, when stock
+    or limit refuse. The sweeper releases it like any hold once ``until`` has passed."""
     if kind not in PERSONAL_KINDS or isinstance(quantity, bool) or quantity < 1:
         raise ValueError(f"a personal hold is {PERSONAL_KINDS} of 1 or more units")
     values = dict.fromkeys(("birth_date", "ship_country", "network"))
     values.update(customer_id=customer_id, batch_id=batch_id, quantity=quantity, now=now)
     values.update(public_id=new_public_id(), hold_expires_at=until)
-    stock = holds.TAKE_STOCK + " RETURNING drop_id, per_customer_limit, price, currency"
+    take, give_back = holds.PERSONAL_STOCK[kind]
+    stock = take + " RETURNING drop_id, per_customer_limit, price, currency"
     taken = db.session.execute(holds.statement(stock), values).first()
     if taken is None:
         return None
     values.update(limit=taken.per_customer_limit, drop_id=taken.drop_id)
     if db.session.execute(holds.statement(holds.ALLOT_ONE), values).scalar() is None:
-        db.session.execute(holds.statement(holds.GIVE_STOCK_BACK), values)  # under our row lock
+        db.session.execute(holds.statement(give_back), values)  # under our row lock
         return None
     if taken.drop_id is not None:
         _take_held(values, honoured=True)
@@ -208,26 +186,18 @@ def hold_for(
     return db.session.get_one(Order, db.session.execute(new_order, values).scalar_one())
 
 
-UNLIMITED = 2**31 - 1
-
-
-def _or_unlimited(setting: int) -> int:
-    """A cap from the settings; 0 turns it off (the largest INTEGER the database holds)."""
-    return setting if setting > 0 else UNLIMITED
-
-
 def quantity_message(limit: int) -> str:
     return f"Choose a quantity between 1 and {limit}."
 
 
-def _hold_stepwise(values: dict) -> _Outcome:
+def _hold_stepwise(values: dict) -> holds.Outcome:
     """The PostgreSQL statement's steps, one by one, inside SQLite's write-locked transaction:
     the same fragments of ``shop.holds``, so the rules are written once."""
     session = db.session
     signed_in = session.execute(holds.statement(holds.BUYER), values).first() is not None
     terms = session.execute(holds.statement(holds.TERMS), values).first()
     if not signed_in or terms is None:
-        return _Outcome(signed_in, terms is not None, *[None] * 2, *[False] * 6, None, None)
+        return holds.Outcome(signed_in, terms is not None, *[None] * 2, *[False] * 6, None, None)
     lim, remaining = terms.lim, terms.remaining
     values = {**values, "drop_id": terms.drop_id, "limit": lim}
     drop_and_holder = holds.statement(
@@ -235,7 +205,7 @@ def _hold_stepwise(values: dict) -> _Outcome:
         f"AS live, {holds.holder_terms(drop=':drop_id', lim=':limit')}"
     )
     found = session.execute(drop_and_holder, values).one()
-    outcome = _Outcome(
+    outcome = holds.Outcome(
         True,
         True,
         lim,
@@ -322,9 +292,8 @@ def _return_allotment(customer_id: int, batch_id: int, quantity: int) -> None:
 
 
 def _remaining(batch_id: int) -> int:
-    return db.session.scalar(
-        select(Batch.edition_size - Batch.sold - Batch.held).where(Batch.id == batch_id)
-    )
+    left = Batch.edition_size - Batch.sold - Batch.held - Batch.reserved
+    return db.session.scalar(select(left).where(Batch.id == batch_id))
 
 
 def release(order: Order, reason: str, *, now: datetime) -> bool:
@@ -343,13 +312,46 @@ def release(order: Order, reason: str, *, now: datetime) -> bool:
     if changed != 1:
         _refresh(order)
         return False
+    # Set aside for the waitlist while anyone waits, else free: decided on the locked batch row,
+    # so a crowd hold racing this release finds the units held or set aside, never free.
+    set_aside = case((Batch.waiting > 0, Batch.reserved + order.quantity), else_=Batch.reserved)
     db.session.execute(
-        update(Batch).where(Batch.id == order.batch_id).values(held=Batch.held - order.quantity)
+        update(Batch)
+        .where(Batch.id == order.batch_id)
+        .values(held=Batch.held - order.quantity, reserved=set_aside)
     )
     _return_allotment(order.customer_id, order.batch_id, order.quantity)
     _return_held(order)
     _refresh(order)
     return True
+
+
+def join_line(batch_id: int) -> bool:
+    """One more customer waits for the batch — only while the crowd can buy none of it and some
+    of it is not yet sold for good (held or set aside can still come free). False otherwise."""
+    joined = db.session.execute(
+        update(Batch)
+        .where(
+            Batch.id == batch_id,
+            Batch.sold + Batch.held + Batch.reserved >= Batch.edition_size,
+            Batch.sold < Batch.edition_size,
+        )
+        .values(waiting=Batch.waiting + 1)
+    ).rowcount
+    return joined == 1
+
+
+def leave_line(batch_id: int, count: int = 1) -> None:
+    """``count`` fewer wait (they left, got an offer, or the line closed); once nobody waits,
+    the units set aside for the line go back to the crowd in the same UPDATE."""
+    db.session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            waiting=Batch.waiting - count,
+            reserved=case((Batch.waiting <= count, 0), else_=Batch.reserved),
+        )
+    )
 
 
 def rehold(order: Order, *, now: datetime) -> None:
@@ -384,7 +386,7 @@ def rehold(order: Order, *, now: datetime) -> None:
         update(Batch)
         .where(
             Batch.id == order.batch_id,
-            Batch.sold + Batch.held + quantity <= Batch.edition_size,
+            Batch.sold + Batch.held + Batch.reserved + quantity <= Batch.edition_size,
         )
         .values(held=Batch.held + quantity)
     ).rowcount
@@ -470,7 +472,7 @@ def resize_edition(batch: Batch, new_size: int) -> None:
     condition lives in the UPDATE, so a hold racing the edit can never be squeezed out."""
     resized = db.session.execute(
         update(Batch)
-        .where(Batch.id == batch.id, Batch.sold + Batch.held <= new_size)
+        .where(Batch.id == batch.id, Batch.sold + Batch.held + Batch.reserved <= new_size)
         .values(edition_size=new_size)
     ).rowcount
     db.session.expire(batch, ["edition_size", "sold", "held"])
@@ -487,6 +489,8 @@ __all__ = [
     "confirm",
     "hold",
     "hold_for",
+    "join_line",
+    "leave_line",
     "rehold",
     "release",
     "resize_edition",

@@ -2,8 +2,12 @@
 
 ``violations(connection, batch_id)`` reads one batch and returns a sentence per broken rule:
 
-- no oversell: ``sold + held <= edition_size``, neither negative;
-- ``held`` = the units of its held orders;
+- no oversell: ``sold + held + reserved <= edition_size``, none negative;
+- ``held`` = the units of its held orders, whatever their kind (crowd hold, draw win, waitlist
+  offer: one kind of hold in the inventory), and each order's kind is a known one;
+- the waitlist: ``waiting`` = the places still waiting in line; units are set aside
+  (``reserved``) only while someone waits; one active place per customer; an offer is a
+  waitlist hold of its place's customer;
 - ``sold`` = its numbered units = the units of its paid orders plus the retired ones (a refunded
   order keeps its units sold and retired; a refund by unit retires units of a paid order);
 - serials 1..sold without gap or duplicate; a paid or refunded order has exactly its units;
@@ -26,7 +30,8 @@ from sqlalchemy.engine import Connection
 
 from shop.extensions import db
 from shop.models import Batch, EditionChange, LedgerCheck, Order, Unit
-from shop.models.order import HELD, PAID, REFUNDED
+from shop.models.order import HELD, KINDS, PAID, REFUNDED, WAITLIST
+from shop.models.waitlist import ACTIVE, BOUGHT, LAPSED, OFFERED, WAITING
 
 CHECK_EVERY = timedelta(days=1)
 
@@ -78,8 +83,9 @@ def _check_batch(connection: Connection, batch_id: int) -> BatchCheck:
     batch = (
         connection.execute(
             text(
-                "SELECT b.edition_size, b.sold, b.held, b.per_customer_limit, b.number, "
-                "p.name FROM batches b JOIN products p ON p.id = b.product_id "
+                "SELECT b.edition_size, b.sold, b.held, b.reserved, b.waiting, "
+                "b.per_customer_limit, b.number, p.name "
+                "FROM batches b JOIN products p ON p.id = b.product_id "
                 "WHERE b.id = :batch_id"
             ),
             params,
@@ -93,11 +99,15 @@ def _check_batch(connection: Connection, batch_id: int) -> BatchCheck:
         batch["held"],
         batch["per_customer_limit"],
     )
+    reserved, waiting = batch["reserved"], batch["waiting"]
     found: list[str] = []
-    if sold < 0 or held < 0:
-        found.append(f"negative stock: sold={sold} held={held}")
-    if sold + held > size:
-        found.append(f"oversold: sold {sold} + held {held} > edition size {size}")
+    if sold < 0 or held < 0 or reserved < 0:
+        found.append(f"negative stock: sold={sold} held={held} reserved={reserved}")
+    if sold + held + reserved > size:
+        found.append(
+            f"oversold: sold {sold} + held {held} + reserved {reserved} > edition size {size}"
+        )
+    found.extend(_waitlist_problems(connection, params, reserved=reserved, waiting=waiting))
 
     by_state = {
         row.state: row.units
@@ -160,6 +170,44 @@ def _check_batch(connection: Connection, batch_id: int) -> BatchCheck:
             found.append(f"customer {customer_id} has {holding} units, over the limit {limit}")
     name = f"{batch['name']}, Batch No. {batch['number']} (id {batch_id})"
     return BatchCheck(batch_id, name, size, sold, held, retired, found)
+
+
+# Orders of an unknown kind, and offers that are not their place's customer's waitlist hold.
+_BAD_KINDS = f"""
+    SELECT o.id, o.kind FROM orders o WHERE o.batch_id = :batch_id AND o.kind NOT IN {KINDS!r}
+"""  # noqa: S608  # nosec B608 - constants only
+_BAD_OFFERS = f"""
+    SELECT p.id, p.state, o.kind, o.state AS order_state FROM waitlist_places p
+    JOIN orders o ON o.id = p.order_id
+    WHERE p.batch_id = :batch_id AND p.state IN ('{OFFERED}', '{BOUGHT}', '{LAPSED}')
+      AND (o.kind != '{WAITLIST}' OR o.customer_id != p.customer_id OR o.batch_id != p.batch_id)
+"""  # noqa: S608  # nosec B608 - constants only
+_LINE = f"""
+    SELECT COUNT(*) FILTER (WHERE state = '{WAITING}') AS waiting,
+           COUNT(*) FILTER (WHERE state IN {ACTIVE!r}) - COUNT(DISTINCT CASE
+               WHEN state IN {ACTIVE!r} THEN customer_id END) AS doubles
+    FROM waitlist_places WHERE batch_id = :batch_id
+"""  # noqa: S608  # nosec B608 - constants only
+
+
+def _waitlist_problems(
+    connection: Connection, params: dict, *, reserved: int, waiting: int
+) -> list[str]:
+    found = []
+    line = connection.execute(text(_LINE), params).one()
+    if waiting != line.waiting:
+        found.append(f"waiting {waiting} != places waiting in line {line.waiting}")
+    if reserved > 0 and waiting <= 0:
+        found.append(f"{reserved} units set aside for a waitlist nobody waits in")
+    if line.doubles:
+        found.append(f"{line.doubles} customers have two active places in line")
+    for row in connection.execute(text(_BAD_KINDS), params):
+        found.append(f"order {row.id} is of an unknown kind {row.kind!r}")
+    for row in connection.execute(text(_BAD_OFFERS), params):
+        found.append(
+            f"place {row.id} ({row.state}) has a {row.kind} order in state {row.order_state}"
+        )
+    return found
 
 
 def _short(numbers: list[int]) -> str:
@@ -228,7 +276,7 @@ class PublicLedger:
 
     @property
     def available(self) -> int:
-        return max(0, self.batch.edition_size - self.batch.sold - self.batch.held)
+        return max(0, self.batch.remaining)
 
     @property
     def first_size(self) -> int:

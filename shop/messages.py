@@ -10,7 +10,15 @@ from sqlalchemy import func, select
 
 from shop import certificates, mail, money, outbox, shipping
 from shop.extensions import db
-from shop.models import Drop, DropSubscription, Message, Order, UnitRefund, User
+from shop.models import (
+    Drop,
+    DropSubscription,
+    Message,
+    Order,
+    UnitRefund,
+    User,
+    WaitlistPlace,
+)
 
 VERIFY_EMAIL = "verify_email"
 RESET_LINK = "password_reset"
@@ -22,6 +30,8 @@ CONFIRM_SUBSCRIPTION = "confirm_subscription"
 DROP_LIVE = "drop_live"
 DRAW_WON = "draw_won"
 DRAW_NOT_DRAWN = "draw_not_drawn"
+WAITLIST_OFFER = "waitlist_offer"
+WAITLIST_CLOSED = "waitlist_closed"
 
 # Tracking pages of carriers makers name most; any other carrier gets its number in the text.
 TRACKING_URLS = {
@@ -249,6 +259,38 @@ def draw_not_drawn(entry) -> None:
         rendered=rendered,
         user=entry.customer,
         dedupe_key=f"{DRAW_NOT_DRAWN}:{entry.id}",
+    )
+
+
+def waitlist_offer(place: WaitlistPlace, order: Order) -> None:
+    """Units came free and are held for the customer next in line: how many, the price, until
+    when, and the offer's link (theirs alone). Once per offer."""
+    _enqueue_for_order(
+        WAITLIST_OFFER,
+        order,
+        "Held for you from the waitlist",
+        offer_url=mail.link("storefront.waitlist_offer", public_id=place.public_id),
+    )
+
+
+def waitlist_closed(place: WaitlistPlace, *, sold_out: bool) -> None:
+    """The line for a batch closed before the customer's turn: every unit is paid for, or the
+    drop closed. Once per place."""
+    batch = place.batch
+    rendered = mail.render(
+        WAITLIST_CLOSED,
+        subject=f"The waitlist closed: {batch.product.name} No. {batch.number}",
+        batch=batch,
+        customer=place.customer,
+        sold_out=sold_out,
+        drop_url=mail.link("storefront.drop", slug=batch.drop.slug) if batch.drop else None,
+    )
+    outbox.enqueue(
+        WAITLIST_CLOSED,
+        recipient=place.customer.email,
+        rendered=rendered,
+        user=place.customer,
+        dedupe_key=f"{WAITLIST_CLOSED}:{place.id}",
     )
 
 

@@ -208,7 +208,7 @@ class BatchDetails:
 def _resize(batch: Batch, size: int, reason: str, opened: bool, now: datetime) -> None:
     """Change the edition size; once the drop is published the change goes on the batch's
     public ledger, and once it has opened the maker must say why."""
-    if opened and not reason and size >= batch.sold + batch.held:  # else the size itself is refused
+    if opened and not reason and size >= batch.sold + batch.held + batch.reserved:  # else refused
         raise EditNotAllowed(
             f"Say why the edition changes from {batch.edition_size} to {size}: once the drop "
             "has opened, the reason is shown on the batch's public ledger."

@@ -30,7 +30,7 @@ from shop.models import Batch, Order
 from shop.models.order import EXPIRED, HELD
 
 if TYPE_CHECKING:
-    from shop.inventory import _Outcome as Outcome
+    from shop.holds import Outcome
 
 _CAP_CHECKS = {
     "ck_held_by_account_units_within_cap": "account",

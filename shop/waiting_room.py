@@ -138,10 +138,13 @@ def waiting(drop_id: int) -> int:
 
 
 def stock(drop_id: int) -> Stock:
-    """Units of the drop neither held nor sold, and not sold for good (one small query)."""
+    """Units of the drop neither held nor sold (nor set aside for a waitlist: not the crowd's),
+    and not sold for good (one small query)."""
     free, unsold = db.session.execute(
         select(
-            func.coalesce(func.sum(Batch.edition_size - Batch.sold - Batch.held), 0),
+            func.coalesce(
+                func.sum(Batch.edition_size - Batch.sold - Batch.held - Batch.reserved), 0
+            ),
             func.coalesce(func.sum(Batch.edition_size - Batch.sold), 0),
         ).where(Batch.drop_id == drop_id)
     ).one()

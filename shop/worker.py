@@ -1,7 +1,7 @@
 """The background worker's jobs, one pass at a time: the hold sweeper, due draws and the units
-winners left unpaid passed down the draw order, and the outbox (and the "drop is live" notices
-once they are due). ``flask shop worker`` loops; ``--once`` runs one pass of every job, for
-tests, cron and operators, and says what failed."""
+winners left unpaid passed down the draw order, waitlist offers, and the outbox (and the "drop
+is live" notices once they are due). ``flask shop worker`` loops; ``--once`` runs one pass of
+every job, for tests, cron and operators, and says what failed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shop import audit, draws, ledger, metrics, notifications, outbox, refusal_counts, sweeper
+from shop import (
+    audit,
+    draws,
+    ledger,
+    metrics,
+    notifications,
+    outbox,
+    refusal_counts,
+    sweeper,
+    waitlist,
+)
 from shop.errors import InvalidState
 from shop.extensions import db
 from shop.models import Drop
@@ -95,6 +105,14 @@ def run_outbox(now: datetime, report: Pass) -> None:
     report.problems.extend(f"message {failed} failed for good" for failed in delivery.failed)
 
 
+def run_waitlist(now: datetime, report: Pass) -> None:
+    """Units set aside for waitlists offered to the next in line; lines that cannot be served
+    closed."""
+    offers = waitlist.offer_freed(now)
+    report.activity += offers.activity
+    report.lines.append(f"waitlist: {offers.summary()}")
+
+
 def run_notices(now: datetime, report: Pass) -> None:
     written = notifications.notify_live_drops(now)
     report.activity += written
@@ -120,9 +138,11 @@ def run_refusals(now: datetime, report: Pass) -> None:
     report.lines.append(f"refusals: {moved} stored")
 
 
-# Notices before the outbox, so a pass that writes them also starts sending them.
+# Notices and offers before the outbox, so a pass that writes them also starts sending them;
+# offers right after the sweep, so units it freed are offered in the same pass.
 JOBS = {
     "sweep": run_sweeper,
+    "waitlist": run_waitlist,
     "refusals": run_refusals,
     "draws": run_draws,
     "notices": run_notices,
@@ -131,7 +151,7 @@ JOBS = {
 }
 # What a looping worker runs every SHOP_SWEEP_SECONDS, and at every poll in between. The
 # ledger is in the sweep pass and decides itself whether a day has gone by since its last check.
-SWEEP_PASS = ("sweep", "draws", "refusals", "notices", "outbox", "ledger")
+SWEEP_PASS = ("sweep", "draws", "waitlist", "refusals", "notices", "outbox", "ledger")
 POLL_PASS = ("notices", "outbox")
 
 

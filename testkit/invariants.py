@@ -15,12 +15,14 @@ from shop import ledger
 def violations(connection: Connection, batch_id: int) -> list[str]:
     """Every broken inventory invariant of one batch (empty when all hold): the shop's own
     reconciliation (``shop.ledger``, what ``shop ledger --check`` runs), which counts refunded
-    orders and retired units correctly."""
+    orders and retired units correctly, holds of every kind (crowd, draw, waitlist) alike, and
+    the batch's waitlist (units set aside only while someone waits, ``waiting`` = its line)."""
     return ledger.violations(connection, batch_id)
 
 
 def stock(connection: Connection, batch_id: int) -> tuple[int, int, int]:
-    """(edition_size, sold, held) of a batch."""
+    """(edition_size, sold, held) of a batch (``reserved``, set aside for its waitlist, is
+    neither: see ``violations``)."""
     row = connection.execute(
         text("SELECT edition_size, sold, held FROM batches WHERE id = :batch_id"),
         {"batch_id": batch_id},

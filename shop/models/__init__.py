@@ -20,6 +20,7 @@ from shop.models.shipping import ShippingRate
 from shop.models.stripe_event import StripeEvent
 from shop.models.unrecognised_payment import UnrecognisedPayment
 from shop.models.user import User
+from shop.models.waitlist import WaitlistPlace
 
 __all__ = [
     "Allotment",
@@ -45,4 +46,5 @@ __all__ = [
     "UnitRefund",
     "UnrecognisedPayment",
     "User",
+    "WaitlistPlace",
 ]

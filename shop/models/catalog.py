@@ -43,8 +43,8 @@ class Product(db.Model):
 
 
 class Batch(db.Model):
-    """One numbered production run: the unit of scarcity. ``sold``/``held`` change only in
-    ``shop.inventory``; the CHECK constraints make overselling impossible at the database."""
+    """One numbered production run: the unit of scarcity. ``sold``/``held``/``reserved``
+    change only in ``shop.inventory``; CHECK constraints make overselling impossible."""
 
     __tablename__ = "batches"
     __table_args__ = (
@@ -56,7 +56,11 @@ class Batch(db.Model):
         CheckConstraint("per_customer_limit >= 1", name="limit_positive"),
         CheckConstraint("sold >= 0", name="sold_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),
-        CheckConstraint("sold + held <= edition_size", name="no_oversell"),
+        CheckConstraint("sold + held + reserved <= edition_size", name="no_oversell"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("waiting >= 0", name="waiting_not_negative"),
+        # Units are set aside only for people in line; the last to leave the line frees them.
+        CheckConstraint("reserved = 0 OR waiting > 0", name="reserved_only_while_waiting"),
         CheckConstraint(
             "minimum_age IS NULL OR (minimum_age >= 1 AND minimum_age <= 99)",
             name="minimum_age_sane",
@@ -81,6 +85,10 @@ class Batch(db.Model):
     process: Mapped[str] = mapped_column(Text, default="")
     sold: Mapped[int] = mapped_column(default=0)
     held: Mapped[int] = mapped_column(default=0)
+    # Units freed while customers wait in line for the batch (``shop/waitlist.py``): set aside
+    # for them, never back to the crowd, until offered; and how many places still wait.
+    reserved: Mapped[int] = mapped_column(default=0, server_default="0")
+    waiting: Mapped[int] = mapped_column(default=0, server_default="0")
     # Where it may go ("GB,IE,US"; empty: the shop's SHOP_SHIPPING_COUNTRIES) and who may buy.
     ships_to: Mapped[str] = mapped_column(String(400), default="")
     minimum_age: Mapped[int | None]
@@ -101,7 +109,8 @@ class Batch(db.Model):
 
     @property
     def remaining(self) -> int:
-        return self.edition_size - self.sold - self.held
+        """What the crowd may still buy: neither sold, held nor set aside for the waitlist."""
+        return self.edition_size - self.sold - self.held - self.reserved
 
     @property
     def sold_out(self) -> bool:

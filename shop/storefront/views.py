@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, certificates, clock, draws, images, ledger, notifications
+from shop import catalog, certificates, clock, draws, images, ledger, notifications, waitlist
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.queue import views as queue_views
@@ -57,6 +57,7 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         phase=phase,
         allowed=_allowed(drop.batches, phase),
         holds=_holds(drop.batches, now),
+        lines=_lines(drop.batches),
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
@@ -83,6 +84,15 @@ def _holds(batches: list[Batch], now) -> dict[int, catalog.RunningHolds]:
     return catalog.live_holds(current_user, [batch.id for batch in batches], now)
 
 
+def _lines(batches: list[Batch]) -> dict[int, waitlist.Standing]:
+    """The signed-in customer's places in line, asked only when someone waits for a batch
+    (the counter is on the row at hand): a sold-out page costs no query for a line nobody is
+    in. A place already offered shows as the customer's running hold."""
+    if not current_user.is_authenticated or not any(batch.waiting > 0 for batch in batches):
+        return {}
+    return waitlist.standings(current_user, [batch.id for batch in batches])
+
+
 @bp.get("/products/<product_slug>/batches/<int:number>")
 def batch(product_slug: str, number: int):
     found = catalog.batch_by_number(product_slug, number)
@@ -99,6 +109,7 @@ def batch(product_slug: str, number: int):
         phase=phase,
         allowed=_allowed([found], phase),
         holds=_holds([found], now),
+        lines=_lines([found]),
         earlier=[b for b in siblings if b.number < found.number],
         later=[b for b in siblings if b.number > found.number],
         sold_out_in=catalog.sold_out_times([found, *siblings]),

@@ -11,6 +11,7 @@ runs the action with its own app and connection, and prints one JSON line with t
   and commit, the list of booleans;
 - ``{"action": "draws", "key": K}`` → the worker's draws job (``worker.run_draws``), its
   report lines.
+- ``{"action": "offer", "key": K}`` → ``waitlist.offer_freed(clock.now())``'s counts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 from sqlalchemy import text
 
-from shop import clock, inventory, sweeper, worker
+from shop import clock, inventory, sweeper, waitlist, worker
 from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED
@@ -56,6 +57,9 @@ def run(command: dict) -> object:
         report = worker.Pass()
         worker.run_draws(clock.now(), report)
         return report.lines
+    if action == "offer":
+        offers = waitlist.offer_freed(clock.now())
+        return {"offered": offers.offered, "settled": offers.settled, "closed": offers.closed}
     raise ValueError(f"unknown action {action!r}")
 
 

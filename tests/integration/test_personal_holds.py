@@ -41,10 +41,10 @@ def _violations(batch: Batch) -> list[str]:
     return ledger.violations(db.session.connection(), batch.id)
 
 
-@pytest.mark.parametrize("kind", [DRAW, WAITLIST])
-def test_a_personal_hold_takes_stock_for_its_customer_until_its_deadline(app, kind):
+def test_a_personal_hold_takes_stock_for_its_customer_until_its_deadline(app):
     batch = make_batch(edition_size=10, price=4200, limit=3)
     customer = make_customer()
+    kind = DRAW
 
     order = inventory.hold_for(customer.id, batch.id, 2, kind=kind, until=UNTIL, now=AT_DROP)
     db.session.commit()
@@ -81,7 +81,7 @@ def test_the_limit_counts_a_crowd_hold_against_a_personal_hold(app):
     customer = make_customer()
     inventory.hold(batch.id, 1, customer=customer, now=AT_DROP)
 
-    refused = inventory.hold_for(customer.id, batch.id, 2, kind=WAITLIST, until=UNTIL, now=AT_DROP)
+    refused = inventory.hold_for(customer.id, batch.id, 2, kind=DRAW, until=UNTIL, now=AT_DROP)
 
     assert refused is None
     assert _fresh(batch).held == 1 and _allotment(customer.id, batch.id) == 1
@@ -126,13 +126,31 @@ def test_a_personal_hold_of_an_unknown_kind_or_no_units_is_a_programming_error(a
 def test_releasing_a_personal_hold_returns_its_stock_limit_and_units_across_the_drop(app):
     batch = make_batch(edition_size=4, limit=2)
     customer = make_customer()
-    order = inventory.hold_for(customer.id, batch.id, 2, kind=WAITLIST, until=UNTIL, now=AT_DROP)
+    order = inventory.hold_for(customer.id, batch.id, 2, kind=DRAW, until=UNTIL, now=AT_DROP)
 
     assert inventory.release(order, EXPIRED, now=UNTIL)
 
     assert _fresh(batch).held == 0 and _allotment(customer.id, batch.id) == 0
     assert db.session.get(HeldByAccount, (batch.drop_id, customer.id)).units == 0
     assert _violations(batch) == []
+
+
+def test_a_waitlist_offer_holds_only_units_set_aside_for_the_waitlist(app):
+    batch = make_batch(edition_size=2, limit=2)
+    customer = make_customer()
+    assert (
+        inventory.hold_for(customer.id, batch.id, 1, kind=WAITLIST, until=UNTIL, now=AT_DROP)
+        is None
+    )
+    crowd = inventory.hold(batch.id, 2, customer=make_customer(), now=AT_DROP)
+    assert inventory.join_line(batch.id)
+    inventory.release(crowd, EXPIRED, now=AT_DROP)  # someone waits: set aside, not free
+    assert (_fresh(batch).reserved, _fresh(batch).remaining) == (2, 0)
+
+    order = inventory.hold_for(customer.id, batch.id, 1, kind=WAITLIST, until=UNTIL, now=AT_DROP)
+
+    assert order.kind == WAITLIST and order.state == HELD
+    assert (_fresh(batch).held, _fresh(batch).reserved) == (1, 1)
 
 
 def test_a_paid_personal_hold_gets_the_next_serials(app):
@@ -193,7 +211,7 @@ def test_someone_elses_personal_hold_cannot_be_paid(app, client, emulator):
     batch = live_batch(edition_size=3)
     now = clock.now()
     order = inventory.hold_for(
-        make_customer().id, batch.id, 1, kind=WAITLIST, until=now + timedelta(hours=1), now=now
+        make_customer().id, batch.id, 1, kind=DRAW, until=now + timedelta(hours=1), now=now
     )
     someone_else = make_customer()
     db.session.commit()

@@ -162,7 +162,8 @@ def test_the_worker_logs_one_json_line_per_job(ops_database_url, emulator_server
     jobs = [line for line in json_lines(finished.stderr) if line.get("event") == "job"]
     # Every sweep is logged; a notices or outbox job only when it did something (else DEBUG).
     assert jobs[0]["job"] == "sweep", jobs
-    assert {line["job"] for line in jobs} <= {"sweep", "refusals", "notices", "outbox", "ledger"}
+    known = {"sweep", "waitlist", "refusals", "notices", "outbox", "ledger"}
+    assert {line["job"] for line in jobs} <= known
     sweep = jobs[0]
     assert sweep["outcome"] == "ok" and sweep["duration_ms"] >= 0
     assert sweep["summary"].startswith("sweep: ")
