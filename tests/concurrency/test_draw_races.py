@@ -1,18 +1,20 @@
 """A draw under real concurrency (issue 17, item 1): customers entering at the same instant
-through gunicorn (several processes with threads), one account from two devices, and two
-workers drawing the same drop at once, against PostgreSQL. The draw claims the drop with one
-compare-and-set, so it is drawn exactly once; the edition goes to the draw order, never past
-``sold + held <= edition_size``."""
+through gunicorn (several processes with threads), one account from two devices, two workers
+drawing the same drop at once, and two workers passing unpaid wins on, against PostgreSQL. The
+draw claims the drop with one compare-and-set, so it is drawn exactly once; the edition goes
+to the draw order, never past ``sold + held <= edition_size``."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from shop import clock, draws
+from shop import clock, draws, inventory
 from shop.extensions import db
+from shop.models import Order
+from shop.models.order import EXPIRED
 from testkit import bursts, factories, rawhttp, seed
 from tests.concurrency.conftest import assert_no_server_errors, login_all, stock, violations
 
@@ -137,3 +139,33 @@ def test_the_published_draw_from_the_server_verifies(seed_app, shop_server, entr
 
     assert verify_draw.check(published) == []
     assert published["commitment"] == draws.commitment_of(published["seed"])
+
+
+@pytest.mark.parametrize("repetition", range(REPETITIONS))
+def test_two_workers_pass_units_winners_left_unpaid_down_the_order_once(
+    seed_app, shop_server, entrants, racers, repetition
+):
+    slug, drop_id, batch_id = seed_draw(seed_app, edition_size=4, limit=2)
+    for session in entrants[:ENTRANTS]:
+        assert (
+            session.post(f"/drops/{slug}/batches/{batch_id}/enter", {"quantity": 2}).status == 303
+        )
+    close_entries(seed_app, drop_id)
+    racers.race([{"action": "draws"}, {"action": "draws"}])
+    # Both winners let their holds run out (the sweeper released them).
+    with seed_app.app_context():
+        for order in db.session.scalars(select(Order).where(Order.batch_id == batch_id)).all():
+            inventory.release(order, EXPIRED, now=clock.now())
+        db.session.commit()
+        db.session.remove()
+
+    lines = racers.race([{"action": "draws"}, {"action": "draws"}])
+
+    passed = [line for result in lines for line in result if line.startswith("draws:")]
+    assert sum(int(line.split(", ")[1].split()[0]) for line in passed) == 2, lines
+    rows = draw_rows(seed_app, drop_id)["rows"]
+    assert [row.state for row in rows[:4]] == ["lapsed", "lapsed", "won", "won"]
+    assert all(row.state == "waiting" for row in rows[4:])
+    assert [row.order_state for row in rows[2:4]] == ["held", "held"]
+    assert stock(seed_app, batch_id) == (4, 0, 4)
+    assert violations(seed_app, batch_id) == []
