@@ -62,12 +62,16 @@ class BatchCheck:
     held: int
     retired: int
     problems: list[str] = field(default_factory=list)
+    reserved: int = 0  # set aside for the batch's waitlist
+    waiting: int = 0  # places in its line
 
     def line(self) -> str:
         facts = (
             f"edition {self.edition_size}, sold {self.sold} ({self.retired} retired), "
             f"held {self.held}"
         )
+        if self.waiting:
+            facts += f", {self.waiting} waiting in line ({self.reserved} set aside)"
         if not self.problems:
             return f"ok        {self.name}: {facts}"
         return f"MISMATCH  {self.name}: " + "; ".join(self.problems)
@@ -169,7 +173,7 @@ def _check_batch(connection: Connection, batch_id: int) -> BatchCheck:
         if holding > limit:
             found.append(f"customer {customer_id} has {holding} units, over the limit {limit}")
     name = f"{batch['name']}, Batch No. {batch['number']} (id {batch_id})"
-    return BatchCheck(batch_id, name, size, sold, held, retired, found)
+    return BatchCheck(batch_id, name, size, sold, held, retired, found, reserved, waiting)
 
 
 # Orders of an unknown kind, and offers that are not their place's customer's waitlist hold.

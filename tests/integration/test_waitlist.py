@@ -4,7 +4,7 @@ lines that close, and the pages a customer sees."""
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from shop import audit, clock, drops, inventory, ledger, sweeper, waitlist
 from shop.errors import AlreadyInLine, LimitReached, NotSoldOut, SoldOut
@@ -366,3 +366,49 @@ def test_turning_an_offer_down_passes_its_units_to_the_next_in_line(app, client,
 def test_crowd_holds_stay_crowd_holds(app):
     batch = _batch()
     assert {order.kind for order in _sold_out(batch)} == {CROWD}
+
+
+# --- the ledger knows the line -------------------------------------------------------------
+
+
+def test_the_ledger_check_reconciles_a_batch_with_a_line_and_set_aside_units(app, runner):
+    batch = _batch()
+    held = _sold_out(batch)
+    _in_line(batch, 2)
+    inventory.release(held[0], EXPIRED, now=_now())
+    db.session.commit()
+
+    outcome = runner.invoke(args=["shop", "ledger", "--check"])
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "held 1, 2 waiting in line (1 set aside)" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "said"),
+    [
+        ("UPDATE batches SET waiting = waiting + 1", "waiting 2 != places waiting in line 1"),
+        ("UPDATE orders SET kind = 'draw' WHERE kind = 'waitlist'", "has a draw order"),
+        (
+            "UPDATE waitlist_places SET order_id = (SELECT MIN(id) FROM orders) "
+            "WHERE state = 'offered'",
+            "has a crowd order",
+        ),
+    ],
+    ids=["waiting counter", "offer of another kind", "offer of someone else"],
+)
+def test_a_broken_line_fails_the_ledger_check(app, runner, corrupt, said):
+    batch = _batch()
+    held = _sold_out(batch)
+    _in_line(batch, 2)
+    inventory.release(held[0], EXPIRED, now=_now())
+    db.session.commit()
+    waitlist.offer_freed(_now())
+    db.session.execute(text(corrupt))
+    db.session.commit()
+
+    outcome = runner.invoke(args=["shop", "ledger", "--check"])
+
+    assert outcome.exit_code == 1
+    [line] = [line for line in outcome.output.splitlines() if line.startswith("MISMATCH")]
+    assert said in line
