@@ -7,9 +7,11 @@ import pytest
 from sqlalchemy import select, text
 
 from shop import audit, clock, drops, inventory, ledger, sweeper, waitlist
-from shop.errors import AlreadyInLine, LimitReached, NotSoldOut, SoldOut
+from shop.errors import AlreadyInLine, DropNotLive, LimitReached, NotSoldOut, SoldOut
 from shop.extensions import db
 from shop.models import Batch, Message, Order, WaitlistPlace
+from shop.models.drop import CLOSED
+from shop.models.drop import DRAW as DRAW_MODE
 from shop.models.order import CROWD, EXPIRED, HELD, PAID, WAITLIST
 from shop.models.waitlist import BOUGHT, ENDED, LAPSED, LEFT, OFFERED, WAITING
 from testkit.factories import make_customer
@@ -412,3 +414,30 @@ def test_a_broken_line_fails_the_ledger_check(app, runner, corrupt, said):
     assert outcome.exit_code == 1
     [line] = [line for line in outcome.output.splitlines() if line.startswith("MISMATCH")]
     assert said in line
+
+
+def test_leaving_a_line_you_are_not_in_is_a_404(app, client):
+    batch = _batch()
+    _sold_out(batch)
+    _in_line(batch, 1)
+    db.session.commit()
+    csrf = sign_in(client, make_customer())
+
+    left = client.post(f"/waitlist/batches/{batch.id}/leave", data={"csrf_token": csrf})
+
+    assert left.status_code == 404
+    assert _fresh(batch).waiting == 1
+
+
+@pytest.mark.parametrize("drop_is", ["a draw", "closed"])
+def test_a_draw_or_a_closed_drop_has_no_waitlist(app, drop_is):
+    batch = _batch()
+    _sold_out(batch)
+    if drop_is == "a draw":
+        batch.drop.mode = DRAW_MODE
+    else:
+        batch.drop.state = CLOSED
+    db.session.flush()
+
+    with pytest.raises(DropNotLive):
+        waitlist.join(batch, 1, customer=make_customer(), now=_now())
