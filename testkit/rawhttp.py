@@ -26,6 +26,7 @@ class Response:
     cookies: dict[str, str]
     body: bytes
     finished_at: float = 0.0  # time.monotonic() when the response was complete
+    truncated: bool = False  # the connection closed before the whole body came (truncated_ok)
 
     @property
     def text(self) -> str:
@@ -48,12 +49,20 @@ class _Source:
         return io.BytesIO(self._data)
 
 
-def parse_response(raw: bytes, *, finished_at: float = 0.0) -> Response:
-    """A complete HTTP/1.1 response (read until the server closed) as a :class:`Response`."""
+def parse_response(raw: bytes, *, finished_at: float = 0.0, truncated_ok: bool = False) -> Response:
+    """A complete HTTP/1.1 response (read until the server closed) as a :class:`Response`.
+    With ``truncated_ok`` a body cut short (a server that died while answering) is kept as it
+    came, marked ``truncated``, instead of raising ``http.client.IncompleteRead``."""
     parsed = http.client.HTTPResponse(_Source(raw))  # type: ignore[arg-type]
+    truncated = False
     try:
         parsed.begin()
-        body = parsed.read()
+        try:
+            body = parsed.read()
+        except http.client.IncompleteRead as cut:
+            if not truncated_ok:
+                raise
+            body, truncated = cut.partial, True
     finally:
         parsed.close()
     cookies: dict[str, str] = {}
@@ -62,7 +71,7 @@ def parse_response(raw: bytes, *, finished_at: float = 0.0) -> Response:
         value = rest.split(";", 1)[0]
         cookies[name.strip()] = value
     headers = {name.lower(): value for name, value in parsed.getheaders()}
-    return Response(parsed.status, headers, cookies, body, finished_at)
+    return Response(parsed.status, headers, cookies, body, finished_at, truncated)
 
 
 def build_request(
@@ -120,12 +129,17 @@ def connect(
 
 
 def send_raw(
-    address: Address, request: bytes, *, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+    address: Address,
+    request: bytes,
+    *,
+    timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
+    truncated_ok: bool = False,
 ) -> Response:
     with connect(address, timeout=timeout, tls=tls) as sock:
         sock.sendall(request)
         raw = _read_all(sock)
-    return parse_response(raw, finished_at=time.monotonic())
+    return parse_response(raw, finished_at=time.monotonic(), truncated_ok=truncated_ok)
 
 
 def http_request(
@@ -161,6 +175,7 @@ class ShopSession:
     cookies: dict[str, str] = field(default_factory=dict)
     csrf_token: str | None = None
     tls: ssl.SSLContext | None = None
+    timeout: float = 10.0  # seconds each request may take
 
     def request(
         self,
@@ -192,10 +207,12 @@ class ShopSession:
             return headers
         return {"Referer": f"https://{self.address[0]}:{self.address[1]}/", **(headers or {})}
 
-    def send(self, request: bytes) -> Response:
+    def send(self, request: bytes, *, truncated_ok: bool = False) -> Response:
         """Raw request bytes (from one of the ``*_request`` methods) on a connection of their
         own, as this client connects; cookies are not updated."""
-        return send_raw(self.address, request, tls=self.tls)
+        return send_raw(
+            self.address, request, timeout=self.timeout, tls=self.tls, truncated_ok=truncated_ok
+        )
 
     def get(self, path: str) -> Response:
         return self.request("GET", path)
@@ -276,9 +293,10 @@ def login(
     *,
     page: str = "/account/",
     tls: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
 ) -> ShopSession:
     """Log in through the real form, then read ``page`` for a CSRF token of the new session."""
-    session = ShopSession(address, tls=tls)
+    session = ShopSession(address, tls=tls, timeout=timeout)
     session.get("/account/login")
     answer = session.post("/account/login", {"email": email, "password": password})
     if answer.status != 303:

@@ -113,6 +113,12 @@ class Server(AbstractContextManager):
         assert os.getpgid(self.process.pid) == self.process.pid, "not in a group of its own"
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+        # The workers die on their own time; only once they are gone are their sockets closed.
+        deadline = time.monotonic() + 10
+        while _living_in_group(self.process.pid):
+            if time.monotonic() > deadline:
+                raise ServerFailed("the killed server's workers did not die within 10 s")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after 15 s), every handle closed. Idempotent."""
@@ -140,6 +146,20 @@ class Server(AbstractContextManager):
 
     def __repr__(self) -> str:
         return f"<Server {self.url}>"
+
+
+def _living_in_group(group: int) -> list[int]:
+    """Processes of a process group that are not dead (a zombie has closed everything)."""
+    living = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        state, process_group = fields[0], int(fields[2])
+        if process_group == group and state not in ("Z", "X"):
+            living.append(int(stat.parent.name))
+    return living
 
 
 def gunicorn_command(

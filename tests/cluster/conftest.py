@@ -12,6 +12,7 @@ keys, the database, Redis) and nothing else. Every customer of these tests comes
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from shop.extensions import db
 from testkit import databases, rawhttp, seed, servers
@@ -37,6 +38,8 @@ from tests.support.stripe import WEBHOOK_SECRET, Emulator, stripe_environment
 
 # A customer may try to buy this often per minute, counted in Redis for every host together.
 BUY_LIMIT_PER_CUSTOMER = 4
+# Where a buy sends the customer next.
+PAY_PATH = re.compile(r"/checkout/orders/([A-Za-z0-9_-]+)/pay")
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Cluster:
 
     def login(self, email: str, *, page: str = "/account/") -> rawhttp.ShopSession:
         """A customer signed in through nginx (the form, over TLS)."""
-        return rawhttp.login(self.nginx.address, email, page=page, tls=self.nginx.tls())
+        return rawhttp.login(self.nginx.address, email, page=page, tls=self.nginx.tls(), timeout=60)
 
     def host_name(self, address: str | None) -> str | None:
         """ "a" or "b" for an app host's address as nginx logs it."""
@@ -72,10 +75,15 @@ class Cluster:
             check=False,
         )
 
-    def sql(self, query: str, **params: Any) -> list[Any]:
-        """Rows of ``query`` on the cluster's database, as it is now."""
-        with self.app.app_context(), db.engine.connect() as connection:
-            return list(connection.execute(text(query), params))
+    def sql(self, query: str, *, database_url: str | None = None, **params: Any) -> list[Any]:
+        """Rows of ``query`` on the cluster's database as it is now (or on another one)."""
+        engine = create_engine(database_url) if database_url else None
+        try:
+            with self.app.app_context(), (engine or db.engine).connect() as connection:
+                return [tuple(row) for row in connection.execute(text(query), params)]
+        finally:
+            if engine is not None:
+                engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +239,8 @@ def wait_for(
 def live_drop(cluster: Cluster, **batch: int) -> seed.LiveDrop:
     """A fresh live drop with one batch (``edition_size``, ``limit``)."""
     return seed.seed_live_drop(cluster.app, **batch)
+
+
+def tagged(label: str) -> dict[str, str]:
+    """A header nginx writes into its access log with the request (:meth:`Nginx.logged`)."""
+    return {nginx_support.TEST_ID: label}

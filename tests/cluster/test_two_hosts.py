@@ -6,7 +6,6 @@ the customer as it is, never tried again on the other host."""
 from __future__ import annotations
 
 import hashlib
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,19 +13,18 @@ import pytest
 from shop import messages
 from shop.extensions import db
 from testkit import bursts, factories, rawhttp, seed
-from tests.cluster.conftest import BUY_LIMIT_PER_CUSTOMER, Cluster, live_drop, wait_for
-from tests.support import nginx
+from tests.cluster.conftest import (
+    BUY_LIMIT_PER_CUSTOMER,
+    PAY_PATH,
+    Cluster,
+    live_drop,
+    tagged,
+    wait_for,
+)
 from tests.support.console import image_bytes
 from tests.support.stripe import session_id_from
 
 pytestmark = pytest.mark.cluster
-
-PAY_PATH = re.compile(r"/checkout/orders/([A-Za-z0-9_-]+)/pay")
-
-
-def tagged(label: str) -> dict[str, str]:
-    """A header nginx writes into its access log with the request (see tests/support/nginx)."""
-    return {nginx.TEST_ID: label}
 
 
 def test_a_burst_of_buys_spread_over_both_hosts_sells_each_unit_once(two_hosts: Cluster):
