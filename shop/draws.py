@@ -250,7 +250,7 @@ def run_draw(drop: Drop, *, now: datetime) -> Drawn:
         for position, entry_id in enumerate(draw_order(seed, list(entries)), start=1):
             entries[entry_id].position = position
             entries[entry_id].state = WAITING
-        batch.draw_units = batch.edition_size - batch.sold - batch.held
+        batch.draw_units = batch.remaining
         db.session.flush()
         given = _fill(batch, now=now, passed_on=False)
         drawn.by_batch[batch.id] = given
@@ -284,7 +284,7 @@ def _fill(batch: Batch, *, now: datetime, passed_on: bool) -> list[tuple[str, in
     """Give the batch's free units to its waiting entries in draw order: a personal hold each
     (``passed_on``: units a winner left unpaid) and a message. Returns (entry id, units)."""
     given = []
-    remaining = batch.edition_size - batch.sold - batch.held
+    remaining = batch.remaining
     waiting = db.session.scalars(
         select(DrawEntry)
         .where(DrawEntry.batch_id == batch.id, DrawEntry.state == WAITING)
@@ -429,7 +429,7 @@ def published(drop: Drop) -> dict:
             {
                 "product": batch.product.slug,
                 "batch": batch.number,
-                "units": batch.edition_size - batch.sold - batch.held,
+                "units": batch.remaining,
                 "entry_count": counts.get(batch.id, 0),
             }
             for batch in drop.batches

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from shop import audit, clock, draws, drops, inventory, sweeper, verify_draw
+from shop import audit, clock, draws, drops, inventory, sweeper, verify_draw, waitlist
 from shop.errors import DropNotLive, EditNotAllowed, InvalidQuantity, InvalidState
 from shop.extensions import db
 from shop.models import Batch, DrawEntry, Drop, Message, Order
@@ -473,3 +473,11 @@ def test_the_home_page_says_a_drop_is_a_draw(app, client):
     html = client.get("/").get_data(as_text=True)
 
     assert "Entries open in" in html
+
+
+def test_a_draw_batch_has_no_waitlist_its_unpaid_units_go_down_the_draw_order(app):
+    batch = _draw(edition_size=1, limit=1)
+    _enter(batch)
+    _run(batch)
+    with pytest.raises(DropNotLive):
+        waitlist.join(batch, 1, customer=make_customer(), now=AFTER_DROP)
