@@ -160,54 +160,67 @@ def sibling_batches(batch: Batch) -> list[Batch]:
 
 
 @dataclass(frozen=True)
-class StockBatch:
+class BatchNumbers:
     id: int
-    remaining: int
     edition_size: int
+    sold: int
+    held: int  # held for buyers, and set aside for the waitlist: not the crowd's either
 
     @property
-    def sold_out(self) -> bool:
-        return self.remaining <= 0
+    def remaining(self) -> int:
+        return max(0, self.edition_size - self.sold - self.held)
 
 
 @dataclass(frozen=True)
-class DropStock:
+class DropNumbers:
+    """A public drop's content version, window and live numbers (``drop_numbers``)."""
+
+    id: int
     slug: str
-    phase: str
+    version: int
+    state: str
     opens_at: datetime | None
     closes_at: datetime | None
-    batches: list[StockBatch]
+    closed_at: datetime | None
+    created_at: datetime
+    batches: list[BatchNumbers]
 
 
-def drop_stock(slug: str, now: datetime) -> DropStock | None:
-    """What is left of each batch of a public drop, in ONE query: this is polled by every
-    visitor during a flash crowd."""
+# Built once: the page cache reads it for every public drop at most once a second.
+_DROP_NUMBERS = (
+    select(
+        Drop.id,
+        Drop.content_version,
+        Drop.state,
+        Drop.opens_at,
+        Drop.closes_at,
+        Drop.closed_at,
+        Drop.created_at,
+        Batch.id,
+        Batch.edition_size,
+        Batch.sold,
+        Batch.held + Batch.reserved,
+    )
+    .outerjoin(Batch, Batch.drop_id == Drop.id)
+    .where(Drop.slug == bindparam("slug"), Drop.state != DRAFT)
+    .order_by(Batch.id)
+)
+
+
+def drop_numbers(slug: str) -> DropNumbers | None:
+    """What is left of each batch of a public drop, with the drop's content version and window,
+    in ONE query. The page cache (``page_cache.drop_state``) shares the answer for a second
+    between every visitor."""
     if not _plausible_slug(slug):
         return None
-    rows = db.session.execute(
-        select(
-            Drop.state,
-            Drop.opens_at,
-            Drop.closes_at,
-            Batch.id,
-            Batch.edition_size,
-            Batch.sold,
-            Batch.held + Batch.reserved,  # set aside for the waitlist: not the crowd's either
-        )
-        .outerjoin(Batch, Batch.drop_id == Drop.id)
-        .where(Drop.slug == slug, Drop.state != DRAFT)
-        .order_by(Batch.id)
-    ).all()
+    rows = db.session.execute(_DROP_NUMBERS, {"slug": slug}).all()
     if not rows:
         return None
-    state, opens_at, closes_at = rows[0][:3]
-    phase = Drop(state=state, opens_at=opens_at, closes_at=closes_at).phase(now)
-    batches = [
-        StockBatch(id=row[3], remaining=max(0, row[4] - row[5] - row[6]), edition_size=row[4])
-        for row in rows
-        if row[3] is not None
-    ]
-    return DropStock(slug, phase, opens_at, closes_at, batches)
+    drop_id, version, state, opens_at, closes_at, closed_at, created_at = rows[0][:7]
+    batches = [BatchNumbers(*row[7:]) for row in rows if row[7] is not None]
+    return DropNumbers(
+        drop_id, slug, version, state, opens_at, closes_at, closed_at, created_at, batches
+    )
 
 
 def certificate(code: str) -> Unit | None:

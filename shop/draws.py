@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from shop import inventory, messages
+from shop import inventory, messages, page_cache
 from shop.errors import InvalidQuantity, InvalidState, NotFound, ShopError
 from shop.extensions import db
 from shop.models import Batch, DrawEntry, Drop, Order, User
@@ -236,6 +236,7 @@ def run_draw(drop: Drop, *, now: datetime) -> Drawn:
     db.session.expire(drop)
     if claimed != 1:
         raise InvalidState(_cannot_draw(drop, now))
+    page_cache.content_changed(drop_ids=[drop.id])  # the page now shows the seed
     seed = drop.draw_seed
     if commitment_of(seed) != drop.draw_commitment:  # never draw with a seed not committed to
         raise RuntimeError(f"drop {drop.slug}: the seed does not match its commitment")

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, literal, or_, select, update
 from sqlalchemy.orm import selectinload
 
-from shop import audit, database, draws, products, slugs
+from shop import audit, database, draws, page_cache, products, slugs
 from shop.errors import EditNotAllowed, InvalidInput, InvalidState
 from shop.extensions import db
 from shop.models import Batch, Drop, Product, User
@@ -181,6 +181,7 @@ def update_drop(drop: Drop, details: DropDetails, *, actor: audit.Actor, now: da
         names = ("address", "planned opening", "planned closing", "batches", "mode")
         changed += [name for name, old, new in zip(names, before, after, strict=True) if old != new]
     db.session.flush()
+    page_cache.content_changed(drop_ids=[drop.id])
     if changed:
         audit.record("drop.edited", actor=actor, drop=drop, detail=", ".join(changed) + " edited")
         db.session.flush()
@@ -217,6 +218,8 @@ def _update(drop: Drop, condition, values: dict) -> bool:
     changed = db.session.execute(
         update(Drop).where(Drop.id == drop.id, condition).values(**values)
     ).rowcount
+    if changed:
+        page_cache.content_changed(drop_ids=[drop.id])
     db.session.expire(drop)
     return changed == 1
 
@@ -284,6 +287,8 @@ def close_drop(
         if drop.opens_at is not None and at <= drop.opens_at:
             raise InvalidState("The closing time must be after the opening time.")
         drop.closes_at = at
+        db.session.flush()
+        page_cache.content_changed(drop_ids=[drop.id])
         audit.record(
             "drop.close_scheduled", actor=actor, drop=drop, detail=f"closes {at.isoformat()}"
         )
@@ -355,6 +360,7 @@ def line_up(
         batch.follows_batch_id = ahead.id
         detail = f"Batch No. {batch.number} goes on sale when No. {ahead.number} sells out"
     db.session.flush()
+    page_cache.content_changed(drop_ids=[drop.id])
     audit.record("batch.lined_up", actor=actor, batch=batch, detail=detail)
     db.session.flush()
     return batch

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from shop import audit, mail, messages, users
+from shop import audit, mail, messages, page_cache, users
 from shop.errors import InvalidInput, InvalidState, LinkInvalid, NotFound
 from shop.extensions import db
 from shop.models import Drop, Invitation, User
@@ -181,6 +181,7 @@ def suspend(operator: User, target: User, *, now: datetime, reason: str) -> None
         raise InvalidState("This maker is already suspended.")
     target.suspended_at = now
     db.session.execute(update(Drop).where(Drop.maker_id == target.id).values(suspended=True))
+    page_cache.content_changed(maker_ids=[target.id])
     users.revoke_sessions(target)
     audit.record("maker suspended", actor=operator, detail=f"{target.email}: {reason[:500]}")
 
@@ -191,4 +192,5 @@ def reinstate(operator: User, target: User) -> None:
         raise InvalidState("This maker is not suspended.")
     target.suspended_at = None
     db.session.execute(update(Drop).where(Drop.maker_id == target.id).values(suspended=False))
+    page_cache.content_changed(maker_ids=[target.id])
     audit.record("maker reinstated", actor=operator, detail=target.email)

@@ -23,6 +23,7 @@ from shop import (
     images,
     inventory,
     money,
+    page_cache,
     shipping_rates,
     slugs,
 )
@@ -114,6 +115,7 @@ def update_product(product: Product, *, name: str, description: str, actor: audi
     if changed:
         audit.record("product.edited", actor=actor, product=product, detail="; ".join(changed))
     db.session.flush()
+    page_cache.content_changed(product_ids=[product.id])
 
 
 def next_batch_number(product: Product) -> int:
@@ -296,6 +298,7 @@ def update_batch(
             setattr(batch, name, value)
     db.session.flush()
     changed = [name for name in wanted if before[name] != getattr(batch, name)]
+    page_cache.content_changed(batch_ids=[batch.id])
     if changed:
         audit.record(
             "batch.edited",
@@ -338,6 +341,7 @@ def add_image(
     stored = images.store(data)
     image = _insert_image(batch, stored, alt=alt[:200], now=now)
     audit.record("batch.image_added", actor=actor, batch=batch, detail=alt[:200])
+    page_cache.content_changed(batch_ids=[batch.id])
     return image
 
 
@@ -388,12 +392,14 @@ def update_image_alt(image: BatchImage, alt: str, *, actor: audit.Actor) -> None
         )
     image.alt = alt[:200]
     db.session.flush()
+    page_cache.content_changed(batch_ids=[image.batch_id])
 
 
 def remove_image(image: BatchImage, *, actor: audit.Actor, now: datetime) -> None:
     """Delete the picture, and its stored bytes unless another picture shows the same."""
-    digest = image.digest
+    digest, batch_id = image.digest, image.batch_id
     audit.record("batch.image_removed", actor=actor, batch=image.batch, detail=image.alt)
     db.session.delete(image)
     db.session.flush()
     image_store.release(digest)
+    page_cache.content_changed(batch_ids=[batch_id])

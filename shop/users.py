@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from shop import audit, database, emails, passwords
+from shop import audit, database, emails, page_cache, passwords
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import User
@@ -148,3 +148,5 @@ def update_settings(
     if changed:
         audit.record("settings.edited", actor=actor, maker=user, detail="; ".join(changed))
     db.session.flush()
+    if before["display name"] != user.display_name:  # shown on the maker's drop pages
+        page_cache.content_changed(maker_ids=[user.id])

@@ -33,6 +33,20 @@ DRAW = "draw"
 MODES = (SALE, DRAW)
 
 
+def drop_phase(
+    state: str, opens_at: datetime | None, closes_at: datetime | None, now: datetime
+) -> str:
+    """THE rule for what a visitor sees — draft, upcoming, live or closed — from the stored
+    state and window (``Drop.phase``; the page cache applies it to a cached drop's state)."""
+    if state == DRAFT:
+        return DRAFT
+    if state == CLOSED or (closes_at is not None and now >= closes_at):
+        return CLOSED
+    if opens_at is not None and opens_at <= now:
+        return "live"
+    return "upcoming"
+
+
 class Drop(db.Model):
     """``state`` is what the maker decided; whether the drop is *live* at an instant is derived
     from it and the window, so a scheduled drop opens on the second with no job running."""
@@ -76,6 +90,9 @@ class Drop(db.Model):
     draw_seed: Mapped[str | None] = mapped_column(String(64))
     draw_commitment: Mapped[str | None] = mapped_column(String(64))
     drawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped in the same transaction as any edit to what the drop page shows
+    # (``page_cache.content_changed``): the shared page cache is keyed by it.
+    content_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     maker: Mapped[User] = relationship()
     batches: Mapped[list[Batch]] = relationship(back_populates="drop", order_by="Batch.id")
@@ -109,13 +126,7 @@ class Drop(db.Model):
 
     def phase(self, now: datetime) -> str:
         """What a visitor sees: draft, upcoming, live or closed."""
-        if self.state == DRAFT:
-            return DRAFT
-        if self.state == CLOSED or (self.closes_at is not None and now >= self.closes_at):
-            return CLOSED
-        if self.opens_at is not None and self.opens_at <= now:
-            return "live"
-        return "upcoming"
+        return drop_phase(self.state, self.opens_at, self.closes_at, now)
 
     def __repr__(self) -> str:
         return f"<Drop {self.slug} {self.state}>"

@@ -17,13 +17,26 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup
 
-from shop import catalog, certificates, clock, draws, images, ledger, notifications, waitlist
+from shop import (
+    catalog,
+    certificates,
+    clock,
+    draws,
+    images,
+    ledger,
+    notifications,
+    page_cache,
+    waitlist,
+)
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.queue import views as queue_views
 from shop.templating import iso
 
 bp = Blueprint("storefront", __name__)
+
+# The live numbers are at most a second old in the shop; a proxy may keep them as long.
+STOCK_CACHE_CONTROL = "public, max-age=1, s-maxage=1"
 
 
 @bp.get("/")
@@ -209,28 +222,30 @@ def certificate_key():
 
 @bp.get("/api/drops/<slug>/stock")
 def drop_stock(slug: str):
-    """Live numbers for a drop page: one query, no session, cacheable for a moment."""
+    """Live numbers for a drop page, from the shared cache (at most ``page_cache.STATE_SECONDS``
+    old; ``now`` says when they were read) and cacheable by a proxy for as long. Only a guide:
+    the hold statement decides every sale."""
     now = clock.now()
-    stock = catalog.drop_stock(slug, now)
-    if stock is None:
+    state = page_cache.drop_state(slug, now)
+    if state is None:
         abort(404)
     response = jsonify(
-        drop=stock.slug,
-        phase=stock.phase,
+        drop=state.slug,
+        phase=state.phase(now),
         batches=[
             {
                 "id": b.id,
                 "remaining": b.remaining,
                 "edition_size": b.edition_size,
-                "sold_out": b.sold_out,
+                "sold_out": b.remaining <= 0,
             }
-            for b in stock.batches
+            for b in state.batches
         ],
-        opens_at=iso(stock.opens_at) or None,
-        closes_at=iso(stock.closes_at) or None,
-        now=iso(now),
+        opens_at=iso(state.opens_at) or None,
+        closes_at=iso(state.closes_at) or None,
+        now=iso(state.read_at),
     )
-    response.headers["Cache-Control"] = "public, max-age=2"
+    response.headers["Cache-Control"] = STOCK_CACHE_CONTROL
     return response
 
 

@@ -1,0 +1,256 @@
+"""The drop pages' shared cache: what a crowd reloads, read once and shared by every process.
+
+Kept in Redis when ``REDIS_URL`` is set (every app process shares it), else in this process's
+memory (the embedded default runs one process):
+
+- a drop's **state** — its content version, window and live numbers, read in one query and
+  kept at most ``STATE_SECONDS``. The live stock JSON answers from it. Never an authority: the
+  hold statement decides every sale.
+
+``drops.content_version`` is the invalidation: ``content_changed`` bumps it in the same
+transaction as the maker's edit and, once that commits, drops the cached state, so the very
+next request reads the drop afresh (the one-second life is only the bound when that eviction is
+lost, never the invalidation). Rendering the public part of a drop page once per version, keyed
+by it, is the next step (docs/ARCHITECTURE.md, "The drop page cache").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from flask import current_app, has_app_context
+from redis.exceptions import RedisError
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
+
+from shop import catalog
+from shop.catalog import BatchNumbers
+from shop.extensions import db
+from shop.models import Batch, Drop
+from shop.models.drop import drop_phase
+
+log = logging.getLogger(__name__)
+
+STATE_SECONDS = 1.0  # how old the live numbers (and the version a page is checked against) may be
+REDIS_TIMEOUT = 0.25  # seconds: a slow Redis costs a render, never a stuck page
+_EVICT = "page_cache.evict"  # Session.info key: slugs whose state goes once the edit commits
+
+
+# --- what is cached ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DropState:
+    """A public drop's version, window and live numbers, read in one statement at ``read_at``."""
+
+    id: int
+    slug: str
+    version: int
+    state: str
+    opens_at: datetime | None
+    closes_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+    batches: tuple[BatchNumbers, ...]
+    read_at: datetime
+
+    def phase(self, now: datetime) -> str:
+        return drop_phase(self.state, self.opens_at, self.closes_at, now)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            [
+                self.id,
+                self.slug,
+                self.version,
+                self.state,
+                *(_iso(at) for at in (self.opens_at, self.closes_at, self.closed_at)),
+                self.created_at.isoformat(),
+                [[b.id, b.edition_size, b.sold, b.held] for b in self.batches],
+                self.read_at.isoformat(),
+            ]
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DropState:
+        id_, slug, version, state, opens, closes, closed, created, batches, read_at = json.loads(
+            raw
+        )
+        return cls(
+            id_,
+            slug,
+            version,
+            state,
+            _at(opens),
+            _at(closes),
+            _at(closed),
+            datetime.fromisoformat(created),
+            tuple(BatchNumbers(*b) for b in batches),
+            datetime.fromisoformat(read_at),
+        )
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def drop_state(slug: str, now: datetime, *, fresh: bool = False) -> DropState | None:
+    """The drop's state from the shared cache, or read afresh (one query) when older than
+    ``STATE_SECONDS`` or ``fresh`` is asked; None for no public drop of that slug."""
+    store = _store()
+    key = f"state:{slug}"
+    found = None if fresh else store.get(key, DropState.from_json)
+    if found is not None:
+        return found
+    found = catalog.drop_numbers(slug)
+    if found is None:
+        return None
+    state = DropState(
+        found.id,
+        found.slug,
+        found.version,
+        found.state,
+        found.opens_at,
+        found.closes_at,
+        found.closed_at,
+        found.created_at,
+        tuple(found.batches),
+        now,
+    )
+    store.set(key, state, DropState.to_json, STATE_SECONDS)
+    return state
+
+
+# --- invalidation -----------------------------------------------------------------------------
+
+
+def content_changed(
+    *,
+    drop_ids: Iterable[int] = (),
+    batch_ids: Iterable[int] = (),
+    product_ids: Iterable[int] = (),
+    maker_ids: Iterable[int] = (),
+) -> None:
+    """A maker (or the operator) changed what these drops' pages show: bump their
+    ``content_version`` in the caller's transaction. Once it commits, their cached state goes,
+    so the next request anywhere renders the new version."""
+    drop_ids, batch_ids = [i for i in drop_ids if i], [i for i in batch_ids if i]
+    product_ids, maker_ids = [i for i in product_ids if i], [i for i in maker_ids if i]
+    conditions = []
+    if drop_ids:
+        conditions.append(Drop.id.in_(drop_ids))
+    if batch_ids:
+        conditions.append(Drop.id.in_(select(Batch.drop_id).where(Batch.id.in_(batch_ids))))
+    if product_ids:
+        conditions.append(
+            Drop.id.in_(select(Batch.drop_id).where(Batch.product_id.in_(product_ids)))
+        )
+    if maker_ids:
+        conditions.append(Drop.maker_id.in_(maker_ids))
+    if not conditions:
+        return
+    slugs = db.session.scalars(
+        update(Drop)
+        .where(or_(*conditions))
+        .values(content_version=Drop.content_version + 1)
+        .returning(Drop.slug)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.info.setdefault(_EVICT, set()).update(slugs)
+
+
+@event.listens_for(Session, "after_commit")
+def _evict_after_commit(session: Session) -> None:
+    slugs = session.info.pop(_EVICT, None)
+    if slugs and has_app_context():
+        _store().delete([f"state:{slug}" for slug in slugs])
+
+
+# --- the stores -------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """This process's memory: entries kept as objects, expiring, at most ``limit`` of them."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._items: dict[str, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def get(self, key: str, _decode=None):
+        item = self._items.get(key)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1]
+
+    def set(self, key: str, value, _encode, seconds: float) -> None:
+        with self._lock:
+            if len(self._items) >= self._limit:
+                now = time.monotonic()
+                self._items = {k: v for k, v in self._items.items() if v[0] >= now}
+                if len(self._items) >= self._limit:
+                    self._items.clear()
+            self._items[key] = (time.monotonic() + seconds, value)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._items.pop(key, None)
+
+
+class RedisStore:
+    """Redis, shared by every app process. Any Redis error is a miss (logged), never a 500."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def get(self, key: str, decode):
+        try:
+            raw = self._client.get(self._prefix + key)
+        except RedisError as error:
+            log.warning("page cache: Redis read failed: %s", error)
+            return None
+        return None if raw is None else decode(raw)
+
+    def set(self, key: str, value, encode, seconds: float) -> None:
+        try:
+            self._client.set(self._prefix + key, encode(value), px=int(seconds * 1000))
+        except RedisError as error:
+            log.warning("page cache: Redis write failed: %s", error)
+
+    def delete(self, keys: list[str]) -> None:
+        try:
+            self._client.delete(*(self._prefix + key for key in keys))
+        except RedisError as error:
+            log.warning("page cache: Redis eviction failed: %s", error)
+
+
+def _store():
+    extensions = current_app.extensions
+    store = extensions.get("shop_page_cache")
+    if store is None:
+        url = current_app.config.get("REDIS_URL")
+        if url:
+            client = redis.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
+            prefix = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "smallbatch") + "/page/"
+            store = RedisStore(client, prefix)
+        else:
+            store = MemoryStore()
+        store = extensions.setdefault("shop_page_cache", store)
+    return store
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _at(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
