@@ -36,7 +36,7 @@ from shop import audit, room_store
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import Batch, Drop
-from shop.models.drop import ROOM_AUTO, ROOM_MODES, ROOM_OFF, ROOM_ON
+from shop.models.drop import DRAFT, ROOM_AUTO, ROOM_MODES, ROOM_OFF, ROOM_ON
 
 Turn = room_store.Turn
 
@@ -137,18 +137,44 @@ def waiting(drop_id: int) -> int:
     return room_store.for_app().waiting(drop_id)
 
 
-def stock(drop_id: int) -> Stock:
-    """Units of the drop neither held nor sold (nor set aside for a waitlist: not the crowd's),
-    and not sold for good (one small query)."""
-    free, unsold = db.session.execute(
-        select(
-            func.coalesce(
-                func.sum(Batch.edition_size - Batch.sold - Batch.held - Batch.reserved), 0
-            ),
-            func.coalesce(func.sum(Batch.edition_size - Batch.sold), 0),
-        ).where(Batch.drop_id == drop_id)
-    ).one()
-    return Stock(free=int(free), unsold=int(unsold))
+# Free for the crowd: neither held nor sold, nor set aside for a waitlist.
+_FREE = func.coalesce(func.sum(Batch.edition_size - Batch.sold - Batch.held - Batch.reserved), 0)
+_UNSOLD = func.coalesce(func.sum(Batch.edition_size - Batch.sold), 0)
+
+
+def drop_with_stock(slug: str) -> tuple[Drop, Stock] | None:
+    """A released drop and its stock across its batches, in one query (every reload of the
+    queue page asks)."""
+    row = db.session.execute(
+        select(Drop, _FREE, _UNSOLD)
+        .outerjoin(Batch, Batch.drop_id == Drop.id)
+        .where(Drop.slug == slug, Drop.state != DRAFT)
+        .group_by(Drop.id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return row[0], Stock(free=int(row[1]), unsold=int(row[2]))
+
+
+def batch_ids(drop_id: int) -> list[int]:
+    """The drop's batches, remembered by this process: they are fixed once a drop is scheduled
+    or open (``drops.update_drop``), and only live drops have a line."""
+    known = current_app.extensions.setdefault("shop_room_batches", {})
+    if drop_id not in known:
+        known[drop_id] = list(db.session.scalars(select(Batch.id).where(Batch.drop_id == drop_id)))
+    return known[drop_id]
+
+
+def refresh_seconds(turn: Turn, stock: Stock) -> int:
+    """How soon the queue page reloads: every 2 s for those who may be called within a couple
+    of seconds, 5 s for those who may still get a unit, 10 s for those with more people ahead
+    than units left (waiting for a lapsed hold, or for the sold-out news)."""
+    callable_now = max(0, stock.free - turn.called)
+    if turn.ahead < callable_now + admit_rate() * 2:
+        return 2
+    if turn.ahead < stock.unsold:
+        return 5
+    return 10
 
 
 def wait_seconds(turn: Turn) -> int | None:

@@ -16,18 +16,14 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import select
 
 from shop import auth, clock, limits, metrics, waiting_room
 from shop.errors import LoginRequired, error_response, wants_json
 from shop.extensions import db
-from shop.models import Batch, Drop
+from shop.models import Drop
 
 bp = Blueprint("queue", __name__)
 
-# The queue page reloads itself this often: quickly near the front, gently further back.
-REFRESH_NEAR = 2
-REFRESH_FAR = 10
 NOT_YOUR_TURN = (
     "This drop has a waiting room open, and it isn't your turn to buy yet (or your turn has "
     "passed). Join the line: your place is kept on every device."
@@ -39,9 +35,10 @@ NOT_YOUR_TURN = (
 def line(slug: str):
     """Where a signed-in visitor waits: their place, an estimate, and a page that reloads itself
     until it is their turn (then on to the drop page) or the drop is sold out for good."""
-    drop = db.session.scalar(select(Drop).where(Drop.slug == slug, Drop.state != "draft"))
-    if drop is None:
+    found = waiting_room.drop_with_stock(slug)
+    if found is None:
         abort(404)
+    drop, stock = found
     now = clock.now()
     drop_page = url_for("storefront.drop", slug=drop.slug)
     if not drop.is_live(now):
@@ -51,10 +48,8 @@ def line(slug: str):
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
     now_ms = _ms(now)
-    batch_ids = _batch_ids(drop.id)
-    if not waiting_room.is_open(drop, batch_ids, now_ms=now_ms):
+    if not waiting_room.is_open(drop, waiting_room.batch_ids(drop.id), now_ms=now_ms):
         return redirect(drop_page, 303)
-    stock = waiting_room.stock(drop.id)
     if stock.sold_out:
         return render_template("queue/sold_out.html", drop=drop), 409
     check = waiting_room.read_pass(
@@ -79,7 +74,7 @@ def line(slug: str):
                 turn=turn,
                 stock=stock,
                 wait=waiting_room.wait_seconds(turn) if stock.free > 0 else None,
-                refresh=REFRESH_NEAR if turn.ahead < waiting_room.admit_rate() * 5 else REFRESH_FAR,
+                refresh=waiting_room.refresh_seconds(turn, stock),
                 bad_cookie=bad_cookie,
                 pass_minutes=current_app.config["SHOP_ROOM_PASS_MINUTES"],
             )
@@ -138,10 +133,6 @@ def buy_gate(batch_id: int, customer_id: int) -> Response | None:
         return error_response(403, "not_your_turn", NOT_YOUR_TURN)
     drop = db.session.get(Drop, drop_id)
     return Response(render_template("queue/skipped.html", drop=drop, message=NOT_YOUR_TURN), 403)
-
-
-def _batch_ids(drop_id: int) -> list[int]:
-    return list(db.session.scalars(select(Batch.id).where(Batch.drop_id == drop_id)))
 
 
 def _ms(now: datetime) -> int:
