@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SHOP_ENV", "testing")
 
 import psycopg  # noqa: E402
-from sqlalchemy import create_engine  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 
 from shop import clock, holds, inventory  # noqa: E402
 from shop.models import Batch  # noqa: E402
@@ -516,6 +516,169 @@ class Emulator:
 
 
 # --------------------------------------------------------------------------------------------
+# The crowd: thousands of signed-in customers arriving at random at one drop
+
+
+def phase_crowd(args, url: str, *, room: bool) -> dict:
+    """``--crowd`` customers (logged in before the clock starts) arrive at random over
+    ``--crowd-seconds`` at a drop of ``--crowd-units`` units (limit 1 each), each playing
+    ``bench/crowd.py``'s customer once; with the waiting room on or off. Gunicorn, PostgreSQL,
+    Redis and the emulator, as in production."""
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from shop.extensions import db
+
+    seeding = databases.make_app(url)
+    drop = seed.seed_live_drop(seeding, edition_size=args.crowd_units, limit=1)
+    with seeding.app_context():
+        db.session.execute(
+            text("UPDATE drops SET waiting_room = :mode WHERE id = :id"),
+            {"mode": "on" if room else "off", "id": drop.drop_id},
+        )
+        db.session.commit()
+        db.session.remove()
+    customers = seed.create_customers(seeding, args.crowd)
+    with seeding.app_context():
+        db.engine.dispose()
+    redis_url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
+    prefix = f"smallbatch-bench-{secrets.token_hex(4)}"
+    emulator = Emulator()
+    try:
+        with servers.start_gunicorn(
+            url,
+            workers=args.workers,
+            threads=args.threads,
+            stripe_api_base=emulator.url,
+            reuse_port=args.reuse_port,
+            extra_env={"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": prefix},
+        ) as server:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                sessions = list(
+                    pool.map(lambda c: rawhttp.login(server.address, c.email), customers)
+                )
+            job = {
+                "host": server.address[0],
+                "port": server.address[1],
+                "emulator": emulator.url,
+                "slug": drop.slug,
+                "seconds": args.crowd_seconds,
+                "pay_share": args.crowd_pay_share,
+                "seed": 15,
+                "customers": [{"cookies": s.cookies} for s in sessions],
+            }
+            meter = CpuMeter(server.process.pid, emulator.process.pid)
+            meter.start()
+            finished = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "crowd.py")],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+            )
+            if finished.returncode != 0:
+                raise RuntimeError(f"the crowd failed:\n{finished.stderr}\n{server.log()[-3000:]}")
+            raw = json.loads(finished.stdout)
+            cpu = meter.stop(raw["cpu_seconds"])
+    finally:
+        emulator.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    result = crowd_summary(raw, args.crowd_units)
+    result["cpu"] = cpu
+    result["invariants"] = invariant_check(url, drop.batch_ids)
+    return result
+
+
+def crowd_summary(raw: dict, units: int) -> dict:
+    """Per kind of answer (a 409 from the line or the buy is "sold out"): rate, percentiles,
+    statuses; sell-out and "told" times; the rank correlation of arrival and hold order."""
+    kinds: dict[str, list] = {}
+    for kind, status, start, end in raw["requests"]:
+        name = "sold out" if status == 409 else kind
+        kinds.setdefault(name, []).append((status, (end - start) * 1000))
+    seconds = raw["seconds"]
+    answers = {}
+    for name, items in kinds.items():
+        latencies = sorted(ms for _, ms in items)
+
+        def percentile(p: float, latencies=latencies) -> float:
+            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+        statuses: dict[str, int] = {}
+        for status, _ in items:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        answers[name] = {
+            "per_s": round(len(items) / seconds, 1),
+            "count": len(items),
+            "p50_ms": percentile(0.5),
+            "p95_ms": percentile(0.95),
+            "p99_ms": percentile(0.99),
+            "statuses": statuses,
+        }
+    people = raw["customers"]
+    holders = sorted((c for c in people if c["held"] is not None), key=lambda c: c["held"])
+    first_arrival = min((c["arrived"] for c in people), default=0.0)
+    last_hold = holders[-1]["held"] if holders else None
+    told = [c["told"] for c in people if c["told"] is not None]
+    return {
+        "answers": answers,
+        "customers": len(people),
+        "holds": len(holders),
+        "units": units,
+        "sell_out_seconds": round(last_hold - first_arrival, 2) if last_hold else None,
+        "last_told_after_last_hold_s": round(max(told) - last_hold, 2)
+        if told and last_hold
+        else None,
+        "fairness_rank_correlation": rank_correlation(holders),
+        "server_errors": sum(
+            n for a in answers.values() for s, n in a["statuses"].items() if s.startswith("5")
+        ),
+        "client_errors": raw["errors"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def rank_correlation(holders: list[dict]) -> float | None:
+    """Spearman's rho between arrival order and hold order (1: first come, first served)."""
+    n = len(holders)
+    if n < 2:
+        return None
+    by_arrival = sorted(range(n), key=lambda i: holders[i]["arrived"])
+    arrival_rank = {index: rank for rank, index in enumerate(by_arrival)}
+    d2 = sum((arrival_rank[i] - i) ** 2 for i in range(n))  # i is the hold rank
+    return round(1 - 6 * d2 / (n * (n * n - 1)), 3)
+
+
+def crowd_report(args, results: dict) -> None:
+    for key, label in (("crowd_on", "room on"), ("crowd_off", "room off")):
+        result = results.get(key)
+        if result is None:
+            continue
+        cores = result["cpu"]["cores_by_component"]
+        print(
+            f"\ncrowd, {label}: {result['customers']} customers over {args.crowd_seconds:g} s, "
+            f"{result['units']} units, {args.crowd_pay_share:.0%} pay (the rest give the hold "
+            f"back) — {result['holds']} holds, sold out in {result['sell_out_seconds']} s, last "
+            f"visitor told {result['last_told_after_last_hold_s']} s after the last hold; "
+            f"fairness (rank correlation arrival → hold) {result['fairness_rank_correlation']}; "
+            f"5xx {result['server_errors']}; oversold {result['invariants']['oversold']}, "
+            f"invariants {invariants_verdict(result['invariants'])}; cores: shop "
+            f"{cores['shop']} postgres {cores['postgres']} crowd {cores['loadgen']}"
+        )
+        for name, answer in sorted(result["answers"].items()):
+            statuses = " ".join(f"{s}: {n}" for s, n in sorted(answer["statuses"].items()))
+            print(
+                f"  {name:<9} {answer['per_s']:>7.1f}/s  p50 {answer['p50_ms']:>7.1f}  "
+                f"p95 {answer['p95_ms']:>7.1f}  p99 {answer['p99_ms']:>7.1f} ms  {statuses}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 
 
@@ -679,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--phases",
         default="hello,bare,sql,buy,spread,checkout,soldout,paced",
-        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,paced",
+        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,paced,crowd "
+        "(crowd only when named)",
     )
     parser.add_argument(
         "--paced",
@@ -694,6 +858,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run hello and the shop phases this many times, interleaved, and report each "
         "phase's median round (a slow minute on a shared machine then hits one round of every "
         "phase instead of one whole phase)",
+    )
+    parser.add_argument("--crowd", type=int, default=5000, help="customers in the crowd phase")
+    parser.add_argument("--crowd-units", type=int, default=300)
+    parser.add_argument("--crowd-seconds", type=float, default=20)
+    parser.add_argument("--crowd-pay-share", type=float, default=0.8)
+    parser.add_argument(
+        "--crowd-room",
+        default="on,off",
+        help="the crowd phase with the waiting room on, off, or both (on,off)",
     )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
@@ -781,10 +954,15 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"{name}_rounds"] = [round_rate(name, run) for run in runs]
                 if name.startswith("paced"):
                     results[f"{name}_p99s"] = [run["p99_ms"] for run in runs]
+            if "crowd" in phases:
+                for mode in args.crowd_room.split(","):
+                    print(f"crowd: {args.crowd} customers, room {mode} …", flush=True)
+                    results[f"crowd_{mode}"] = phase_crowd(args, url, room=mode == "on")
         finally:
             if emulator is not None:
                 emulator.stop()
     report(args, facts, results)
+    crowd_report(args, results)
     if args.json:
         for key in ("hello", "bare", *SHOP_PHASES, *map(paced_name, args.paced)):
             if key in results:
@@ -804,6 +982,10 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{n}_invariants"]["oversold"] or results[f"{n}_invariants"]["violations"]
         for n in ("bare", *SHOP_PHASES, "paced")
         if f"{n}_invariants" in results
+    ) or any(
+        results[key]["invariants"]["oversold"] or results[key]["invariants"]["violations"]
+        for key in ("crowd_on", "crowd_off")
+        if key in results
     )
     return 1 if failed else 0
 
