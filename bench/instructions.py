@@ -1,6 +1,7 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
-    .venv/bin/python bench/instructions.py [--requests 200] [--targets hello,bare,buy,drop,soldout]
+    .venv/bin/python bench/instructions.py [--requests 200] \
+        [--targets hello,bare,buy,drop,anon,stock,soldout]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
 which hides any change smaller than that. An instruction count does not move: this script runs
@@ -14,8 +15,10 @@ a time (instruction counts do not depend on what else the machine does).
 - bare    — the bare one-statement endpoint of the other ceiling (``bench/bare.py``): hello-world
             plus the hold statement, so ``buy`` minus ``bare`` is what the shop adds to a hold;
 - buy     — the real ``POST /checkout/batches/<id>`` as a logged-in customer: the hold and the 303;
-- drop    — the drop page (``GET /drops/<slug>``) as the same customer;
-- soldout — the buy on a sold-out batch: the 409 drop page with the reason.
+- drop    — the drop page (``GET /drops/<slug>``) as a signed-in customer;
+- anon    — the same page for an anonymous visitor (no cookie);
+- stock   — the live stock JSON (``GET /api/drops/<slug>/stock``), no cookie;
+- soldout — the buy on a sold-out batch: the 409 answer.
 
 Needs valgrind (``apt-get install valgrind``) and PostgreSQL (``TEST_DATABASE_URL``).
 """
@@ -146,6 +149,20 @@ def prepare(url: str, spec_file: str) -> None:
                 "body": "",
                 "expect": "200",
             },
+            "anon": {
+                "method": "GET",
+                "path": f"/drops/{drop.slug}",
+                "cookie": "",
+                "body": "",
+                "expect": "200",
+            },
+            "stock": {
+                "method": "GET",
+                "path": f"/api/drops/{drop.slug}/stock",
+                "cookie": "",
+                "body": "",
+                "expect": "200",
+            },
             "soldout": {
                 "method": "POST",
                 "path": f"/checkout/batches/{sold_out}",
@@ -178,7 +195,7 @@ def _cookie_and_body(session, batch_id: int) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--targets", default="hello,bare,buy,drop,soldout")
+    parser.add_argument("--targets", default="hello,bare,buy,drop,anon,stock,soldout")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
