@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import redis
@@ -47,18 +47,9 @@ _EVICT = "page_cache.evict"  # Session.info key: slugs whose state goes once the
 
 
 @dataclass(frozen=True)
-class DropState:
-    """A public drop's version, window and live numbers, read in one statement at ``read_at``."""
+class DropState(catalog.DropNumbers):
+    """A public drop's numbers (``catalog.drop_numbers``) as read at ``read_at``."""
 
-    id: int
-    slug: str
-    version: int
-    state: str
-    opens_at: datetime | None
-    closes_at: datetime | None
-    closed_at: datetime | None
-    created_at: datetime
-    batches: tuple[BatchNumbers, ...]
     read_at: datetime
 
     def phase(self, now: datetime) -> str:
@@ -92,7 +83,7 @@ class DropState:
             _at(closes),
             _at(closed),
             datetime.fromisoformat(created),
-            tuple(BatchNumbers(*b) for b in batches),
+            [BatchNumbers(*b) for b in batches],
             datetime.fromisoformat(read_at),
         )
 
@@ -112,16 +103,7 @@ def drop_state(slug: str, now: datetime, *, fresh: bool = False) -> DropState | 
     if found is None:
         return None
     state = DropState(
-        found.id,
-        found.slug,
-        found.version,
-        found.state,
-        found.opens_at,
-        found.closes_at,
-        found.closed_at,
-        found.created_at,
-        tuple(found.batches),
-        now,
+        **{field.name: getattr(found, field.name) for field in fields(found)}, read_at=now
     )
     store.set(key, state, DropState.to_json, STATE_SECONDS)
     return state
