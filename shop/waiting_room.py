@@ -15,7 +15,8 @@ maker's choice). While it is open, a signed-in visitor of the live drop waits fo
   slot to the next; their pass to buy lasts ``SHOP_ROOM_PASS_MINUTES``, after which a visit
   puts them at the back of the line.
 - **Nobody waits for nothing.** Once every unit is sold for good, every waiting visitor's next
-  visit is the sold-out answer.
+  visit is the sold-out answer; the queue page's script (``static/js/line.js``) tells them
+  sooner, from the stock JSON's ``sold_out_for_good``.
 
 With ``REDIS_URL`` the line lives in Redis (two Lua scripts, shared by every process, surviving
 restarts); without it, in this process's memory (the embedded single-process default). Redis

@@ -238,9 +238,11 @@ def drop_stock(slug: str):
                 "remaining": b.remaining,
                 "edition_size": b.edition_size,
                 "sold_out": b.remaining <= 0,
+                "sold_out_for_good": b.sold >= b.edition_size,  # held units can come back
             }
             for b in state.batches
         ],
+        sold_out_for_good=all(b.sold >= b.edition_size for b in state.batches),
         opens_at=iso(state.opens_at) or None,
         closes_at=iso(state.closes_at) or None,
         now=iso(state.read_at),

@@ -436,9 +436,22 @@ def test_live_stock_comes_from_one_query_as_json(app, client):
     body = response.get_json()
     assert body["drop"] == slug and body["phase"] == "live"
     assert body["batches"] == [
-        {"id": first_id, "remaining": 238, "edition_size": 240, "sold_out": False},
-        {"id": second_id, "remaining": 0, "edition_size": 2, "sold_out": True},
+        {
+            "id": first_id,
+            "remaining": 238,
+            "edition_size": 240,
+            "sold_out": False,
+            "sold_out_for_good": False,
+        },
+        {
+            "id": second_id,
+            "remaining": 0,
+            "edition_size": 2,
+            "sold_out": True,
+            "sold_out_for_good": False,  # held, not sold: may come back
+        },
     ]
+    assert body["sold_out_for_good"] is False
     assert body["opens_at"].endswith("Z") and body["closes_at"].endswith("Z")
     assert body["now"].endswith("Z")
     assert "Set-Cookie" not in response.headers

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from shop import clock, inventory, waiting_room
+from shop import clock, inventory, page_cache, waiting_room
 from shop.extensions import db
 from shop.models import AuditEntry, Drop, Order
 from shop.models.order import CANCELLED
@@ -175,6 +175,57 @@ def test_everyone_waiting_is_told_at_once_when_the_last_unit_is_sold(app):
 
     assert [a.status_code for a in answers] == [409, 409, 409]
     assert all("Every unit of this drop has been sold" in a.get_data(as_text=True) for a in answers)
+
+
+def test_the_stock_json_ends_the_wait_only_when_every_unit_is_sold_for_good(app):
+    """The queue page's script ends the wait on ``sold_out_for_good``; a held unit can come
+    back, so "none free right now" (``sold_out``) must not end it, and the line agrees."""
+    drop, gone_id = room_drop(edition_size=1, limit=1)
+    held_id = make_batch(drop=drop, edition_size=1, limit=1).id
+    now = clock.now()
+    inventory.confirm(inventory.hold(gone_id, 1, customer=make_customer(), now=now), now=now)
+    held = inventory.hold(held_id, 1, customer=make_customer(), now=now)
+    db.session.commit()
+    client, _ = shopper(app)
+    stock_url = f"/api/drops/{drop.slug}/stock"
+
+    all_taken = app.test_client().get(stock_url)
+    waiting = client.get(queue_url(drop))
+
+    body = all_taken.get_json()
+    assert [(b["id"], b["sold_out"], b["sold_out_for_good"]) for b in body["batches"]] == [
+        (gone_id, True, True),
+        (held_id, True, False),
+    ]
+    assert body["sold_out_for_good"] is False
+    assert waiting.status_code == 200  # still in line: the hold may lapse
+
+    inventory.confirm(held, now=clock.now())
+    db.session.commit()
+    time.sleep(page_cache.STATE_SECONDS + 0.1)  # the shared numbers are at most this old
+
+    body = app.test_client().get(stock_url).get_json()
+    assert [b["sold_out_for_good"] for b in body["batches"]] == [True, True]
+    assert body["sold_out_for_good"] is True
+    assert client.get(queue_url(drop)).status_code == 409
+
+
+def test_the_queue_page_brings_its_script_and_the_sold_out_news_from_the_shop(app):
+    drop, _ = room_drop(edition_size=1)
+    front, _ = shopper(app)
+    front.get(queue_url(drop))  # let in
+    client, _ = shopper(app)
+
+    page = client.get(queue_url(drop))
+
+    html = page.get_data(as_text=True)
+    assert '<script src="/static/js/line.js" defer></script>' in html
+    assert f'data-line-stock-url="/api/drops/{drop.slug}/stock"' in html
+    assert '<template id="line-sold-out"' in html and "Every unit of this drop" in html
+    assert '<meta http-equiv="refresh" content="2">' in html  # still works without it
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "private, no-store"
 
 
 def test_a_customer_who_skipped_the_line_cannot_buy(app):
