@@ -566,6 +566,8 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
                 "slug": drop.slug,
                 "seconds": args.crowd_seconds,
                 "pay_share": args.crowd_pay_share,
+                "poll": args.crowd_poll,
+                "proxy": args.crowd_proxy == "on",
                 "seed": 15,
                 "customers": [{"cookies": s.cookies} for s in sessions],
             }
@@ -624,7 +626,16 @@ def crowd_summary(raw: dict, units: int) -> dict:
     holders = sorted((c for c in people if c["held"] is not None), key=lambda c: c["held"])
     first_arrival = min((c["arrived"] for c in people), default=0.0)
     last_hold = holders[-1]["held"] if holders else None
+    # When the last paying customer started to pay: the last unit was sold for good no sooner.
+    last_sale = max((c["paid"] for c in people if c.get("paid") is not None), default=None)
     told = [c["told"] for c in people if c["told"] is not None]
+    # Those already there when the last sale began (later arrivals are told on arrival).
+    told_waiting = [
+        c["told"]
+        for c in people
+        if c["told"] is not None and last_sale is not None and c["arrived"] < last_sale
+    ]
+    polls = answers.get("stock", {}).get("count", 0)
     return {
         "answers": answers,
         "customers": len(people),
@@ -634,6 +645,11 @@ def crowd_summary(raw: dict, units: int) -> dict:
         "last_told_after_last_hold_s": round(max(told) - last_hold, 2)
         if told and last_hold
         else None,
+        "last_told_after_last_sale_s": round(max(told_waiting) - last_sale, 2)
+        if told_waiting
+        else None,
+        "stock_polls": polls + raw.get("proxy_hits", 0),
+        "stock_polls_at_the_shop": polls,
         "fairness_rank_correlation": rank_correlation(holders),
         "server_errors": sum(
             n for a in answers.values() for s, n in a["statuses"].items() if s.startswith("5")
@@ -664,7 +680,11 @@ def crowd_report(args, results: dict) -> None:
             f"\ncrowd, {label}: {result['customers']} customers over {args.crowd_seconds:g} s, "
             f"{result['units']} units, {args.crowd_pay_share:.0%} pay (the rest give the hold "
             f"back) — {result['holds']} holds, sold out in {result['sell_out_seconds']} s, last "
-            f"visitor told {result['last_told_after_last_hold_s']} s after the last hold; "
+            f"visitor told {result['last_told_after_last_hold_s']} s after the last hold (late "
+            f"arrivals included); of those there when the last sale began, the last told "
+            f"{result['last_told_after_last_sale_s']} s after it; stock JSON "
+            f"polls {result['stock_polls']} ({result['stock_polls_at_the_shop']} reached the "
+            f"shop; poll {args.crowd_poll:g} s, proxy micro-cache {args.crowd_proxy}); "
             f"fairness (rank correlation arrival → hold) {result['fairness_rank_correlation']}; "
             f"5xx {result['server_errors']}; oversold {result['invariants']['oversold']}, "
             f"invariants {invariants_verdict(result['invariants'])}; cores: shop "
@@ -863,6 +883,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crowd-units", type=int, default=300)
     parser.add_argument("--crowd-seconds", type=float, default=20)
     parser.add_argument("--crowd-pay-share", type=float, default=0.8)
+    parser.add_argument(
+        "--crowd-poll",
+        type=float,
+        default=1.0,
+        help="seconds between a waiting customer's reads of the stock JSON, as the queue "
+        "page's script does (0: customers without JavaScript)",
+    )
+    parser.add_argument(
+        "--crowd-proxy",
+        choices=("on", "off"),
+        default="on",
+        help="the stock JSON polls go through a micro-cache like deploy/nginx's (on) or "
+        "straight to the shop (off)",
+    )
     parser.add_argument(
         "--crowd-room",
         default="on,off",
