@@ -10,14 +10,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from shop.extensions import db
 from shop.models import Allotment, Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
 from shop.models.order import HELD, PAID, REFUNDED
 from shop.models.types import UTCDateTime
+from shop.models.waitlist import ACTIVE, WaitlistPlace
 
 # Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
@@ -221,6 +222,97 @@ def drop_numbers(slug: str) -> DropNumbers | None:
     return DropNumbers(
         drop_id, slug, version, state, opens_at, closes_at, closed_at, created_at, batches
     )
+
+
+@dataclass(frozen=True)
+class SoldOutFacts:
+    """What the sold-out answer to a buy says (``sold_out_facts``): the batch, its drop, whether
+    it is sold for good, the batch lined up behind it and whether this customer is in its line."""
+
+    batch_id: int
+    number: int
+    product_name: str
+    drop_slug: str
+    drop_title: str
+    edition_size: int
+    sold: int
+    left: int  # what the crowd may take now: units may have come back since the refusal
+    per_customer_limit: int
+    waiting: int
+    unit_label: str  # plural: "bottles"
+    unit_singular: str  # one: "bottle"
+    next_id: int | None  # the batch that goes on sale once this one sells out
+    next_number: int | None
+    next_left: int | None
+    in_line: bool  # the customer has a place in this batch's waitlist (waiting or offered)
+
+    @property
+    def for_good(self) -> bool:
+        """Every unit is paid for: none can come back, so there is no waitlist."""
+        return self.sold >= self.edition_size
+
+
+def _sold_out_facts_statement():
+    """One row: the batch, its product and public drop, the batch that follows it (the earliest
+    lined up behind it in its drop: a correlated subquery, on the drop's index) and whether the
+    customer has a place in its line. Built once: the crowd arriving after the sell-out runs it."""
+    after = aliased(Batch)
+    lined_up = aliased(Batch)
+    next_id = (
+        select(lined_up.id)
+        .where(lined_up.drop_id == Batch.drop_id, lined_up.follows_batch_id == Batch.id)
+        .order_by(lined_up.number)
+        .limit(1)
+        .correlate(Batch)
+        .scalar_subquery()
+    )
+    in_line = (
+        exists()
+        .where(
+            WaitlistPlace.batch_id == Batch.id,
+            WaitlistPlace.customer_id == bindparam("customer_id"),
+            WaitlistPlace.state.in_(ACTIVE),
+        )
+        .correlate(Batch)
+    )
+    return (
+        select(
+            Batch.id,
+            Batch.number,
+            Product.name,
+            Drop.slug,
+            Drop.title,
+            Batch.edition_size,
+            Batch.sold,
+            Batch.edition_size - Batch.sold - Batch.held - Batch.reserved,
+            Batch.per_customer_limit,
+            Batch.waiting,
+            Batch.unit_label,
+            Batch.unit_singular,
+            after.id,
+            after.number,
+            after.edition_size - after.sold - after.held - after.reserved,
+            in_line,
+        )
+        .join(Product, Product.id == Batch.product_id)
+        .join(Drop, Drop.id == Batch.drop_id)
+        .outerjoin(after, after.id == next_id)
+        .where(Batch.id == bindparam("batch_id"), Drop.state != DRAFT)
+    )
+
+
+_SOLD_OUT_FACTS = _sold_out_facts_statement()
+
+
+def sold_out_facts(batch_id: int, customer_id: int | None = None) -> SoldOutFacts | None:
+    """What the sold-out page says about a released batch, in ONE query; None for a batch that
+    does not exist or was never released (a 404, as for the drop page)."""
+    if not 1 <= batch_id <= MAX_ID:
+        return None
+    row = db.session.execute(
+        _SOLD_OUT_FACTS, {"batch_id": batch_id, "customer_id": customer_id}
+    ).first()
+    return None if row is None else SoldOutFacts(*row[:15], in_line=bool(row[15]))
 
 
 def certificate(code: str) -> Unit | None:

@@ -1,7 +1,8 @@
 """From a hold to Stripe Checkout and back: buy, continue to payment, success and cancel.
 
-Errors from buying (sold out, limit, not live, bad quantity, Stripe trouble) re-render the drop
-page with the message, through ``g.render_error``; JSON callers get the central JSON error.
+Errors from buying (limit, not live, bad quantity, Stripe trouble, fewer left than asked for)
+re-render the drop page with the message, through ``g.render_error``; a batch with nothing left
+gets a small sold-out page instead. JSON callers get the central JSON error.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from shop.errors import (
     NotFound,
     PaymentRejected,
     PaymentUnavailable,
+    SoldOut,
     error_response,
     wants_json,
 )
@@ -74,7 +76,7 @@ def buy(batch_id: int):
     The request a flash crowd sends, so it is one statement: the hold reads the batch's terms and
     checks the buyer's session token itself (``inventory.reserve``). Stripe is asked by ``pay``,
     the next request: the units are safe before any network call, and a slow Stripe never slows
-    the hold. Refusals re-render the drop page with the reason.
+    the hold. Refusals re-render the drop page with the reason (``_refused``).
     """
     buyer = auth.buyer()
     if buyer is None:
@@ -204,9 +206,12 @@ def cancel(public_id: str):
 def _refused(batch_id: int, error: Exception):
     """A refused buy: the drop page again, the reason next to the batch (404 for no batch).
 
-    Most of a flash crowd gets this once the last unit is gone, so the page is read afresh in
-    one statement (``catalog.public_drop_of_batch``): the numbers it shows are the database's."""
+    A batch with nothing left to take gets the small sold-out page instead: most of a flash
+    crowd gets that answer once the last unit is gone, so it reads one row and does not render
+    the drop. Asking for more than is left keeps the drop page, to choose fewer."""
     db.session.rollback()  # whatever the failed attempt touched
+    if isinstance(error, SoldOut) and error.remaining <= 0:
+        return _sold_out_page(batch_id)
     drop = catalog.public_drop_of_batch(batch_id)
     if drop is None:  # never released, or gone: as if it never existed
         return error_response(404, NotFound.code, NotFound.message)
@@ -216,6 +221,16 @@ def _refused(batch_id: int, error: Exception):
         limit = next(b.per_customer_limit for b in drop.batches if b.id == batch_id)
         error = InvalidQuantity(inventory.quantity_message(limit))
     return storefront_views.drop_page(drop, error=error)
+
+
+def _sold_out_page(batch_id: int):
+    """409: the batch is sold out, and what happens next — the batch lined up behind it, the
+    waitlist while units are only held, or nothing more once every unit is paid for."""
+    buyer = auth.buyer()
+    facts = catalog.sold_out_facts(batch_id, buyer.id if buyer is not None else None)
+    if facts is None:  # never released, or gone: as if it never existed
+        return error_response(404, NotFound.code, NotFound.message)
+    return render_template("storefront/sold_out.html", facts=facts), SoldOut.status
 
 
 def _order_page(order_id: int, error: Exception) -> str:

@@ -284,7 +284,9 @@ def test_json_callers_get_the_error_as_json(app, client, emulator, shopper):
     assert response.json["error"]["code"] == "invalid_quantity"
 
 
-def test_sold_out_re_renders_the_drop_page_with_the_reason(app, client, emulator, shopper):
+def test_fewer_left_than_asked_for_re_renders_the_drop_page_with_the_reason(
+    app, client, emulator, shopper
+):
     _customer, batch, csrf = shopper
     for _ in range(2):  # four units of five go to others
         inventory.hold(batch.id, 2, customer=make_customer(), now=clock.now())
