@@ -2,7 +2,7 @@
 
 A person gets a clear page, an API caller clear JSON, nobody a traceback. A view may set
 ``g.render_error`` to a callable ``(error) -> str`` to show a domain error on its own page
-(the drop page re-rendered with "Sold out"), keeping the status code from here (or returning
+(the drop page re-rendered with the reason), keeping the status code from here (or returning
 ``(page, status)`` or a whole response, a redirect say, when it needs another).
 """
 
