@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, func, select
-from sqlalchemy.orm import aliased, joinedload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
 from shop.extensions import db
 from shop.models import Allotment, Batch, Drop, Order, Product, Unit, User
@@ -105,6 +105,21 @@ def public_drop(slug: str) -> Drop | None:
     if not _plausible_slug(slug):
         return None
     return _one_public_drop(_PUBLIC_DROP_BY_SLUG, {"slug": slug})
+
+
+def detached_public_drop(slug: str) -> Drop | None:
+    """``public_drop`` read in a session of its own and detached from it, with everything its
+    page reads loaded (the next batch each one follows too): objects a process can keep and
+    render from while the drop is unchanged (``page_cache.snapshot``). Read-only."""
+    if not _plausible_slug(slug):
+        return None
+    with Session(db.engine, expire_on_commit=False) as session:
+        drop = session.scalars(_PUBLIC_DROP_BY_SLUG, {"slug": slug}).unique().first()
+        if drop is not None:
+            for batch in drop.batches:
+                batch.follows, batch.drop  # noqa: B018 - loaded now, read after the session ends
+        # Closed without a rollback: that would expire what was just loaded.
+    return drop
 
 
 def public_drop_of_batch(batch_id: int) -> Drop | None:
@@ -457,15 +472,23 @@ def allowed_quantity(batch: Batch, customer: User | None) -> int:
     return allowed_quantities([batch], customer)[batch.id]
 
 
-def allowed_quantities(batches: list[Batch], customer: User | None) -> dict[int, int]:
-    """``allowed_quantity`` for several batches in one query (a drop page under a crowd)."""
-    taken: dict[int, int] = {}
-    if customer is not None and customer.is_authenticated and batches:
-        taken = dict(
-            db.session.execute(
-                _ALLOTMENTS, {"customer_id": customer.id, "batch_ids": [b.id for b in batches]}
-            ).all()
-        )
+def taken_units(batch_ids: list[int], customer: User | None) -> dict[int, int]:
+    """Units of these batches the customer holds or has bought, by batch (one small query;
+    none for a visitor who is not signed in)."""
+    if customer is None or not customer.is_authenticated or not batch_ids:
+        return {}
+    return dict(
+        db.session.execute(_ALLOTMENTS, {"customer_id": customer.id, "batch_ids": batch_ids}).all()
+    )
+
+
+def allowed_quantities(
+    batches: list[Batch], customer: User | None, *, taken: dict[int, int] | None = None
+) -> dict[int, int]:
+    """``allowed_quantity`` for several batches in one query (a drop page under a crowd), or
+    none when the caller has the customer's ``taken_units`` already."""
+    if taken is None:
+        taken = taken_units([b.id for b in batches], customer)
     return {
         batch.id: max(0, min(batch.per_customer_limit - taken.get(batch.id, 0), batch.remaining))
         for batch in batches

@@ -10,22 +10,32 @@ memory (the embedded default runs one process):
 ``drops.content_version`` is the invalidation: ``content_changed`` bumps it in the same
 transaction as the maker's edit and, once that commits, drops the cached state, so the very
 next request reads the drop afresh (the one-second life is only the bound when that eviction is
-lost, never the invalidation). Rendering the public part of a drop page once per version, keyed
-by it, is the next step (docs/ARCHITECTURE.md, "The drop page cache").
+lost, never the invalidation).
+- a drop page's **renders**, keyed by ``page_key`` (the version, the phase, the minute and the
+  numbers the page prints): the *shell* — the page with a ``slot`` wherever something is
+  personal — and the whole page an anonymous visitor gets. Rendered once per key, whichever
+  process asks first; nothing personal is ever in them.
+
+And in each process, the drop itself as the renders need it (``snapshot``: detached ORM objects,
+kept per key), so a warm signed-in page asks the database only for the visitor's own rows.
+docs/ARCHITECTURE.md, "The drop page cache", tells the whole design.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 
 import redis
 from flask import current_app, has_app_context
+from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
@@ -39,6 +49,8 @@ from shop.models.drop import drop_phase
 log = logging.getLogger(__name__)
 
 STATE_SECONDS = 1.0  # how old the live numbers (and the version a page is checked against) may be
+PAGE_SECONDS = 300  # a render is keyed by its content; this only bounds what an old key keeps
+SNAPSHOTS = 256  # drops (by key) each process keeps as detached objects
 REDIS_TIMEOUT = 0.25  # seconds: a slow Redis costs a render, never a stuck page
 _EVICT = "page_cache.evict"  # Session.info key: slugs whose state goes once the edit commits
 
@@ -107,6 +119,90 @@ def drop_state(slug: str, now: datetime, *, fresh: bool = False) -> DropState | 
     )
     store.set(key, state, DropState.to_json, STATE_SECONDS)
     return state
+
+
+def page_key(state: DropState, phase: str, now: datetime) -> str:
+    """What a drop page's shared part depends on: the content version, the phase, the minute
+    (countdowns print minutes; a closed page prints none) and every number it prints."""
+    minute = 0 if phase == "closed" else int(now.timestamp()) // 60
+    parts = [str(state.id), str(state.version), state.state, phase, str(minute)]
+    parts += [f"{b.id}:{b.edition_size}:{b.sold}:{b.held}" for b in state.batches]
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def rendered(slug: str, variant: str, key: str, render: Callable[[], str]) -> str:
+    """One render of a drop page (``variant``: "shell" or "anonymous") for ``key``, shared by
+    every process: rendered here only when no process has yet."""
+    store = _store()
+    name = f"page:{slug}:{variant}:{key}"
+    found = store.get(name, bytes.decode)
+    if found is None:
+        found = render()
+        store.set(name, found, str.encode, PAGE_SECONDS)
+    return found
+
+
+def snapshot(slug: str, key: str, load: Callable[[], object]):
+    """The drop of ``slug`` as loaded for ``key`` (detached objects, read-only), kept in this
+    process: a warm page does not read the drop again."""
+    extensions = current_app.extensions
+    store = extensions.get("shop_page_snapshots")
+    if store is None:
+        store = extensions.setdefault("shop_page_snapshots", MemoryStore(limit=SNAPSHOTS))
+    name = f"{slug}:{key}"
+    found = store.get(name)
+    if found is None:
+        found = load()
+        if found is not None:
+            store.set(name, found, None, PAGE_SECONDS)
+    return found
+
+
+# --- slots: the personal places in a shared render --------------------------------------------
+
+_SLOT = re.compile(r"<!--slot-([0-9a-f]{16}):([A-Za-z0-9_-]+)-->")
+
+
+def _slot_token() -> str:
+    """Per secret key, so no visitor text (a story, a name) can pass for a slot."""
+    config = current_app.config
+    token = config.get("_SHOP_SLOT_TOKEN")
+    if token is None:
+        secret = str(config["SECRET_KEY"]).encode()
+        token = config["_SHOP_SLOT_TOKEN"] = hashlib.sha256(b"page-slot:" + secret).hexdigest()[:16]
+    return token
+
+
+def slot(name: str) -> Markup:
+    """A named place in a shared render, filled per request (``fill``); in a render of pieces,
+    the mark that starts the piece of that name (``pieces``)."""
+    return Markup(f"<!--slot-{_slot_token()}:{name}-->")  # noqa: S704  # nosec B704
+
+
+def pieces(text: str) -> dict[str, str]:
+    """A render of marked pieces (``slot(name)`` before each) as ``{name: piece}``."""
+    token = _slot_token()
+    parts = _SLOT.split(text)
+    found = {}
+    for index in range(1, len(parts) - 2, 3):
+        if parts[index] == token:
+            found[parts[index + 1]] = parts[index + 2]
+    return found
+
+
+def fill(shell: str, found: dict[str, str], *, last: bool = False) -> str:
+    """``shell`` with its slots named in ``found`` filled; with ``last``, any other slot empty."""
+    token = _slot_token()
+
+    def one(match: re.Match) -> str:
+        if match.group(1) != token:
+            return match.group(0)
+        piece = found.get(match.group(2))
+        if piece is None:
+            return "" if last else match.group(0)
+        return piece
+
+    return _SLOT.sub(one, shell)
 
 
 # --- invalidation -----------------------------------------------------------------------------

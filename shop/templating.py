@@ -5,21 +5,24 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Flask
+from flask import Flask, g
 from flask_login import current_user
 from markupsafe import Markup, escape
 
 from shop import clock, markdown, money, shipping_rates, timezones
 
+SHARED_RENDER = "shop_shared_render"  # g flag: a render every visitor shares (page_cache)
+
 
 def format_datetime(value: datetime | None, fmt: str = "%-d %b %Y, %H:%M", tz: str | None = None):
+    """In ``tz``, else the account's zone, else UTC — and UTC in a render every visitor shares."""
     if value is None:
         return ""
     zone_name = (
         tz
         or (
             getattr(current_user, "timezone", None)
-            if current_user and current_user.is_authenticated
+            if current_user and current_user.is_authenticated and not g.get(SHARED_RENDER)
             else None
         )
         or "UTC"

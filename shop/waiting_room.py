@@ -33,7 +33,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from shop import audit, room_store
+from shop import audit, page_cache, room_store
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import Batch, Drop
@@ -196,6 +196,7 @@ def set_mode(drop: Drop, mode: str, *, actor: audit.Actor) -> None:
     if drop.waiting_room == mode:
         return
     drop.waiting_room = mode
+    page_cache.content_changed(drop_ids=[drop.id])  # pages keep the drop, room mode and all
     audit.record(
         "drop.waiting_room",
         actor=actor,

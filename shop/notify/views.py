@@ -21,6 +21,20 @@ class NotifyForm(FlaskForm):
     email = EmailField("Your email", validators=[Length(max=254)])
 
 
+@bp.get("/drops/<slug>")
+def subscribe_form(slug: str):
+    """A visitor's "Notify me": the address typed on the drop page, in a form of its own with
+    its CSRF token (the drop page a crowd shares carries none). Signed in, it is one click on
+    the drop page."""
+    drop = catalog.public_drop(slug)
+    if drop is None:
+        abort(404)
+    if current_user.is_authenticated:
+        return redirect(url_for("storefront.drop", slug=slug, _anchor="notify"), 303)
+    form = NotifyForm(formdata=None, email=request.args.get("email", "").strip()[:254])
+    return render_template("notify/problem.html", drop=drop, form=form, message=None)
+
+
 @bp.post("/drops/<slug>")
 @limits.notify
 def subscribe(slug: str):

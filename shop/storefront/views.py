@@ -9,12 +9,15 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    g,
     jsonify,
+    make_response,
     render_template,
     request,
+    session,
     url_for,
 )
-from flask_login import current_user
+from flask_login import AnonymousUserMixin, current_user
 from markupsafe import Markup
 
 from shop import (
@@ -31,12 +34,16 @@ from shop import (
 from shop.errors import ShopError
 from shop.models import Batch, Drop
 from shop.queue import views as queue_views
-from shop.templating import iso
+from shop.templating import SHARED_RENDER, iso
 
 bp = Blueprint("storefront", __name__)
 
 # The live numbers are at most a second old in the shop; a proxy may keep them as long.
 STOCK_CACHE_CONTROL = "public, max-age=1, s-maxage=1"
+# The anonymous drop page: a proxy may serve it for a second, and a stale copy while it asks
+# again (the ETag makes that a 304); browsers always ask. Signed in, a page is nobody else's.
+SHARED_CACHE_CONTROL = "public, max-age=0, s-maxage=1, stale-while-revalidate=4"
+PERSONAL_CACHE_CONTROL = "private, no-store"
 
 
 @bp.get("/")
@@ -47,19 +54,91 @@ def home():
 
 @bp.get("/drops/<slug>")
 def drop(slug: str):
-    found = catalog.public_drop(slug)
+    """The page a crowd reloads. Its shared part comes from the page cache (one render per
+    ``page_cache.page_key``, for every process); an anonymous visitor gets that whole, a
+    signed-in one gets it with their own pieces — nav, buy panels, holds, CSRF tokens — filled
+    in from their own rows alone (docs/ARCHITECTURE.md, "The drop page cache")."""
+    now = clock.now()
+    state = page_cache.drop_state(slug, now)
+    if state is None:
+        abort(404)
+    phase = state.phase(now)
+    key = page_cache.page_key(state, phase, now)
+    found = page_cache.snapshot(slug, key, lambda: catalog.detached_public_drop(slug))
     if found is None:
         abort(404)
     to_the_line = queue_views.gate(found, [batch.id for batch in found.batches])
     if to_the_line is not None:
         return to_the_line
-    return drop_page(found)
+    if not current_user.is_authenticated and "_flashes" not in session:
+        return _shared_page(found, key, phase, now)
+    shell = page_cache.rendered(slug, "shell", key, lambda: _shell(found, phase, now))
+    response = make_response(page_cache.fill(shell, _pieces(found, phase, now), last=True))
+    response.headers["Cache-Control"] = PERSONAL_CACHE_CONTROL
+    return response
+
+
+def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
+    """The anonymous drop page: the same for every visitor but for its clock, so a proxy may
+    serve it for a second, and revalidate it by its key."""
+    if request.if_none_match.contains_weak(key):
+        response = Response(status=304)
+    else:
+
+        def render() -> str:
+            shell = page_cache.rendered(drop.slug, "shell", key, lambda: _shell(drop, phase, now))
+            return page_cache.fill(shell, _pieces(drop, phase, now, clock_too=False))
+
+        page = page_cache.rendered(drop.slug, "anonymous", key, render)
+        response = make_response(page_cache.fill(page, {"now": iso(now)}, last=True))
+    response.set_etag(key, weak=True)
+    response.headers["Cache-Control"] = SHARED_CACHE_CONTROL
+    response.vary.add("Cookie")
+    return response
+
+
+def _shell(drop: Drop, phase: str, now) -> str:
+    """drop.html with a slot for everything personal, rendered as nobody (times in UTC): what
+    every visitor of this key shares."""
+    g.setdefault(SHARED_RENDER, True)
+    try:
+        return render_template(
+            "storefront/drop.html",
+            drop=drop,
+            now=now,
+            phase=phase,
+            slot=page_cache.slot,
+            current_user=AnonymousUserMixin(),
+            sold_out_in=catalog.sold_out_times(drop.batches),
+            error=None,
+            error_batch_id=None,
+            pay_hours=draws.pay_hours(),
+        )
+    finally:
+        g.pop(SHARED_RENDER, None)
+
+
+def _pieces(drop: Drop, phase: str, now, *, clock_too: bool = True) -> dict[str, str]:
+    """This visitor's pieces of the page, by slot (drop_pieces.html)."""
+    text = render_template(
+        "storefront/drop_pieces.html",
+        drop=drop,
+        now=now,
+        phase=phase,
+        mark=page_cache.slot,
+        pay_hours=draws.pay_hours(),
+        **_personal(drop, phase, now),
+    )
+    found = page_cache.pieces(text)
+    if clock_too:
+        found["now"] = iso(now)
+    return found
 
 
 def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
-    """The drop page; with ``error`` (a domain error from buying) shown next to the batch the
-    customer tried to buy. The checkout view renders its refusals (SoldOut & co.) through this,
-    with the drop loaded afresh after the failed attempt."""
+    """The drop page rendered whole and afresh, with ``error`` (a domain error from buying)
+    shown next to the batch the customer tried to buy. The checkout view renders its refusals
+    through this, with the drop loaded afresh after the failed attempt."""
     now = clock.now()
     phase = drop.phase(now)
     error_batch_id = (request.view_args or {}).get("batch_id") if error is not None else None
@@ -68,40 +147,53 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         drop=drop,
         now=now,
         phase=phase,
-        allowed=_allowed(drop.batches, phase),
-        holds=_holds(drop.batches, now),
-        lines=_lines(drop.batches),
         sold_out_in=catalog.sold_out_times(drop.batches),
         error=error,
         error_batch_id=error_batch_id,
         pay_hours=draws.pay_hours(),
-        entries=draws.entries_of(current_user if current_user.is_authenticated else None, drop),
-        notify_subscribed=phase == "upcoming"
-        and current_user.is_authenticated
-        and notifications.is_subscribed(drop, current_user),
+        **_personal(drop, phase, now),
     )
 
 
-def _allowed(batches: list[Batch], phase: str) -> dict[int, int]:
-    """How many units of each batch this visitor may still buy (0 when the drop is not live)."""
-    if phase != "live":
-        return {batch.id: 0 for batch in batches}
+def _personal(drop: Drop, phase: str, now) -> dict:
+    """What of a drop page is the visitor's own: what they may buy, their holds, their places
+    in line, draw entries, "notify me"."""
+    allowed, holds = _own(drop.batches, phase, now)
     customer = current_user if current_user.is_authenticated else None
-    return catalog.allowed_quantities(batches, customer)
+    return {
+        "allowed": allowed,
+        "holds": holds,
+        "lines": _lines(drop.batches),
+        "entries": draws.entries_of(customer, drop),
+        "notify_subscribed": phase == "upcoming"
+        and customer is not None
+        and notifications.is_subscribed(drop, customer),
+    }
 
 
-def _holds(batches: list[Batch], now) -> dict[int, catalog.RunningHolds]:
-    """The signed-in customer's running holds, so the page offers to finish paying for them."""
+def _own(batches: list[Batch], phase: str, now) -> tuple[dict[int, int], dict]:
+    """How many units of each batch this visitor may still buy (0 unless the drop is live and
+    they are signed in), and their running holds (so the page offers to finish paying): on a
+    live drop one small query, and the holds only when it says they hold or bought some."""
+    nothing = {batch.id: 0 for batch in batches}
     if not current_user.is_authenticated:
-        return {}
-    return catalog.live_holds(current_user, [batch.id for batch in batches], now)
+        return nothing, {}
+    ids = [batch.id for batch in batches]
+    if phase != "live":
+        return nothing, catalog.live_holds(current_user, ids, now)
+    taken = catalog.taken_units(ids, current_user)
+    allowed = catalog.allowed_quantities(batches, current_user, taken=taken)
+    holds = catalog.live_holds(current_user, ids, now) if any(taken.values()) else {}
+    return allowed, holds
 
 
 def _lines(batches: list[Batch]) -> dict[int, waitlist.Standing]:
-    """The signed-in customer's places in line, asked only when someone waits for a batch
-    (the counter is on the row at hand): a sold-out page costs no query for a line nobody is
-    in. A place already offered shows as the customer's running hold."""
-    if not current_user.is_authenticated or not any(batch.waiting > 0 for batch in batches):
+    """The signed-in customer's places in line, asked only where a line can show: a batch all
+    taken for now but not sold for good (a page with stock, or sold out, costs no query for
+    it). A place already offered shows as the customer's running hold."""
+    if not current_user.is_authenticated or not any(
+        batch.remaining <= 0 < batch.edition_size - batch.sold for batch in batches
+    ):
         return {}
     return waitlist.standings(current_user, [batch.id for batch in batches])
 
@@ -114,14 +206,15 @@ def batch(product_slug: str, number: int):
     now = clock.now()
     phase = found.drop.phase(now)
     siblings = catalog.sibling_batches(found)
+    allowed, holds = _own([found], phase, now)
     return render_template(
         "storefront/batch.html",
         batch=found,
         drop=found.drop,
         now=now,
         phase=phase,
-        allowed=_allowed([found], phase),
-        holds=_holds([found], now),
+        allowed=allowed,
+        holds=holds,
         lines=_lines([found]),
         earlier=[b for b in siblings if b.number < found.number],
         later=[b for b in siblings if b.number > found.number],

@@ -1,12 +1,14 @@
 """The drop pages' shared cache (shop/page_cache.py): every maker edit bumps the drop's
 content version in its own transaction and shows on the very next request; live numbers are
-at most a second old and cost a warm request no query.
+at most a second old and cost a warm request no query; the drop page is rendered once per key
+and shared, with nothing personal in what is shared.
 
 Each test runs on SQLite and PostgreSQL, with the cache in the process's memory and in Redis.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -15,6 +17,7 @@ import pytest
 from shop import audit, clock, drops, inventory, operators, page_cache, products, users
 from shop.extensions import db
 from shop.models import BatchImage, Drop
+from shop.storefront.views import PERSONAL_CACHE_CONTROL, SHARED_CACHE_CONTROL
 from testkit.factories import make_batch, make_customer, make_drop, make_maker
 from tests.support import redis_server
 from tests.support.wire import recorded_statements
@@ -123,6 +126,183 @@ def test_every_maker_edit_bumps_the_drops_content_version(app, edit):
     db.session.commit()
 
     assert db.session.get(Drop, drop_id, populate_existing=True).content_version > before
+
+
+EDITS = [
+    _edit_story,
+    _edit_price,
+    _edit_product,
+    _edit_picture,
+    _edit_maker_name,
+    _close,
+    _extend_edition,
+]
+
+
+def log_in(client, user) -> None:
+    with client.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+
+
+@pytest.mark.parametrize("visitor", ["anonymous", "signed in"])
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_makers_edit_shows_on_the_very_next_drop_page(client, edit, visitor):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=20)
+    customer = make_customer()
+    db.session.commit()
+    if visitor == "signed in":
+        log_in(client, customer)
+    page = f"/drops/{drop.slug}"
+    assert client.get(page).status_code == 200  # rendered and cached
+    assert client.get(page).status_code == 200  # and served from the cache
+
+    shown = edit(drop, batch)
+    db.session.commit()
+
+    assert shown in client.get(page).get_data(as_text=True)
+
+
+def test_an_anonymous_drop_page_is_shared_and_holds_nothing_personal(client):
+    drop = live_drop()
+    make_batch(drop=drop, edition_size=20)
+    db.session.commit()
+    page = f"/drops/{drop.slug}"
+
+    first = client.get(page)
+    second = client.get(page)
+
+    assert first.status_code == second.status_code == 200
+    assert first.headers["Cache-Control"] == SHARED_CACHE_CONTROL
+    assert "Cookie" in first.headers["Vary"]
+    assert first.headers["ETag"] == second.headers["ETag"]
+    assert first.headers["ETag"].startswith('W/"')
+    assert "Set-Cookie" not in first.headers and "Set-Cookie" not in second.headers
+    html = second.get_data(as_text=True)
+    assert "csrf_token" not in html
+    assert "<!--slot-" not in html  # every slot filled
+    assert "Log in to buy" in html
+    assert "Log out" not in html
+
+
+def test_a_signed_in_page_has_its_own_pieces_and_is_never_shared(app):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=20, limit=3)
+    ann, bob = make_customer(), make_customer()
+    db.session.commit()
+    inventory.hold(batch.id, 2, customer=ann, now=clock.now())
+    db.session.commit()
+    pages = {}
+    for who in (ann, bob):
+        client = app.test_client()
+        log_in(client, who)
+        client.get(f"/drops/{drop.slug}")  # the shell cached by whoever comes first
+        pages[who.email] = client.get(f"/drops/{drop.slug}")
+    anonymous = app.test_client().get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    ann_page, bob_page = (pages[who.email] for who in (ann, bob))
+    for response in (ann_page, bob_page):
+        assert response.headers["Cache-Control"] == PERSONAL_CACHE_CONTROL
+        assert "ETag" not in response.headers
+    ann_html, bob_html = ann_page.get_data(as_text=True), bob_page.get_data(as_text=True)
+    assert "You're holding 2 units" in ann_html and "you can buy 1 more" in ann_html
+    assert "You're holding" not in bob_html and "Log out" in bob_html
+    tokens = [
+        set(re.findall(r'name="csrf_token" value="([^"]+)"', h)) for h in (ann_html, bob_html)
+    ]
+    assert all(tokens) and not tokens[0] & tokens[1]
+    assert "You're holding" not in anonymous and "csrf_token" not in anonymous
+
+
+def test_a_warm_signed_in_drop_page_asks_only_for_the_visitors_own_rows(client):
+    drop = live_drop()
+    make_batch(drop=drop, edition_size=20)
+    make_batch(drop=drop, edition_size=30)
+    customer = make_customer()
+    db.session.commit()
+    page = f"/drops/{drop.slug}"
+    log_in(client, customer)
+    client.get(page)
+
+    with recorded_statements(db.engine) as statements:
+        response = client.get(page)
+
+    assert response.status_code == 200
+    assert len(statements) == 2, statements  # the account (Flask-Login) and its allotments
+    assert "users" in statements[0] and "allotments" in statements[1]
+
+
+def test_a_warm_anonymous_drop_page_asks_the_database_nothing(client):
+    drop = live_drop()
+    make_batch(drop=drop, edition_size=20)
+    db.session.commit()
+    page = f"/drops/{drop.slug}"
+    client.get(page)
+
+    with recorded_statements(db.engine) as statements:
+        response = client.get(page)
+
+    assert response.status_code == 200
+    assert statements == []
+
+
+def test_an_anonymous_visitor_with_the_pages_etag_gets_a_304(client):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=20)
+    db.session.commit()
+    page = f"/drops/{drop.slug}"
+    etag = client.get(page).headers["ETag"]
+
+    same = client.get(page, headers={"If-None-Match": etag})
+    inventory.hold(batch.id, 1, customer=make_customer(), now=clock.now())
+    db.session.commit()
+    time.sleep(page_cache.STATE_SECONDS + 0.1)
+    changed = client.get(page, headers={"If-None-Match": etag})
+
+    assert same.status_code == 304 and same.get_data() == b""
+    assert same.headers["ETag"] == etag
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert "19 of 20 left" in changed.get_data(as_text=True)
+
+
+def test_the_shared_part_shows_times_in_utc_and_the_visitors_own_part_in_their_zone(app):
+    opens = clock.now().replace(microsecond=0) + timedelta(days=2)
+    drop = make_drop(opens_at=opens, closes_at=opens + timedelta(days=1))
+    make_batch(drop=drop)
+    tokyo = make_customer()
+    tokyo.timezone = "Asia/Tokyo"
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, tokyo)
+
+    html = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+    anonymous = app.test_client().get(f"/drops/{drop.slug}").get_data(as_text=True)
+
+    assert " JST" not in anonymous  # the shell a Tokyo visitor rendered first holds no JST
+    assert "UTC" in anonymous
+    assert "UTC" in html  # the shared part; site.js shows it in the browser's zone
+
+
+def test_an_anonymous_visitor_asks_to_be_notified_in_two_steps(client):
+    opens = clock.now() + timedelta(days=2)
+    drop = make_drop(opens_at=opens, closes_at=opens + timedelta(days=1))
+    make_batch(drop=drop)
+    db.session.commit()
+    page = client.get(f"/drops/{drop.slug}").get_data(as_text=True)
+    assert f'method="get" action="/notify/drops/{drop.slug}"' in page
+
+    form = client.get(f"/notify/drops/{drop.slug}?email=ann%40example.com")
+    html = form.get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    done = client.post(
+        f"/notify/drops/{drop.slug}",
+        data={"csrf_token": token.group(1), "email": "ann@example.com"},
+    )
+
+    assert form.status_code == 200 and 'value="ann@example.com"' in html
+    assert done.status_code == 303
+    assert "Almost done" in client.get(done.headers["Location"]).get_data(as_text=True)
 
 
 def test_an_operators_suspension_bumps_only_the_makers_drops(app):
