@@ -71,10 +71,24 @@ def test_every_kind_of_page_carries_the_security_headers(client, pages):
 
 
 def test_html_pages_are_never_cached_by_the_browser(client, pages):
-    for name in ("home", "drop", "login", "not-found"):
+    for name in ("home", "batch", "login", "not-found"):
         path, options = pages[name]
         response = client.get(path, **options)
         assert response.headers.get("Cache-Control") == "no-store", name
+
+
+def test_only_the_anonymous_drop_page_may_be_kept_by_a_proxy_and_never_a_signed_in_one(
+    client, customer, pages
+):
+    path, _ = pages["drop"]
+    anonymous = client.get(path)
+    assert log_in(client, customer.email).status_code == 303
+    signed_in = client.get(path)
+
+    assert anonymous.headers["Cache-Control"].startswith("public, max-age=0, s-maxage=")
+    assert anonymous.headers["ETag"] and "Set-Cookie" not in anonymous.headers
+    assert signed_in.headers["Cache-Control"] == "private, no-store"
+    assert "ETag" not in signed_in.headers
 
 
 _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
