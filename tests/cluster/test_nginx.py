@@ -105,6 +105,23 @@ def test_anonymous_stock_numbers_are_micro_cached_and_signed_in_visitors_bypass(
     assert signed_in[1]["x-cache-status"] == "BYPASS"
 
 
+def test_the_anonymous_drop_page_is_micro_cached_and_revalidated_by_its_etag(cluster):
+    path = f"/drops/{cluster['slug']}"
+
+    first = _get(cluster["https"], cluster["ca"], path)
+    second = _get(cluster["https"], cluster["ca"], path)
+    again = _get(cluster["https"], cluster["ca"], path, headers={"If-None-Match": first[1]["etag"]})
+    signed_in = _get(
+        cluster["https"], cluster["ca"], path, headers={"Cookie": "smallbatch_session=x"}
+    )
+
+    assert first[0] == second[0] == 200 and b"Log in to buy" in second[2]
+    assert second[1]["x-cache-status"] == "HIT"
+    assert "set-cookie" not in first[1] and "set-cookie" not in second[1]
+    assert again[0] == 304
+    assert signed_in[1]["x-cache-status"] == "BYPASS"
+
+
 def test_readiness_is_answered_through_nginx(cluster):
     status, _headers, body = _get(cluster["https"], cluster["ca"], "/readyz")
 
