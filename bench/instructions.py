@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/instructions.py [--requests 200] \
         [--targets hello,bare,buy,drop,anon,stock,soldout]
+    .venv/bin/python bench/instructions.py --profile drop [--requests 200]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
 which hides any change smaller than that. An instruction count does not move: this script runs
@@ -196,12 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--targets", default="hello,bare,buy,drop,anon,stock,soldout")
+    parser.add_argument(
+        "--profile",
+        metavar="TARGET",
+        help="instead: profile TARGET's requests with cProfile and print where the time goes",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         target, count, spec_file = args.child
         child(target, int(count), spec_file)
         return 0
+    if args.profile:
+        return profile(args.profile, args.requests)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -230,6 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     for target, count in counts.items():
         ratio = f"  {count / hello:6.2f} x hello" if hello else ""
         print(f"  {target:8s} {count:>12,}{ratio}")
+    return 0
+
+
+def profile(target: str, count: int) -> int:
+    """``target``'s requests under cProfile, in this process: the 30 functions with the most
+    time of their own (``PROFILE_SORT=cumulative`` for time with callees)."""
+    import cProfile
+    import pstats
+
+    from testkit import databases
+
+    with (
+        databases.migrated_postgres_database("smallbatch_instructions") as url,
+        tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
+    ):
+        prepare(url, spec.name)
+        profiler = cProfile.Profile()
+        profiler.runcall(child, target, count, spec.name)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(30)
     return 0
 
 
