@@ -32,12 +32,13 @@ def create_app(config: settings.Config | str | None = None, **overrides: object)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options()
     app.config.update(overrides)
 
-    from shop import logs, metrics, security
+    from shop import fast_path, logs, metrics, security
 
     security.check_production_settings(app)
     register_extensions(app)
     register_blueprints(app)
     register_templating(app)
+    fast_path.install(app)  # inside ProxyFix, which security.register may put around it
     security.register(app)
     logs.init_app(app)
     metrics.init_app(app)

@@ -20,6 +20,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Flask, g, has_request_context, request
@@ -144,41 +145,71 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 def _start() -> None:
     g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    g.request_id = request_id(request.headers.get("X-Request-Id", ""))
+
+
+def request_id(incoming: str) -> str:
+    """The proxy's request id when it is sane, else a new one."""
+    return incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
 
 
 def _log_request(response):
     quiet = request.endpoint in QUIET_ENDPOINTS and response.status_code < 500
-    level = (
-        logging.DEBUG if quiet else logging.WARNING if response.status_code >= 500 else logging.INFO
-    )
-    if not log.isEnabledFor(level):
-        return response
     started = g.get("started")
-    duration = round((time.perf_counter() - started) * 1000, 1) if started else None
     rule = request.url_rule.rule if request.url_rule is not None else None
+    log_answer(
+        request.method,
+        rule,
+        response.status_code,
+        started=started,
+        user_id=_user_id,
+        client=request.remote_addr,
+        quiet=quiet,
+    )
+    return response
+
+
+def log_answer(
+    method: str,
+    rule: str | None,
+    status: int,
+    *,
+    started: float | None,
+    user_id: Callable[[], int | None] | None,
+    client: str | None,
+    quiet: bool = False,
+    request_id: str | None = None,
+) -> None:
+    """The one line per request (``user_id`` is asked only when the line is written); the
+    app's hook and ``shop.fast_path`` both write it."""
+    level = logging.DEBUG if quiet else logging.WARNING if status >= 500 else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    duration = round((time.perf_counter() - started) * 1000, 1) if started else None
+    who = user_id() if user_id is not None else None
     fields = {
         "event": "request",
-        "method": request.method,
+        "method": method,
         "route": rule,
-        "status": response.status_code,
+        "status": status,
         "duration_ms": duration,
-        "user_id": _user_id(),
-        "client": request.remote_addr,
+        "user_id": who,
+        "client": client,
     }
+    extra: dict[str, object] = {"fields": fields}
+    if request_id is not None:
+        extra["request_id"] = request_id
     log.log(
         level,
         "%s %s %s %s ms user %s from %s",
-        request.method,
+        method,
         rule or "(no route)",
-        response.status_code,
+        status,
         duration,
-        fields["user_id"] or "-",
-        request.remote_addr,
-        extra={"fields": fields},
+        who or "-",
+        client,
+        extra=extra,
     )
-    return response
 
 
 def _user_id() -> int | None:

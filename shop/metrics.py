@@ -142,13 +142,17 @@ def init_app(app: Flask) -> None:
 
 
 def _count_request(response):
-    endpoint = request.endpoint or "none"
-    method = request.method if request.method in _METHODS else "other"
-    HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-    started = g.get("started")  # set by shop.logs, first of all hooks
+    # g.started is set by shop.logs, first of all hooks
+    count_answer(request.endpoint, request.method, response.status_code, g.get("started"))
+    return response
+
+
+def count_answer(endpoint: str | None, method: str, status: int, started: float | None) -> None:
+    """One answer counted, with its time; the app's hook and ``shop.fast_path`` both count."""
+    endpoint = endpoint or "none"
+    HTTP_REQUESTS.labels(endpoint, method if method in _METHODS else "other", str(status)).inc()
     if started is not None:
         HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-    return response
 
 
 # --- what the code counts ------------------------------------------------------------------

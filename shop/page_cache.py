@@ -309,16 +309,26 @@ class RedisStore:
             log.warning("page cache: Redis eviction failed: %s", error)
 
 
+def cached_state(app, slug: str) -> DropState | None:
+    """The drop's state if the shared cache has it, else None — read without an app context
+    and never from the database (``shop.fast_path``)."""
+    return _store_of(app).get(f"state:{slug}", DropState.from_json)
+
+
 def _store():
-    extensions = current_app.extensions
+    return _store_of(current_app)
+
+
+def _store_of(app):
+    extensions = app.extensions
     store = extensions.get("shop_page_cache")
     if store is None:
-        url = current_app.config.get("REDIS_URL")
+        url = app.config.get("REDIS_URL")
         if url:
             client = redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
             )
-            prefix = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "smallbatch") + "/page/"
+            prefix = (app.config.get("RATELIMIT_KEY_PREFIX") or "smallbatch") + "/page/"
             store = RedisStore(client, prefix)
         else:
             store = MemoryStore()

@@ -25,6 +25,7 @@ from shop import (
     certificates,
     clock,
     draws,
+    fast_path,
     images,
     ledger,
     notifications,
@@ -87,10 +88,14 @@ def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
 
         def render() -> str:
             shell = page_cache.rendered(drop.slug, "shell", key, lambda: _shell(drop, phase, now))
-            return page_cache.fill(shell, _pieces(drop, phase, now, clock_too=False))
+            found = _pieces(drop, phase, now)
+            found["now"] = page_cache.slot("now")  # kept: each answer has its own clock
+            return page_cache.fill(shell, found, last=True)
 
         page = page_cache.rendered(drop.slug, "anonymous", key, render)
-        response = make_response(page_cache.fill(page, {"now": iso(now)}, last=True))
+        head, _, tail = page.partition(page_cache.slot("now"))
+        response = make_response(head + iso(now) + tail)
+        fast_path.keep(key, around_clock=(head, tail))  # the next such visit skips Flask
     response.set_etag(key, weak=True)
     response.headers["Cache-Control"] = SHARED_CACHE_CONTROL
     response.vary.add("Cookie")
@@ -118,7 +123,7 @@ def _shell(drop: Drop, phase: str, now) -> str:
         g.pop(SHARED_RENDER, None)
 
 
-def _pieces(drop: Drop, phase: str, now, *, clock_too: bool = True) -> dict[str, str]:
+def _pieces(drop: Drop, phase: str, now) -> dict[str, str]:
     """This visitor's pieces of the page, by slot (drop_pieces.html)."""
     text = render_template(
         "storefront/drop_pieces.html",
@@ -129,10 +134,7 @@ def _pieces(drop: Drop, phase: str, now, *, clock_too: bool = True) -> dict[str,
         pay_hours=draws.pay_hours(),
         **_personal(drop, phase, now),
     )
-    found = page_cache.pieces(text)
-    if clock_too:
-        found["now"] = iso(now)
-    return found
+    return page_cache.pieces(text) | {"now": iso(now)}
 
 
 def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
@@ -322,9 +324,10 @@ def drop_stock(slug: str):
     state = page_cache.drop_state(slug, now)
     if state is None:
         abort(404)
+    phase = state.phase(now)
     response = jsonify(
         drop=state.slug,
-        phase=state.phase(now),
+        phase=phase,
         batches=[
             {
                 "id": b.id,
@@ -341,6 +344,7 @@ def drop_stock(slug: str):
         now=iso(state.read_at),
     )
     response.headers["Cache-Control"] = STOCK_CACHE_CONTROL
+    fast_path.keep(fast_path.stock_tag(state, phase))
     return response
 
 
