@@ -65,6 +65,12 @@ SHOP_PHASES = {
     "checkout": "buy, then its follow-up GET pay: a Checkout Session on the Stripe emulator",
     "soldout": "the real checkout.buy on a sold-out batch: every answer a 409 drop page",
 }
+# What a crowd that does not buy sends: each buyer GETs the same address again and again.
+READ_PHASES = {
+    "page": "the drop page as a signed-in customer (each buyer their own session)",
+    "anon": "the drop page with no cookie (the anonymous visitor)",
+    "stock": "the live stock JSON with no cookie",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +244,12 @@ def paced_name(share: float) -> str:
 
 
 def round_rate(name: str, result: dict) -> float:
-    """What a phase is judged by: requests/s for hello, refusals/s for soldout, else holds/s."""
+    """What a phase is judged by: requests/s for hello, 200s/s for a read, refusals/s for
+    soldout, else holds/s."""
     if name == "hello":
         return result["requests_per_s"]
+    if name in READ_PHASES:
+        return successes(result, "200")
     return successes(result, "409" if name == "soldout" else "303")
 
 
@@ -479,6 +488,24 @@ def phase_shop(
         meter = CpuMeter(server.process.pid, emulator_pid)
         try:
             return drive(server.address, requests, args, meter, follows=follows, rate=rate)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
+
+
+def phase_read(args, url: str, name: str, slug: str, customers) -> dict:
+    """``READ_PHASES[name]``: every buyer GETs one address as fast as it is answered."""
+    path = f"/api/drops/{slug}/stock" if name == "stock" else f"/drops/{slug}"
+    with servers.start_gunicorn(
+        url, workers=args.workers, threads=args.threads, reuse_port=args.reuse_port
+    ) as server:
+        if name == "page":
+            sessions = [rawhttp.login(server.address, c.email) for c in customers]
+            requests = [session.get_request(path) for session in sessions]
+        else:
+            requests = [rawhttp.build_request(server.address, "GET", path)] * args.buyers
+        meter = CpuMeter(server.process.pid, None)
+        try:
+            return drive(server.address, requests, args, meter)
         except RuntimeError as error:
             raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
 
@@ -753,6 +780,9 @@ def report(args, facts: dict, results: dict) -> None:
             print(line(name, results[name], successes(results[name])))
     if "soldout" in results:
         print(line("soldout", results["soldout"]))
+    for name in READ_PHASES:
+        if name in results:
+            print(line(name, results[name]))
     for name in map(paced_name, args.paced):
         if name in results:
             print(line(name, results[name], successes(results[name])))
@@ -806,6 +836,15 @@ def report(args, facts: dict, results: dict) -> None:
         if result["sample_bodies"]:
             parts.append(f"sample error bodies {result['sample_bodies']}")
         print("  " + ", ".join(parts))
+    for name in (*READ_PHASES, "soldout"):
+        if name in results and hello:
+            ok = "409" if name == "soldout" else "200"
+            per_s = successes(results[name], ok)
+            print(
+                f"  {name}: {per_s:.1f} answers {ok}/s, "
+                f"{per_s / hello['requests_per_s']:.1%} of hello-world, "
+                f"p99 {results[name]['p99_ms']} ms, 5xx {server_errors(results[name])}"
+            )
     for name in map(paced_name, args.paced):
         if name not in results:
             continue
@@ -820,7 +859,7 @@ def report(args, facts: dict, results: dict) -> None:
         )
     if args.rounds > 1:
         print(f"\n  Rounds (each phase above is its median round of {args.rounds}):")
-        for name in ("hello", "bare", *SHOP_PHASES):
+        for name in ("hello", "bare", *SHOP_PHASES, *READ_PHASES):
             if f"{name}_rounds" in results:
                 rates = " / ".join(f"{rate:,.1f}" for rate in results[f"{name}_rounds"])
                 print(f"    {name:<9} {rates}")
@@ -861,9 +900,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,bare,sql,buy,spread,checkout,soldout,paced",
-        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,paced,crowd "
-        "(crowd only when named)",
+        default="hello,bare,sql,buy,spread,checkout,soldout,page,anon,stock,paced",
+        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,page,anon,"
+        "stock,paced,crowd (crowd only when named)",
     )
     parser.add_argument(
         "--paced",
@@ -965,6 +1004,12 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     check_invariants(name)
+                for name in READ_PHASES:
+                    if name in phases:
+                        print(f"{name}: {READ_PHASES[name]}{tag} …", flush=True)
+                        rounds.setdefault(name, []).append(
+                            phase_read(args, url, name, drop.slug, customers)
+                        )
                 if "paced" in phases and "buy" in rounds:
                     reached = successes(rounds["buy"][-1])
                     for share in args.paced:
