@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 STATE_SECONDS = 1.0  # how old the live numbers (and the version a page is checked against) may be
 PAGE_SECONDS = 300  # a render is keyed by its content; this only bounds what an old key keeps
-SNAPSHOTS = 256  # drops (by key) each process keeps as detached objects
+SNAPSHOTS = 1024  # drops (by key) and pieces (by shape) each process keeps
 REDIS_TIMEOUT = 0.25  # seconds: a slow Redis costs a render, never a stuck page
 _EVICT = "page_cache.evict"  # Session.info key: slugs whose state goes once the edit commits
 
@@ -145,14 +145,19 @@ def rendered(slug: str, variant: str, key: str, render: Callable[[], str]) -> st
 def snapshot(slug: str, key: str, load: Callable[[], object]):
     """The drop of ``slug`` as loaded for ``key`` (detached objects, read-only), kept in this
     process: a warm page does not read the drop again."""
+    return kept_here(f"drop:{slug}:{key}", load)
+
+
+def kept_here(name: str, make: Callable[[], object]):
+    """``make()`` kept in this process under ``name`` (which must say everything it depends
+    on) for ``PAGE_SECONDS``; None is not kept."""
     extensions = current_app.extensions
     store = extensions.get("shop_page_snapshots")
     if store is None:
         store = extensions.setdefault("shop_page_snapshots", MemoryStore(limit=SNAPSHOTS))
-    name = f"{slug}:{key}"
     found = store.get(name)
     if found is None:
-        found = load()
+        found = make()
         if found is not None:
             store.set(name, found, None, PAGE_SECONDS)
     return found
@@ -177,6 +182,12 @@ def slot(name: str) -> Markup:
     """A named place in a shared render, filled per request (``fill``); in a render of pieces,
     the mark that starts the piece of that name (``pieces``)."""
     return Markup(f"<!--slot-{_slot_token()}:{name}-->")  # noqa: S704  # nosec B704
+
+
+def token_mark() -> str:
+    """Stands for the visitor's CSRF token in pieces kept for many visitors (``kept_here``),
+    replaced by their own on the way out."""
+    return f"csrf-{_slot_token()}"
 
 
 def pieces(text: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from flask import (
     url_for,
 )
 from flask_login import AnonymousUserMixin, current_user
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from shop import (
@@ -74,7 +75,7 @@ def drop(slug: str):
     if not current_user.is_authenticated and "_flashes" not in session:
         return _shared_page(found, key, phase, now)
     shell = page_cache.rendered(slug, "shell", key, lambda: _shell(found, phase, now))
-    response = make_response(page_cache.fill(shell, _pieces(found, phase, now), last=True))
+    response = make_response(page_cache.fill(shell, _pieces(found, key, phase, now), last=True))
     response.headers["Cache-Control"] = PERSONAL_CACHE_CONTROL
     return response
 
@@ -88,7 +89,7 @@ def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
 
         def render() -> str:
             shell = page_cache.rendered(drop.slug, "shell", key, lambda: _shell(drop, phase, now))
-            found = _pieces(drop, phase, now)
+            found = _pieces(drop, key, phase, now)
             found["now"] = page_cache.slot("now")  # kept: each answer has its own clock
             return page_cache.fill(shell, found, last=True)
 
@@ -123,18 +124,55 @@ def _shell(drop: Drop, phase: str, now) -> str:
         g.pop(SHARED_RENDER, None)
 
 
-def _pieces(drop: Drop, phase: str, now) -> dict[str, str]:
-    """This visitor's pieces of the page, by slot (drop_pieces.html)."""
-    text = render_template(
-        "storefront/drop_pieces.html",
-        drop=drop,
-        now=now,
-        phase=phase,
-        mark=page_cache.slot,
-        pay_hours=draws.pay_hours(),
-        **_personal(drop, phase, now),
-    )
+def _pieces(drop: Drop, key: str, phase: str, now) -> dict[str, str]:
+    """This visitor's pieces of the page, by slot (drop_pieces.html). Pieces with nothing of
+    the visitor's own rows in them — no hold, place in line, draw entry or message, only what
+    they may buy and which links their account has — are the same for everyone of that shape:
+    rendered once per shape and key in this process, with a mark for the CSRF token."""
+    personal = _personal(drop, phase, now)
+
+    def render(**token) -> str:
+        return render_template(
+            "storefront/drop_pieces.html",
+            drop=drop,
+            now=now,
+            phase=phase,
+            mark=page_cache.slot,
+            pay_hours=draws.pay_hours(),
+            **personal,
+            **token,
+        )
+
+    shape = _shape(personal, phase)
+    if shape is None:
+        text = render()
+    else:
+        mark = page_cache.token_mark()
+        kept = page_cache.kept_here(
+            f"pieces:{drop.slug}:{key}:{shape}", lambda: render(csrf_token=lambda: mark)
+        )
+        text = kept.replace(mark, generate_csrf()) if current_user.is_authenticated else kept
     return page_cache.pieces(text) | {"now": iso(now)}
+
+
+def _shape(personal: dict, phase: str) -> str | None:
+    """What a visitor's pieces depend on when nothing in them is theirs alone; None when
+    something is (or when a message waits to be shown: showing it uses it up)."""
+    if (
+        personal["holds"]
+        or personal["lines"]
+        or personal["entries"]
+        or phase == "upcoming"
+        or "_flashes" in session
+    ):
+        return None
+    account = (
+        f"{int(current_user.is_maker)}{int(current_user.is_admin)}"
+        if current_user.is_authenticated
+        else "-"
+    )
+    allowed = ",".join(f"{batch}={count}" for batch, count in sorted(personal["allowed"].items()))
+    return f"{account}:{allowed}"
 
 
 def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:

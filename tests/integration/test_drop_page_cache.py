@@ -215,6 +215,30 @@ def test_a_signed_in_page_has_its_own_pieces_and_is_never_shared(app):
     assert "You're holding" not in anonymous and "csrf_token" not in anonymous
 
 
+def test_accounts_of_the_same_shape_share_pieces_and_each_gets_a_token_that_works(app):
+    drop = live_drop()
+    batch = make_batch(drop=drop, edition_size=20, limit=2)
+    ann, bob = make_customer(), make_customer()
+    db.session.commit()
+    page, tokens, buys = f"/drops/{drop.slug}", [], []
+    for who in (ann, bob):
+        client = app.test_client()
+        log_in(client, who)
+        client.get(page)
+        html = client.get(page).get_data(as_text=True)  # the kept pieces, for the second
+        token = set(re.findall(r'name="csrf_token" value="([^"]+)"', html))
+        assert len(token) == 1 and page_cache.token_mark() not in html
+        tokens.append(token.pop())
+        buys.append(
+            client.post(
+                f"/checkout/batches/{batch.id}", data={"quantity": "1", "csrf_token": tokens[-1]}
+            )
+        )
+
+    assert tokens[0] != tokens[1]
+    assert [buy.status_code for buy in buys] == [303, 303]  # each token is its owner's
+
+
 def test_a_warm_signed_in_drop_page_asks_only_for_the_visitors_own_rows(client):
     drop = live_drop()
     make_batch(drop=drop, edition_size=20)
