@@ -43,11 +43,8 @@ SVG = re.compile(r"<svg\b.*?</svg>", re.S)
 @pytest.fixture(params=["memory", "redis"])
 def counting(request):
     """Where refusals are counted: this process's memory, or Redis under a private prefix."""
-    if request.param == "memory":
-        yield {}
-        return
-    with redis_server.private_prefix() as prefix:
-        yield {"REDIS_URL": redis_server.redis_url(), "RATELIMIT_KEY_PREFIX": prefix}
+    with redis_server.shared_store(request.param) as overrides:
+        yield overrides
 
 
 @pytest.fixture

@@ -28,11 +28,8 @@ VOLATILE = {"X-Request-Id", "Content-Length", "Date"}
 
 @pytest.fixture(params=["memory", "redis"])
 def app_overrides(request):
-    if request.param == "memory":
-        yield {}
-        return
-    with redis_server.private_prefix() as prefix:
-        yield {"REDIS_URL": redis_server.redis_url(), "RATELIMIT_KEY_PREFIX": prefix}
+    with redis_server.shared_store(request.param) as overrides:
+        yield overrides
 
 
 @contextmanager

@@ -56,6 +56,18 @@ def private_prefix(label: str = "smallbatch-test") -> Iterator[str]:
         delete_keys(prefix)
 
 
+@contextmanager
+def shared_store(kind: str) -> Iterator[dict[str, str]]:
+    """App overrides for what the app shares between its processes (page cache, rate limits,
+    counters): ``"memory"`` keeps it in the process, ``"redis"`` in Redis under a private
+    prefix, deleted afterwards."""
+    if kind == "memory":
+        yield {}
+        return
+    with private_prefix() as prefix:
+        yield {"REDIS_URL": redis_url(), "RATELIMIT_KEY_PREFIX": prefix}
+
+
 def keys_with(prefix: str) -> list[bytes]:
     client = redis.Redis.from_url(redis_url())
     try:
