@@ -85,7 +85,9 @@
   function poll(container) {
     var url = container.getAttribute("data-stock-url");
     if (document.hidden) return;
-    window.fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+    // Without cookies: the numbers are everyone's, so a proxy's micro-cache and the shop's fast
+    // path (shop/fast_path.py) answer a signed-in visitor's poll as cheaply as anyone's.
+    window.fetch(url, { headers: { Accept: "application/json" }, credentials: "omit" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
         if (!data) return;

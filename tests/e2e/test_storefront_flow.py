@@ -85,6 +85,12 @@ def test_a_new_customer_buys_two_numbered_bottles_and_opens_a_certificate(
     expect(page).to_have_url(re.compile(r"/drops/winter-release#buy-\d+$"))
     expect(page.get_by_text("Welcome to Small Batch")).to_be_visible()
 
+    # --- the page's live numbers are asked for without the session: they are everyone's
+    with page.expect_request(re.compile(r"/api/drops/[^/]+/stock$"), timeout=12_000) as poll:
+        pass
+    assert "cookie" not in poll.value.all_headers()
+    assert any(c["name"] == "smallbatch_session" for c in page.context.cookies())
+
     # --- reads the origin story of Batch No. 7
     rye.get_by_role("link", name=re.compile("origin story of Batch No. 7")).click()
     expect(page.get_by_role("heading", name="Batch No. 7", exact=True)).to_be_visible()
