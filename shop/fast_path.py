@@ -58,10 +58,6 @@ def stock_tag(state: page_cache.DropState, phase: str) -> str:
     return f"{state.read_at.isoformat()}|{phase}"
 
 
-def page_tag(state: page_cache.DropState, phase: str, now) -> str:
-    return page_cache.page_key(state, phase, now)
-
-
 class FastPath:
     """WSGI middleware around the Flask app (inside ``ProxyFix``, so the client address is the
     real one)."""
@@ -95,7 +91,9 @@ class FastPath:
             return None
         now = clock.now()
         phase = state.phase(now)
-        return stock_tag(state, phase) if kind == "stock" else page_tag(state, phase, now)
+        return (
+            stock_tag(state, phase) if kind == "stock" else page_cache.page_key(state, phase, now)
+        )
 
     def _replay(
         self, kind: str, kept: Kept, environ: dict, start_response: Callable, started: float

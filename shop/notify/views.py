@@ -32,7 +32,7 @@ def subscribe_form(slug: str):
     if current_user.is_authenticated:
         return redirect(url_for("storefront.drop", slug=slug, _anchor="notify"), 303)
     form = NotifyForm(formdata=None, email=request.args.get("email", "").strip()[:254])
-    return render_template("notify/problem.html", drop=drop, form=form, message=None)
+    return render_template("notify/subscribe.html", drop=drop, form=form, message=None)
 
 
 @bp.post("/drops/<slug>")
@@ -60,7 +60,7 @@ def subscribe(slug: str):
     except (InvalidInput, InvalidState) as error:
         db.session.rollback()
         return render_template(
-            "notify/problem.html", drop=drop, message=error.message, form=form
+            "notify/subscribe.html", drop=drop, message=error.message, form=form
         ), error.status
     db.session.commit()
     flash(message, "success")

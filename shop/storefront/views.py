@@ -74,7 +74,7 @@ def drop(slug: str):
         return to_the_line
     if not current_user.is_authenticated and "_flashes" not in session:
         return _shared_page(found, key, phase, now)
-    shell = page_cache.rendered(slug, "shell", key, lambda: _shell(found, phase, now))
+    shell = _shell(found, key, phase, now)
     response = make_response(page_cache.fill(shell, _pieces(found, key, phase, now), last=True))
     response.headers["Cache-Control"] = PERSONAL_CACHE_CONTROL
     return response
@@ -88,7 +88,7 @@ def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
     else:
 
         def render() -> str:
-            shell = page_cache.rendered(drop.slug, "shell", key, lambda: _shell(drop, phase, now))
+            shell = _shell(drop, key, phase, now)
             found = _pieces(drop, key, phase, now)
             found["now"] = page_cache.slot("now")  # kept: each answer has its own clock
             return page_cache.fill(shell, found, last=True)
@@ -103,25 +103,20 @@ def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
     return response
 
 
-def _shell(drop: Drop, phase: str, now) -> str:
-    """drop.html with a slot for everything personal, rendered as nobody (times in UTC): what
-    every visitor of this key shares."""
-    g.setdefault(SHARED_RENDER, True)
-    try:
-        return render_template(
-            "storefront/drop.html",
-            drop=drop,
-            now=now,
-            phase=phase,
-            slot=page_cache.slot,
-            current_user=AnonymousUserMixin(),
-            sold_out_in=catalog.sold_out_times(drop.batches),
-            error=None,
-            error_batch_id=None,
-            pay_hours=draws.pay_hours(),
-        )
-    finally:
-        g.pop(SHARED_RENDER, None)
+def _shell(drop: Drop, key: str, phase: str, now) -> str:
+    """drop.html with a slot for everything personal, rendered as nobody (times in UTC) by the
+    first process to ask for ``key``: what every visitor of this key shares."""
+
+    def render() -> str:
+        g.setdefault(SHARED_RENDER, True)
+        try:
+            return _drop_html(
+                drop, phase, now, slot=page_cache.slot, current_user=AnonymousUserMixin()
+            )
+        finally:
+            g.pop(SHARED_RENDER, None)
+
+    return page_cache.rendered(drop.slug, "shell", key, render)
 
 
 def _pieces(drop: Drop, key: str, phase: str, now) -> dict[str, str]:
@@ -182,6 +177,18 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
     now = clock.now()
     phase = drop.phase(now)
     error_batch_id = (request.view_args or {}).get("batch_id") if error is not None else None
+    return _drop_html(
+        drop,
+        phase,
+        now,
+        error=error,
+        error_batch_id=error_batch_id,
+        **_personal(drop, phase, now),
+    )
+
+
+def _drop_html(drop: Drop, phase: str, now, *, error=None, error_batch_id=None, **context) -> str:
+    """drop.html: whole (``_personal`` in ``context``) or as the shell (``slot`` in it)."""
     return render_template(
         "storefront/drop.html",
         drop=drop,
@@ -191,7 +198,7 @@ def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:
         error=error,
         error_batch_id=error_batch_id,
         pay_hours=draws.pay_hours(),
-        **_personal(drop, phase, now),
+        **context,
     )
 
 
