@@ -12,7 +12,7 @@ from shop.extensions import db
 from shop.models import Order
 from shop.models.order import EXPIRED, REFUNDED
 from testkit.factories import PASSWORD, make_batch, make_customer, make_drop
-from tests.support.clients import fresh_client
+from tests.support.clients import fresh_client, log_in
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 NEW = "a much better secret"
@@ -20,12 +20,6 @@ NEW = "a much better secret"
 
 def csrf(client, path: str) -> str:
     return _CSRF.search(client.get(path).get_data(as_text=True)).group(1)
-
-
-def log_in(client, user) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
 
 
 def log_in_with_form(client, email: str, password: str = PASSWORD):

@@ -13,14 +13,9 @@ from shop.extensions import db
 from shop.models import Batch
 from shop.templating import iso
 from testkit.factories import make_batch, make_customer, make_drop
+from tests.support.clients import log_in
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def log_in(client, user) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
 
 
 def text_of(html: str) -> str:

@@ -20,6 +20,7 @@ from shop.models import BatchImage, Drop
 from shop.storefront.views import PERSONAL_CACHE_CONTROL, SHARED_CACHE_CONTROL
 from testkit.factories import make_batch, make_customer, make_drop, make_maker
 from tests.support import redis_server
+from tests.support.clients import log_in
 from tests.support.wire import recorded_statements
 
 
@@ -123,12 +124,6 @@ def test_every_maker_edit_bumps_the_drops_content_version(app, edit):
     db.session.commit()
 
     assert db.session.get(Drop, drop_id, populate_existing=True).content_version > before
-
-
-def log_in(client, user) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
 
 
 @pytest.mark.parametrize("visitor", ["anonymous", "signed in"])

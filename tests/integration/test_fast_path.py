@@ -20,8 +20,9 @@ from prometheus_client import REGISTRY
 from shop import clock, inventory
 from shop.extensions import db
 from testkit.factories import make_batch, make_customer, make_drop
-from tests.integration.test_drop_page_cache import _edit_story, log_in
+from tests.integration.test_drop_page_cache import _edit_story
 from tests.support import redis_server
+from tests.support.clients import log_in
 
 VOLATILE = {"X-Request-Id", "Content-Length", "Date"}
 

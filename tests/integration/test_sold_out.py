@@ -13,6 +13,7 @@ from shop.extensions import db
 from shop.models import Batch
 from shop.models.drop import DRAFT
 from testkit.factories import make_batch, make_customer, make_drop, make_product
+from tests.support.clients import log_in
 from tests.support.wire import recorded_statements, statements_sent
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -25,9 +26,7 @@ def _live_drop(**kwargs):
 
 def _signed_in(client, customer, slug: str) -> str:
     """Log ``customer`` in and return the CSRF token of the drop page, as a browser would."""
-    with client.session_transaction() as session:
-        session["_user_id"] = customer.get_id()
-        session["_fresh"] = True
+    log_in(client, customer)
     return _CSRF.search(client.get(f"/drops/{slug}").get_data(as_text=True)).group(1)
 
 

@@ -13,15 +13,10 @@ from shop.models import Order
 from shop.models.drop import CLOSED, DRAFT, SCHEDULED
 from shop.models.order import REFUNDED
 from testkit.factories import make_batch, make_customer, make_drop, make_product
+from tests.support.clients import log_in
 from tests.support.wire import recorded_statements, statements_sent
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def log_in(client, user) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
 
 
 def live_drop(**kwargs):

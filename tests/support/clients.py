@@ -58,3 +58,10 @@ def csrf_token_in(html: str) -> str:
     token = rawhttp.csrf_token_in(html)
     assert token, "the page has no CSRF token field"
     return token
+
+
+def log_in(client: FlaskClient, user) -> None:
+    """``user`` signed in on ``client``'s session, as Flask-Login's login_user leaves it."""
+    with client.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True

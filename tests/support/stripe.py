@@ -53,6 +53,7 @@ from shop.extensions import db
 from shop.models import Batch, Drop, Order, User
 from shop.payments import gateway
 from testkit import factories
+from tests.support.clients import log_in
 
 SECRET_KEY = "sk_test_emulator"
 WEBHOOK_SECRET = "whsec_test_small_batch"
@@ -278,9 +279,7 @@ _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 def sign_in(client: FlaskClient, user: User) -> str:
     """Log ``user`` in on ``client`` (as Flask-Login would) and return a CSRF token for forms."""
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
+    log_in(client, user)
     if has_app_context():  # the app fixture's context (and g) outlives requests: forget the
         g.pop("_login_user", None)  # user Flask-Login cached for the previous request
     page = client.get("/account/")
