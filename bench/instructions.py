@@ -1,7 +1,7 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
     .venv/bin/python bench/instructions.py [--requests 200] \
-        [--targets hello,bare,buy,drop,anon,stock,soldout]
+        [--targets hello,bare,buy,drop,anon,stock,soldout,queue]
     .venv/bin/python bench/instructions.py --profile drop [--requests 200]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
@@ -19,7 +19,9 @@ a time (instruction counts do not depend on what else the machine does).
 - drop    — the drop page (``GET /drops/<slug>``) as a signed-in customer;
 - anon    — the same page for an anonymous visitor (no cookie);
 - stock   — the live stock JSON (``GET /api/drops/<slug>/stock``), no cookie;
-- soldout — the buy on a sold-out batch: the 409 answer.
+- soldout — the buy on a sold-out batch: the 409 answer;
+- queue   — the waiting room's queue page (``GET /drops/<slug>/queue``) for a signed-in
+            visitor who stays in line (another drop, its room on, nobody else let in).
 
 Needs valgrind (``apt-get install valgrind``) and PostgreSQL (``TEST_DATABASE_URL``).
 """
@@ -122,15 +124,23 @@ def prepare(url: str, spec_file: str) -> None:
     app = databases.make_app(url, SECRET_KEY=key)
     drop = seed.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
     sold_out = seed.add_batch(app, drop, edition_size=1, limit=1)
+    roomy = seed.seed_live_drop(app, edition_size=1, limit=1)
     buyer, first, visitor = seed.create_customers(app, 3)
     server = servers.start_threaded_server(app)
     try:
         rawhttp.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
+        rawhttp.login(server.address, buyer.email).buy(roomy.batch_ids[0], 1)  # held: none free
         buys = _cookie_and_body(rawhttp.login(server.address, buyer.email), drop.batch_ids[0])
         bare_buyer = {"customer": first.id, "token": _session_token(app, first.id)}
         visits = _cookie_and_body(rawhttp.login(server.address, visitor.email), sold_out)
     finally:
         server.stop()
+    with app.app_context():  # a line nobody leaves: its one unit is held
+        from shop.extensions import db
+        from shop.models import Drop
+
+        db.session.get_one(Drop, roomy.drop_id).waiting_room = "on"
+        db.session.commit()
     env = servers.server_env(url, base_url="http://127.0.0.1", extra={"SECRET_KEY": key})
     spec = {
         "env": {k: v for k, v in env.items() if k not in os.environ or os.environ[k] != v},
@@ -169,6 +179,13 @@ def prepare(url: str, spec_file: str) -> None:
                 "path": f"/checkout/batches/{sold_out}",
                 **visits,
                 "expect": "409",
+            },
+            "queue": {
+                "method": "GET",
+                "path": f"/drops/{roomy.slug}/queue",
+                **visits,
+                "body": "",
+                "expect": "200",
             },
         },
     }
