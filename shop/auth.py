@@ -164,3 +164,35 @@ def email_verified() -> bool:
         return False
     session[_VERIFIED] = True
     return True
+
+
+# Which of the nav's account links ("Maker console", "Operator") the signed-in account has,
+# kept in the signed session at login, so a page a crowd reloads (the queue page) draws its nav
+# without reading the account. Only links: every page behind them checks the account itself.
+_LINKS = "account_links"
+
+
+@dataclass(frozen=True)
+class NavAccount:
+    """Stands in for ``current_user`` in the nav (``_account_nav.html``): a signed-in account
+    and its links."""
+
+    is_maker: bool
+    is_admin: bool
+    is_authenticated: bool = True
+
+
+def remember_links(user) -> None:
+    session[_LINKS] = [bool(user.is_maker), bool(user.is_admin)]
+
+
+def nav_account() -> NavAccount | None:
+    """The signed-in visitor as the nav shows them: from the session (from the account's row
+    only for a session begun before this was kept); None when nobody is signed in."""
+    links = session.get(_LINKS)
+    if not isinstance(links, list) or parse_claim(session.get("_user_id")) is None:
+        if not current_user.is_authenticated:
+            return None
+        remember_links(current_user)
+        links = session[_LINKS]
+    return NavAccount(bool(links[0]), bool(links[1]))

@@ -27,7 +27,7 @@ import psycopg
 from flask import current_app
 from sqlalchemy import case, func, select, update
 
-from shop import database, holds, refusals, shipping_rates
+from shop import database, holds, page_cache, refusals, shipping_rates
 from shop.catalog import MAX_ID
 from shop.errors import (
     DropNotLive,
@@ -322,6 +322,7 @@ def release(order: Order, reason: str, *, now: datetime) -> bool:
     )
     _return_allotment(order.customer_id, order.batch_id, order.quantity)
     _return_held(order)
+    page_cache.numbers_changed(batch_ids=[order.batch_id])  # the line calls as many at once
     _refresh(order)
     return True
 
@@ -433,12 +434,14 @@ def confirm(
         _refresh(order)
         return False
     # The row lock taken here orders concurrent confirms; RETURNING gives this order's range.
-    sold = db.session.execute(
+    sold, edition_size = db.session.execute(
         update(Batch)
         .where(Batch.id == order.batch_id)
         .values(held=Batch.held - order.quantity, sold=Batch.sold + order.quantity)
-        .returning(Batch.sold)
-    ).scalar_one()
+        .returning(Batch.sold, Batch.edition_size)
+    ).one()
+    if sold >= edition_size:  # the last unit: those waiting in line are told at once
+        page_cache.numbers_changed(batch_ids=[order.batch_id])
     _return_held(order)
     first = sold - order.quantity + 1
     db.session.add_all(

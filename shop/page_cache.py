@@ -34,13 +34,15 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 import redis
-from flask import current_app, has_app_context
+from flask import current_app, has_app_context, request, session
+from flask_login import AnonymousUserMixin
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
-from shop import catalog
+from shop import auth, catalog, templating
 from shop.catalog import BatchNumbers
 from shop.extensions import db
 from shop.models import Batch, Drop
@@ -190,6 +192,28 @@ def token_mark() -> str:
     return f"csrf-{_slot_token()}"
 
 
+def account_pieces() -> dict[str, str]:
+    """The nav and the flashes for a shell, drawn without reading the visitor's account: the
+    nav is kept in this process per page and account links (``auth.nav_account``), with a mark
+    where the visitor's CSRF token goes in."""
+    account = auth.nav_account()
+    shape = "-" if account is None else f"{int(account.is_maker)}{int(account.is_admin)}"
+    mark = token_mark()
+    nav = kept_here(
+        f"nav:{request.endpoint}:{shape}",
+        lambda: templating.render_piece(
+            "_account_nav.html",
+            current_user=account or AnonymousUserMixin(),
+            request=request,
+            csrf_token=lambda: mark,
+        ),
+    )
+    return {
+        "nav": nav.replace(mark, generate_csrf()) if account is not None else nav,
+        "flashes": templating.render_piece("_flashes.html") if "_flashes" in session else "",
+    }
+
+
 def pieces(text: str) -> dict[str, str]:
     """A render of marked pieces (``slot(name)`` before each) as ``{name: piece}``."""
     token = _slot_token()
@@ -250,6 +274,16 @@ def content_changed(
         .values(content_version=Drop.content_version + 1)
         .returning(Drop.slug)
         .execution_options(synchronize_session=False)
+    ).all()
+    db.session.info.setdefault(_EVICT, set()).update(slugs)
+
+
+def numbers_changed(*, batch_ids: Iterable[int]) -> None:
+    """These batches' numbers changed in a way a visitor must not wait a second to learn (the
+    last unit sold for good): once the caller's transaction commits, their drops' cached state
+    goes, so the line, the stock JSON and the page read the new numbers on the next request."""
+    slugs = db.session.scalars(
+        select(Drop.slug).join(Batch, Batch.drop_id == Drop.id).where(Batch.id.in_(batch_ids))
     ).all()
     db.session.info.setdefault(_EVICT, set()).update(slugs)
 

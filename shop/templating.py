@@ -5,13 +5,20 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Flask, g
+from flask import Flask, current_app, g
 from flask_login import current_user
 from markupsafe import Markup, escape
 
 from shop import clock, markdown, money, shipping_rates, timezones
 
 SHARED_RENDER = "shop_shared_render"  # g flag: a render every visitor shares (page_cache)
+
+
+def render_piece(name: str, **context) -> str:
+    """Template ``name`` with only ``context`` — none of the app's context processors, one of
+    which (Flask-Login's) reads the account: for the pieces a page a crowd reloads fills its
+    shared shell with (shop/page_cache.py)."""
+    return current_app.jinja_env.get_template(name).render(context)
 
 
 def format_datetime(value: datetime | None, fmt: str = "%-d %b %Y, %H:%M", tz: str | None = None):

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from shop import audit, page_cache, room_store
 from shop.errors import InvalidInput
 from shop.extensions import db
-from shop.models import Batch, Drop
-from shop.models.drop import DRAFT, ROOM_AUTO, ROOM_MODES, ROOM_OFF, ROOM_ON
+from shop.models import Drop
+from shop.models.drop import ROOM_AUTO, ROOM_MODES, ROOM_OFF, ROOM_ON, SALE
 
 Turn = room_store.Turn
 
@@ -93,7 +94,7 @@ def _burst() -> float:
 # --- the rules, for views ----------------------------------------------------------------------
 
 
-def is_open(drop: Drop, batch_ids: list[int], *, now_ms: int) -> bool:
+def is_open(drop: Drop | RoomDrop, batch_ids: list[int], *, now_ms: int) -> bool:
     """Is ``drop``'s room open now? Counts this visit as an arrival for the automatic room,
     which opens (and stays open) once arrivals pass the threshold."""
     if drop.waiting_room == ROOM_OFF:
@@ -138,32 +139,53 @@ def waiting(drop_id: int) -> int:
     return room_store.for_app().waiting(drop_id)
 
 
-# Free for the crowd: neither held nor sold, nor set aside for a waitlist.
-_FREE = func.coalesce(func.sum(Batch.edition_size - Batch.sold - Batch.held - Batch.reserved), 0)
-_UNSOLD = func.coalesce(func.sum(Batch.edition_size - Batch.sold), 0)
+def stock_of(state: page_cache.DropState) -> Stock:
+    """The drop's stock across its batches, from the shared state every reload reads (at most
+    ``page_cache.STATE_SECONDS`` old, and dropped the moment a batch sells out for good). A
+    number that old is safe here: a called visitor's slot outlives their buy by
+    ``USED_GRACE_MS``, longer than the state can lag behind the hold they take."""
+    free = unsold = 0
+    for batch in state.batches:
+        free += max(0, batch.edition_size - batch.sold - batch.held)
+        unsold += max(0, batch.edition_size - batch.sold)
+    return Stock(free=free, unsold=unsold)
 
 
-def drop_with_stock(slug: str) -> tuple[Drop, Stock] | None:
-    """A released drop and its stock across its batches, in one query (every reload of the
-    queue page asks)."""
-    row = db.session.execute(
-        select(Drop, _FREE, _UNSOLD)
-        .outerjoin(Batch, Batch.drop_id == Drop.id)
-        .where(Drop.slug == slug, Drop.state != DRAFT)
-        .group_by(Drop.id)
-    ).one_or_none()
-    if row is None:
-        return None
-    return row[0], Stock(free=int(row[1]), unsold=int(row[2]))
+@dataclass(frozen=True)
+class RoomDrop:
+    """What the line needs of a drop beside its numbers: kept per content version."""
+
+    id: int
+    slug: str
+    title: str
+    waiting_room: str
+    batch_ids: list[int]
+    sells: bool  # a sale (not a draw) whose maker is not suspended: live in its window
+
+    def is_live(self, state: page_cache.DropState, now: datetime) -> bool:
+        return self.sells and state.phase(now) == "live"
 
 
-def batch_ids(drop_id: int) -> list[int]:
-    """The drop's batches, remembered by this process: they are fixed once a drop is scheduled
-    or open (``drops.update_drop``), and only live drops have a line."""
-    known = current_app.extensions.setdefault("shop_room_batches", {})
-    if drop_id not in known:
-        known[drop_id] = list(db.session.scalars(select(Batch.id).where(Batch.drop_id == drop_id)))
-    return known[drop_id]
+def room_drop(state: page_cache.DropState) -> RoomDrop:
+    """The drop of ``state`` as the line shows it, read once per content version in this
+    process (a maker's edit, a new room mode or the maker's suspension bumps the version)."""
+
+    def load() -> RoomDrop:
+        row = db.session.execute(
+            select(Drop.title, Drop.waiting_room, Drop.mode, Drop.suspended).where(
+                Drop.id == state.id
+            )
+        ).one()
+        return RoomDrop(
+            state.id,
+            state.slug,
+            row.title,
+            row.waiting_room,
+            [batch.id for batch in state.batches],
+            sells=row.mode == SALE and not row.suspended,
+        )
+
+    return page_cache.kept_here(f"room:{state.slug}:{state.version}", load)
 
 
 def refresh_seconds(turn: Turn, stock: Stock) -> int:

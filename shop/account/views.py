@@ -42,6 +42,7 @@ def _start_session(user, *, remember: bool) -> None:
     session.clear()  # a fresh session at login: no fixation, a new CSRF token
     login_user(user, remember=remember)
     auth.remember_verified(user)
+    auth.remember_links(user)
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -16,11 +16,13 @@ from flask import (
     request,
     url_for,
 )
+from flask_login import AnonymousUserMixin
 
-from shop import auth, clock, limits, metrics, waiting_room
+from shop import auth, clock, limits, metrics, page_cache, templating, waiting_room
 from shop.errors import LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import Drop
+from shop.templating import iso
 
 bp = Blueprint("queue", __name__)
 
@@ -34,24 +36,30 @@ NOT_YOUR_TURN = (
 @limits.queue
 def line(slug: str):
     """Where a signed-in visitor waits: their place, an estimate, and a page that reloads itself
-    until it is their turn (then on to the drop page) or the drop is sold out for good."""
-    found = waiting_room.drop_with_stock(slug)
-    if found is None:
-        abort(404)
-    drop, stock = found
+    until it is their turn (then on to the drop page) or the drop is sold out for good.
+
+    The page a waiting crowd reloads every few seconds, so it reads no database when warm: the
+    drop's numbers come from the shared state (``page_cache.drop_state``), the page is a shell
+    rendered once per content version for every process, and the visitor's place, nav and
+    refresh are filled in from the line and their session."""
     now = clock.now()
-    drop_page = url_for("storefront.drop", slug=drop.slug)
-    if not drop.is_live(now):
+    state = page_cache.drop_state(slug, now)
+    if state is None:
+        abort(404)
+    drop = waiting_room.room_drop(state)
+    drop_page = url_for("storefront.drop", slug=slug)
+    if not drop.is_live(state, now):
         return redirect(drop_page, 303)
     buyer = auth.buyer()
     if buyer is None:
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
     now_ms = _ms(now)
-    if not waiting_room.is_open(drop, waiting_room.batch_ids(drop.id), now_ms=now_ms):
+    if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
         return redirect(drop_page, 303)
+    stock = waiting_room.stock_of(state)
     if stock.sold_out:
-        return render_template("queue/sold_out.html", drop=drop), 409
+        return _page("queue/sold_out.html", drop, state.version, now), 409
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop.id)),
         drop_id=drop.id,
@@ -67,16 +75,26 @@ def line(slug: str):
         flash("It's your turn: choose how many and buy.", "success")
         response = redirect(drop_page, 303)
     else:
+        refresh = waiting_room.refresh_seconds(turn, stock)
+        place = {
+            "drop": drop,
+            "turn": turn,
+            "stock": stock,
+            "wait": waiting_room.wait_seconds(turn) if stock.free > 0 else None,
+            "refresh": refresh,
+            "bad_cookie": bad_cookie,
+            "pass_minutes": current_app.config["SHOP_ROOM_PASS_MINUTES"],
+            "hold_minutes": current_app.config["SHOP_HOLD_MINUTES"],
+        }
         response = Response(
-            render_template(
+            _page(
                 "queue/line.html",
-                drop=drop,
-                turn=turn,
-                stock=stock,
-                wait=waiting_room.wait_seconds(turn) if stock.free > 0 else None,
-                refresh=waiting_room.refresh_seconds(turn, stock),
-                bad_cookie=bad_cookie,
-                pass_minutes=current_app.config["SHOP_ROOM_PASS_MINUTES"],
+                drop,
+                state.version,
+                now,
+                refresh=str(refresh),
+                alert=templating.render_piece("queue/_alert.html", **place),
+                line=templating.render_piece("queue/_line.html", **place),
             )
         )
         response.headers["Cache-Control"] = "private, no-store"
@@ -90,6 +108,20 @@ def line(slug: str):
         samesite="Lax",
     )
     return response
+
+
+def _page(template: str, drop: waiting_room.RoomDrop, version: int, now, **own: str) -> str:
+    """``template`` as a shell shared by every visitor of this content version, filled with
+    this visitor's ``own`` pieces, nav and flashes."""
+    shell = page_cache.rendered(
+        drop.slug,
+        template,
+        str(version),
+        lambda: render_template(
+            template, drop=drop, slot=page_cache.slot, current_user=AnonymousUserMixin()
+        ),
+    )
+    return page_cache.fill(shell, own | page_cache.account_pieces() | {"now": iso(now)}, last=True)
 
 
 def gate(drop: Drop, batch_ids: list[int]) -> Response | None:

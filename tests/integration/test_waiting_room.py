@@ -13,15 +13,17 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from shop import clock, inventory, page_cache, waiting_room
+from shop import audit, clock, drops, inventory, page_cache, waiting_room
 from shop.extensions import db
 from shop.models import AuditEntry, Drop, Order
 from shop.models.order import CANCELLED
 from testkit.factories import make_batch, make_customer, make_drop, make_maker
 from tests.support import redis_server
 from tests.support.console import browser
+from tests.support.wire import recorded_statements
 
 PLACE = re.compile(r'class="queue__number">([0-9,]+)<')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -130,6 +132,8 @@ def test_admission_stops_when_every_unit_is_held_and_resumes_when_a_hold_is_rele
 
     first.get(f"/drops/{drop.slug}")
     assert buy(first, batch_id).status_code == 303
+    assert place_in(second.get(queue_url(drop))) == 2  # the numbers may lag: the slot does not
+    time.sleep(page_cache.STATE_SECONDS + 0.1)  # the shared numbers are at most this old
     still = second.get(queue_url(drop))
     assert place_in(still) == 2
     assert "Every unit is held by someone paying right now" in still.get_data(as_text=True)
@@ -175,6 +179,54 @@ def test_everyone_waiting_is_told_at_once_when_the_last_unit_is_sold(app):
 
     assert [a.status_code for a in answers] == [409, 409, 409]
     assert all("Every unit of this drop has been sold" in a.get_data(as_text=True) for a in answers)
+
+
+def test_a_warm_queue_page_asks_the_database_nothing(app):
+    drop, _ = room_drop(edition_size=1, limit=1)
+    first, _ = shopper(app)
+    waiting, _ = shopper(app)
+    path = queue_url(drop)
+    first.get(path)  # called: the one unit is theirs to try for
+    assert place_in(waiting.get(path)) == 2
+
+    with recorded_statements(db.engine) as statements:
+        again = waiting.get(path)
+
+    assert place_in(again) == 2
+    assert statements == []
+
+
+def test_every_visitor_in_line_gets_the_shared_page_with_their_own_place_and_token(app):
+    drop, _ = room_drop(edition_size=1, limit=1)
+    first, _ = shopper(app)
+    first.get(queue_url(drop))
+    customer, _ = shopper(app)
+    maker = browser(app, make_maker())
+    pages = [client.get(queue_url(drop)) for client in (customer, maker)]
+
+    texts = [page.get_data(as_text=True) for page in pages]
+    assert [place_in(page) for page in pages] == [2, 3]
+    tokens = [CSRF.search(text).group(1) for text in texts]
+    assert tokens == [customer.csrf, maker.csrf] and tokens[0] != tokens[1]
+    assert "Maker console" not in texts[0] and "Maker console" in texts[1]
+    assert all(page.headers["Cache-Control"] == "private, no-store" for page in pages)
+    assert all("<!--slot-" not in text for text in texts)
+
+
+def test_a_makers_edit_shows_on_the_very_next_queue_page(app):
+    drop, batch_id = room_drop(edition_size=1, limit=1)
+    first, _ = shopper(app)
+    first.get(queue_url(drop))
+    waiting, _ = shopper(app)
+    assert drop.title in waiting.get(queue_url(drop)).get_data(as_text=True)
+
+    details = drops.DropDetails(
+        title="The Spring Release", story=drop.story, batch_ids=[batch_id], slug=drop.slug
+    )
+    drops.update_drop(drop, details, actor=audit.CLI, now=clock.now())
+    db.session.commit()
+
+    assert "The Spring Release" in waiting.get(queue_url(drop)).get_data(as_text=True)
 
 
 def test_the_stock_json_ends_the_wait_only_when_every_unit_is_sold_for_good(app):
