@@ -22,6 +22,8 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
            then 303 to Stripe — the whole way from the button to the payment page;
 - soldout — the real buy endpoint after the last unit is gone: every answer is a 409 with the
            drop page (what most of a real flash crowd gets);
+- page, anon, stock, queue — what a crowd that does not buy reloads: the drop page signed in and
+           anonymous, the live stock JSON, the waiting room's queue page (requests per second);
 - paced  — the real buy endpoint in an open loop: buyers arriving at random, on average at
            ``--paced`` shares of the holds/s the same round's ``buy`` phase reached (so it needs
            ``buy``), latency counted from each arrival — what a customer waits when the crowd
@@ -43,6 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,6 +74,7 @@ READ_PHASES = {
     "page": "the drop page as a signed-in customer (each buyer their own session)",
     "anon": "the drop page with no cookie (the anonymous visitor)",
     "stock": "the live stock JSON with no cookie",
+    "queue": "the queue page as a signed-in customer who stays in line (Redis, as in production)",
 }
 
 
@@ -494,11 +499,22 @@ def phase_shop(
 
 def phase_read(args, url: str, name: str, slug: str, customers) -> dict:
     """``READ_PHASES[name]``: every buyer GETs one address as fast as it is answered."""
+    if name == "queue":
+        with bench_redis() as extra_env:
+            return _read(args, url, name, f"/drops/{queue_drop(url)}/queue", customers, extra_env)
     path = f"/api/drops/{slug}/stock" if name == "stock" else f"/drops/{slug}"
+    return _read(args, url, name, path, customers, {})
+
+
+def _read(args, url: str, name: str, path: str, customers, extra_env: dict) -> dict:
     with servers.start_gunicorn(
-        url, workers=args.workers, threads=args.threads, reuse_port=args.reuse_port
+        url,
+        workers=args.workers,
+        threads=args.threads,
+        reuse_port=args.reuse_port,
+        extra_env=extra_env,
     ) as server:
-        if name == "page":
+        if name in ("page", "queue"):
             sessions = [rawhttp.login(server.address, c.email) for c in customers]
             requests = [session.get_request(path) for session in sessions]
         else:
@@ -508,6 +524,43 @@ def phase_read(args, url: str, name: str, slug: str, customers) -> dict:
             return drive(server.address, requests, args, meter)
         except RuntimeError as error:
             raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
+
+
+def queue_drop(url: str) -> str:
+    """A live drop with its waiting room on and its one unit held: a line nobody leaves."""
+    from shop.extensions import db
+
+    app = databases.make_app(url)
+    drop = seed.seed_live_drop(app, edition_size=1, limit=1)
+    with app.app_context():
+        db.session.execute(
+            text("UPDATE drops SET waiting_room = 'on' WHERE id = :id"), {"id": drop.drop_id}
+        )
+        inventory.hold(drop.batch_ids[0], 1, customer=factories.make_customer(), now=clock.now())
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    return drop.slug
+
+
+@contextmanager
+def bench_redis() -> Iterator[dict[str, str]]:
+    """Settings for a shop on Redis (``TEST_REDIS_URL``, else db 15) under a prefix of its own,
+    whose keys are deleted afterwards."""
+    import secrets
+
+    import redis
+
+    redis_url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
+    prefix = f"smallbatch-bench-{secrets.token_hex(4)}"
+    try:
+        yield {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": prefix}
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 class Emulator:
@@ -551,10 +604,7 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
     ``--crowd-seconds`` at a drop of ``--crowd-units`` units (limit 1 each), each playing
     ``bench/crowd.py``'s customer once; with the waiting room on or off. Gunicorn, PostgreSQL,
     Redis and the emulator, as in production."""
-    import secrets
     from concurrent.futures import ThreadPoolExecutor
-
-    import redis
 
     from shop.extensions import db
 
@@ -570,18 +620,19 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
     customers = seed.create_customers(seeding, args.crowd)
     with seeding.app_context():
         db.engine.dispose()
-    redis_url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
-    prefix = f"smallbatch-bench-{secrets.token_hex(4)}"
     emulator = Emulator()
     try:
-        with servers.start_gunicorn(
-            url,
-            workers=args.workers,
-            threads=args.threads,
-            stripe_api_base=emulator.url,
-            reuse_port=args.reuse_port,
-            extra_env={"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": prefix},
-        ) as server:
+        with (
+            bench_redis() as extra_env,
+            servers.start_gunicorn(
+                url,
+                workers=args.workers,
+                threads=args.threads,
+                stripe_api_base=emulator.url,
+                reuse_port=args.reuse_port,
+                extra_env=extra_env,
+            ) as server,
+        ):
             with ThreadPoolExecutor(max_workers=16) as pool:
                 sessions = list(
                     pool.map(lambda c: rawhttp.login(server.address, c.email), customers)
@@ -612,11 +663,6 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
             cpu = meter.stop(raw["cpu_seconds"])
     finally:
         emulator.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
     result = crowd_summary(raw, args.crowd_units)
     result["cpu"] = cpu
     result["invariants"] = invariant_check(url, drop.batch_ids)
@@ -900,9 +946,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,bare,sql,buy,spread,checkout,soldout,page,anon,stock,paced",
+        default="hello,bare,sql,buy,spread,checkout,soldout,page,anon,stock,queue,paced",
         help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,page,anon,"
-        "stock,paced,crowd (crowd only when named)",
+        "stock,queue,paced,crowd (crowd only when named)",
     )
     parser.add_argument(
         "--paced",

@@ -133,15 +133,21 @@ def page_key(state: DropState, phase: str, now: datetime) -> str:
 
 
 def rendered(slug: str, variant: str, key: str, render: Callable[[], str]) -> str:
-    """One render of a drop page (``variant``: "shell" or "anonymous") for ``key``, shared by
-    every process: rendered here only when no process has yet."""
-    store = _store()
+    """One render of a drop's page (``variant``: "shell", "anonymous", a queue page) for
+    ``key``, shared by every process: rendered here only when no process has yet, and then
+    kept in this process too (a key says everything the render depends on, so a copy is never
+    stale), so a warm page costs no round trip for it."""
     name = f"page:{slug}:{variant}:{key}"
-    found = store.get(name, bytes.decode)
-    if found is None:
-        found = render()
-        store.set(name, found, str.encode, PAGE_SECONDS)
-    return found
+
+    def shared() -> str:
+        store = _store()
+        found = store.get(name, bytes.decode)
+        if found is None:
+            found = render()
+            store.set(name, found, str.encode, PAGE_SECONDS)
+        return found
+
+    return kept_here(name, shared)
 
 
 def snapshot(slug: str, key: str, load: Callable[[], object]):

@@ -62,8 +62,19 @@ class Store:
     def room_for_batch(self, batch_id: int) -> int | None:
         raise NotImplementedError
 
-    def visit(self, drop_id: int, customer_id: int, **kwargs) -> Turn | None:
-        """None when the line cannot be reached (the visitor then gets the drop page)."""
+    def visit(
+        self,
+        drop_id: int,
+        customer_id: int,
+        *,
+        batch_ids: list[int],
+        mode: str,
+        threshold: int,
+        **kwargs,
+    ) -> Turn | None:
+        """The visit counts as an arrival (``arrive``) and then moves the line on, in one step.
+        None when the room is not open or the line cannot be reached (the visitor then gets
+        the drop page)."""
         raise NotImplementedError
 
     def turn_used(self, drop_id: int, customer_id: int, *, until_ms: int) -> None:
@@ -77,24 +88,40 @@ class Store:
 
 
 # Open the room for a drop: for good when the maker says so, or once arrivals in this window
-# pass the threshold. KEYS: on flag, arrivals counter, then one gate key per batch.
-_ARRIVE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if ARGV[1] == 'auto' then
-  local n = redis.call('INCR', KEYS[2])
-  if n == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]) * 2) end
-  if n <= tonumber(ARGV[2]) then return 0 end
+# pass the threshold. Takes the KEYS indexes of the on flag, the arrivals counter and the first
+# of the batches' gate keys (the rest of KEYS).
+_ARRIVE_FUNCTION = """
+local function arrive(on, arrivals, first_gate, mode, threshold, window, drop)
+  if redis.call('EXISTS', KEYS[on]) == 1 then return true end
+  if mode == 'auto' then
+    local n = redis.call('INCR', KEYS[arrivals])
+    if n == 1 then redis.call('EXPIRE', KEYS[arrivals], tonumber(window) * 2) end
+    if n <= tonumber(threshold) then return false end
+  end
+  redis.call('SET', KEYS[on], mode)
+  for i = first_gate, #KEYS do redis.call('SET', KEYS[i], drop) end
+  return true
 end
-redis.call('SET', KEYS[1], ARGV[1])
-for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end
-return 1
 """
+
+# KEYS: on flag, arrivals counter, then one gate key per batch.
+_ARRIVE = (
+    _ARRIVE_FUNCTION
+    + """
+if arrive(1, 2, 3, ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 1 end
+return 0
+"""
+)
 
 # One visit: find or take the place (back of the line if asked, or if the pass lapsed), move
 # the line on by min(tokens, free units - called visitors who have not held), report.
 # KEYS: line (account -> place), seq, served, passes (account -> pass deadline),
-# called (account -> turn deadline), tick (token bucket).
-_VISIT = """
+# called (account -> turn deadline), tick (token bucket), then the arrival's keys (as _ARRIVE's):
+# the visit counts as an arrival first, and an empty answer means the room is not open.
+_VISIT = (
+    _ARRIVE_FUNCTION
+    + """
+if not arrive(7, 8, 9, ARGV[9], ARGV[10], ARGV[11], ARGV[12]) then return {} end
 local user, now = ARGV[1], tonumber(ARGV[2])
 local free, rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local turn_ms, pass_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -148,6 +175,7 @@ end
 local waiting = redis.call('ZCOUNT', KEYS[1], '(' .. served, '+inf')
 return {place, served, until_ms, requeued, ahead, waiting, called}
 """
+)
 
 
 class RedisStore(Store):
@@ -173,13 +201,16 @@ class RedisStore(Store):
             for name in ("line", "seq", "served", "passes", "called", "tick")
         ]
 
-    def arrive(self, drop_id, batch_ids, *, mode, threshold, now_ms) -> bool:
+    def _arrival_keys(self, drop_id: int, batch_ids: list[int], now_ms: int) -> list[str]:
         window = (now_ms // 1000) // ARRIVAL_WINDOW
-        keys = [
+        return [
             self._key(drop_id, "on"),
             self._key(drop_id, f"arrivals/{window}"),
             *(self._gate(b) for b in batch_ids),
         ]
+
+    def arrive(self, drop_id, batch_ids, *, mode, threshold, now_ms) -> bool:
+        keys = self._arrival_keys(drop_id, batch_ids, now_ms)
         try:
             return bool(self._arrive(keys=keys, args=[mode, threshold, ARRIVAL_WINDOW, drop_id]))
         except RedisError:
@@ -194,10 +225,11 @@ class RedisStore(Store):
             return None
         return int(value) if value else None
 
-    def visit(self, drop_id, customer_id, **kw) -> Turn | None:
+    def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
         try:
             raw = self._visit(
-                keys=self._line_keys(drop_id),
+                keys=self._line_keys(drop_id)
+                + self._arrival_keys(drop_id, batch_ids, kw["now_ms"]),
                 args=[
                     customer_id,
                     kw["now_ms"],
@@ -207,10 +239,16 @@ class RedisStore(Store):
                     kw["turn_ms"],
                     kw["pass_ms"],
                     "1" if kw["requeue"] else "0",
+                    mode,
+                    threshold,
+                    ARRIVAL_WINDOW,
+                    drop_id,
                 ],
             )
         except RedisError:
             log.warning("the waiting room could not reach Redis; the visitor goes to the drop")
+            return None
+        if not raw:
             return None
         place, served, until_ms, requeued, ahead, waiting_now, called = (int(v) for v in raw)
         return Turn(place, served, until_ms, bool(requeued), ahead, waiting_now, called)
@@ -281,7 +319,9 @@ class MemoryStore(Store):
     def room_for_batch(self, batch_id) -> int | None:
         return self._gates.get(batch_id)
 
-    def visit(self, drop_id, customer_id, **kw) -> Turn:
+    def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
+        if not self.arrive(drop_id, batch_ids, mode=mode, threshold=threshold, now_ms=kw["now_ms"]):
+            return None
         now = kw["now_ms"]
         with self._lock:
             line = self._lines.setdefault(drop_id, _Line())

@@ -110,14 +110,20 @@ def room_for_batch(batch_id: int) -> int | None:
 
 
 def visit(
-    drop_id: int, customer_id: int, stock: Stock, *, now_ms: int, requeue: bool
+    drop: RoomDrop, customer_id: int, stock: Stock, *, now_ms: int, requeue: bool
 ) -> Turn | None:
-    """Take (or find) the customer's place, move the line on as stock allows, and say where
-    they stand. ``requeue`` sends them to the back first (their cookie was bad). None when the
-    line cannot be reached: the visitor is then let through to the drop page."""
+    """Count the visit as an arrival (``is_open``), then take (or find) the customer's place,
+    move the line on as stock allows, and say where they stand — one step in the store.
+    ``requeue`` sends them to the back first (their cookie was bad). None when the room is not
+    open or the line cannot be reached: the visitor is then let through to the drop page."""
+    if drop.waiting_room == ROOM_OFF:
+        return None
     return room_store.for_app().visit(
-        drop_id,
+        drop.id,
         customer_id,
+        batch_ids=drop.batch_ids,
+        mode=drop.waiting_room,
+        threshold=_auto_threshold(),
         now_ms=now_ms,
         free=stock.free,
         rate=admit_rate(),

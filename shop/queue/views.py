@@ -55,10 +55,10 @@ def line(slug: str):
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
     now_ms = _ms(now)
-    if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
-        return redirect(drop_page, 303)
     stock = waiting_room.stock_of(state)
-    if stock.sold_out:
+    if stock.sold_out:  # nobody waits for nothing: no place is taken
+        if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
+            return redirect(drop_page, 303)
         return _page("queue/sold_out.html", drop, state.version, now), 409
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop.id)),
@@ -67,8 +67,8 @@ def line(slug: str):
         now_ms=now_ms,
     )
     bad_cookie = check.present and not check.valid
-    turn = waiting_room.visit(drop.id, buyer.id, stock, now_ms=now_ms, requeue=bad_cookie)
-    if turn is None:
+    turn = waiting_room.visit(drop, buyer.id, stock, now_ms=now_ms, requeue=bad_cookie)
+    if turn is None:  # the room is not open (or out of reach): the drop page
         return redirect(drop_page, 303)
     metrics.queue_visit(turn.waiting, admitted=turn.admitted)
     if turn.admitted:
