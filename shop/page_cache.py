@@ -220,6 +220,30 @@ def account_pieces() -> dict[str, str]:
     }
 
 
+def shell(template: str, **context) -> str:
+    """``template`` rendered as nobody for every visitor: a ``slot`` for the nav, flashes and
+    clock (base.html), ``token_mark()`` for each CSRF token, and none of the context processors
+    (Flask-Login's would read the visitor's account). Filled by ``filled_for_visitor``."""
+    mark = token_mark()
+    return templating.render_piece(
+        template,
+        slot=slot,
+        current_user=AnonymousUserMixin(),
+        csrf_token=lambda: mark,
+        hold_minutes=current_app.config["SHOP_HOLD_MINUTES"],
+        request=request,
+        **context,
+    )
+
+
+def filled_for_visitor(shell: str, now: datetime, **own: str) -> str:
+    """A shell rendered as nobody (``slot`` in its context, ``token_mark()`` for its CSRF
+    tokens), filled with this visitor's ``own`` pieces, nav, flashes, clock and token."""
+    filled = fill(shell, own | account_pieces() | {"now": templating.iso(now)}, last=True)
+    mark = token_mark()
+    return filled.replace(mark, generate_csrf()) if mark in filled else filled
+
+
 def pieces(text: str) -> dict[str, str]:
     """A render of marked pieces (``slot(name)`` before each) as ``{name: piece}``."""
     token = _slot_token()

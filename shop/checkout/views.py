@@ -8,6 +8,7 @@ gets a small sold-out page instead. JSON callers get the central JSON error.
 from __future__ import annotations
 
 import re
+from dataclasses import astuple
 
 from flask import (
     Blueprint,
@@ -32,6 +33,7 @@ from shop import (
     limits,
     metrics,
     orders,
+    page_cache,
     refusal_counts,
     shipping_rates,
 )
@@ -225,12 +227,21 @@ def _refused(batch_id: int, error: Exception):
 
 def _sold_out_page(batch_id: int):
     """409: the batch is sold out, and what happens next — the batch lined up behind it, the
-    waitlist while units are only held, or nothing more once every unit is paid for."""
+    waitlist while units are only held, or nothing more once every unit is paid for.
+
+    The answer most of a crowd gets once the last unit is gone, so it reads one row and renders
+    nothing new: the page is kept in this process per set of facts (they are all it says of the
+    batch and of the customer), rendered as nobody, and gets the visitor's nav, flashes and
+    CSRF token put in. The hold statement that refused them checked their session already."""
     buyer = auth.buyer()
     facts = catalog.sold_out_facts(batch_id, buyer.id if buyer is not None else None)
     if facts is None:  # never released, or gone: as if it never existed
         return error_response(404, NotFound.code, NotFound.message)
-    return render_template("storefront/sold_out.html", facts=facts), SoldOut.status
+    shell = page_cache.kept_here(
+        f"sold-out:{astuple(facts)!r}",
+        lambda: page_cache.shell("storefront/sold_out.html", facts=facts),
+    )
+    return page_cache.filled_for_visitor(shell, clock.now()), SoldOut.status
 
 
 def _order_page(order_id: int, error: Exception) -> str:

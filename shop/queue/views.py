@@ -16,13 +16,11 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import AnonymousUserMixin
 
 from shop import auth, clock, limits, metrics, page_cache, templating, waiting_room
 from shop.errors import LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import Drop
-from shop.templating import iso
 
 bp = Blueprint("queue", __name__)
 
@@ -117,11 +115,9 @@ def _page(template: str, drop: waiting_room.RoomDrop, version: int, now, **own: 
         drop.slug,
         template,
         str(version),
-        lambda: render_template(
-            template, drop=drop, slot=page_cache.slot, current_user=AnonymousUserMixin()
-        ),
+        lambda: page_cache.shell(template, drop=drop),
     )
-    return page_cache.fill(shell, own | page_cache.account_pieces() | {"now": iso(now)}, last=True)
+    return page_cache.filled_for_visitor(shell, now, **own)
 
 
 def gate(drop: Drop, batch_ids: list[int]) -> Response | None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from shop import audit, clock, drops, inventory, page_cache, waiting_room
+from shop import audit, clock, drops, inventory, page_cache, room_store, waiting_room
 from shop.extensions import db
 from shop.models import AuditEntry, Drop, Order
 from shop.models.order import CANCELLED
@@ -362,6 +362,9 @@ def test_the_room_opens_by_itself_when_arrivals_pass_the_setting(app):
     app.config["SHOP_ROOM_AUTO_PER_SECOND"] = 1  # more than 10 arrivals in ten seconds
     drop, batch_id = room_drop("auto")
     client, _ = shopper(app)
+    into_window = time.time() % room_store.ARRIVAL_WINDOW  # arrivals count per ten-second window
+    if into_window > room_store.ARRIVAL_WINDOW - 3:
+        time.sleep(room_store.ARRIVAL_WINDOW - into_window)  # all twelve in one window
 
     answers = [client.get(f"/drops/{drop.slug}").status_code for _ in range(12)]
 

@@ -61,7 +61,9 @@ def csrf_token_in(html: str) -> str:
 
 
 def log_in(client: FlaskClient, user) -> None:
-    """``user`` signed in on ``client``'s session, as Flask-Login's login_user leaves it."""
+    """``user`` signed in on ``client``'s session, as the shop's login leaves it (Flask-Login's
+    claim, and the nav's account links: ``auth.remember_links``)."""
     with client.session_transaction() as session:
         session["_user_id"] = user.get_id()
         session["_fresh"] = True
+        session["account_links"] = [bool(user.is_maker), bool(user.is_admin)]
