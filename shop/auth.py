@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import unquote, urlsplit
 
 from flask import abort, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 
 from shop.catalog import MAX_ID
 from shop.errors import AccountSuspended, LoginRequired, error_response, wants_json
@@ -52,18 +52,29 @@ _USER_FOR_SESSION = select(User).where(
 )
 
 
-def load_with(columns: list) -> tuple | None:
-    """The account the session claims, read together with ``columns`` (correlated to
-    ``User``) in ONE statement and made this request's ``current_user``, so Flask-Login asks
-    nothing more: a page a crowd reloads then reads the account and the visitor's own rows in a
-    single round trip. The row's values of ``columns``; None when the session claims nobody,
-    the claim is stale (the token was rotated: the loader then finds nobody either) or the
-    account is loaded already."""
+_LOAD_WITH: dict[Hashable, Select] = {}  # built once per kind of columns
+
+
+def load_with(kind: Hashable, columns: Callable[[], list], params: dict) -> tuple | None:
+    """The account the session claims, read together with ``columns()`` (correlated to
+    ``User``, bound by ``params``) in ONE statement, built once per ``kind``, and made this
+    request's ``current_user``, so Flask-Login asks nothing more: a page a crowd reloads then
+    reads the account and the visitor's own rows in a single round trip. The row's values of
+    the columns; None when the session claims nobody, the claim is stale (the token was
+    rotated: the loader then finds nobody either) or the account is loaded already."""
     claim = parse_claim(session.get("_user_id"))
     if claim is None or "_login_user" in g:
         return None
+    statement = _LOAD_WITH.get(kind)
+    if statement is None:
+        statement = _LOAD_WITH.setdefault(
+            kind,
+            select(User, *columns()).where(
+                User.id == bindparam("id"), User.session_token == bindparam("token")
+            ),
+        )
     row = db.session.execute(
-        select(User, *columns).where(User.id == claim.id, User.session_token == claim.session_token)
+        statement, {"id": claim.id, "token": claim.session_token, **params}
     ).first()
     if row is None:
         return None

@@ -472,15 +472,20 @@ def allowed_quantity(batch: Batch, customer: User | None) -> int:
     return allowed_quantities([batch], customer)[batch.id]
 
 
-def taken_columns(batch_ids: list[int]) -> list:
-    """The signed-in account's units of each batch as columns of its own row (NULL for none),
-    for ``auth.load_with``: the account and what it took, in one statement."""
+def taken_columns(count: int) -> list:
+    """The signed-in account's units of ``count`` batches (bound as ``batch_0``…, see
+    ``taken_params``) as columns of its own row, NULL for none: for ``auth.load_with``, the
+    account and what it took in one statement."""
     return [
         select(Allotment.units)
-        .where(Allotment.customer_id == User.id, Allotment.batch_id == batch_id)
+        .where(Allotment.customer_id == User.id, Allotment.batch_id == bindparam(f"batch_{i}"))
         .scalar_subquery()
-        for batch_id in batch_ids
+        for i in range(count)
     ]
+
+
+def taken_params(batch_ids: list[int]) -> dict[str, int]:
+    return {f"batch_{i}": batch_id for i, batch_id in enumerate(batch_ids)}
 
 
 def taken_from(batch_ids: list[int], values: tuple) -> dict[int, int]:

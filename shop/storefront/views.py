@@ -128,7 +128,9 @@ def _account_and_taken(drop: Drop, phase: str) -> dict[int, int] | None:
     if phase != "live":
         return None
     ids = [batch.id for batch in drop.batches]
-    values = auth.load_with(catalog.taken_columns(ids))
+    values = auth.load_with(
+        ("taken", len(ids)), lambda: catalog.taken_columns(len(ids)), catalog.taken_params(ids)
+    )
     return None if values is None else catalog.taken_from(ids, values)
 
 
