@@ -310,8 +310,9 @@ def content_changed(
 
 def numbers_changed(*, batch_ids: Iterable[int]) -> None:
     """These batches' numbers changed in a way a visitor must not wait a second to learn (the
-    last unit sold for good): once the caller's transaction commits, their drops' cached state
-    goes, so the line, the stock JSON and the page read the new numbers on the next request."""
+    last unit sold for good, or units given back): once the caller's transaction commits,
+    their drops' cached state goes, so the line, the stock JSON and the page read the new
+    numbers on the next request. Holds do not call this: they are the crowd's hot path."""
     slugs = db.session.scalars(
         select(Drop.slug).join(Batch, Batch.drop_id == Drop.id).where(Batch.id.in_(batch_ids))
     ).all()
