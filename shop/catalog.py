@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
@@ -19,6 +20,9 @@ from shop.models.drop import CLOSED, DRAFT
 from shop.models.order import HELD, PAID, REFUNDED
 from shop.models.types import UTCDateTime
 from shop.models.waitlist import ACTIVE, WaitlistPlace
+
+if TYPE_CHECKING:
+    from shop.inventory import Buyer
 
 # Public ids and certificate codes are secrets.token_urlsafe; slugs are short words. Anything
 # else (NUL bytes, megabyte strings) cannot name a row and is not worth a database round trip.
@@ -267,6 +271,15 @@ class SoldOutFacts:
         return self.sold >= self.edition_size
 
 
+def _has_place(batch_id, customer_id):
+    """The customer has a place in the batch's waitlist (waiting or offered)."""
+    return exists().where(
+        WaitlistPlace.batch_id == batch_id,
+        WaitlistPlace.customer_id == customer_id,
+        WaitlistPlace.state.in_(ACTIVE),
+    )
+
+
 def _sold_out_facts_statement():
     """One row: the batch, its product and public drop, the batch that follows it (the earliest
     lined up behind it in its drop: a correlated subquery, on the drop's index) and whether the
@@ -281,15 +294,7 @@ def _sold_out_facts_statement():
         .correlate(Batch)
         .scalar_subquery()
     )
-    in_line = (
-        exists()
-        .where(
-            WaitlistPlace.batch_id == Batch.id,
-            WaitlistPlace.customer_id == bindparam("customer_id"),
-            WaitlistPlace.state.in_(ACTIVE),
-        )
-        .correlate(Batch)
-    )
+    in_line = _has_place(Batch.id, bindparam("customer_id")).correlate(Batch)
     return (
         select(
             Batch.id,
@@ -317,6 +322,21 @@ def _sold_out_facts_statement():
 
 
 _SOLD_OUT_FACTS = _sold_out_facts_statement()
+
+
+# The account the session claims, if its token is current, and whether it is in a batch's line.
+_CLAIMED_IN_LINE = select(
+    _has_place(bindparam("batch_id"), User.id).correlate(User).label("in_line")
+).where(User.id == bindparam("id"), User.session_token == bindparam("token"))
+
+
+def claimed_in_line(batch_id: int, claim: Buyer) -> bool | None:
+    """Whether the account a session claims has a place in the batch's waitlist, in ONE small
+    query that checks the claim as the hold statement would; None when the claim is stale
+    (its token was rotated: logged out everywhere, a new password)."""
+    return db.session.scalar(
+        _CLAIMED_IN_LINE, {"batch_id": batch_id, "id": claim.id, "token": claim.session_token}
+    )
 
 
 def sold_out_facts(batch_id: int, customer_id: int | None = None) -> SoldOutFacts | None:

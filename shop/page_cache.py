@@ -11,6 +11,11 @@ memory (the embedded default runs one process):
 transaction as the maker's edit and, once that commits, drops the cached state, so the very
 next request reads the drop afresh (the one-second life is only the bound when that eviction is
 lost, never the invalidation).
+- a batch's **sold-out facts** (``catalog.SoldOutFacts`` but the customer's place in line),
+  kept ``STATE_SECONDS`` in Redis (only there) once a buy found nothing left of it: the crowd
+  that keeps pressing Buy after the last unit went is answered from them (``nothing_left``)
+  without the hold statement. Units only come back by a release or a bigger edition, which
+  drop them once they commit.
 - a drop page's **renders**, keyed by ``page_key`` (the version, the phase, the minute and the
   numbers the page prints): the *shell* — the page with a ``slot`` wherever something is
   personal — and the whole page an anonymous visitor gets. Rendered once per key, whichever
@@ -30,7 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
 
 import redis
@@ -43,7 +48,7 @@ from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
 from shop import auth, catalog, templating
-from shop.catalog import BatchNumbers
+from shop.catalog import BatchNumbers, SoldOutFacts
 from shop.extensions import db
 from shop.models import Batch, Drop
 from shop.models.drop import drop_phase
@@ -55,6 +60,7 @@ PAGE_SECONDS = 300  # a render is keyed by its content; this only bounds what an
 SNAPSHOTS = 1024  # drops (by key) and pieces (by shape) each process keeps
 REDIS_TIMEOUT = 0.25  # seconds: a slow Redis costs a render, never a stuck page
 _EVICT = "page_cache.evict"  # Session.info key: slugs whose state goes once the edit commits
+_EVICT_BATCHES = "page_cache.evict_batches"  # ...and batches whose sold-out facts go
 
 
 # --- what is cached ---------------------------------------------------------------------------
@@ -121,6 +127,31 @@ def drop_state(slug: str, now: datetime, *, fresh: bool = False) -> DropState | 
     )
     store.set(key, state, DropState.to_json, STATE_SECONDS)
     return state
+
+
+def nothing_left(batch_id: int) -> SoldOutFacts | None:
+    """The batch's sold-out facts if a buy found nothing left of it within ``STATE_SECONDS``
+    and no unit has come back since (``in_line`` is not among them: it is the customer's).
+    Never a grant: a miss only means the hold statement is asked. Only in a store every process
+    shares (Redis): a process's own memory would not hear another process (the worker's sweep,
+    say) give units back, and would refuse them for a second."""
+    store = _store()
+    return store.get(f"gone:{batch_id}", _facts_from_json) if store.shared else None
+
+
+def keep_nothing_left(facts: SoldOutFacts) -> None:
+    """Share what a buy just found of a batch with nothing left (``nothing_left``)."""
+    store = _store()
+    if facts.left <= 0 and store.shared:
+        store.set(f"gone:{facts.batch_id}", facts, _facts_to_json, STATE_SECONDS)
+
+
+def _facts_to_json(facts: SoldOutFacts) -> bytes:
+    return json.dumps(astuple(replace(facts, in_line=False))).encode()
+
+
+def _facts_from_json(raw: bytes) -> SoldOutFacts:
+    return SoldOutFacts(*json.loads(raw))
 
 
 def page_key(state: DropState, phase: str, now: datetime) -> str:
@@ -282,7 +313,8 @@ def content_changed(
 ) -> None:
     """A maker (or the operator) changed what these drops' pages show: bump their
     ``content_version`` in the caller's transaction. Once it commits, their cached state goes,
-    so the next request anywhere renders the new version."""
+    so the next request anywhere renders the new version (and so do the sold-out facts of the
+    ``batch_ids`` named: an edition may have grown)."""
     drop_ids, batch_ids = [i for i in drop_ids if i], [i for i in batch_ids if i]
     product_ids, maker_ids = [i for i in product_ids if i], [i for i in maker_ids if i]
     conditions = []
@@ -298,6 +330,7 @@ def content_changed(
         conditions.append(Drop.maker_id.in_(maker_ids))
     if not conditions:
         return
+    db.session.info.setdefault(_EVICT_BATCHES, set()).update(batch_ids)  # an edition grown
     slugs = db.session.scalars(
         update(Drop)
         .where(or_(*conditions))
@@ -312,18 +345,23 @@ def numbers_changed(*, batch_ids: Iterable[int]) -> None:
     """These batches' numbers changed in a way a visitor must not wait a second to learn (the
     last unit sold for good, or units given back): once the caller's transaction commits,
     their drops' cached state goes, so the line, the stock JSON and the page read the new
-    numbers on the next request. Holds do not call this: they are the crowd's hot path."""
+    numbers on the next request, and their sold-out facts go, so a buy asks the hold statement
+    again. Holds do not call this: they are the crowd's hot path."""
+    batch_ids = list(batch_ids)
     slugs = db.session.scalars(
         select(Drop.slug).join(Batch, Batch.drop_id == Drop.id).where(Batch.id.in_(batch_ids))
     ).all()
     db.session.info.setdefault(_EVICT, set()).update(slugs)
+    db.session.info.setdefault(_EVICT_BATCHES, set()).update(batch_ids)
 
 
 @event.listens_for(Session, "after_commit")
 def _evict_after_commit(session: Session) -> None:
-    slugs = session.info.pop(_EVICT, None)
-    if slugs and has_app_context():
-        _store().delete([f"state:{slug}" for slug in slugs])
+    slugs = session.info.pop(_EVICT, None) or ()
+    batch_ids = session.info.pop(_EVICT_BATCHES, None) or ()
+    keys = [f"state:{slug}" for slug in slugs] + [f"gone:{batch_id}" for batch_id in batch_ids]
+    if keys and has_app_context():
+        _store().delete(keys)
 
 
 # --- the stores -------------------------------------------------------------------------------
@@ -331,6 +369,8 @@ def _evict_after_commit(session: Session) -> None:
 
 class MemoryStore:
     """This process's memory: entries kept as objects, expiring, at most ``limit`` of them."""
+
+    shared = False  # other processes neither see these entries nor evict them
 
     def __init__(self, limit: int = 4096) -> None:
         self._items: dict[str, tuple[float, object]] = {}
@@ -359,6 +399,8 @@ class MemoryStore:
 
 class RedisStore:
     """Redis, shared by every app process. Any Redis error is a miss (logged), never a 500."""
+
+    shared = True
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client
