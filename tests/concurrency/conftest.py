@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import selectors
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 from flask import Flask
+from sqlalchemy import text
 
 import stripe_emulator
-from shop import inventory
+from shop import clock, inventory, sweeper
 from shop.extensions import db
 from shop.models import Batch, Order
 from testkit import bursts, databases, factories, invariants, rawhttp, servers
@@ -206,6 +208,60 @@ def limited_server(race_database_url) -> Iterator[servers.Server]:
         ) as server,
     ):
         yield server
+
+
+@pytest.fixture(scope="module")
+def redis_env() -> Iterator[dict[str, str]]:
+    """Settings for servers that share what the app keeps between processes (the waiting room's
+    line, the page cache, rate-limit counters) in Redis under a prefix of this module's own, and
+    one secret, so a restarted server reads the same sessions and cookies."""
+    with redis_server.private_prefix("smallbatch-shared") as prefix:
+        yield {
+            "REDIS_URL": redis_server.redis_url(),
+            "RATELIMIT_KEY_PREFIX": prefix,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+        }
+
+
+@pytest.fixture(scope="module")
+def redis_app(race_database_url, redis_env) -> Iterator[Flask]:
+    """The app as the sweeper and the webhook run beside the servers: the same Redis, so what
+    they change reaches the servers' shared numbers at once (``page_cache.numbers_changed``)."""
+    app = databases.make_app(race_database_url, **redis_env)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def redis_shop(race_database_url, emulator, redis_env) -> Iterator[servers.Server]:
+    """The real app under gunicorn as in production: several processes sharing Redis."""
+    with servers.start_gunicorn(
+        race_database_url,
+        workers=WORKERS,
+        threads=THREADS,
+        stripe_api_base=emulator.url,
+        extra_env=redis_env,
+    ) as server:
+        yield server
+
+
+def expire_holds(app, batch_id: int, count: int) -> int:
+    """Make ``count`` of the batch's holds run out, then run the real sweeper."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "UPDATE orders SET hold_expires_at = :past WHERE id IN ("
+                " SELECT id FROM orders WHERE batch_id = :batch AND state = 'held'"
+                " ORDER BY id LIMIT :count)"
+            ),
+            {"past": clock.now() - timedelta(minutes=1), "batch": batch_id, "count": count},
+        )
+        db.session.commit()
+        released = sweeper.sweep(clock.now())["released"]
+        db.session.remove()
+    return released
 
 
 def from_address(request: bytes, ip: str) -> bytes:

@@ -9,69 +9,29 @@ and the same rules hold in one process without Redis.
 from __future__ import annotations
 
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
-from flask import Flask
 from sqlalchemy import text
 
-from shop import clock, inventory, page_cache, sweeper, waiting_room
+from shop import clock, inventory, page_cache, waiting_room
 from shop.extensions import db
 from shop.models import Order, User
-from testkit import bursts, databases, rawhttp, seed, servers
+from testkit import bursts, rawhttp, seed, servers
 from tests.concurrency.conftest import (
     THREADS,
-    WORKERS,
     assert_no_server_errors,
+    expire_holds,
     login_all,
     stock,
     violations,
 )
-from tests.support import redis_server
 
 pytestmark = pytest.mark.concurrency
 
 PLACE = re.compile(r'class="queue__number">([0-9,]+)<')
 SOLD_OUT = "Every unit of this drop has been sold"
 WAIT_YOUR_TURN = "Please wait your turn"
-
-
-@pytest.fixture(scope="module")
-def room_env() -> Iterator[dict[str, str]]:
-    """Settings for servers that share one line in Redis under a prefix of this module's own,
-    and one secret, so a restarted server reads the same sessions and cookies."""
-    with redis_server.private_prefix("smallbatch-room") as prefix:
-        yield {
-            "REDIS_URL": redis_server.redis_url(),
-            "RATELIMIT_KEY_PREFIX": prefix,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-        }
-
-
-@pytest.fixture(scope="module")
-def room_app(race_database_url, room_env) -> Iterator[Flask]:
-    """The app as the sweeper and the webhook run beside the servers: the same Redis, so what
-    they change reaches the servers' shared numbers at once (``page_cache.numbers_changed``)."""
-    app = databases.make_app(race_database_url, **room_env)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def room_server(race_database_url, emulator, room_env) -> Iterator[servers.Server]:
-    with servers.start_gunicorn(
-        race_database_url,
-        workers=WORKERS,
-        threads=THREADS,
-        stripe_api_base=emulator.url,
-        extra_env=room_env,
-    ) as server:
-        yield server
 
 
 def room_drop(app, *, edition_size: int, limit: int = 1, held_by_others: int = 0):
@@ -123,29 +83,29 @@ def burst_visits(server, sessions, drop) -> list[rawhttp.Response]:
     return outcome.responses
 
 
-def test_places_are_handed_out_in_arrival_order_under_a_synchronized_burst(seed_app, room_server):
+def test_places_are_handed_out_in_arrival_order_under_a_synchronized_burst(seed_app, redis_shop):
     drop = room_drop(seed_app, edition_size=2, held_by_others=2)  # nobody is let in meanwhile
     first_wave, second_wave = (
-        shoppers(seed_app, room_server, 24),
-        shoppers(seed_app, room_server, 24),
+        shoppers(seed_app, redis_shop, 24),
+        shoppers(seed_app, redis_shop, 24),
     )
 
-    first = [place_of(r) for r in burst_visits(room_server, first_wave, drop)]
-    second = [place_of(r) for r in burst_visits(room_server, second_wave, drop)]
+    first = [place_of(r) for r in burst_visits(redis_shop, first_wave, drop)]
+    second = [place_of(r) for r in burst_visits(redis_shop, second_wave, drop)]
 
     assert sorted(first) == list(range(1, 25))  # one number each: no duplicate, no gap
     assert sorted(second) == list(range(25, 49))  # everyone who came later is behind
-    again = [place_of(r) for r in burst_visits(room_server, first_wave + second_wave, drop)]
+    again = [place_of(r) for r in burst_visits(redis_shop, first_wave + second_wave, drop)]
     assert again == first + second
 
 
-def test_one_account_gets_one_place_however_many_devices_ask_at_once(seed_app, room_server):
+def test_one_account_gets_one_place_however_many_devices_ask_at_once(seed_app, redis_shop):
     drop = room_drop(seed_app, edition_size=2, held_by_others=2)
     customer = seed.create_customers(seed_app, 1)[0]
-    devices = login_all(room_server.address, [customer] * 4, page="/account/")
-    others = shoppers(seed_app, room_server, 10)
+    devices = login_all(redis_shop.address, [customer] * 4, page="/account/")
+    others = shoppers(seed_app, redis_shop, 10)
 
-    answers = burst_visits(room_server, devices * 3 + others, drop)
+    answers = burst_visits(redis_shop, devices * 3 + others, drop)
 
     mine = {place_of(r) for r in answers[:12]}
     theirs = [place_of(r) for r in answers[12:]]
@@ -154,67 +114,50 @@ def test_one_account_gets_one_place_however_many_devices_ask_at_once(seed_app, r
     assert {place_of(visit(device, drop)) for device in devices} == mine
 
 
-def test_a_customer_who_skipped_the_line_cannot_buy(seed_app, room_server):
+def test_a_customer_who_skipped_the_line_cannot_buy(seed_app, redis_shop):
     drop = room_drop(seed_app, edition_size=20, limit=1)
-    admitted = shoppers(seed_app, room_server, 3)
+    admitted = shoppers(seed_app, redis_shop, 3)
     for session in admitted:
         assert visit(session, drop).status == 303  # stock and turns enough: let in at once
-    skippers = shoppers(seed_app, room_server, 12)
+    skippers = shoppers(seed_app, redis_shop, 12)
     for skipper, lender in zip(skippers[:3], admitted, strict=True):  # someone else's pass
         skipper.cookies[f"smallbatch_line_{drop.drop_id}"] = lender.cookies[
             f"smallbatch_line_{drop.drop_id}"
         ]
 
     outcome = bursts.burst(
-        room_server.address,
+        redis_shop.address,
         [s.buy_request(drop.batch_id) for s in skippers + admitted],
     )
 
-    assert_no_server_errors(outcome.responses, room_server)
+    assert_no_server_errors(outcome.responses, redis_shop)
     assert [r.status for r in outcome.responses] == [403] * 12 + [303] * 3
     assert all(WAIT_YOUR_TURN in r.text for r in outcome.responses[:12])
     assert stock(seed_app, drop.batch_id) == (20, 0, 3)
     assert violations(seed_app, drop.batch_id) == []
 
 
-def expire_holds(app, batch_id: int, count: int) -> int:
-    """Make ``count`` of the batch's holds run out, then run the real sweeper."""
-    with app.app_context():
-        db.session.execute(
-            text(
-                "UPDATE orders SET hold_expires_at = :past WHERE id IN ("
-                " SELECT id FROM orders WHERE batch_id = :batch AND state = 'held'"
-                " ORDER BY id LIMIT :count)"
-            ),
-            {"past": clock.now() - timedelta(minutes=1), "batch": batch_id, "count": count},
-        )
-        db.session.commit()
-        released = sweeper.sweep(clock.now())["released"]
-        db.session.remove()
-    return released
-
-
 def test_turns_stop_at_zero_stock_and_resume_for_as_many_as_the_sweeper_releases(
-    seed_app, room_app, room_server
+    seed_app, redis_app, redis_shop
 ):
     drop = room_drop(seed_app, edition_size=3, limit=1)
-    crowd = shoppers(seed_app, room_server, 7)
+    crowd = shoppers(seed_app, redis_shop, 7)
     answers = [visit(session, drop) for session in crowd]
     assert [a.status for a in answers] == [303] * 3 + [200] * 4
     for session in crowd[:3]:
         assert session.buy(drop.batch_id).status == 303
     assert stock(seed_app, drop.batch_id) == (3, 0, 3)
 
-    stalled = burst_visits(room_server, crowd[3:], drop)
+    stalled = burst_visits(redis_shop, crowd[3:], drop)
     assert [place_of(r) for r in stalled] == [4, 5, 6, 7]  # every unit held: nobody is called
     time.sleep(page_cache.STATE_SECONDS + 0.1)  # the shared numbers are at most this old
-    stalled = burst_visits(room_server, crowd[3:], drop)
+    stalled = burst_visits(redis_shop, crowd[3:], drop)
     assert [place_of(r) for r in stalled] == [4, 5, 6, 7]
     assert all("Every unit is held by someone paying right now" in r.text for r in stalled)
 
-    assert expire_holds(room_app, drop.batch_id, 2) == 2
+    assert expire_holds(redis_app, drop.batch_id, 2) == 2
     time.sleep(waiting_room.USED_GRACE_MS / 1000)  # the buyers' used turns have ended
-    resumed = burst_visits(room_server, crowd[3:], drop)
+    resumed = burst_visits(redis_shop, crowd[3:], drop)
 
     assert [r.status for r in resumed] == [303, 303, 200, 200]  # exactly the two freed
     assert [place_of(r) for r in resumed[2:]] == [6, 7]
@@ -225,38 +168,38 @@ def test_turns_stop_at_zero_stock_and_resume_for_as_many_as_the_sweeper_releases
 
 
 def test_everybody_waiting_is_told_at_once_when_the_last_unit_is_sold(
-    seed_app, room_app, room_server
+    seed_app, redis_app, redis_shop
 ):
     drop = room_drop(seed_app, edition_size=2, limit=1)
-    crowd = shoppers(seed_app, room_server, 14)
+    crowd = shoppers(seed_app, redis_shop, 14)
     buyers, waiting = crowd[:2], crowd[2:]
     assert [visit(s, drop).status for s in buyers] == [303, 303]
     assert {visit(s, drop).status for s in waiting} == {200}
     for session in buyers:
         assert session.buy(drop.batch_id).status == 303
-    with room_app.app_context():  # as the webhook does: the last sale drops the shared numbers
+    with redis_app.app_context():  # as the webhook does: the last sale drops the shared numbers
         for order in db.session.query(Order).filter_by(batch_id=drop.batch_id):
             inventory.confirm(order, now=clock.now())
         db.session.commit()
         db.session.remove()
 
-    told = burst_visits(room_server, waiting, drop)
+    told = burst_visits(redis_shop, waiting, drop)
 
     assert [r.status for r in told] == [409] * 12
     assert all(SOLD_OUT in r.text for r in told)
     assert stock(seed_app, drop.batch_id) == (2, 2, 0)
 
 
-def test_the_line_survives_a_restart_of_the_app(seed_app, race_database_url, emulator, room_env):
+def test_the_line_survives_a_restart_of_the_app(seed_app, race_database_url, emulator, redis_env):
     with servers.start_gunicorn(
-        race_database_url, workers=2, threads=2, stripe_api_base=emulator.url, extra_env=room_env
+        race_database_url, workers=2, threads=2, stripe_api_base=emulator.url, extra_env=redis_env
     ) as server:
         drop = room_drop(seed_app, edition_size=1, limit=1)
         crowd = shoppers(seed_app, server, 4)
         before = [visit(session, drop) for session in crowd]
         assert [r.status for r in before] == [303, 200, 200, 200]
     with servers.start_gunicorn(
-        race_database_url, workers=2, threads=2, stripe_api_base=emulator.url, extra_env=room_env
+        race_database_url, workers=2, threads=2, stripe_api_base=emulator.url, extra_env=redis_env
     ) as restarted:
         for session in crowd:
             session.address = restarted.address
