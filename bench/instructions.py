@@ -1,6 +1,6 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
-    .venv/bin/python bench/instructions.py [--requests 200] \
+    .venv/bin/python bench/instructions.py [--requests 200] [--redis] \
         [--targets hello,bare,buy,drop,anon,stock,soldout,queue]
     .venv/bin/python bench/instructions.py --profile drop [--requests 200]
 
@@ -23,7 +23,10 @@ a time (instruction counts do not depend on what else the machine does).
 - queue   — the waiting room's queue page (``GET /drops/<slug>/queue``) for a signed-in
             visitor who stays in line (another drop, its room on, nobody else let in).
 
-Needs valgrind (``apt-get install valgrind``) and PostgreSQL (``TEST_DATABASE_URL``).
+The app keeps what its processes share (page cache, line, counters) in its own memory, as the
+embedded default does; ``--redis`` puts it in Redis (``TEST_REDIS_URL``) as in production, where
+the sold-out answer is shared too (docs/ARCHITECTURE.md). Needs valgrind
+(``apt-get install valgrind``) and PostgreSQL (``TEST_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -47,6 +51,8 @@ from werkzeug.test import EnvironBuilder
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SHOP_ENV", "testing")
+
+from bench.flash_crowd import bench_redis  # noqa: E402  (after the path is set)
 
 WARM = 20  # requests before counting starts to matter (imports, caches, prepared statements)
 BASELINE = 40
@@ -115,7 +121,7 @@ def instructions(target: str, count: int, spec_file: str) -> int:
     return int(found.group(1))
 
 
-def prepare(url: str, spec_file: str) -> None:
+def prepare(url: str, spec_file: str, extra_env: dict[str, str]) -> None:
     """Seed a live drop (big batches, one sold out) and write the requests: one customer buys
     (their holds pile up), another, holding nothing, views the drop and meets the sold-out batch."""
     from testkit import databases, rawhttp, seed, servers
@@ -141,7 +147,9 @@ def prepare(url: str, spec_file: str) -> None:
 
         db.session.get_one(Drop, roomy.drop_id).waiting_room = "on"
         db.session.commit()
-    env = servers.server_env(url, base_url="http://127.0.0.1", extra={"SECRET_KEY": key})
+    env = servers.server_env(
+        url, base_url="http://127.0.0.1", extra={"SECRET_KEY": key, **extra_env}
+    )
     spec = {
         "env": {k: v for k, v in env.items() if k not in os.environ or os.environ[k] != v},
         "requests": {
@@ -219,14 +227,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TARGET",
         help="instead: profile TARGET's requests with cProfile and print where the time goes",
     )
+    parser.add_argument(
+        "--redis", action="store_true", help="the app on Redis (TEST_REDIS_URL), as in production"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         target, count, spec_file = args.child
         child(target, int(count), spec_file)
         return 0
+    store = bench_redis() if args.redis else nullcontext({})
     if args.profile:
-        return profile(args.profile, args.requests)
+        with store as extra_env:
+            return profile(args.profile, args.requests, extra_env)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -234,13 +247,19 @@ def main(argv: list[str] | None = None) -> int:
 
     counted = args.requests - BASELINE
     targets = args.targets.split(",")
-    print(f"Instructions per request in the app process ({counted} requests counted):", flush=True)
+    where = "Redis" if args.redis else "memory"
+    print(
+        f"Instructions per request in the app process ({counted} requests counted, shared state "
+        f"in {where}):",
+        flush=True,
+    )
     with (
+        store as extra_env,
         databases.migrated_postgres_database("smallbatch_instructions") as url,
         tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
-        prepare(url, spec.name)
+        prepare(url, spec.name, extra_env)
         runs = {
             target: [
                 pool.submit(instructions, target, n, spec.name) for n in (args.requests, BASELINE)
@@ -258,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def profile(target: str, count: int) -> int:
+def profile(target: str, count: int, extra_env: dict[str, str]) -> int:
     """``target``'s requests under cProfile, in this process: the 30 functions with the most
     time of their own (``PROFILE_SORT=cumulative`` for time with callees)."""
     import cProfile
@@ -270,7 +289,7 @@ def profile(target: str, count: int) -> int:
         databases.migrated_postgres_database("smallbatch_instructions") as url,
         tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
     ):
-        prepare(url, spec.name)
+        prepare(url, spec.name, extra_env)
         profiler = cProfile.Profile()
         profiler.runcall(child, target, count, spec.name)
     stats = pstats.Stats(profiler)
