@@ -20,8 +20,9 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
 - checkout — buy, then the browser's follow-up ``GET /checkout/orders/<id>/pay``: a Checkout
            Session created on the local Stripe emulator (its own process on the same cores),
            then 303 to Stripe — the whole way from the button to the payment page;
-- soldout — the real buy endpoint after the last unit is gone: every answer is a 409 with the
-           drop page (what most of a real flash crowd gets);
+- soldout — the real buy endpoint after the last unit is gone: every answer is the small 409
+           sold-out page (what most of a real flash crowd gets); the app on Redis, as in
+           production, where that answer is shared (docs/ARCHITECTURE.md);
 - page, anon, stock, queue — what a crowd that does not buy reloads: the drop page signed in and
            anonymous, the live stock JSON, the waiting room's queue page (requests per second);
 - paced  — the real buy endpoint in an open loop: buyers arriving at random, on average at
@@ -46,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +68,7 @@ SHOP_PHASES = {
     "buy": "the real checkout.buy: the hold, then 303 to pay",
     "spread": "the real checkout.buy with the buyers spread over many batches: no hot row at all",
     "checkout": "buy, then its follow-up GET pay: a Checkout Session on the Stripe emulator",
-    "soldout": "the real checkout.buy on a sold-out batch: every answer a 409 drop page",
+    "soldout": "the real checkout.buy on a sold-out batch: every answer the 409 sold-out page",
 }
 # What a crowd that does not buy sends: each buyer GETs the same address again and again.
 READ_PHASES = {
@@ -474,6 +475,7 @@ def phase_shop(
     stripe_api_base: str | None = None,
     emulator_pid: int | None = None,
     rate: float | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again (following the 303 to
     ``pay`` once when ``follow``)."""
@@ -484,6 +486,7 @@ def phase_shop(
         app="wsgi:app",
         stripe_api_base=stripe_api_base,
         reuse_port=args.reuse_port,
+        extra_env=extra_env,
     ) as server:
         sessions = [rawhttp.login(server.address, c.email) for c in customers]
         requests = [
@@ -1044,8 +1047,10 @@ def main(argv: list[str] | None = None) -> int:
                     if name not in phases:
                         continue
                     print(f"{name}: {SHOP_PHASES[name]}{tag} …", flush=True)
-                    rounds.setdefault(name, []).append(
-                        phase_shop(
+                    # The sold-out answer is shared only in Redis, as in production.
+                    store = bench_redis() if name == "soldout" else nullcontext({})
+                    with store as extra_env:
+                        result = phase_shop(
                             args,
                             url,
                             [f"/checkout/batches/{batch_id}" for batch_id in batches[name]],
@@ -1053,8 +1058,9 @@ def main(argv: list[str] | None = None) -> int:
                             follow=name == "checkout",
                             stripe_api_base=emulator.url if emulator else None,
                             emulator_pid=emulator.process.pid if emulator else None,
+                            extra_env=extra_env,
                         )
-                    )
+                    rounds.setdefault(name, []).append(result)
                     check_invariants(name)
                 for name in READ_PHASES:
                     if name in phases:
