@@ -60,6 +60,12 @@ def csrf_token_in(html: str) -> str:
     return token
 
 
+def unsigned(token: str) -> str:
+    """The session's CSRF token inside a signed one: flask-wtf signs it with the time, so two
+    pages a second apart carry different strings for the same token."""
+    return token.split(".", 1)[0]
+
+
 def log_in(client: FlaskClient, user) -> None:
     """``user`` signed in on ``client``'s session, as the shop's login leaves it (Flask-Login's
     claim, and the nav's account links: ``auth.remember_links``)."""
