@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from shop import audit, clock, inventory, page_cache, products, users, waitlist
+from shop import clock, inventory, page_cache, users, waitlist
 from shop.extensions import db
 from shop.models import Batch, Order
 from shop.models.order import CANCELLED
 from testkit.factories import make_batch, make_customer
+from tests.integration.test_drop_page_cache import _extend_edition
 from tests.integration.test_sold_out import _buy, _live_drop, _signed_in, _take_all
 from tests.support import redis_server
 from tests.support.wire import recorded_statements, statements_sent
@@ -66,25 +67,17 @@ def test_after_one_refusal_the_next_buys_are_answered_without_the_hold_statement
     assert _orders() == orders  # nothing held, nothing written
 
 
-@pytest.mark.parametrize("app_overrides", ["memory"], indirect=True)
-def test_without_redis_every_buy_asks_the_hold_statement(app, client):
+@pytest.mark.parametrize(
+    ("app_overrides", "wait"),
+    [("memory", 0.0), ("redis", page_cache.STATE_SECONDS + 0.1)],
+    ids=["without Redis", "a second later"],
+    indirect=["app_overrides"],
+)
+def test_without_redis_or_a_second_later_the_buy_asks_the_hold_statement(app, client, wait):
     drop, batch = _sold_out_seen(app)
     csrf = _signed_in(client, make_customer(), drop.slug)
     batch_id = batch.id
-    db.session.remove()
-
-    with _statements(db.engine) as statements:
-        response = _buy(client, batch_id, 1, csrf)
-
-    assert response.status_code == 409
-    assert any("INSERT INTO orders" in s or "held" in s for s in statements)  # the hold again
-
-
-def test_the_shared_facts_live_at_most_a_second(app, client):
-    drop, batch = _sold_out_seen(app)
-    csrf = _signed_in(client, make_customer(), drop.slug)
-    batch_id = batch.id
-    time.sleep(page_cache.STATE_SECONDS + 0.1)
+    time.sleep(wait)
     db.session.remove()
 
     with _statements(db.engine) as statements:
@@ -109,15 +102,7 @@ def test_a_released_hold_lets_the_very_next_buy_take_the_unit(app, client):
 def test_a_grown_edition_lets_the_very_next_buy_through(app, client):
     drop, batch = _sold_out_seen(app)
     csrf = _signed_in(client, make_customer(), drop.slug)
-    details = products.BatchDetails(
-        number=batch.number,
-        edition_size=batch.edition_size + 5,
-        price=batch.price,
-        currency=batch.currency,
-        per_customer_limit=batch.per_customer_limit,
-        edition_reason="Five more casks were found in the barn.",
-    )
-    products.update_batch(batch, details, actor=audit.CLI, now=clock.now())
+    _extend_edition(drop, batch)
     db.session.commit()
 
     response = _buy(client, batch.id, 1, csrf)
