@@ -95,7 +95,11 @@ def buy(batch_id: int):
     ship_country = request.form.get("ship_country", "").strip()
     gone = page_cache.nothing_left(batch_id)
     if gone is not None:  # the crowd after the last unit: answered without the hold statement
-        g.render_error = lambda _error: _sold_out_page(batch_id, gone)
+        in_line = catalog.claimed_in_line(batch_id, buyer)  # the session checked as a hold would
+        if in_line is None:
+            raise LoginRequired()  # the session was ended elsewhere
+        facts = replace(gone, in_line=in_line)
+        g.render_error = lambda _error: _sold_out_page(batch_id, facts)
         raise SoldOut()
     with database.committed():  # the hold is one statement: it commits itself
         reservation = inventory.reserve(
@@ -229,7 +233,7 @@ def _refused(batch_id: int, error: Exception):
     return storefront_views.drop_page(drop, error=error)
 
 
-def _sold_out_page(batch_id: int, shared: catalog.SoldOutFacts | None = None):
+def _sold_out_page(batch_id: int, facts: catalog.SoldOutFacts | None = None):
     """409: the batch is sold out, and what happens next — the batch lined up behind it, the
     waitlist while units are only held, or nothing more once every unit is paid for.
 
@@ -237,20 +241,14 @@ def _sold_out_page(batch_id: int, shared: catalog.SoldOutFacts | None = None):
     nothing new: the page is kept in this process per set of facts (they are all it says of the
     batch and of the customer), rendered as nobody, and gets the visitor's nav, flashes and
     CSRF token put in. After a refusal by the hold statement (which checked the session) the
-    facts are read and shared (``page_cache.keep_nothing_left``); with ``shared`` facts (no
-    hold was tried) the one row read is the account the session claims, checked as the hold
-    would, and whether it is in the batch's line."""
-    buyer = auth.buyer()
-    if shared is None:
+    facts are read here and shared (``page_cache.keep_nothing_left``); ``buy`` passes them in
+    when it answered from shared ones, having checked the session itself."""
+    if facts is None:
+        buyer = auth.buyer()
         facts = catalog.sold_out_facts(batch_id, buyer.id if buyer is not None else None)
         if facts is None:  # never released, or gone: as if it never existed
             return error_response(404, NotFound.code, NotFound.message)
         page_cache.keep_nothing_left(facts)
-    else:
-        in_line = catalog.claimed_in_line(batch_id, buyer)
-        if in_line is None:  # the session was ended elsewhere
-            return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
-        facts = replace(shared, in_line=in_line)
     shell = page_cache.kept_here(
         f"sold-out:{astuple(facts)!r}",
         lambda: page_cache.shell("storefront/sold_out.html", facts=facts),

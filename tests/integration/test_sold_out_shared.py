@@ -123,6 +123,18 @@ def test_a_session_ended_elsewhere_is_sent_to_log_in_not_told_about_the_line(app
     assert response.status_code == 303 and "/account/login" in response.headers["Location"]
 
 
+def test_a_json_caller_whose_session_ended_gets_a_401_as_from_the_hold(app, client):
+    drop, batch = _sold_out_seen(app)
+    customer = make_customer()
+    csrf = _signed_in(client, customer, drop.slug)
+    users.revoke_sessions(customer)
+    db.session.commit()
+
+    response = _buy(client, batch.id, 1, csrf, Accept="application/json")
+
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "login_required"
+
+
 def test_the_shared_facts_still_say_whether_this_customer_is_in_line(app):
     drop, batch = _sold_out_seen(app)
     waiting, fresh = make_customer(), make_customer()
