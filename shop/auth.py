@@ -12,10 +12,12 @@ from flask import abort, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user
 from sqlalchemy import Select, bindparam, select
 
+from shop import catalog, database, waitlist
 from shop.catalog import MAX_ID
 from shop.errors import AccountSuspended, LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import User
+from shop.models.user import MAKER
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,36 @@ def load_with(kind: Hashable, columns: Callable[[], list], params: dict) -> tupl
         return None
     g._login_user = row[0]  # Flask-Login's user for this request (flask_login.utils._get_user)
     return tuple(row[1:])
+
+
+_LINKS_WITH: dict[int, Select] = {}  # built once per number of batches
+
+
+def links_and_taken(
+    claim: SessionClaim, batch_ids: list[int]
+) -> tuple[NavAccount, tuple, bool] | None:
+    """What a drop page of a visitor who holds nothing depends on: the account's links (is it
+    a maker's, an admin's), the values of ``catalog.taken_columns`` for ``batch_ids`` and
+    whether the account has a place in any of their lines — read as ``load_with`` reads the
+    account, in one statement that also checks the session's token, but as plain columns, for
+    a page answered before Flask (``shop.fast_path``). None for a stale or unknown claim."""
+    statement = _LINKS_WITH.get(len(batch_ids))
+    if statement is None:
+        count = len(batch_ids)
+        statement = _LINKS_WITH.setdefault(
+            count,
+            select(
+                User.role,
+                User.is_admin,
+                *catalog.taken_columns(count),
+                waitlist.in_line_column(count),
+            ).where(User.id == bindparam("id"), User.session_token == bindparam("token")),
+        )
+    params = {"id": claim.id, "token": claim.session_token, **catalog.taken_params(batch_ids)}
+    row = database.read_row(statement, params)
+    if row is None:
+        return None
+    return NavAccount(row[0] == MAKER, bool(row[1])), tuple(row[2:-1]), bool(row[-1])
 
 
 def configure_login(login_manager: LoginManager) -> None:

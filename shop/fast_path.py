@@ -25,16 +25,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import Flask, request
-from werkzeug.http import parse_etags, unquote_etag
+from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
-from shop import clock, logs, metrics, page_cache
+from shop import auth, clock, logs, metrics, page_cache, security, waiting_room
+from shop.models.drop import ROOM_OFF
 from shop.templating import iso
 
 _ROUTES = re.compile(r"/(?:api/drops/(?P<stock>[^/]+)/stock|drops/(?P<page>[^/]+))")
 _RULES = {"stock": "/api/drops/<slug>/stock", "page": "/drops/<slug>"}
 _ENDPOINTS = {"stock": "storefront.drop_stock", "page": "storefront.drop"}
 _KEEP = "shop.fast_path"  # environ: what the view said this answer may be kept as
-_NOT_KEPT = frozenset({"x-request-id", "date", "content-length", "server"})
+_KEEP_SIGNED_IN = "shop.fast_path.signed_in"  # ...a signed-in page, kept per shape
+ROOM_ASKED = "shop.fast_path.room"  # environ: whether the room was open (the visit counted)
+_NOT_KEPT = frozenset({"x-request-id", "date", "content-length", "server", "set-cookie"})
+# A session with nothing but these keys changes nothing when a drop page is read: no message
+# to show and use up, no remember-me cookie to set (Flask-Login, Flask-WTF, shop.auth).
+_PLAIN = frozenset({"_user_id", "_fresh", "_id", "csrf_token", "account_links"})
 _NOT_IN_304 = frozenset({"content-type"})
 _LIMIT = 1024  # drops with a kept answer in this process
 
@@ -48,10 +54,56 @@ class Kept:
     etag: str | None
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    tag: str
+    status: str
+    headers: list[tuple[str, str]]
+    page: str  # with the token mark and the clock slot (``page_cache.personal``)
+
+
 def keep(tag: str, *, around_clock: tuple[str, str] | None = None) -> None:
     """Called by a view: this answer may be replayed while the state gives ``tag``. A page
     passes its text before and after the clock, which each replay fills with its own time."""
     request.environ[_KEEP] = (tag, around_clock)
+
+
+@dataclass(frozen=True)
+class PageFacts:
+    """What a signed-in drop page's shape depends on beside the visitor's own rows, as of the
+    page key ``key``: the drop's room and each batch's id, per-customer limit and units left."""
+
+    key: str
+    id: int  # the drop's, as ``waiting_room.is_open`` asks a drop
+    waiting_room: str
+    batches: tuple[tuple[int, int, int], ...]
+
+    @property
+    def batch_ids(self) -> list[int]:
+        return [batch for batch, _, _ in self.batches]
+
+    @classmethod
+    def of(cls, drop, key: str) -> PageFacts:
+        return cls(
+            key,
+            drop.id,
+            drop.waiting_room,
+            tuple((b.id, b.per_customer_limit, b.remaining) for b in drop.batches),
+        )
+
+    def allowed(self, taken: tuple) -> dict[int, int]:
+        """``catalog.allowed_quantities`` of a visitor who took ``taken`` (by batch, in order)."""
+        return {
+            batch: max(0, min(limit - (units or 0), remaining))
+            for (batch, limit, remaining), units in zip(self.batches, taken, strict=True)
+        }
+
+
+def keep_signed_in(key: str, shape: str, page: str, facts: PageFacts) -> None:
+    """Called by the drop view: a signed-in visitor's ``page`` (``page_cache.personal`` fills
+    it) is every visitor's of this ``shape`` who holds nothing here, while the state gives
+    ``key``."""
+    request.environ[_KEEP_SIGNED_IN] = (key, shape, page, facts)
 
 
 def stock_tag(state: page_cache.DropState, phase: str) -> str:
@@ -66,13 +118,13 @@ class FastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self.kept: dict[tuple[str, str], Kept] = {}
+        self.signed: dict[tuple[str, str], SignedIn] = {}  # by slug and shape
+        self.facts: dict[str, PageFacts] = {}  # by slug
+        self.session_cookie = app.config["SESSION_COOKIE_NAME"]
+        self.token_field = app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if (
-            environ.get("REQUEST_METHOD") != "GET"
-            or environ.get("HTTP_COOKIE")
-            or environ.get("QUERY_STRING")
-        ):
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
             return self.wsgi_app(environ, start_response)
         found = _ROUTES.fullmatch(environ.get("PATH_INFO", ""))
         if found is None:
@@ -80,6 +132,14 @@ class FastPath:
         kind = "stock" if found["stock"] else "page"
         slug = found[kind]
         started = time.perf_counter()
+        cookie = environ.get("HTTP_COOKIE")
+        if cookie:
+            if kind != "page":
+                return self.wsgi_app(environ, start_response)
+            answer = self._signed_in(slug, cookie, environ, start_response, started)
+            if answer is not None:
+                return answer
+            return self._through(kind, slug, environ, start_response)
         kept = self.kept.get((kind, slug))
         if kept is not None and kept.tag == self._tag(kind, slug):
             return self._replay(kind, kept, environ, start_response, started)
@@ -126,6 +186,62 @@ class FastPath:
         metrics.count_answer(_ENDPOINTS[kind], "GET", code, started)
         return [body]
 
+    def _signed_in(
+        self, slug: str, cookie: str, environ: dict, start_response: Callable, started: float
+    ) -> list[bytes] | None:
+        """A signed-in visitor who holds nothing of the drop gets the page Flask gave the last
+        such visitor of their shape for the same key, with their own CSRF token — after the
+        same checks: the session cookie verified by the app's own serializer, the account and
+        its allotments read in one statement that checks the session's token, the room asked.
+        None (Flask answers) for anything else: a message or a remember-me cookie to set, no
+        CSRF token yet, a stale claim, units taken, an open room, a shape or key not kept."""
+        facts = self.facts.get(slug)
+        if facts is None:
+            return None
+        app = self.app
+        data = app.session_interface.read(app, parse_cookie(cookie).get(self.session_cookie))
+        if data is None or not _PLAIN.issuperset(data):
+            return None
+        claim = auth.parse_claim(data.get("_user_id"))
+        raw = data.get(self.token_field)
+        if claim is None or not isinstance(raw, str) or self._tag("page", slug) != facts.key:
+            return None
+        with app.app_context():
+            now = clock.now()
+            if facts.waiting_room != ROOM_OFF:
+                environ[ROOM_ASKED] = room_open = waiting_room.is_open(
+                    facts, facts.batch_ids, now_ms=int(now.timestamp() * 1000)
+                )
+                if room_open:
+                    return None
+            found = auth.links_and_taken(claim, facts.batch_ids)
+            if found is None or any(found[1]) or found[2]:
+                return None  # a stale claim, or something of theirs on the page
+            account, taken, _ = found
+            kept = self.signed.get((slug, page_cache.shape(account, facts.allowed(taken))))
+            if kept is None or kept.tag != facts.key:
+                return None
+            body = page_cache.personal(kept.page, security.csrf_token(app, raw), now).encode()
+        request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        headers = [
+            *kept.headers,
+            ("X-Request-Id", request_id),
+            ("Content-Length", str(len(body))),
+        ]
+        start_response(kept.status, headers)
+        code = int(kept.status[:3])
+        logs.log_answer(
+            "GET",
+            _RULES["page"],
+            code,
+            started=started,
+            user_id=lambda: claim.id,
+            client=environ.get("REMOTE_ADDR"),
+            request_id=request_id,
+        )
+        metrics.count_answer(_ENDPOINTS["page"], "GET", code, started)
+        return [body]
+
     def _through(
         self, kind: str, slug: str, environ: dict, start_response: Callable
     ) -> Iterable[bytes]:
@@ -137,8 +253,18 @@ class FastPath:
             return start_response(status, headers, exc_info)
 
         answer = self.wsgi_app(environ, capture)
+        if not sent or not sent[0].startswith("200"):
+            return answer
+        signed_in = environ.get(_KEEP_SIGNED_IN)
+        if signed_in is not None:
+            key, shape, page, facts = signed_in
+            self._bounded(self.signed)[(slug, shape)] = SignedIn(
+                key, sent[0], _headers_kept(sent[1]), page
+            )
+            self._bounded(self.facts)[slug] = facts
+            return answer
         marked = environ.get(_KEEP)
-        if marked is None or not sent or not sent[0].startswith("200"):
+        if marked is None:
             return answer
         if any(name.lower() == "set-cookie" for name, _ in sent[1]):
             return answer  # somebody's cookie is never anybody else's answer
@@ -152,14 +278,24 @@ class FastPath:
             if around_clock is not None
             else (body,)
         )
-        headers = [(k, v) for k, v in sent[1] if k.lower() not in _NOT_KEPT]
+        headers = _headers_kept(sent[1])
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
-        if len(self.kept) >= _LIMIT:
-            self.kept.clear()
-        self.kept[(kind, slug)] = Kept(
+        self._bounded(self.kept)[(kind, slug)] = Kept(
             tag, sent[0], headers, parts, unquote_etag(etag)[0] if etag else None
         )
         return [body]
+
+    @staticmethod
+    def _bounded(kept: dict) -> dict:
+        if len(kept) >= _LIMIT:
+            kept.clear()
+        return kept
+
+
+def _headers_kept(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An answer's headers as a replay sends them: without its request id, date, length (each
+    replay has its own) and any cookie (somebody's cookie is never anybody else's answer)."""
+    return [(k, v) for k, v in headers if k.lower() not in _NOT_KEPT]
 
 
 def install(app: Flask) -> None:

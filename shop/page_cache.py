@@ -251,6 +251,20 @@ def account_pieces() -> dict[str, str]:
     }
 
 
+def shape(account, allowed: dict[int, int]) -> str:
+    """What the pieces of a drop page depend on for a visitor with nothing of their own on it:
+    their account's links (``auth.NavAccount``, None for nobody) and what they may buy of
+    each batch (``catalog.allowed_quantities``)."""
+    links = "-" if account is None else f"{int(account.is_maker)}{int(account.is_admin)}"
+    return links + ":" + ",".join(f"{batch}={count}" for batch, count in sorted(allowed.items()))
+
+
+def personal(page: str, token: str, now: datetime) -> str:
+    """A drop page filled for a visitor (its ``slot("now")`` and ``token_mark()`` left in)
+    with their CSRF token and the clock."""
+    return page.replace(token_mark(), token).replace(slot("now"), templating.iso(now))
+
+
 def shell(template: str, **context) -> str:
     """``template`` rendered as nobody for every visitor: a ``slot`` for the nav, flashes and
     clock (base.html), ``token_mark()`` for each CSRF token, and none of the context processors

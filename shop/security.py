@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Flask, g, request
 from flask.helpers import get_debug_flag
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
@@ -92,6 +92,35 @@ class SessionCookies(SecureCookieSessionInterface):
         if cached is None or cached[0] != keys:
             cached = self._signing = (keys, super().get_signing_serializer(app))
         return cached[1]
+
+    def read(self, app: Flask, value: str | None) -> dict | None:
+        """The session a cookie carries, checked as ``open_session`` checks it (same
+        serializer, same age limit), for a reader outside a request (``shop.fast_path``);
+        None for a missing, forged or expired cookie."""
+        serializer = self.get_signing_serializer(app)
+        if serializer is None or not value:
+            return None
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        try:
+            data = serializer.loads(value, max_age=max_age)
+        except BadSignature:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def csrf_token(app: Flask, raw: str) -> str:
+    """The signed CSRF token Flask-WTF's ``generate_csrf`` makes of the session's raw one (same
+    key, salt and signer; Flask-WTF checks it on the form's way back), for a page answered
+    outside a request (``shop.fast_path``)."""
+    config = app.config
+    secret = config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+    signer = config.get("_SHOP_CSRF_SIGNER")
+    if signer is None or signer[0] != secret:
+        signer = config["_SHOP_CSRF_SIGNER"] = (
+            secret,
+            URLSafeTimedSerializer(secret, salt="wtf-csrf-token"),
+        )
+    return signer[1].dumps(raw)
 
 
 def register(app: Flask) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shop import inventory, messages
@@ -108,6 +108,21 @@ def standings(customer: User, batch_ids: list[int]) -> dict[int, Standing]:
         )
     ).all()
     return {place.batch_id: standing(place) for place in places}
+
+
+def in_line_column(count: int):
+    """Whether the account (``User``, correlated) has an active place on any of ``count``
+    batches (bound as ``catalog.taken_params`` binds them): a column for ``auth``'s one
+    statement of a drop page."""
+    return (
+        select(WaitlistPlace.id)
+        .where(
+            WaitlistPlace.customer_id == User.id,
+            WaitlistPlace.batch_id.in_([bindparam(f"batch_{i}") for i in range(count)]),
+            or_(*(WaitlistPlace.state == state for state in ACTIVE)),  # bound once, no list
+        )
+        .exists()
+    )
 
 
 def standing(place: WaitlistPlace) -> Standing:

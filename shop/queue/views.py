@@ -17,7 +17,7 @@ from flask import (
     url_for,
 )
 
-from shop import auth, clock, limits, metrics, page_cache, templating, waiting_room
+from shop import auth, clock, fast_path, limits, metrics, page_cache, templating, waiting_room
 from shop.errors import LoginRequired, error_response, wants_json
 from shop.extensions import db
 from shop.models import Drop
@@ -128,7 +128,8 @@ def gate(drop: Drop, batch_ids: list[int]) -> Response | None:
     if buyer is None or not drop.is_live(now):
         return None
     now_ms = _ms(now)
-    if not waiting_room.is_open(drop, batch_ids, now_ms=now_ms):
+    asked = request.environ.get(fast_path.ROOM_ASKED)  # the fast path counted this visit
+    if not (asked if asked is not None else waiting_room.is_open(drop, batch_ids, now_ms=now_ms)):
         return None
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop.id)),

@@ -77,8 +77,14 @@ def drop(slug: str):
     if not current_user.is_authenticated and "_flashes" not in session:
         return _shared_page(found, key, phase, now)
     shell = _shell(found, key, phase, now)
-    pieces = _pieces(found, key, phase, now, taken=taken)
-    response = make_response(page_cache.fill(shell, pieces, last=True))
+    pieces, shape = _pieces(found, key, phase, now, taken=taken)
+    page = page_cache.fill(shell, pieces | {"now": page_cache.slot("now")}, last=True)
+    if shape is not None and taken is not None and not any(taken.values()) and not found.is_draw:
+        # Nothing of this visitor's own rows is on it: the next visitor of this shape with
+        # nothing here either (no units, no place in line) may get it before Flask, with
+        # their own token (shop.fast_path). A draw's entries are not asked there.
+        fast_path.keep_signed_in(key, shape, page, fast_path.PageFacts.of(found, key))
+    response = make_response(page_cache.personal(page, generate_csrf(), now))
     response.headers["Cache-Control"] = PERSONAL_CACHE_CONTROL
     return response
 
@@ -92,7 +98,7 @@ def _shared_page(drop: Drop, key: str, phase: str, now) -> Response:
 
         def render() -> str:
             shell = _shell(drop, key, phase, now)
-            found = _pieces(drop, key, phase, now)
+            found, _ = _pieces(drop, key, phase, now)
             found["now"] = page_cache.slot("now")  # kept: each answer has its own clock
             return page_cache.fill(shell, found, last=True)
 
@@ -136,11 +142,12 @@ def _account_and_taken(drop: Drop, phase: str) -> dict[int, int] | None:
 
 def _pieces(
     drop: Drop, key: str, phase: str, now, *, taken: dict[int, int] | None = None
-) -> dict[str, str]:
-    """This visitor's pieces of the page, by slot (drop_pieces.html). Pieces with nothing of
-    the visitor's own rows in them — no hold, place in line, draw entry or message, only what
-    they may buy and which links their account has — are the same for everyone of that shape:
-    rendered once per shape and key in this process, with a mark for the CSRF token."""
+) -> tuple[dict[str, str], str | None]:
+    """This visitor's pieces of the page, by slot (drop_pieces.html), and their shape. Pieces
+    with nothing of the visitor's own rows in them — no hold, place in line, draw entry or
+    message, only what they may buy and which links their account has — are the same for
+    everyone of that shape: rendered once per shape and key in this process, with
+    ``page_cache.token_mark()`` for the CSRF token (``page_cache.personal`` puts it in)."""
     personal = _personal(drop, phase, now, taken=taken)
 
     def render(**token) -> str:
@@ -157,14 +164,12 @@ def _pieces(
 
     shape = _shape(personal, phase)
     if shape is None:
-        text = render()
-    else:
-        mark = page_cache.token_mark()
-        kept = page_cache.kept_here(
-            f"pieces:{drop.slug}:{key}:{shape}", lambda: render(csrf_token=lambda: mark)
-        )
-        text = kept.replace(mark, generate_csrf()) if current_user.is_authenticated else kept
-    return page_cache.pieces(text) | {"now": iso(now)}
+        return page_cache.pieces(render()), None
+    mark = page_cache.token_mark()
+    kept = page_cache.kept_here(
+        f"pieces:{drop.slug}:{key}:{shape}", lambda: render(csrf_token=lambda: mark)
+    )
+    return page_cache.pieces(kept), shape
 
 
 def _shape(personal: dict, phase: str) -> str | None:
@@ -179,12 +184,11 @@ def _shape(personal: dict, phase: str) -> str | None:
     ):
         return None
     account = (
-        f"{int(current_user.is_maker)}{int(current_user.is_admin)}"
-        if current_user.is_authenticated
-        else "-"
+        auth.NavAccount(current_user.is_maker, current_user.is_admin)
+        if (current_user.is_authenticated)
+        else None
     )
-    allowed = ",".join(f"{batch}={count}" for batch, count in sorted(personal["allowed"].items()))
-    return f"{account}:{allowed}"
+    return page_cache.shape(account, personal["allowed"])
 
 
 def drop_page(drop: Drop, *, error: ShopError | None = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -17,8 +18,9 @@ import pytest
 from flask import request_started
 from prometheus_client import REGISTRY
 
-from shop import clock, inventory
+from shop import clock, inventory, page_cache, room_store, waitlist
 from shop.extensions import db
+from shop.models import User
 from testkit.factories import make_batch, make_customer, make_drop
 from tests.integration.test_drop_page_cache import _edit_story
 from tests.support import redis_server
@@ -134,14 +136,14 @@ def test_new_numbers_are_never_answered_from_the_old_state(app):
     assert client.get(stock).get_json()["batches"][0]["remaining"] == 18
 
 
-@pytest.mark.parametrize("visitor", ["signed in", "query string", "a cookie of any kind"])
-def test_a_visitor_with_a_cookie_or_a_query_always_reaches_flask(app, visitor):
+@pytest.mark.parametrize("visitor", ["first signed in", "query string", "a cookie of any kind"])
+def test_a_visitor_with_a_cookie_or_a_query_reaches_flask(app, visitor):
     drop, _batch = live_drop()
     customer = make_customer()
     db.session.commit()
     app.test_client().get(f"/drops/{drop.slug}")  # kept for the cookieless
     client, path = app.test_client(), f"/drops/{drop.slug}"
-    if visitor == "signed in":
+    if visitor == "first signed in":
         log_in(client, customer)
     elif visitor == "query string":
         path += "?utm_source=mail"
@@ -152,8 +154,117 @@ def test_a_visitor_with_a_cookie_or_a_query_always_reaches_flask(app, visitor):
         answer = client.get(path)
 
     assert answer.status_code == 200 and len(through_flask) == 1
-    if visitor == "signed in":
+    if visitor == "first signed in":
         assert answer.headers["Cache-Control"] == "private, no-store"
+
+
+def _signed_in_page(app, drop, customer):
+    """A fresh browser of ``customer``'s, its first visit of the drop page (Flask's: it puts a
+    CSRF token in their session), and the path."""
+    client, path = app.test_client(), f"/drops/{drop.slug}"
+    log_in(client, customer)
+    first = client.get(path)
+    assert first.status_code == 200
+    return client, path, first
+
+
+def _without_token_and_clock(html: str) -> str:
+    html = re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token" value=""', html)
+    return re.sub(r'data-now="[^"]+"', 'data-now=""', html)
+
+
+def _tokens(response) -> set[str]:
+    return set(re.findall(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True)))
+
+
+def test_a_signed_in_visitor_who_holds_nothing_gets_the_page_of_their_shape_without_flask(app):
+    drop, batch = live_drop()
+    ann, bob = make_customer(), make_customer()
+    db.session.commit()
+    bob_client, path, _ = _signed_in_page(app, drop, bob)
+
+    def first_read():
+        with flask_requests(app) as through_flask:
+            return _signed_in_page(app, drop, ann)[2], through_flask
+
+    first, through_flask = warmed(first_read, drop.slug)
+    with flask_requests(app) as replayed:
+        again = bob_client.get(path)
+
+    assert len(through_flask) == 1 and replayed == []
+    assert again.status_code == 200
+    assert _headers(again) == {k: v for k, v in _headers(first).items() if k != "Set-Cookie"}
+    assert again.headers["Cache-Control"] == "private, no-store"
+    assert int(again.headers["Content-Length"]) == len(again.get_data())
+    html = again.get_data(as_text=True)
+    assert "<!--slot-" not in html and page_cache.token_mark() not in html
+    assert _without_token_and_clock(html) == _without_token_and_clock(first.get_data(as_text=True))
+    mine = _tokens(again)
+    assert len(mine) == 1 and not mine & _tokens(first)
+    bought = bob_client.post(
+        f"/checkout/batches/{batch.id}", data={"quantity": "1", "csrf_token": mine.pop()}
+    )
+    assert bought.status_code == 303  # the token is Bob's own, and Flask-WTF takes it
+    with flask_requests(app) as through_flask:
+        holding = bob_client.get(path).get_data(as_text=True)
+    assert len(through_flask) == 1 and "You're holding" in holding  # his own rows: Flask's
+
+
+@pytest.mark.parametrize(
+    "what", ["a place in line", "a message to show", "a rotated session", "a forged cookie"]
+)
+def test_a_signed_in_visitor_with_anything_of_their_own_is_answered_by_flask(app, what):
+    drop, _batch = live_drop()
+    last_one = make_batch(drop=drop, edition_size=1, limit=1)
+    ann, bob = make_customer(), make_customer()
+    db.session.commit()
+    if what == "a place in line":
+        inventory.hold(last_one.id, 1, customer=make_customer(), now=clock.now())
+        waitlist.join(last_one, 1, customer=bob, now=clock.now())
+        db.session.commit()
+    ann_client, path, _ = _signed_in_page(app, drop, ann)
+    bob_client, _, _ = _signed_in_page(app, drop, bob)
+    warmed(lambda: ann_client.get(path), drop.slug)  # Ann's shape is kept: Bob's too
+    if what == "a message to show":
+        with bob_client.session_transaction() as session:
+            session["_flashes"] = [("info", "Welcome back")]
+    elif what == "a rotated session":
+        db.session.get(User, bob.id).session_token = "rotated-elsewhere"
+        db.session.commit()
+    elif what == "a forged cookie":
+        cookie = bob_client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+        bob_client.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value[:-2] + "xx")
+
+    with flask_requests(app) as through_flask:
+        html = bob_client.get(path).get_data(as_text=True)
+
+    assert len(through_flask) == 1
+    expected = {
+        "a place in line": "in line",
+        "a message to show": "Welcome back",
+        "a rotated session": "Log in",
+        "a forged cookie": "Log in",
+    }[what]
+    assert expected in html
+
+
+def test_the_room_counts_a_signed_in_visit_once_whoever_answers_it(app):
+    app.config["SHOP_ROOM_AUTO_PER_SECOND"] = 1  # more than 10 arrivals in ten seconds
+    drop, _batch = live_drop()
+    drop.waiting_room = "auto"
+    ann = make_customer()
+    db.session.commit()
+    into_window = time.time() % room_store.ARRIVAL_WINDOW
+    if into_window > room_store.ARRIVAL_WINDOW - 3:
+        time.sleep(room_store.ARRIVAL_WINDOW - into_window)  # all in one window
+    client, path, _ = _signed_in_page(app, drop, ann)  # arrival 1, Flask's
+    client.get(path)  # arrival 2
+
+    with flask_requests(app) as through_flask:
+        answers = [client.get(path).status_code for _ in range(10)]  # arrivals 3 to 12
+
+    assert answers[:8] == [200] * 8 and answers[-1] == 303  # the 11th opens it
+    assert len(through_flask) < 10
 
 
 def test_a_replayed_answer_is_logged_and_counted_like_any_other(app, caplog):

@@ -20,7 +20,7 @@ from testkit.factories import make_batch, make_customer
 from tests.integration.test_drop_page_cache import _extend_edition
 from tests.integration.test_sold_out import _buy, _live_drop, _signed_in, _take_all
 from tests.support import redis_server
-from tests.support.wire import recorded_statements, statements_sent
+from tests.support.wire import statements_of
 
 
 @pytest.fixture(params=["redis"])
@@ -45,11 +45,6 @@ def _orders() -> int:
     return db.session.scalar(db.select(db.func.count()).select_from(Order))
 
 
-def _statements(engine):
-    on_postgresql = engine.dialect.name == "postgresql"
-    return (statements_sent if on_postgresql else recorded_statements)(engine)
-
-
 def test_after_one_refusal_the_next_buys_are_answered_without_the_hold_statement(app, client):
     drop, batch = _sold_out_seen(app)
     csrf = _signed_in(client, make_customer(), drop.slug)
@@ -57,7 +52,7 @@ def test_after_one_refusal_the_next_buys_are_answered_without_the_hold_statement
     orders = _orders()
     db.session.remove()
 
-    with _statements(db.engine) as statements:
+    with statements_of(db.engine) as statements:
         response = _buy(client, batch_id, 1, csrf)
     sent = [s for s in statements if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
 
@@ -80,7 +75,7 @@ def test_without_redis_or_a_second_later_the_buy_asks_the_hold_statement(app, cl
     time.sleep(wait)
     db.session.remove()
 
-    with _statements(db.engine) as statements:
+    with statements_of(db.engine) as statements:
         response = _buy(client, batch_id, 1, csrf)
 
     assert response.status_code == 409

@@ -88,3 +88,10 @@ def recorded_statements(engine: Engine) -> Iterator[list[str]]:
         yield recorded
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def statements_of(engine: Engine):
+    """``statements_sent`` on PostgreSQL (what reaches the server, the driver's own statements
+    too), ``recorded_statements`` on SQLite."""
+    on_postgresql = engine.dialect.name == "postgresql"
+    return (statements_sent if on_postgresql else recorded_statements)(engine)
