@@ -529,6 +529,21 @@ def _read(args, url: str, name: str, path: str, customers, extra_env: dict) -> d
             raise RuntimeError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
 
 
+def read_drop(seeding, batches: int) -> str:
+    """A live drop of ``batches`` batches that never run out, its room off (64 buyers reloading
+    it would otherwise open the automatic room): what the read phases read."""
+    from shop.extensions import db
+
+    drop = seed.seed_live_drop(seeding, edition_size=BIG, limit=BIG, batches=batches)
+    with seeding.app_context():
+        db.session.execute(
+            text("UPDATE drops SET waiting_room = 'off' WHERE id = :id"), {"id": drop.drop_id}
+        )
+        db.session.commit()
+        db.engine.dispose()
+    return drop.slug
+
+
 def queue_drop(url: str) -> str:
     """A live drop with its waiting room on and its one unit held: a line nobody leaves."""
     from shop.extensions import db
@@ -990,6 +1005,14 @@ def main(argv: list[str] | None = None) -> int:
         default="on,off",
         help="the crowd phase with the waiting room on, off, or both (on,off)",
     )
+    parser.add_argument(
+        "--page-batches",
+        type=int,
+        default=3,
+        help="batches of the drop the read phases (page, anon, stock) read: a release of a few "
+        "batches, as a crowd meets one (0: the buy phases' drop, 31 batches, as measured "
+        "before 2026-12-06 20:00 UTC)",
+    )
     parser.add_argument("--json", type=Path, help="also write every number to this file")
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
@@ -1014,6 +1037,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             db.session.commit()
             db.engine.dispose()
+        read_slug = drop.slug
+        if args.page_batches:
+            read_slug = read_drop(seeding, args.page_batches)
         batches = {name: [batch_id] for name, batch_id in zip(named, drop.batch_ids, strict=False)}
         rest = drop.batch_ids[len(named) :]
         spread, batches["spread"] = rest[:spread_count], rest[spread_count:]
@@ -1066,7 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name in phases:
                         print(f"{name}: {READ_PHASES[name]}{tag} …", flush=True)
                         rounds.setdefault(name, []).append(
-                            phase_read(args, url, name, drop.slug, customers)
+                            phase_read(args, url, name, read_slug, customers)
                         )
                 if "paced" in phases and "buy" in rounds:
                     reached = successes(rounds["buy"][-1])
