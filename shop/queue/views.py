@@ -9,6 +9,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    after_this_request,
     current_app,
     flash,
     redirect,
@@ -24,6 +25,7 @@ from shop.models import Drop
 
 bp = Blueprint("queue", __name__)
 
+YOUR_TURN = "It's your turn: choose how many and buy."
 NOT_YOUR_TURN = (
     "This drop has a waiting room open, and it isn't your turn to buy yet (or your turn has "
     "passed). Join the line: your place is kept on every device."
@@ -70,7 +72,7 @@ def line(slug: str):
         return redirect(drop_page, 303)
     metrics.queue_visit(turn.waiting, admitted=turn.admitted)
     if turn.admitted:
-        flash("It's your turn: choose how many and buy.", "success")
+        flash(YOUR_TURN, "success")
         response = redirect(drop_page, 303)
     else:
         refresh = waiting_room.refresh_seconds(turn, stock)
@@ -96,15 +98,7 @@ def line(slug: str):
             )
         )
         response.headers["Cache-Control"] = "private, no-store"
-    response.set_cookie(
-        waiting_room.cookie_name(drop.id),
-        waiting_room.issue_pass(drop.id, buyer.id, turn),
-        max_age=waiting_room.PLACE_HOURS * 3600,
-        path="/",
-        secure=request.is_secure,
-        httponly=True,
-        samesite="Lax",
-    )
+    _give_pass(response, drop.id, buyer.id, turn)
     return response
 
 
@@ -120,14 +114,18 @@ def _page(template: str, drop: waiting_room.RoomDrop, version: int, now, **own: 
     return page_cache.filled_for_visitor(shell, now, **own)
 
 
-def gate(drop: Drop, batch_ids: list[int]) -> Response | None:
+def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
     """The drop page's hook: a signed-in visitor of a live drop whose room is open and who has
-    no pass goes to the line (303); everyone else gets the drop page (None)."""
+    no pass takes their place in line there and then, and is let in at once when the line and
+    the stock allow (the drop page, with their pass: no trip through the queue page, whose
+    extra round trips under a crowd would shuffle who holds first); anyone else waiting goes to
+    the line (303). Everyone else gets the drop page (None)."""
     buyer = auth.buyer()
     now = clock.now()
     if buyer is None or not drop.is_live(now):
         return None
     now_ms = _ms(now)
+    batch_ids = [batch.id for batch in drop.batches]
     asked = request.environ.get(fast_path.ROOM_ASKED)  # the fast path counted this visit
     if not (asked if asked is not None else waiting_room.is_open(drop, batch_ids, now_ms=now_ms)):
         return None
@@ -139,7 +137,37 @@ def gate(drop: Drop, batch_ids: list[int]) -> Response | None:
     )
     if check.admitted_until:
         return None
-    return redirect(url_for("queue.line", slug=drop.slug), 303)
+    to_the_line = redirect(url_for("queue.line", slug=drop.slug), 303)
+    stock = waiting_room.stock_of(state)
+    if stock.sold_out or (check.present and not check.valid):
+        return to_the_line  # the queue page says so (sold out; a bad cookie's back of the line)
+    turn = waiting_room.visit(
+        waiting_room.room_drop(state), buyer.id, stock, now_ms=now_ms, requeue=False
+    )
+    if turn is None or not turn.admitted:
+        return to_the_line
+    metrics.queue_visit(turn.waiting, admitted=True)
+    flash(YOUR_TURN, "success")
+
+    @after_this_request
+    def let_in(response: Response) -> Response:
+        _give_pass(response, drop.id, buyer.id, turn)
+        return response
+
+    return None
+
+
+def _give_pass(response: Response, drop_id: int, customer_id: int, turn) -> None:
+    """The visitor's place (and their turn, when it came) in its signed cookie."""
+    response.set_cookie(
+        waiting_room.cookie_name(drop_id),
+        waiting_room.issue_pass(drop_id, customer_id, turn),
+        max_age=waiting_room.PLACE_HOURS * 3600,
+        path="/",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Lax",
+    )
 
 
 def buy_gate(batch_id: int, customer_id: int) -> Response | None:

@@ -70,7 +70,7 @@ def drop(slug: str):
     found = page_cache.snapshot(slug, key, lambda: catalog.detached_public_drop(slug))
     if found is None:
         abort(404)
-    to_the_line = queue_views.gate(found, [batch.id for batch in found.batches])
+    to_the_line = queue_views.gate(found, state)
     if to_the_line is not None:
         return to_the_line
     taken = _account_and_taken(found, phase)

@@ -250,9 +250,12 @@ def test_a_signed_in_visitor_with_anything_of_their_own_is_answered_by_flask(app
 
 def test_the_room_counts_a_signed_in_visit_once_whoever_answers_it(app):
     app.config["SHOP_ROOM_AUTO_PER_SECOND"] = 1  # more than 10 arrivals in ten seconds
-    drop, _batch = live_drop()
+    drop, batch = live_drop()
     drop.waiting_room = "auto"
     ann = make_customer()
+    db.session.commit()
+    for _ in range(10):  # every unit held: once open, the room lets nobody in
+        inventory.hold(batch.id, 2, customer=make_customer(), now=clock.now())
     db.session.commit()
     into_window = time.time() % room_store.ARRIVAL_WINDOW
     if into_window > room_store.ARRIVAL_WINDOW - 3:

@@ -69,13 +69,29 @@ def buy(client, batch_id: int, quantity: int = 1):
 
 
 def test_a_signed_in_visitor_of_a_live_drop_with_the_room_on_is_sent_to_the_line(app):
-    drop, _ = room_drop()
+    drop, _ = room_drop(edition_size=1)
+    ahead, _ = shopper(app)
+    ahead.get(f"/drops/{drop.slug}")  # the one unit's turn is theirs
     client, _ = shopper(app)
 
     page = client.get(f"/drops/{drop.slug}")
 
     assert page.status_code == 303
     assert page.location.endswith(queue_url(drop))
+    assert place_in(client.get(queue_url(drop))) == 2  # the place was taken on the drop page
+
+
+def test_a_visitor_whose_turn_comes_at_once_is_let_in_from_the_drop_page(app):
+    drop, batch_id = room_drop()
+    client, _ = shopper(app)
+
+    page = client.get(f"/drops/{drop.slug}")
+
+    assert page.status_code == 200  # no trip through the queue page: it would only say "go"
+    assert "your turn: choose how many" in page.get_data(as_text=True)
+    assert client.get_cookie(waiting_room.cookie_name(drop.id)) is not None
+    assert client.get(f"/drops/{drop.slug}").status_code == 200  # the pass lets them in
+    assert buy(client, batch_id).status_code == 303
 
 
 def test_an_anonymous_visitor_reads_the_drop_page_while_the_room_is_on(app):
@@ -368,10 +384,10 @@ def test_the_room_opens_by_itself_when_arrivals_pass_the_setting(app):
     if into_window > room_store.ARRIVAL_WINDOW - 3:
         time.sleep(room_store.ARRIVAL_WINDOW - into_window)  # all twelve in one window
 
-    answers = [client.get(f"/drops/{drop.slug}").status_code for _ in range(12)]
+    answers = [client.get(f"/drops/{drop.slug}").get_data(as_text=True) for _ in range(12)]
 
-    assert answers[:10] == [200] * 10
-    assert answers[-1] == 303
+    turns = ["your turn: choose how many" in page for page in answers]
+    assert turns == [False] * 10 + [True, False]  # the 11th opened it (and let them in)
     late, _ = shopper(app)
     assert buy(late, batch_id).status_code == 403
 
@@ -386,7 +402,10 @@ def test_the_maker_turns_the_room_on_and_off_in_the_console(app):
     assert 'name="mode" value="off" checked' in page.get_data(as_text=True)
     assert console.form(f"/maker/drops/{drop.id}/waiting-room", {"mode": "on"}).status_code == 303
 
-    assert client.get(f"/drops/{drop.slug}").status_code == 303
+    let_in = client.get(f"/drops/{drop.slug}")  # through the room: a turn, given at once
+    assert let_in.status_code == 200 and "your turn: choose how many" in let_in.get_data(
+        as_text=True
+    )
     assert db.session.get(Drop, drop.id, populate_existing=True).waiting_room == "on"
     assert db.session.query(AuditEntry).filter_by(action="drop.waiting_room").count() == 1
     console.form(f"/maker/drops/{drop.id}/waiting-room", {"mode": "off"})
