@@ -130,13 +130,16 @@ def prepare(url: str, spec_file: str, extra_env: dict[str, str]) -> None:
     app = databases.make_app(url, SECRET_KEY=key)
     drop = seed.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
     sold_out = seed.add_batch(app, drop, edition_size=1, limit=1)
+    # The buys pile up on a drop of their own: a buy changes its drop's numbers (and evicts its
+    # shared state), which would send the page targets counted beside it back through Flask.
+    bought = seed.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
     roomy = seed.seed_live_drop(app, edition_size=1, limit=1)
     buyer, first, visitor = seed.create_customers(app, 3)
     server = servers.start_threaded_server(app)
     try:
         rawhttp.login(server.address, first.email).buy(sold_out, 1)  # the last unit goes
         rawhttp.login(server.address, buyer.email).buy(roomy.batch_ids[0], 1)  # held: none free
-        buys = _cookie_and_body(rawhttp.login(server.address, buyer.email), drop.batch_ids[0])
+        buys = _cookie_and_body(rawhttp.login(server.address, buyer.email), bought.batch_ids[0])
         bare_buyer = {"customer": first.id, "token": _session_token(app, first.id)}
         visits = _cookie_and_body(rawhttp.login(server.address, visitor.email), sold_out)
     finally:
@@ -155,12 +158,12 @@ def prepare(url: str, spec_file: str, extra_env: dict[str, str]) -> None:
         "requests": {
             "bare": {
                 "method": "POST",
-                "path": f"/checkout/batches/{drop.batch_ids[1]}",
+                "path": f"/checkout/batches/{bought.batch_ids[1]}",
                 "body": urlencode({"csrf_token": "x" * 91, "quantity": 1, **bare_buyer}),
                 "cookie": "",
                 "expect": "303",
             },
-            "buy": {"method": "POST", "path": f"/checkout/batches/{drop.batch_ids[0]}", **buys},
+            "buy": {"method": "POST", "path": f"/checkout/batches/{bought.batch_ids[0]}", **buys},
             "drop": {
                 "method": "GET",
                 "path": f"/drops/{drop.slug}",
