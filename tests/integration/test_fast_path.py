@@ -198,6 +198,7 @@ def test_a_signed_in_visitor_who_holds_nothing_gets_the_page_of_their_shape_with
     assert int(again.headers["Content-Length"]) == len(again.get_data())
     html = again.get_data(as_text=True)
     assert "<!--slot-" not in html and page_cache.token_mark() not in html
+    assert ann.email not in html and bob.email not in html  # a shape's page names nobody
     assert _without_token_and_clock(html) == _without_token_and_clock(first.get_data(as_text=True))
     mine = _tokens(again)
     assert len(mine) == 1 and not mine & _tokens(first)
