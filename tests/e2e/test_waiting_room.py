@@ -1,8 +1,9 @@
 """A customer in Chromium waits in the line of a crowded drop, is let in when their turn comes
 (the queue page reloads itself: no script needed), and buys a numbered bottle. Another waits
 for the last bottle, held by someone else, and is told "sold out" the moment it is paid (the
-page's script, not its reload). Screenshots of the queue page and of the sold-out news at 1280
-and 390 px go to artifacts/screenshots/; the pages pass the audit."""
+page's script, not its reload). Screenshots of the queue page, of the drop page of a customer
+let in at once, and of the sold-out news at 1280 and 390 px go to artifacts/screenshots/; the
+pages pass the audit."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def test_a_customer_waits_in_line_is_let_in_and_buys(demo_shop, chromium, browse
     try:
         first = other.new_page()
         log_in(first, base, "collector1@smallbatch.example", "demo-collector-pass")
-        expect(first).to_have_url(f"{base}/drops/winter-release")
+        expect(first).to_have_url(f"{base}/drops/winter-release")  # no trip to the line
         expect(first.get_by_text("It's your turn")).to_be_visible()
+        shoot(first, "let-in")
     finally:
         other.close()
 
