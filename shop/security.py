@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request
@@ -79,12 +80,18 @@ def check_production_settings(app: Flask) -> None:
         raise RuntimeError("Small Batch (production) cannot start: " + "; ".join(problems))
 
 
+_READ_LIMIT = 4096  # verified cookies kept per process
+
+
 class SessionCookies(SecureCookieSessionInterface):
     """Flask's signed session cookies, with the signing serializer built once per set of keys
     rather than on every request (building it costs a third of verifying the cookie)."""
 
     def __init__(self) -> None:
         self._signing: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+        # Cookies ``read`` verified, by value: (serializer, age limit, good until, session), so
+        # a crowd reloading a page pays for each cookie's signature and JSON once.
+        self._read: dict[str, tuple[URLSafeTimedSerializer, int, float, dict]] = {}
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
@@ -96,16 +103,25 @@ class SessionCookies(SecureCookieSessionInterface):
     def read(self, app: Flask, value: str | None) -> dict | None:
         """The session a cookie carries, checked as ``open_session`` checks it (same
         serializer, same age limit), for a reader outside a request (``shop.fast_path``);
-        None for a missing, forged or expired cookie."""
+        None for a missing, forged or expired cookie. Read-only: the same dict is returned
+        for the same cookie until it expires or the keys change."""
         serializer = self.get_signing_serializer(app)
         if serializer is None or not value:
             return None
         max_age = int(app.permanent_session_lifetime.total_seconds())
+        found = self._read.get(value)
+        if found is not None and found[:2] == (serializer, max_age) and time.time() < found[2]:
+            return found[3]
         try:
-            data = serializer.loads(value, max_age=max_age)
+            data, signed_at = serializer.loads(value, max_age=max_age, return_timestamp=True)
         except BadSignature:
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        if len(self._read) >= _READ_LIMIT:
+            self._read.clear()
+        self._read[value] = (serializer, max_age, signed_at.timestamp() + max_age, data)
+        return data
 
 
 def csrf_token(app: Flask, raw: str) -> str:

@@ -3,6 +3,9 @@ revocation at logout and password change — a copied cookie, remember-me includ
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 
 from testkit.factories import PASSWORD
@@ -151,3 +154,30 @@ def test_a_new_secret_key_takes_effect_at_once_and_fallbacks_keep_sessions(app, 
     assert not is_logged_in(client)
     app.config["SECRET_KEY_FALLBACKS"] = [old_key]
     assert is_logged_in(client)
+
+
+def test_a_session_read_before_flask_is_checked_as_flask_checks_it(app):
+    """``SessionCookies.read`` (the signed-in drop page before Flask) verifies a cookie with the
+    app's own signer and age limit, and what it keeps of a good cookie never outlives the key
+    it was signed with or the cookie's age."""
+    sessions = app.session_interface
+    cookie = sessions.get_signing_serializer(app).dumps({"_user_id": "7:token", "csrf_token": "x"})
+
+    first = sessions.read(app, cookie)
+    assert first == {"_user_id": "7:token", "csrf_token": "x"}
+    assert sessions.read(app, cookie) is first  # verified once
+    assert sessions.read(app, cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")) is None
+    assert sessions.read(app, "") is None and sessions.read(app, "not-a-cookie") is None
+
+    old_key = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "a-brand-new-secret-key-for-this-test-only-0123456789"
+    assert sessions.read(app, cookie) is None  # a rotated key ends it at once
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    assert sessions.read(app, cookie) == first
+
+    app.config["SECRET_KEY"], app.config["SECRET_KEY_FALLBACKS"] = old_key, []
+    app.permanent_session_lifetime = timedelta(seconds=1)
+    young = sessions.get_signing_serializer(app).dumps({"_user_id": "8:token"})
+    assert sessions.read(app, young) == {"_user_id": "8:token"}
+    time.sleep(2.1)  # older than the limit (signatures count whole seconds)
+    assert sessions.read(app, young) is None
