@@ -124,10 +124,15 @@ class SessionCookies(SecureCookieSessionInterface):
         return data
 
 
+CSRF_REUSE_SECONDS = 60  # a token signed this recently is handed out again for the same session
+
+
 def csrf_token(app: Flask, raw: str) -> str:
     """The signed CSRF token Flask-WTF's ``generate_csrf`` makes of the session's raw one (same
     key, salt and signer; Flask-WTF checks it on the form's way back), for a page answered
-    outside a request (``shop.fast_path``)."""
+    outside a request (``shop.fast_path``). A session reloading the page within
+    ``CSRF_REUSE_SECONDS`` gets the token it got last (signing compresses and hashes: a crowd's
+    reloads need not pay for that each time); a token is only ever its own session's."""
     config = app.config
     secret = config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
     signer = config.get("_SHOP_CSRF_SIGNER")
@@ -135,8 +140,18 @@ def csrf_token(app: Flask, raw: str) -> str:
         signer = config["_SHOP_CSRF_SIGNER"] = (
             secret,
             URLSafeTimedSerializer(secret, salt="wtf-csrf-token"),
+            {},
         )
-    return signer[1].dumps(raw)
+    _, serializer, signed = signer
+    now = time.monotonic()
+    found = signed.get(raw)
+    if found is not None and now - found[1] < CSRF_REUSE_SECONDS:
+        return found[0]
+    if len(signed) >= _READ_LIMIT:
+        signed.clear()
+    token = serializer.dumps(raw)
+    signed[raw] = (token, now)
+    return token
 
 
 def register(app: Flask) -> None:

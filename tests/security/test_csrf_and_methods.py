@@ -8,8 +8,11 @@ import json
 import time
 
 import pytest
+from flask import session
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
 
-from shop import inventory
+from shop import inventory, security
 from shop.extensions import db
 from shop.models import Drop, Order, User
 from shop.models.drop import SCHEDULED
@@ -215,3 +218,17 @@ def test_the_confirmation_pages_change_nothing_on_get(client, maker_with_sales):
     assert customer.get(f"/checkout/orders/{held.public_id}/cancel").status_code == 200
     db.session.expire_all()
     assert db.session.get(Order, held.id).state == HELD
+
+
+def test_a_csrf_token_made_before_flask_is_accepted_by_flask_wtf_for_its_session_only(app):
+    """``security.csrf_token`` (the signed-in drop page before Flask) signs as Flask-WTF does:
+    Flask-WTF takes the token for the session it was made for and refuses it for any other."""
+    token = security.csrf_token(app, "raw-token-of-ann")
+    bobs = security.csrf_token(app, "raw-token-of-bob")
+
+    assert security.csrf_token(app, "raw-token-of-ann") == token  # a reload within the minute
+    with app.test_request_context("/"):
+        session["csrf_token"] = "raw-token-of-ann"
+        validate_csrf(token)
+        with pytest.raises(ValidationError):
+            validate_csrf(bobs)
