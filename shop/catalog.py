@@ -531,6 +531,11 @@ def allowed_quantities(
     if taken is None:
         taken = taken_units([b.id for b in batches], customer)
     return {
-        batch.id: max(0, min(batch.per_customer_limit - taken.get(batch.id, 0), batch.remaining))
+        batch.id: may_still_take(batch.per_customer_limit, taken.get(batch.id, 0), batch.remaining)
         for batch in batches
     }
+
+
+def may_still_take(limit: int, taken: int, remaining: int) -> int:
+    """Units a customer may still take of a batch: what their limit leaves, at most what is left."""
+    return max(0, min(limit - taken, remaining))

@@ -9,6 +9,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def ms(at: datetime) -> int:
+    """``at`` in milliseconds since the epoch (the waiting room's unit)."""
+    return int(at.timestamp() * 1000)
+
+
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime; naive values are taken to be UTC already."""
     if value.tzinfo is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from flask import Flask, request
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
-from shop import auth, clock, logs, metrics, page_cache, security, waiting_room
+from shop import auth, catalog, clock, logs, metrics, page_cache, security, waiting_room
 from shop.models.drop import ROOM_OFF
 from shop.templating import iso
 
@@ -94,7 +94,7 @@ class PageFacts:
     def allowed(self, taken: tuple) -> dict[int, int]:
         """``catalog.allowed_quantities`` of a visitor who took ``taken`` (by batch, in order)."""
         return {
-            batch: max(0, min(limit - (units or 0), remaining))
+            batch: catalog.may_still_take(limit, units or 0, remaining)
             for (batch, limit, remaining), units in zip(self.batches, taken, strict=True)
         }
 
@@ -210,7 +210,7 @@ class FastPath:
             now = clock.now()
             if facts.waiting_room != ROOM_OFF:
                 environ[ROOM_ASKED] = room_open = waiting_room.is_open(
-                    facts, facts.batch_ids, now_ms=int(now.timestamp() * 1000)
+                    facts, facts.batch_ids, now_ms=clock.ms(now)
                 )
                 if room_open:
                     return None

@@ -3,8 +3,6 @@ the drop page and the buy call (:func:`gate`, :func:`buy_gate`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import (
     Blueprint,
     Response,
@@ -54,7 +52,7 @@ def line(slug: str):
     if buyer is None:
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
-    now_ms = _ms(now)
+    now_ms = clock.ms(now)
     stock = waiting_room.stock_of(state)
     if stock.sold_out:  # nobody waits for nothing: no place is taken
         if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
@@ -124,7 +122,7 @@ def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
     now = clock.now()
     if buyer is None or not drop.is_live(now):
         return None
-    now_ms = _ms(now)
+    now_ms = clock.ms(now)
     batch_ids = [batch.id for batch in drop.batches]
     asked = request.environ.get(fast_path.ROOM_ASKED)  # the fast path counted this visit
     if not (asked if asked is not None else waiting_room.is_open(drop, batch_ids, now_ms=now_ms)):
@@ -176,7 +174,7 @@ def buy_gate(batch_id: int, customer_id: int) -> Response | None:
     drop_id = waiting_room.room_for_batch(batch_id)
     if drop_id is None:
         return None
-    now_ms = _ms(clock.now())
+    now_ms = clock.ms(clock.now())
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop_id)),
         drop_id=drop_id,
@@ -190,7 +188,3 @@ def buy_gate(batch_id: int, customer_id: int) -> Response | None:
         return error_response(403, "not_your_turn", NOT_YOUR_TURN)
     drop = db.session.get(Drop, drop_id)
     return Response(render_template("queue/skipped.html", drop=drop, message=NOT_YOUR_TURN), 403)
-
-
-def _ms(now: datetime) -> int:
-    return int(now.timestamp() * 1000)
