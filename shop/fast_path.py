@@ -158,11 +158,10 @@ class FastPath:
     def _replay(
         self, kind: str, kept: Kept, environ: dict, start_response: Callable, started: float
     ) -> list[bytes]:
-        request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        headers = [*kept.headers, ("X-Request-Id", request_id)]
+        headers = kept.headers
         asked = environ.get("HTTP_IF_NONE_MATCH")
         if kept.etag is not None and asked and parse_etags(asked).contains_weak(kept.etag):
-            status, body = "304 NOT MODIFIED", b""
+            status, body = "304 NOT MODIFIED", None
             headers = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
         else:
             status = kept.status
@@ -171,20 +170,7 @@ class FastPath:
                 body = kept.parts[0] + clock_text + kept.parts[1]
             else:
                 body = kept.parts[0]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(status, headers)
-        code = int(status[:3])
-        logs.log_answer(
-            "GET",
-            _RULES[kind],
-            code,
-            started=started,
-            user_id=None,
-            client=environ.get("REMOTE_ADDR"),
-            request_id=request_id,
-        )
-        metrics.count_answer(_ENDPOINTS[kind], "GET", code, started)
-        return [body]
+        return _send(kind, status, headers, body, None, environ, start_response, started)
 
     def _signed_in(
         self, slug: str, cookie: str, environ: dict, start_response: Callable, started: float
@@ -222,25 +208,9 @@ class FastPath:
             if kept is None or kept.tag != facts.key:
                 return None
             body = page_cache.personal(kept.page, security.csrf_token(app, raw), now).encode()
-        request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        headers = [
-            *kept.headers,
-            ("X-Request-Id", request_id),
-            ("Content-Length", str(len(body))),
-        ]
-        start_response(kept.status, headers)
-        code = int(kept.status[:3])
-        logs.log_answer(
-            "GET",
-            _RULES["page"],
-            code,
-            started=started,
-            user_id=lambda: claim.id,
-            client=environ.get("REMOTE_ADDR"),
-            request_id=request_id,
+        return _send(
+            "page", kept.status, kept.headers, body, claim.id, environ, start_response, started
         )
-        metrics.count_answer(_ENDPOINTS["page"], "GET", code, started)
-        return [body]
 
     def _through(
         self, kind: str, slug: str, environ: dict, start_response: Callable
@@ -290,6 +260,37 @@ class FastPath:
         if len(kept) >= _LIMIT:
             kept.clear()
         return kept
+
+
+def _send(
+    kind: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    user_id: int | None,
+    environ: dict,
+    start_response: Callable,
+    started: float,
+) -> list[bytes]:
+    """A kept answer sent as the app would send it: a fresh request id, the body's length (no
+    body: a 304), the request logged and counted."""
+    request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+    headers = [*headers, ("X-Request-Id", request_id)]
+    if body is not None:
+        headers.append(("Content-Length", str(len(body))))
+    start_response(status, headers)
+    code = int(status[:3])
+    logs.log_answer(
+        "GET",
+        _RULES[kind],
+        code,
+        started=started,
+        user_id=None if user_id is None else lambda: user_id,
+        client=environ.get("REMOTE_ADDR"),
+        request_id=request_id,
+    )
+    metrics.count_answer(_ENDPOINTS[kind], "GET", code, started)
+    return [body or b""]
 
 
 def _headers_kept(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
