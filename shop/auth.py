@@ -28,6 +28,10 @@ class SessionClaim:
     id: int
     session_token: str
 
+    def params(self) -> dict[str, object]:
+        """The claim bound to a statement of ``_claimed``."""
+        return {"id": self.id, "token": self.session_token}
+
 
 def parse_claim(session_id: str | None) -> SessionClaim | None:
     """The ``id:token`` Flask-Login keeps in the session (``User.get_id``), or None."""
@@ -49,9 +53,15 @@ def buyer():
 
 # The user row for a session, built once: ``session.get`` builds its query on every call, and
 # this runs on every request (half the CPU).
-_USER_FOR_SESSION = select(User).where(
-    User.id == bindparam("id"), User.session_token == bindparam("token")
-)
+def _claimed(*columns) -> Select:
+    """``columns`` of the account a session claims, if its token is still the account's (bound
+    by ``SessionClaim.params``): a rotated token finds nobody."""
+    return select(*columns).where(
+        User.id == bindparam("id"), User.session_token == bindparam("token")
+    )
+
+
+_USER_FOR_SESSION = _claimed(User)
 
 
 _LOAD_WITH: dict[Hashable, Select] = {}  # built once per kind of columns
@@ -71,13 +81,9 @@ def load_with(kind: Hashable, columns: Callable[[], list], params: dict) -> tupl
     if statement is None:
         statement = _LOAD_WITH.setdefault(
             kind,
-            select(User, *columns()).where(
-                User.id == bindparam("id"), User.session_token == bindparam("token")
-            ),
+            _claimed(User, *columns()),
         )
-    row = db.session.execute(
-        statement, {"id": claim.id, "token": claim.session_token, **params}
-    ).first()
+    row = db.session.execute(statement, claim.params() | params).first()
     if row is None:
         return None
     g._login_user = row[0]  # Flask-Login's user for this request (flask_login.utils._get_user)
@@ -100,15 +106,14 @@ def links_and_taken(
         count = len(batch_ids)
         statement = _LINKS_WITH.setdefault(
             count,
-            select(
+            _claimed(
                 User.role,
                 User.is_admin,
                 *catalog.taken_columns(count),
                 waitlist.in_line_column(count),
-            ).where(User.id == bindparam("id"), User.session_token == bindparam("token")),
+            ),
         )
-    params = {"id": claim.id, "token": claim.session_token, **catalog.taken_params(batch_ids)}
-    row = database.read_row(statement, params)
+    row = database.read_row(statement, claim.params() | catalog.taken_params(batch_ids))
     if row is None:
         return None
     return NavAccount(row[0] == MAKER, bool(row[1])), tuple(row[2:-1]), bool(row[-1])
@@ -126,7 +131,7 @@ def configure_login(login_manager: LoginManager) -> None:
         if claim is None:
             return None
         # A rotated token (logout elsewhere, password change) ends every older session.
-        return db.session.scalar(_USER_FOR_SESSION, {"id": claim.id, "token": claim.session_token})
+        return db.session.scalar(_USER_FOR_SESSION, claim.params())
 
     @login_manager.unauthorized_handler
     def unauthorized():

@@ -80,7 +80,7 @@ def check_production_settings(app: Flask) -> None:
         raise RuntimeError("Small Batch (production) cannot start: " + "; ".join(problems))
 
 
-_READ_LIMIT = 4096  # verified cookies kept per process
+_KEPT_PER_PROCESS = 4096  # verified cookies, and signed CSRF tokens, kept per process
 
 
 class SessionCookies(SecureCookieSessionInterface):
@@ -118,7 +118,7 @@ class SessionCookies(SecureCookieSessionInterface):
             return None
         if not isinstance(data, dict):
             return None
-        if len(self._read) >= _READ_LIMIT:
+        if len(self._read) >= _KEPT_PER_PROCESS:
             self._read.clear()
         self._read[value] = (serializer, max_age, signed_at.timestamp() + max_age, data)
         return data
@@ -147,7 +147,7 @@ def csrf_token(app: Flask, raw: str) -> str:
     found = signed.get(raw)
     if found is not None and now - found[1] < CSRF_REUSE_SECONDS:
         return found[0]
-    if len(signed) >= _READ_LIMIT:
+    if len(signed) >= _KEPT_PER_PROCESS:
         signed.clear()
     token = serializer.dumps(raw)
     signed[raw] = (token, now)
