@@ -170,6 +170,7 @@ def gunicorn_command(
     app: str = "wsgi:app",
     preload: bool = True,
     reuse_port: bool = False,
+    worker_connections: int | None = None,
 ) -> list[str]:
     command = [
         str(VENV_BIN / "gunicorn"),
@@ -183,12 +184,12 @@ def gunicorn_command(
         "5",
         "--timeout",
         "60",
-        "--backlog",
-        "2048",
         "--no-control-socket",  # gunicorn ≥ 24 shares one control socket path per user
     ]
     if preload:
         command.append("--preload")
+    if worker_connections is not None:  # else gunicorn.conf.py's bound
+        command += ["--worker-connections", str(worker_connections)]
     if reuse_port:
         # One listening socket per worker: the kernel spreads connections evenly, where a
         # shared socket lets one worker accept most keep-alive connections of a burst.
@@ -206,6 +207,7 @@ def start_gunicorn(
     hold_minutes: int = 10,
     preload: bool = True,
     reuse_port: bool = False,
+    worker_connections: int | None = None,
     extra_env: dict[str, str] | None = None,
     startup_timeout: float = 30.0,
     ready_path: str = "/",
@@ -223,7 +225,13 @@ def start_gunicorn(
     for _attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
         command = gunicorn_command(
-            port, workers=workers, threads=threads, app=app, preload=preload, reuse_port=reuse_port
+            port,
+            workers=workers,
+            threads=threads,
+            app=app,
+            preload=preload,
+            reuse_port=reuse_port,
+            worker_connections=worker_connections,
         )
         env = server_env(
             database_url,
