@@ -194,16 +194,22 @@ def room_drop(state: page_cache.DropState) -> RoomDrop:
     return page_cache.kept_here(f"room:{state.slug}:{state.version}", load)
 
 
+HOPELESS_REFRESH = 30  # seconds; shorter than a called visitor's turn (SHOP_ROOM_TURN_SECONDS)
+
+
 def refresh_seconds(turn: Turn, stock: Stock) -> int:
     """How soon the queue page reloads: every 2 s for those who may be called within a couple
-    of seconds, 5 s for those who may still get a unit, 10 s for those with more people ahead
-    than units left (waiting for a lapsed hold, or for the sold-out news)."""
+    of seconds, 5 s for those who may still get a unit, ``HOPELESS_REFRESH`` for those with
+    more people ahead than units left. Those are most of a crowd's line, and they wait only for
+    a hold someone gives back or for the sold-out news, which the page's script shows the
+    moment the stock JSON says it: reloading them every 10 s made their reloads most of what
+    the shop served while the crowd was still arriving."""
     callable_now = max(0, stock.free - turn.called)
     if turn.ahead < callable_now + admit_rate() * 2:
         return 2
     if turn.ahead < stock.unsold:
         return 5
-    return 10
+    return HOPELESS_REFRESH
 
 
 def wait_seconds(turn: Turn) -> int | None:

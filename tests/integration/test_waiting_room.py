@@ -126,6 +126,26 @@ def test_places_are_handed_out_in_arrival_order_and_the_first_is_let_in(app):
     assert waiting[0].headers["Cache-Control"] == "private, no-store"
 
 
+def test_the_back_of_a_line_reloads_every_thirty_seconds_and_its_front_every_two(app):
+    app.config["SHOP_ROOM_ADMIT_PER_SECOND"] = 1  # two turns within two seconds
+    every_unit_held = waiting_room.Stock(free=0, unsold=3)  # only a give-back moves the line
+
+    def reload_after(ahead: int) -> int:
+        turn = room_store.Turn(
+            place=ahead + 1,
+            served=0,
+            admitted_until=0,
+            requeued=False,
+            ahead=ahead,
+            waiting=500,
+            called=0,
+        )
+        return waiting_room.refresh_seconds(turn, every_unit_held)
+
+    with app.app_context():
+        assert [reload_after(ahead) for ahead in (0, 1, 2, 3, 499)] == [2, 2, 5, 30, 30]
+
+
 def test_one_account_keeps_one_place_on_every_device(app):
     drop, _ = room_drop(edition_size=1)
     front, _ = shopper(app)
