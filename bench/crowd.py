@@ -143,6 +143,7 @@ class Crowd:
         drop = f"/drops/{self.slug}"
         queue = f"{drop}/queue"
         status, headers, page = await self.send("page", "GET", drop, cookies)
+        seen["answered"] = self.clock()  # the line gave the place while it served this
         for _ in range(10_000):
             location = urlsplit(headers.get("location", "")).path
             if status == 303 and location == queue:  # sent to the line

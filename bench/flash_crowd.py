@@ -278,17 +278,27 @@ def successes(result: dict, status: str = "303") -> float:
 # --------------------------------------------------------------------------------------------
 # Phases
 
+# The closed-loop phases' buyers keep their connections alive, as a proxy's pool to the app
+# does: each worker may hold as many as gunicorn's own default allows, not gunicorn.conf.py's
+# bound (which is for a crowd arriving a connection at a time, the crowd phase), so these phases
+# measure what a request costs as they always have.
+KEPT_ALIVE = 1000
+
+
+def closed_loop(args) -> dict:
+    """The gunicorn settings of the closed-loop phases."""
+    return {
+        "workers": args.workers,
+        "threads": args.threads,
+        "reuse_port": args.reuse_port,
+        "worker_connections": KEPT_ALIVE,
+    }
+
 
 def drive_ceiling(args, url: str, app: str, requests_for) -> dict:
     """A ceiling's app (``bench.hello``, ``bench.bare``) under the shop's gunicorn settings,
     driven with ``requests_for(address)``."""
-    with servers.start_gunicorn(
-        url,
-        workers=args.workers,
-        threads=args.threads,
-        app=app,
-        reuse_port=args.reuse_port,
-    ) as server:
+    with servers.start_gunicorn(url, app=app, **closed_loop(args)) as server:
         meter = CpuMeter(server.process.pid, None)
         return drive(server.address, requests_for(server.address), args, meter)
 
@@ -480,13 +490,7 @@ def phase_shop(
     """Buyer ``i`` posts to ``paths[i % len(paths)]``, again and again (following the 303 to
     ``pay`` once when ``follow``)."""
     with servers.start_gunicorn(
-        url,
-        workers=args.workers,
-        threads=args.threads,
-        app="wsgi:app",
-        stripe_api_base=stripe_api_base,
-        reuse_port=args.reuse_port,
-        extra_env=extra_env,
+        url, stripe_api_base=stripe_api_base, extra_env=extra_env, **closed_loop(args)
     ) as server:
         sessions = [rawhttp.login(server.address, c.email) for c in customers]
         requests = [
@@ -510,13 +514,7 @@ def phase_read(args, url: str, name: str, slug: str, customers) -> dict:
 
 
 def _read(args, url: str, name: str, path: str, customers, extra_env: dict) -> dict:
-    with servers.start_gunicorn(
-        url,
-        workers=args.workers,
-        threads=args.threads,
-        reuse_port=args.reuse_port,
-        extra_env=extra_env,
-    ) as server:
+    with servers.start_gunicorn(url, extra_env=extra_env, **closed_loop(args)) as server:
         if name in ("page", "queue"):
             sessions = [rawhttp.login(server.address, c.email) for c in customers]
             requests = [session.get_request(path) for session in sessions]
@@ -620,8 +618,10 @@ class Emulator:
 def phase_crowd(args, url: str, *, room: bool) -> dict:
     """``--crowd`` customers (logged in before the clock starts) arrive at random over
     ``--crowd-seconds`` at a drop of ``--crowd-units`` units (limit 1 each), each playing
-    ``bench/crowd.py``'s customer once; with the waiting room on or off. Gunicorn, PostgreSQL,
-    Redis and the emulator, as in production."""
+    ``bench/crowd.py``'s customer once; with the waiting room on or off. Gunicorn as
+    production runs it (one shared listening socket, gunicorn.conf.py's bound on each worker's
+    connections, unless ``--worker-connections`` says otherwise), PostgreSQL, Redis and the
+    emulator."""
     from concurrent.futures import ThreadPoolExecutor
 
     from shop.extensions import db
@@ -647,7 +647,7 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
                 workers=args.workers,
                 threads=args.threads,
                 stripe_api_base=emulator.url,
-                reuse_port=args.reuse_port,
+                worker_connections=args.worker_connections,
                 extra_env=extra_env,
             ) as server,
         ):
@@ -669,6 +669,7 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
             }
             meter = CpuMeter(server.process.pid, emulator.process.pid)
             meter.start()
+            overflows = listen_overflows()
             finished = subprocess.run(
                 [sys.executable, str(ROOT / "bench" / "crowd.py")],
                 input=json.dumps(job),
@@ -679,12 +680,25 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
                 raise RuntimeError(f"the crowd failed:\n{finished.stderr}\n{server.log()[-3000:]}")
             raw = json.loads(finished.stdout)
             cpu = meter.stop(raw["cpu_seconds"])
+            overflows = listen_overflows() - overflows
     finally:
         emulator.stop()
     result = crowd_summary(raw, args.crowd_units)
     result["cpu"] = cpu
+    result["listen_overflows"] = overflows
     result["invariants"] = invariant_check(url, drop.batch_ids)
     return result
+
+
+def listen_overflows() -> int:
+    """Connections this host's kernel turned away because a listen queue was full (they are
+    retried a second or more later, out of order): TcpExt ListenOverflows."""
+    names, values = (
+        line.split()
+        for line in Path("/proc/net/netstat").read_text().splitlines()
+        if line.startswith("TcpExt:")
+    )
+    return int(values[names.index("ListenOverflows")])
 
 
 def crowd_summary(raw: dict, units: int) -> dict:
@@ -741,7 +755,8 @@ def crowd_summary(raw: dict, units: int) -> dict:
         else None,
         "stock_polls": polls + raw.get("proxy_hits", 0),
         "stock_polls_at_the_shop": polls,
-        "fairness_rank_correlation": rank_correlation(holders),
+        "fairness_rank_correlation": rank_correlation(holders, "held"),
+        "first_answer_rank_correlation": rank_correlation(holders, "answered"),
         "server_errors": sum(
             n for a in answers.values() for s, n in a["statuses"].items() if s.startswith("5")
         ),
@@ -750,14 +765,17 @@ def crowd_summary(raw: dict, units: int) -> dict:
     }
 
 
-def rank_correlation(holders: list[dict]) -> float | None:
-    """Spearman's rho between arrival order and hold order (1: first come, first served)."""
+def rank_correlation(holders: list[dict], then: str) -> float | None:
+    """Spearman's rho between the order the holders arrived in and the order of their ``then``
+    (1: first come, first served)."""
     n = len(holders)
     if n < 2:
         return None
-    by_arrival = sorted(range(n), key=lambda i: holders[i]["arrived"])
-    arrival_rank = {index: rank for rank, index in enumerate(by_arrival)}
-    d2 = sum((arrival_rank[i] - i) ** 2 for i in range(n))  # i is the hold rank
+    ranks = {}
+    for key in ("arrived", then):
+        by_key = sorted(range(n), key=lambda i, key=key: holders[i][key])
+        ranks[key] = {index: rank for rank, index in enumerate(by_key)}
+    d2 = sum((ranks["arrived"][i] - ranks[then][i]) ** 2 for i in range(n))
     return round(1 - 6 * d2 / (n * (n * n - 1)), 3)
 
 
@@ -776,7 +794,10 @@ def crowd_report(args, results: dict) -> None:
             f"{result['last_told_after_last_sale_s']} s after it; stock JSON "
             f"polls {result['stock_polls']} ({result['stock_polls_at_the_shop']} reached the "
             f"shop; poll {args.crowd_poll:g} s, proxy micro-cache {args.crowd_proxy}); "
-            f"fairness (rank correlation arrival → hold) {result['fairness_rank_correlation']}; "
+            f"fairness (rank correlation arrival → hold) {result['fairness_rank_correlation']}, "
+            f"arrival → first answer of the drop page "
+            f"{result['first_answer_rank_correlation']}; listen queue overflows "
+            f"{result['listen_overflows']}; "
             f"5xx {result['server_errors']}; oversold {result['invariants']['oversold']}, "
             f"invariants {invariants_verdict(result['invariants'])}; cores: shop "
             f"{cores['shop']} postgres {cores['postgres']} crowd {cores['loadgen']}"
@@ -961,6 +982,14 @@ def main(argv: list[str] | None = None) -> int:
         dest="reuse_port",
         action="store_false",
         help="one shared listening socket (gunicorn's default) instead of one per worker",
+    )
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=None,
+        help="the crowd phase's gunicorn --worker-connections (default: gunicorn.conf.py's "
+        "bound, threads + 8, on one shared socket as in production; 1000, gunicorn's own "
+        "default, is how the crowd ran before 2026-12-06)",
     )
     parser.add_argument(
         "--phases",
