@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "nginx"
 # Sent by a test with a request, written by nginx into the access log with that request.
 TEST_ID = "X-Test-Id"
+LOG_WAIT_SECONDS = 2.0  # nginx logs a request after its answer: how long a test waits for it
 
 
 def missing() -> str | None:
@@ -199,8 +200,13 @@ class Nginx:
         return entries
 
     def logged(self, test_id: str) -> Logged:
-        """The log entry of the request sent with ``X-Test-Id: test_id``."""
+        """The log entry of the request sent with ``X-Test-Id: test_id``. nginx writes it once
+        the answer has gone out, so a client can read the answer first: wait for it a little."""
+        deadline = time.monotonic() + LOG_WAIT_SECONDS
         found = [entry for entry in self.log() if entry.test_id == test_id]
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.02)
+            found = [entry for entry in self.log() if entry.test_id == test_id]
         assert len(found) == 1, f"{len(found)} log entries for {test_id!r}"
         return found[0]
 
