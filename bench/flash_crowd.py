@@ -988,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="the crowd phase's gunicorn --worker-connections (default: gunicorn.conf.py's "
-        "bound, threads + 8, on one shared socket as in production; 1000, gunicorn's own "
+        "bound, threads + 12, on one shared socket as in production; 1000, gunicorn's own "
         "default, is how the crowd ran before 2026-12-06)",
     )
     parser.add_argument(
