@@ -418,17 +418,24 @@ def confirm(
 ) -> bool:
     """held → paid exactly once: held stock becomes sold and the order's units get the next
     serial numbers of the batch (contiguous, no gap, no duplicate), each with an unguessable
-    certificate code. Returns False (and changes nothing) if the order was not held."""
+    certificate code. Returns False (and changes nothing) if the order was not held.
+
+    The batch's row is the hot one (every hold and release of the batch writes it), and its
+    lock lasts until the caller commits: so the order is written first, with everything known
+    before the numbers, and after the batch only what needs its numbers. A caller that renders
+    from the order (the receipt) loads what it reads before calling."""
+    values: dict = {
+        "state": PAID,
+        "paid_at": now,
+        "sweep_lease_until": None,
+        "payment_intent_id": func.coalesce(payment_intent_id, Order.payment_intent_id),
+        "customer_email": func.coalesce(customer_email, Order.customer_email),
+    }
+    if shipping is not None:
+        values["shipping"] = shipping
     paid = db.session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.state == HELD)
-        .values(
-            state=PAID,
-            paid_at=now,
-            sweep_lease_until=None,
-            payment_intent_id=func.coalesce(payment_intent_id, Order.payment_intent_id),
-            customer_email=func.coalesce(customer_email, Order.customer_email),
-        )
+        update(Order).where(Order.id == order.id, Order.state == HELD).values(values),
+        execution_options={"synchronize_session": "fetch"},  # the session's order follows
     ).rowcount
     if paid != 1:
         _refresh(order)
@@ -454,10 +461,11 @@ def confirm(
         )
         for serial in range(first, sold + 1)
     )
-    if shipping is not None:
-        order.shipping = shipping
     db.session.flush()
-    _refresh(order)
+    db.session.expire(order, ["units"])
+    batch = db.session.identity_map.get(db.session.identity_key(Batch, order.batch_id))
+    if batch is not None:
+        db.session.expire(batch, ["held", "sold"])
     return True
 
 

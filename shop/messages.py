@@ -128,6 +128,12 @@ def _enqueue_for_order(kind: str, order: Order, about: str, **context: object) -
     )
 
 
+def load_for_receipt(order: Order) -> None:
+    """Read now what :func:`order_paid` will read (the batch, its product, the customer), so
+    the receipt rendered after ``inventory.confirm`` asks the database only for the units."""
+    _ = (order.batch.product, order.customer)
+
+
 def order_paid(order: Order) -> None:
     """The receipt: the batch, "No. k of N" for every unit with its certificate, the amount
     and where it ships. Once per order."""

@@ -276,6 +276,8 @@ def _fulfil_once(
         except InvalidState:
             db.session.rollback()
             return None
+    _record_amounts(order, session)  # before confirm: its lock on the batch lasts to COMMIT
+    messages.load_for_receipt(order)
     if inventory.confirm(
         order,
         now=now,
@@ -283,7 +285,6 @@ def _fulfil_once(
         customer_email=session.customer_email,
         shipping=session.shipping,
     ):
-        _record_amounts(order, session)
         messages.order_paid(order)  # the receipt, committed with the payment
         db.session.commit()
         log.info("order %s paid (session %s)", order.public_id, session.id)

@@ -1,9 +1,10 @@
 """``orders.fulfil`` and ``refunds.refund_order`` against the emulator: exactly once, never both."""
 
+import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from shop import clock, inventory, orders, refunds
 from shop.errors import InvalidState
@@ -45,6 +46,38 @@ def test_fulfilling_twice_pays_once_and_numbers_once(app, emulator):
     paid = fresh(order)
     assert paid.state == PAID and [u.serial for u in paid.units] == [1, 2]
     assert held_and_sold(order.batch_id) == (0, 2)
+
+
+def test_a_payment_holds_its_batchs_row_only_for_what_needs_the_numbers(app, emulator):
+    order = held_order(live_batch(edition_size=5), make_customer(), 2)
+    emulator.complete(order.checkout_session_id)
+    db.session.commit()
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # bookkeeping
+            sent.append(statement)
+
+    def committed(_conn) -> None:
+        sent.append("COMMIT")
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    event.listen(db.engine, "commit", committed)
+    try:
+        assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.FULFILLED
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        event.remove(db.engine, "commit", committed)
+
+    locked = sent[next(i for i, s in enumerate(sent) if s.startswith("UPDATE batches")) :]
+    locked = locked[1 : locked.index("COMMIT")]  # every hold of the batch waits for these
+    kinds = {(s.split()[0], re.search(r"(?:INTO|FROM|UPDATE) (\w+)", s)[1]) for s in locked}
+    assert kinds == {
+        ("UPDATE", "held_by_account"),  # the hoarding counters, after the batch as holds do
+        ("INSERT", "units"),  # the numbers
+        ("SELECT", "units"),  # the receipt names them
+        ("INSERT", "messages"),  # the receipt, committed with the payment
+    }
 
 
 def test_an_unpaid_session_fulfils_nothing(app, emulator):
