@@ -462,20 +462,22 @@ def confirm(
         for serial in range(first, sold + 1)
     )
     db.session.flush()
-    db.session.expire(order, ["units"])
-    batch = db.session.identity_map.get(db.session.identity_key(Batch, order.batch_id))
-    if batch is not None:
-        db.session.expire(batch, ["held", "sold"])
+    _refresh(order, ["units"], ["held", "sold"])  # the rest of both is as the session has it
     return True
 
 
-def _refresh(order: Order) -> None:
-    """Forget what the session knew of the order so its next read is the database's."""
+def _refresh(
+    order: Order,
+    order_attributes: list[str] | None = None,
+    batch_attributes: list[str] | None = None,
+) -> None:
+    """Forget what the session knew of the order and its batch (or of just those attributes)
+    so its next read is the database's."""
     if order in db.session:
-        db.session.expire(order)
+        db.session.expire(order, order_attributes)
     batch = db.session.identity_map.get(db.session.identity_key(Batch, order.batch_id))
     if batch is not None:
-        db.session.expire(batch)
+        db.session.expire(batch, batch_attributes)
 
 
 def resize_edition(batch: Batch, new_size: int) -> None:
