@@ -12,7 +12,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import EMULATOR_SECRET_KEY
-from shop import certificates, limits, mail
+from shop import certificates, limits, mail, page_cache
 
 CSP = "; ".join(
     [
@@ -89,9 +89,9 @@ class SessionCookies(SecureCookieSessionInterface):
 
     def __init__(self) -> None:
         self._signing: tuple[tuple, URLSafeTimedSerializer | None] | None = None
-        # Cookies ``read`` verified, by value: (serializer, age limit, good until, session), so
-        # a crowd reloading a page pays for each cookie's signature and JSON once.
-        self._read: dict[str, tuple[URLSafeTimedSerializer, int, float, dict]] = {}
+        # Cookies ``read`` verified, by value, until they expire: (serializer, age limit,
+        # session), so a crowd reloading a page pays for each cookie's signature and JSON once.
+        self._read = page_cache.MemoryStore(limit=_KEPT_PER_PROCESS)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
@@ -110,17 +110,16 @@ class SessionCookies(SecureCookieSessionInterface):
             return None
         max_age = int(app.permanent_session_lifetime.total_seconds())
         found = self._read.get(value)
-        if found is not None and found[:2] == (serializer, max_age) and time.time() < found[2]:
-            return found[3]
+        if found is not None and found[:2] == (serializer, max_age):
+            return found[2]
         try:
             data, signed_at = serializer.loads(value, max_age=max_age, return_timestamp=True)
         except BadSignature:
             return None
         if not isinstance(data, dict):
             return None
-        if len(self._read) >= _KEPT_PER_PROCESS:
-            self._read.clear()
-        self._read[value] = (serializer, max_age, signed_at.timestamp() + max_age, data)
+        left = signed_at.timestamp() + max_age - time.time()
+        self._read.set(value, (serializer, max_age, data), None, left)
         return data
 
 
@@ -140,17 +139,13 @@ def csrf_token(app: Flask, raw: str) -> str:
         signer = config["_SHOP_CSRF_SIGNER"] = (
             secret,
             URLSafeTimedSerializer(secret, salt="wtf-csrf-token"),
-            {},
+            page_cache.MemoryStore(limit=_KEPT_PER_PROCESS),
         )
     _, serializer, signed = signer
-    now = time.monotonic()
-    found = signed.get(raw)
-    if found is not None and now - found[1] < CSRF_REUSE_SECONDS:
-        return found[0]
-    if len(signed) >= _KEPT_PER_PROCESS:
-        signed.clear()
-    token = serializer.dumps(raw)
-    signed[raw] = (token, now)
+    token = signed.get(raw)
+    if token is None:
+        token = serializer.dumps(raw)
+        signed.set(raw, token, None, CSRF_REUSE_SECONDS)
     return token
 
 
