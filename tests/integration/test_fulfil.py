@@ -4,7 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from shop import clock, inventory, orders, refunds
 from shop.errors import InvalidState
@@ -22,6 +22,7 @@ from tests.support.stripe import (
     stripe_settings,
     unconfirmed_refund,
 )
+from tests.support.wire import recorded_statements
 
 
 @pytest.fixture
@@ -52,22 +53,8 @@ def test_a_payment_holds_its_batchs_row_only_for_what_needs_the_numbers(app, emu
     order = held_order(live_batch(edition_size=5), make_customer(), 2)
     emulator.complete(order.checkout_session_id)
     db.session.commit()
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # bookkeeping
-            sent.append(statement)
-
-    def committed(_conn) -> None:
-        sent.append("COMMIT")
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    event.listen(db.engine, "commit", committed)
-    try:
+    with recorded_statements(db.engine, commits=True) as sent:
         assert orders.fulfil(order.checkout_session_id, now=clock.now()) == orders.FULFILLED
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-        event.remove(db.engine, "commit", committed)
 
     locked = sent[next(i for i, s in enumerate(sent) if s.startswith("UPDATE batches")) :]
     locked = locked[1 : locked.index("COMMIT")]  # every hold of the batch waits for these

@@ -74,20 +74,28 @@ def _statements(trace: str) -> list[str]:
 
 
 @contextmanager
-def recorded_statements(engine: Engine) -> Iterator[list[str]]:
+def recorded_statements(engine: Engine, *, commits: bool = False) -> Iterator[list[str]]:
     """Yield a list that collects every statement sent through SQLAlchemy in the block (not
-    SQLite's ``BEGIN IMMEDIATE`` or savepoints, which are bookkeeping rather than queries)."""
+    SQLite's ``BEGIN IMMEDIATE`` or savepoints, which are bookkeeping rather than queries),
+    and with ``commits`` a ``"COMMIT"`` where each transaction ended."""
     recorded: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:
         if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
             recorded.append(statement)
 
+    def committed(_conn) -> None:
+        recorded.append("COMMIT")
+
     event.listen(engine, "before_cursor_execute", record)
+    if commits:
+        event.listen(engine, "commit", committed)
     try:
         yield recorded
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        if commits:
+            event.remove(engine, "commit", committed)
 
 
 def statements_of(engine: Engine):
