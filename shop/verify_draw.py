@@ -2,7 +2,7 @@
 
     python -m shop.verify_draw https://shop.example/drops/SLUG/draw
     python -m shop.verify_draw draw.json                    # a copy saved earlier
-    python -m shop.verify_draw URL --entry ENTRY_ID         # and: is my entry listed?
+    python -m shop.verify_draw URL --entry=ENTRY_ID         # and: is my entry listed?
     python -m shop.verify_draw URL --commitment HEX         # the commitment you saw before
 
 Recomputes, from the published seed and entries alone, the commitment (SHA-256 of the seed)

@@ -331,7 +331,7 @@ def test_the_verifier_reads_a_saved_file_and_says_ok(app, client, tmp_path, caps
     saved = tmp_path / "draw.json"
     saved.write_text(json.dumps(_published(client, batch)))
 
-    code = verify_draw.main([str(saved), "--entry", mine.public_id])
+    code = verify_draw.main([str(saved), f"--entry={mine.public_id}"])  # an id may begin with "-"
 
     out = capsys.readouterr().out
     assert code == 0
