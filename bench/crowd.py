@@ -31,7 +31,7 @@ import sys
 import time
 from urllib.parse import urlencode, urlsplit
 
-REFRESH = re.compile(r'http-equiv="refresh" content="([0-9]+)"')
+REFRESH = re.compile(r'http-equiv="refresh" content="([0-9]+)[;"]')  # its url: the queue's
 LINE = re.compile(r'data-line-stock-url="([^"]+)"')
 MAX_AGE = re.compile(r"s-maxage=([0-9]+)")
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

@@ -3,6 +3,8 @@ the drop page and the buy call (:func:`gate`, :func:`buy_gate`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import (
     Blueprint,
     Response,
@@ -34,7 +36,9 @@ NOT_YOUR_TURN = (
 @limits.queue
 def line(slug: str):
     """Where a signed-in visitor waits: their place, an estimate, and a page that reloads itself
-    until it is their turn (then on to the drop page) or the drop is sold out for good.
+    until it is their turn (then on to the drop page) or the drop is sold out for good. The
+    drop page answers the same for a visitor without a pass (:func:`gate`); this address is
+    where a refused buy and a bookmark lead.
 
     The page a waiting crowd reloads every few seconds, so it reads no database when warm: the
     drop's numbers come from the shared state (``page_cache.drop_state``), the page is a shell
@@ -53,50 +57,71 @@ def line(slug: str):
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
     now_ms = clock.ms(now)
-    stock = waiting_room.stock_of(state)
-    if stock.sold_out:  # nobody waits for nothing: no place is taken
-        if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
-            return redirect(drop_page, 303)
-        return _page("queue/sold_out.html", drop, state.version, now), 409
     check = waiting_room.read_pass(
         request.cookies.get(waiting_room.cookie_name(drop.id)),
         drop_id=drop.id,
         customer_id=buyer.id,
         now_ms=now_ms,
     )
-    bad_cookie = check.present and not check.valid
-    turn = waiting_room.visit(drop, buyer.id, stock, now_ms=now_ms, requeue=bad_cookie)
-    if turn is None:  # the room is not open (or out of reach): the drop page
+    answer = _in_line(drop, state, buyer.id, check, now)
+    if answer is None:  # the room is not open (or out of reach): the drop page
         return redirect(drop_page, 303)
+    if isinstance(answer, Response):
+        return answer
+    flash(YOUR_TURN, "success")
+    response = redirect(drop_page, 303)
+    _give_pass(response, drop.id, buyer.id, answer)
+    return response
+
+
+def _in_line(
+    drop: waiting_room.RoomDrop,
+    state: page_cache.DropState,
+    customer_id: int,
+    check: waiting_room.PassCheck,
+    now: datetime,
+) -> Response | waiting_room.Turn | None:
+    """A visit to the line of a live drop by a visitor whose pass (``check``) does not let
+    them in: the sold-out answer (409) when nothing is left, else their place taken or found
+    and the line moved on — the line page with their pass while they wait, their ``Turn``
+    when it has come (the caller lets them in). None when the room is not open."""
+    now_ms = clock.ms(now)
+    stock = waiting_room.stock_of(state)
+    if stock.sold_out:  # nobody waits for nothing: no place is taken
+        if not waiting_room.is_open(drop, drop.batch_ids, now_ms=now_ms):
+            return None
+        return Response(_page("queue/sold_out.html", drop, state.version, now), 409)
+    bad_cookie = check.present and not check.valid
+    turn = waiting_room.visit(drop, customer_id, stock, now_ms=now_ms, requeue=bad_cookie)
+    if turn is None:
+        return None
     metrics.queue_visit(turn.waiting, admitted=turn.admitted)
     if turn.admitted:
-        flash(YOUR_TURN, "success")
-        response = redirect(drop_page, 303)
-    else:
-        refresh = waiting_room.refresh_seconds(turn, stock)
-        place = {
-            "drop": drop,
-            "turn": turn,
-            "stock": stock,
-            "wait": waiting_room.wait_seconds(turn) if stock.free > 0 else None,
-            "refresh": refresh,
-            "bad_cookie": bad_cookie,
-            "pass_minutes": current_app.config["SHOP_ROOM_PASS_MINUTES"],
-            "hold_minutes": current_app.config["SHOP_HOLD_MINUTES"],
-        }
-        response = Response(
-            _page(
-                "queue/line.html",
-                drop,
-                state.version,
-                now,
-                refresh=str(refresh),
-                alert=templating.render_piece("queue/_alert.html", **place),
-                line=templating.render_piece("queue/_line.html", **place),
-            )
+        return turn
+    refresh = waiting_room.refresh_seconds(turn, stock)
+    place = {
+        "drop": drop,
+        "turn": turn,
+        "stock": stock,
+        "wait": waiting_room.wait_seconds(turn) if stock.free > 0 else None,
+        "refresh": refresh,
+        "bad_cookie": bad_cookie,
+        "pass_minutes": current_app.config["SHOP_ROOM_PASS_MINUTES"],
+        "hold_minutes": current_app.config["SHOP_HOLD_MINUTES"],
+    }
+    response = Response(
+        _page(
+            "queue/line.html",
+            drop,
+            state.version,
+            now,
+            refresh=str(refresh),
+            alert=templating.render_piece("queue/_alert.html", **place),
+            line=templating.render_piece("queue/_line.html", **place),
         )
-        response.headers["Cache-Control"] = "private, no-store"
-    _give_pass(response, drop.id, buyer.id, turn)
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    _give_pass(response, drop.id, customer_id, turn)
     return response
 
 
@@ -114,10 +139,10 @@ def _page(template: str, drop: waiting_room.RoomDrop, version: int, now, **own: 
 
 def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
     """The drop page's hook: a signed-in visitor of a live drop whose room is open and who has
-    no pass takes their place in line there and then, and is let in at once when the line and
-    the stock allow (the drop page, with their pass: no trip through the queue page, whose
-    extra round trips under a crowd would shuffle who holds first); anyone else waiting goes to
-    the line (303). Everyone else gets the drop page (None)."""
+    no pass to buy is in the line there and then — the drop page answers what the queue page
+    would (:func:`_in_line`), so a crowd's first request is its last until the page reloads.
+    When their turn has come they get the drop page with their pass and "It's your turn".
+    Everyone else gets the drop page (None)."""
     buyer = auth.buyer()
     now = clock.now()
     if buyer is None or not drop.is_live(now):
@@ -135,21 +160,14 @@ def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
     )
     if check.admitted_until:
         return None
-    to_the_line = redirect(url_for("queue.line", slug=drop.slug), 303)
-    stock = waiting_room.stock_of(state)
-    if stock.sold_out or (check.present and not check.valid):
-        return to_the_line  # the queue page says so (sold out; a bad cookie's back of the line)
-    turn = waiting_room.visit(
-        waiting_room.room_drop(state), buyer.id, stock, now_ms=now_ms, requeue=False
-    )
-    if turn is None or not turn.admitted:
-        return to_the_line
-    metrics.queue_visit(turn.waiting, admitted=True)
+    answer = _in_line(waiting_room.room_drop(state), state, buyer.id, check, now)
+    if answer is None or isinstance(answer, Response):
+        return answer
     flash(YOUR_TURN, "success")
 
     @after_this_request
     def let_in(response: Response) -> Response:
-        _give_pass(response, drop.id, buyer.id, turn)
+        _give_pass(response, drop.id, buyer.id, answer)
         return response
 
     return None

@@ -68,7 +68,7 @@ def buy(client, batch_id: int, quantity: int = 1):
     return client.form(f"/checkout/batches/{batch_id}", {"quantity": str(quantity)})
 
 
-def test_a_signed_in_visitor_of_a_live_drop_with_the_room_on_is_sent_to_the_line(app):
+def test_a_signed_in_visitor_of_a_live_drop_with_the_room_on_is_in_line_on_the_drop_page(app):
     drop, _ = room_drop(edition_size=1)
     ahead, _ = shopper(app)
     ahead.get(f"/drops/{drop.slug}")  # the one unit's turn is theirs
@@ -76,9 +76,13 @@ def test_a_signed_in_visitor_of_a_live_drop_with_the_room_on_is_sent_to_the_line
 
     page = client.get(f"/drops/{drop.slug}")
 
-    assert page.status_code == 303
-    assert page.location.endswith(queue_url(drop))
-    assert place_in(client.get(queue_url(drop))) == 2  # the place was taken on the drop page
+    assert page.status_code == 200  # the line itself: no redirect for a crowd to wait on twice
+    assert place_in(page) == 2
+    assert f'content="2; url={queue_url(drop)}"' in page.get_data(as_text=True)  # reloads there
+    assert page.headers["Cache-Control"] == "private, no-store"
+    assert client.get_cookie(waiting_room.cookie_name(drop.id)) is not None
+    assert place_in(client.get(queue_url(drop))) == 2  # the same place at the queue's address
+    assert place_in(client.get(f"/drops/{drop.slug}")) == 2
 
 
 def test_a_visitor_whose_turn_comes_at_once_is_let_in_from_the_drop_page(app):
@@ -121,7 +125,7 @@ def test_places_are_handed_out_in_arrival_order_and_the_first_is_let_in(app):
     assert first.get(f"/drops/{drop.slug}").status_code == 200  # the pass lets them in
     assert [place_in(page) for page in waiting] == [2, 3]
     html = waiting[0].get_data(as_text=True)
-    assert '<meta http-equiv="refresh" content="2">' in html
+    assert f'<meta http-equiv="refresh" content="2; url={queue_url(drop)}">' in html
     assert "Nobody: you're next" in html
     assert waiting[0].headers["Cache-Control"] == "private, no-store"
 
@@ -312,7 +316,7 @@ def test_the_queue_page_brings_its_script_and_the_sold_out_news_from_the_shop(ap
     assert '<script src="/static/js/line.js" defer></script>' in html
     assert f'data-line-stock-url="/api/drops/{drop.slug}/stock"' in html
     assert '<template id="line-sold-out"' in html and "Every unit of this drop" in html
-    assert '<meta http-equiv="refresh" content="2">' in html  # still works without it
+    assert f'<meta http-equiv="refresh" content="2; url={queue_url(drop)}">' in html  # no JS
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "private, no-store"
