@@ -45,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -669,6 +670,13 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
             }
             meter = CpuMeter(server.process.pid, emulator.process.pid)
             meter.start()
+            arriving = CpuMeter(server.process.pid, emulator.process.pid)
+            arriving.start()  # the whole run averages in the quiet tail after the arrivals
+            while_arriving: dict = {}
+            timer = threading.Timer(
+                args.crowd_seconds, lambda: while_arriving.update(arriving.stop(0.0))
+            )
+            timer.start()
             overflows = listen_overflows()
             finished = subprocess.run(
                 [sys.executable, str(ROOT / "bench" / "crowd.py")],
@@ -676,6 +684,7 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
                 capture_output=True,
                 text=True,
             )
+            timer.cancel()
             if finished.returncode != 0:
                 raise RuntimeError(f"the crowd failed:\n{finished.stderr}\n{server.log()[-3000:]}")
             raw = json.loads(finished.stdout)
@@ -685,6 +694,7 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
         emulator.stop()
     result = crowd_summary(raw, args.crowd_units)
     result["cpu"] = cpu
+    result["cpu_while_arriving"] = while_arriving
     result["listen_overflows"] = overflows
     result["invariants"] = invariant_check(url, drop.batch_ids)
     return result
@@ -779,6 +789,16 @@ def rank_correlation(holders: list[dict], then: str) -> float | None:
     return round(1 - 6 * d2 / (n * (n * n - 1)), 3)
 
 
+def _while_arriving(result: dict, seconds: float) -> str:
+    cpu = result.get("cpu_while_arriving")
+    if not cpu:
+        return ""
+    return (
+        f" (over the run); in the first {seconds:g} s: machine {cpu['cores_busy']} busy, shop "
+        f"{cpu['cores_by_component']['shop']}"
+    )
+
+
 def crowd_report(args, results: dict) -> None:
     for key, label in (("crowd_on", "room on"), ("crowd_off", "room off")):
         result = results.get(key)
@@ -801,6 +821,7 @@ def crowd_report(args, results: dict) -> None:
             f"5xx {result['server_errors']}; oversold {result['invariants']['oversold']}, "
             f"invariants {invariants_verdict(result['invariants'])}; cores: shop "
             f"{cores['shop']} postgres {cores['postgres']} crowd {cores['loadgen']}"
+            f"{_while_arriving(result, args.crowd_seconds)}"
         )
         for name, answer in sorted(result["answers"].items()):
             statuses = " ".join(f"{s}: {n}" for s, n in sorted(answer["statuses"].items()))
