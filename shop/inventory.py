@@ -473,9 +473,10 @@ def _refresh(
 ) -> None:
     """Forget what the session knew of the order and its batch (or of just those attributes)
     so its next read is the database's."""
+    batch_id = order.batch_id  # read first: once expired, reading it reads the whole order
     if order in db.session:
         db.session.expire(order, order_attributes)
-    batch = db.session.identity_map.get(db.session.identity_key(Batch, order.batch_id))
+    batch = db.session.identity_map.get(db.session.identity_key(Batch, batch_id))
     if batch is not None:
         db.session.expire(batch, batch_attributes)
 

@@ -286,8 +286,9 @@ def _fulfil_once(
         shipping=session.shipping,
     ):
         messages.order_paid(order)  # the receipt, committed with the payment
+        public_id = order.public_id  # read before the commit expires it (a read of the row)
         db.session.commit()
-        log.info("order %s paid (session %s)", order.public_id, session.id)
+        log.info("order %s paid (session %s)", public_id, session.id)
         return FULFILLED
     db.session.rollback()
     return None

@@ -198,18 +198,20 @@ def cancel(public_id: str):
     """Stripe's back button lands here: confirm, then expire the session and release."""
     if not current_user.is_authenticated:
         return _login_first(request.path)
-    order = _own_order(public_id)
-    batch = order.batch
     if request.method == "GET":
-        return render_template("checkout/cancel.html", order=order, batch=batch)
-    g.render_error = lambda error: _cancel_page(order.id, error)
+        order = _own_order(public_id)
+        return render_template("checkout/cancel.html", order=order, batch=order.batch)
+    # Everything the answer needs is read before the release: after its rollback and commit
+    # each object read again would be read with everything around it.
+    order = _own_order(public_id, details=False)
+    order_id, drop = order.id, order.batch.drop
+    back = url_for("storefront.drop", slug=drop.slug) if drop else url_for("account.orders")
+    g.render_error = lambda error: _cancel_page(order_id, error)
     outcome = orders.cancel(order, now=clock.now())
     if outcome in (orders.RELEASED, orders.IGNORED):
         flash("Your hold is released and nothing was charged.", "success")
-        if batch.drop is not None:
-            return redirect(url_for("storefront.drop", slug=batch.drop.slug), 303)
-        return redirect(url_for("account.orders"), 303)
-    order = db.session.get(Order, order.id, populate_existing=True)
+        return redirect(back, 303)
+    order = db.session.get_one(Order, order_id, populate_existing=True)
     return redirect(url_for("checkout.success", session_id=order.checkout_session_id), 303)
 
 

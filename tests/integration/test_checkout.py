@@ -532,3 +532,25 @@ def test_another_customer_cannot_see_pay_or_cancel_an_order(app, client, emulato
     assert client.get("/checkout/success?session_id=not-a-session").status_code == 404
     assert _orders()[0].state == HELD
     assert db.session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_releasing_a_hold_reads_the_order_its_batch_and_drop_once(app, client, emulator, shopper):
+    """The back button's release: the order, its batch and drop for the way back, the release
+    itself — not the product, images, units or maker an order page shows, and nothing read
+    again after the release commits."""
+    _customer, batch, csrf = shopper
+    buy(client, batch.id, 2, csrf=csrf)
+    [order] = _orders()
+    public_id, slug = order.public_id, batch.drop.slug
+    db.session.remove()
+
+    with recorded_statements(db.engine) as statements:
+        done = client.post(f"/checkout/orders/{public_id}/cancel", data={"csrf_token": csrf})
+
+    assert done.status_code == 303 and done.headers["Location"].endswith(slug)
+    reads = [" ".join(s.split()) for s in statements if s.lstrip().startswith("SELECT")]
+    tables = [re.search(r" FROM (\w+)", s).group(1) for s in reads]
+    assert tables.count("orders") == 2  # the customer's own, then again after Stripe's answer
+    assert tables.count("batches") == 1 and tables.count("drops") <= 2  # +1: the page cache's
+    assert not {"products", "batch_images", "units"} & set(tables)
+    assert tables.count("users") == 1  # who is signed in, before the view

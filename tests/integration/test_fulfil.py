@@ -65,6 +65,7 @@ def test_a_payment_holds_its_batchs_row_only_for_what_needs_the_numbers(app, emu
         ("SELECT", "units"),  # the receipt names them
         ("INSERT", "messages"),  # the receipt, committed with the payment
     }
+    assert sent[-1] == "COMMIT"  # and nothing read again once it is committed
 
 
 def test_an_unpaid_session_fulfils_nothing(app, emulator):
