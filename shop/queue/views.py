@@ -56,13 +56,7 @@ def line(slug: str):
     if buyer is None:
         flash(LoginRequired.message, "info")
         return redirect(url_for("account.login", next=request.path), 303)
-    now_ms = clock.ms(now)
-    check = waiting_room.read_pass(
-        request.cookies.get(waiting_room.cookie_name(drop.id)),
-        drop_id=drop.id,
-        customer_id=buyer.id,
-        now_ms=now_ms,
-    )
+    check = _pass(drop.id, buyer.id, now_ms=clock.ms(now))
     answer = _in_line(drop, state, buyer.id, check, now)
     if answer is None:  # the room is not open (or out of reach): the drop page
         return redirect(drop_page, 303)
@@ -152,12 +146,7 @@ def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
     asked = request.environ.get(fast_path.ROOM_ASKED)  # the fast path counted this visit
     if not (asked if asked is not None else waiting_room.is_open(drop, batch_ids, now_ms=now_ms)):
         return None
-    check = waiting_room.read_pass(
-        request.cookies.get(waiting_room.cookie_name(drop.id)),
-        drop_id=drop.id,
-        customer_id=buyer.id,
-        now_ms=now_ms,
-    )
+    check = _pass(drop.id, buyer.id, now_ms=now_ms)
     if check.admitted_until:
         return None
     answer = _in_line(waiting_room.room_drop(state), state, buyer.id, check, now)
@@ -171,6 +160,16 @@ def gate(drop: Drop, state: page_cache.DropState) -> Response | None:
         return response
 
     return None
+
+
+def _pass(drop_id: int, customer_id: int, *, now_ms: int) -> waiting_room.PassCheck:
+    """What the visitor's cookie for the drop's line says (``waiting_room.read_pass``)."""
+    return waiting_room.read_pass(
+        request.cookies.get(waiting_room.cookie_name(drop_id)),
+        drop_id=drop_id,
+        customer_id=customer_id,
+        now_ms=now_ms,
+    )
 
 
 def _give_pass(response: Response, drop_id: int, customer_id: int, turn) -> None:
@@ -193,12 +192,7 @@ def buy_gate(batch_id: int, customer_id: int) -> Response | None:
     if drop_id is None:
         return None
     now_ms = clock.ms(clock.now())
-    check = waiting_room.read_pass(
-        request.cookies.get(waiting_room.cookie_name(drop_id)),
-        drop_id=drop_id,
-        customer_id=customer_id,
-        now_ms=now_ms,
-    )
+    check = _pass(drop_id, customer_id, now_ms=now_ms)
     if check.admitted_until:
         waiting_room.turn_used(drop_id, customer_id, now_ms=now_ms)
         return None
