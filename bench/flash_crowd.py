@@ -141,7 +141,7 @@ def _machine_ticks() -> tuple[int, int, int]:
 
 
 class CpuMeter:
-    """CPU seconds per component between ``start()`` and ``stop()``."""
+    """CPU seconds per component between ``start()`` and each ``stop()`` (which only reads)."""
 
     HZ = os.sysconf("SC_CLK_TCK")
 
@@ -670,11 +670,11 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
             }
             meter = CpuMeter(server.process.pid, emulator.process.pid)
             meter.start()
-            arriving = CpuMeter(server.process.pid, emulator.process.pid)
-            arriving.start()  # the whole run averages in the quiet tail after the arrivals
+            # Read once more when the last customer has arrived: the whole run averages in the
+            # quiet tail after the arrivals (the crowd's own CPU is known only at its end).
             while_arriving: dict = {}
             timer = threading.Timer(
-                args.crowd_seconds, lambda: while_arriving.update(arriving.stop(0.0))
+                args.crowd_seconds, lambda: while_arriving.update(meter.stop(0.0))
             )
             timer.start()
             overflows = listen_overflows()
