@@ -203,10 +203,10 @@ class Nginx:
         """The log entry of the request sent with ``X-Test-Id: test_id``. nginx writes it once
         the answer has gone out, so a client can read the answer first: wait for it a little."""
         deadline = time.monotonic() + LOG_WAIT_SECONDS
-        found = [entry for entry in self.log() if entry.test_id == test_id]
-        while not found and time.monotonic() < deadline:
+        while not (found := [e for e in self.log() if e.test_id == test_id]):
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
-            found = [entry for entry in self.log() if entry.test_id == test_id]
         assert len(found) == 1, f"{len(found)} log entries for {test_id!r}"
         return found[0]
 
