@@ -215,28 +215,28 @@ def safe_next(target: str | None) -> str | None:
 
 # Whether the signed-in account's address is confirmed, kept in the signed session once true
 # (an address never becomes unconfirmed), so a confirmed buyer's buy costs no user query.
-_VERIFIED = "email_verified"
+VERIFIED = "email_verified"
 
 
 def remember_verified(user) -> None:
     if user.email_verified_at is not None:
-        session[_VERIFIED] = True
+        session[VERIFIED] = True
 
 
 def email_verified() -> bool:
     """True when the signed-in account's address is confirmed (the session, else the row)."""
-    if session.get(_VERIFIED):
+    if session.get(VERIFIED):
         return True
     if not current_user.is_authenticated or current_user.email_verified_at is None:
         return False
-    session[_VERIFIED] = True
+    session[VERIFIED] = True
     return True
 
 
 # Which of the nav's account links ("Maker console", "Operator") the signed-in account has,
 # kept in the signed session at login, so a page a crowd reloads (the queue page) draws its nav
 # without reading the account. Only links: every page behind them checks the account itself.
-_LINKS = "account_links"
+LINKS = "account_links"
 
 
 @dataclass(frozen=True)
@@ -250,16 +250,16 @@ class NavAccount:
 
 
 def remember_links(user) -> None:
-    session[_LINKS] = [bool(user.is_maker), bool(user.is_admin)]
+    session[LINKS] = [bool(user.is_maker), bool(user.is_admin)]
 
 
 def nav_account() -> NavAccount | None:
     """The signed-in visitor as the nav shows them: from the session (from the account's row
     only for a session begun before this was kept); None when nobody is signed in."""
-    links = session.get(_LINKS)
+    links = session.get(LINKS)
     if not isinstance(links, list) or parse_claim(session.get("_user_id")) is None:
         if not current_user.is_authenticated:
             return None
         remember_links(current_user)
-        links = session[_LINKS]
+        links = session[LINKS]
     return NavAccount(bool(links[0]), bool(links[1]))

@@ -39,8 +39,9 @@ _KEEP_SIGNED_IN = "shop.fast_path.signed_in"  # ...a signed-in page, kept per sh
 ROOM_ASKED = "shop.fast_path.room"  # environ: whether the room was open (the visit counted)
 _NOT_KEPT = frozenset({"x-request-id", "date", "content-length", "server", "set-cookie"})
 # A session with nothing but these keys changes nothing when a drop page is read: no message
-# to show and use up, no remember-me cookie to set (Flask-Login, Flask-WTF, shop.auth).
-_PLAIN = frozenset({"_user_id", "_fresh", "_id", "csrf_token", "account_links"})
+# to show and use up, no remember-me cookie to set (Flask-Login, Flask-WTF, shop.auth; the
+# login of a confirmed address keeps ``auth.VERIFIED``).
+_PLAIN = frozenset({"_user_id", "_fresh", "_id", "csrf_token", auth.LINKS, auth.VERIFIED})
 _NOT_IN_304 = frozenset({"content-type"})
 _LIMIT = 1024  # drops with a kept answer in this process
 

@@ -18,7 +18,7 @@ import pytest
 from flask import request_started
 from prometheus_client import REGISTRY
 
-from shop import clock, inventory, page_cache, room_store, waitlist
+from shop import auth, clock, inventory, page_cache, room_store, waitlist
 from shop.extensions import db
 from shop.models import User
 from testkit.factories import make_batch, make_customer, make_drop
@@ -209,6 +209,26 @@ def test_a_signed_in_visitor_who_holds_nothing_gets_the_page_of_their_shape_with
     with flask_requests(app) as through_flask:
         holding = bob_client.get(path).get_data(as_text=True)
     assert len(through_flask) == 1 and "You're holding" in holding  # his own rows: Flask's
+
+
+def test_a_customer_whose_address_is_confirmed_gets_the_page_of_their_shape_without_flask(app):
+    """Logging in with a confirmed address marks the session (``auth.VERIFIED``), as it does
+    for nearly every customer of a shop that asks for confirmation: that mark changes nothing
+    on a drop page, so it must not send the visitor to Flask."""
+    drop, _batch = live_drop()
+    ann, bob = make_customer(), make_customer()
+    bob.email_verified_at = clock.now()
+    db.session.commit()
+    bob_client, path, _ = _signed_in_page(app, drop, bob)
+    with bob_client.session_transaction() as session:
+        assert session[auth.VERIFIED] is True
+    warmed(lambda: _signed_in_page(app, drop, ann)[2], drop.slug)
+
+    with flask_requests(app) as through_flask:
+        again = bob_client.get(path)
+
+    assert again.status_code == 200 and through_flask == []
+    assert len(_tokens(again)) == 1
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
+from shop import auth
 from shop.extensions import db
 from testkit import databases, rawhttp
 
@@ -68,8 +69,11 @@ def unsigned(token: str) -> str:
 
 def log_in(client: FlaskClient, user) -> None:
     """``user`` signed in on ``client``'s session, as the shop's login leaves it (Flask-Login's
-    claim, and the nav's account links: ``auth.remember_links``)."""
+    claim, the nav's account links: ``auth.remember_links``, and for a confirmed address
+    ``auth.remember_verified``'s mark)."""
     with client.session_transaction() as session:
         session["_user_id"] = user.get_id()
         session["_fresh"] = True
-        session["account_links"] = [bool(user.is_maker), bool(user.is_admin)]
+        session[auth.LINKS] = [bool(user.is_maker), bool(user.is_admin)]
+        if user.email_verified_at is not None:
+            session[auth.VERIFIED] = True
