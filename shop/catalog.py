@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
+from shop import database
 from shop.extensions import db
 from shop.models import Allotment, Batch, Drop, Order, Product, Unit, User
 from shop.models.drop import CLOSED, DRAFT
 from shop.models.order import HELD, PAID, REFUNDED
 from shop.models.types import UTCDateTime
-from shop.models.waitlist import ACTIVE, WaitlistPlace
+from shop.models.waitlist import WaitlistPlace, is_active
 
 if TYPE_CHECKING:
     from shop.inventory import Buyer
@@ -276,7 +277,7 @@ def _has_place(batch_id, customer_id):
     return exists().where(
         WaitlistPlace.batch_id == batch_id,
         WaitlistPlace.customer_id == customer_id,
-        WaitlistPlace.state.in_(ACTIVE),
+        is_active(),
     )
 
 
@@ -333,10 +334,13 @@ _CLAIMED_IN_LINE = select(
 def claimed_in_line(batch_id: int, claim: Buyer) -> bool | None:
     """Whether the account a session claims has a place in the batch's waitlist, in ONE small
     query that checks the claim as the hold statement would; None when the claim is stale
-    (its token was rotated: logged out everywhere, a new password)."""
-    return db.session.scalar(
+    (its token was rotated: logged out everywhere, a new password). One round trip on
+    PostgreSQL, outside the request's transaction (``database.read_row``): a crowd's refusals
+    send it after the last unit went."""
+    row = database.read_row(
         _CLAIMED_IN_LINE, {"batch_id": batch_id, "id": claim.id, "token": claim.session_token}
     )
+    return None if row is None else bool(row[0])
 
 
 def sold_out_facts(batch_id: int, customer_id: int | None = None) -> SoldOutFacts | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shop import inventory, messages
@@ -38,7 +38,17 @@ from shop.errors import (
 from shop.extensions import db
 from shop.models import Allotment, Batch, Drop, Order, User, WaitlistPlace
 from shop.models.order import CANCELLED, EXPIRED, PAID, REFUNDED, WAITLIST
-from shop.models.waitlist import ACTIVE, ACTIVE_SQL, BOUGHT, ENDED, LAPSED, LEFT, OFFERED, WAITING
+from shop.models.waitlist import (
+    ACTIVE,
+    ACTIVE_SQL,
+    BOUGHT,
+    ENDED,
+    LAPSED,
+    LEFT,
+    OFFERED,
+    WAITING,
+    is_active,
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,7 @@ def in_line_column(count: int):
         .where(
             WaitlistPlace.customer_id == User.id,
             WaitlistPlace.batch_id.in_([bindparam(f"batch_{i}") for i in range(count)]),
-            or_(*(WaitlistPlace.state == state for state in ACTIVE)),  # bound once, no list
+            is_active(),
         )
         .exists()
     )

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, ColumnElement, ForeignKey, Index, String, or_, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shop import clock
@@ -75,3 +75,9 @@ class WaitlistPlace(db.Model):
 
     def __repr__(self) -> str:
         return f"<WaitlistPlace {self.id} {self.state}>"
+
+
+def is_active() -> ColumnElement[bool]:
+    """A place in one of the ACTIVE states, each compared as a value bound once (no expanding
+    list), so a statement holding it can go straight to the driver (``database.read_row``)."""
+    return or_(*(WaitlistPlace.state == state for state in ACTIVE))
