@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def profile(target: str, count: int, extra_env: dict[str, str]) -> int:
     """``target``'s requests under cProfile, in this process: the 30 functions with the most
-    time of their own (``PROFILE_SORT=cumulative`` for time with callees)."""
+    time of their own (``PROFILE_SORT=cumulative`` for time with callees; ``PROFILE_CALLEES=name``
+    also lists what the functions matching ``name`` call)."""
     import cProfile
     import pstats
 
@@ -297,6 +298,8 @@ def profile(target: str, count: int, extra_env: dict[str, str]) -> int:
         profiler.runcall(child, target, count, spec.name)
     stats = pstats.Stats(profiler)
     stats.sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(30)
+    if os.environ.get("PROFILE_CALLEES"):
+        stats.print_callees(os.environ["PROFILE_CALLEES"])
     return 0
 
 

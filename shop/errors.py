@@ -16,6 +16,7 @@ import time
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from markupsafe import escape
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from shop.extensions import limiter
@@ -358,11 +359,13 @@ GENERIC_TITLES = {
 def wants_json() -> bool:
     if request.is_json or request.path.startswith(("/api/", "/stripe/")):
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return (
-        best == "application/json"
-        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
-    )
+    return accepts_json(request.accept_mimetypes)
+
+
+def accepts_json(accept: MIMEAccept) -> bool:
+    """An ``Accept`` header that prefers JSON to HTML (a script, or the shop's own fetches)."""
+    best = accept.best_match(["text/html", "application/json"])
+    return best == "application/json" and accept[best] > accept["text/html"]
 
 
 def error_response(status: int, code: str, message: str, **extra: object):

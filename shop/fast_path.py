@@ -15,29 +15,63 @@ the request logged and counted as the app would. Anything else goes to Flask: a 
 string, another method, a state no longer cached (it lives ``page_cache.STATE_SECONDS``), a tag
 not seen yet. The state decides, as in the views: an edit evicts it, so the very next request
 is Flask's again, and a stale answer is as impossible here as there.
+
+A signed-in visitor who holds nothing of a drop gets, the same way, the page Flask gave the
+last visitor of their shape (``_signed_in``). And once a batch's last unit is gone, the buys
+the crowd keeps sending for it are refused here as the buy view refuses them (``_refused``): the
+same checks in the same order — CSRF token, session, form, the room, the rate limits counted
+where Flask-Limiter counts them — then the small sold-out page Flask kept for the same facts.
+Whatever this code is not sure of goes to Flask, whose answer is then the visitor's.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl
 
 from flask import Flask, request
-from werkzeug.http import parse_cookie, parse_etags, unquote_etag
+from flask_limiter.constants import HeaderNames
+from werkzeug.datastructures import MIMEAccept, MultiDict
+from werkzeug.http import parse_accept_header, parse_cookie, parse_etags, unquote_etag
 
-from shop import auth, catalog, clock, logs, metrics, page_cache, security, waiting_room
+from shop import (
+    auth,
+    catalog,
+    clock,
+    errors,
+    forms,
+    limits,
+    logs,
+    metrics,
+    page_cache,
+    refusal_counts,
+    security,
+    waiting_room,
+)
+from shop.errors import ShopError, SoldOut
 from shop.models.drop import ROOM_OFF
 from shop.templating import iso
 
 _ROUTES = re.compile(r"/(?:api/drops/(?P<stock>[^/]+)/stock|drops/(?P<page>[^/]+))")
-_RULES = {"stock": "/api/drops/<slug>/stock", "page": "/drops/<slug>"}
-_ENDPOINTS = {"stock": "storefront.drop_stock", "page": "storefront.drop"}
+_BUY = re.compile(r"/checkout/batches/(?P<batch>[1-9][0-9]{0,17})")
+_RULES = {
+    "stock": "/api/drops/<slug>/stock",
+    "page": "/drops/<slug>",
+    "buy": "/checkout/batches/<int:batch_id>",
+}
+_ENDPOINTS = {"stock": "storefront.drop_stock", "page": "storefront.drop", "buy": "checkout.buy"}
 _KEEP = "shop.fast_path"  # environ: what the view said this answer may be kept as
 _KEEP_SIGNED_IN = "shop.fast_path.signed_in"  # ...a signed-in page, kept per shape
+_KEEP_REFUSAL = "shop.fast_path.refusal"  # ...the sold-out answer to a buy, for its headers
 ROOM_ASKED = "shop.fast_path.room"  # environ: whether the room was open (the visit counted)
 _NOT_KEPT = frozenset({"x-request-id", "date", "content-length", "server", "set-cookie"})
+_LIMIT_HEADERS = frozenset(name.value.lower() for name in HeaderNames)  # each request's own
+_FORM = "application/x-www-form-urlencoded"
+_FORM_BYTES = 2048  # a buy form is a token, a quantity and perhaps a date and a country
 # A session with nothing but these keys changes nothing when a drop page is read: no message
 # to show and use up, no remember-me cookie to set (Flask-Login, Flask-WTF, shop.auth; the
 # login of a confirmed address keeps ``auth.VERIFIED``).
@@ -100,6 +134,12 @@ class PageFacts:
         }
 
 
+def keep_refusal() -> None:
+    """Called by the buy view answering with the sold-out page: its headers may go out with
+    the same answer made before Flask (``_refused``)."""
+    request.environ[_KEEP_REFUSAL] = True
+
+
 def keep_signed_in(key: str, shape: str, page: str, facts: PageFacts) -> None:
     """Called by the drop view: a signed-in visitor's ``page`` (``page_cache.personal`` fills
     it) is every visitor's of this ``shape`` who holds nothing here, while the state gives
@@ -121,11 +161,21 @@ class FastPath:
         self.kept: dict[tuple[str, str], Kept] = {}
         self.signed: dict[tuple[str, str], SignedIn] = {}  # by slug and shape
         self.facts: dict[str, PageFacts] = {}  # by slug
+        self.refusal_headers: list[tuple[str, str]] | None = None  # of Flask's sold-out answer
         self.session_cookie = app.config["SESSION_COOKIE_NAME"]
         self.token_field = app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+        method = environ.get("REQUEST_METHOD")
+        if method == "POST" and not environ.get("QUERY_STRING"):
+            buy = _BUY.fullmatch(environ.get("PATH_INFO", ""))
+            if buy is not None:
+                started = time.perf_counter()
+                refused = self._refused(int(buy["batch"]), environ, start_response, started)
+                if refused is not None:
+                    return refused
+                return self._through_buy(environ, start_response)
+        if method != "GET" or environ.get("QUERY_STRING"):
             return self.wsgi_app(environ, start_response)
         found = _ROUTES.fullmatch(environ.get("PATH_INFO", ""))
         if found is None:
@@ -185,14 +235,11 @@ class FastPath:
         facts = self.facts.get(slug)
         if facts is None:
             return None
+        signed_in = self._session(cookie)
+        if signed_in is None or self._tag("page", slug) != facts.key:
+            return None
+        _, claim, raw = signed_in
         app = self.app
-        data = app.session_interface.read(app, parse_cookie(cookie).get(self.session_cookie))
-        if data is None or not _PLAIN.issuperset(data):
-            return None
-        claim = auth.parse_claim(data.get("_user_id"))
-        raw = data.get(self.token_field)
-        if claim is None or not isinstance(raw, str) or self._tag("page", slug) != facts.key:
-            return None
         with app.app_context():
             now = clock.now()
             if facts.waiting_room != ROOM_OFF:
@@ -212,6 +259,103 @@ class FastPath:
         return _send(
             "page", kept.status, kept.headers, body, claim.id, environ, start_response, started
         )
+
+    def _session(self, cookie: str) -> tuple[dict, auth.SessionClaim, str] | None:
+        """A plain signed-in session (``_PLAIN``), verified by the app's own serializer: its
+        data, its claim and its raw CSRF token. None for anything else."""
+        app = self.app
+        data = app.session_interface.read(app, parse_cookie(cookie).get(self.session_cookie))
+        if data is None or not _PLAIN.issuperset(data):
+            return None
+        claim = auth.parse_claim(data.get("_user_id"))
+        raw = data.get(self.token_field)
+        if claim is None or not isinstance(raw, str):
+            return None
+        return data, claim, raw
+
+    def _refused(
+        self, batch_id: int, environ: dict, start_response: Callable, started: float
+    ) -> list[bytes] | None:
+        """A buy of a batch with nothing left (``page_cache.nothing_left``: shared, so only
+        with Redis), refused as ``checkout.buy`` refuses it, after its checks in its order:
+        an HTML form, a plain signed-in session, the CSRF token Flask-WTF would take, a
+        confirmed address where one is asked for, the quantity and date of birth, no room
+        open for the drop, the session's token still the account's (the one statement, which
+        also says whether the buyer is in the batch's line) and the buy's rate limits, counted
+        where Flask-Limiter counts them. Then the sold-out page this process rendered for the
+        same facts, with the visitor's nav, clock and token, and the headers of Flask's last
+        such answer. None (Flask answers) for anything else, or a page or nav not kept yet."""
+        cookie = environ.get("HTTP_COOKIE")
+        content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if self.refusal_headers is None or not cookie or content_type != _FORM:
+            return None
+        if errors.accepts_json(parse_accept_header(environ.get("HTTP_ACCEPT"), MIMEAccept)):
+            return None
+        signed_in = self._session(cookie)
+        if signed_in is None:
+            return None
+        data, claim, raw = signed_in
+        links = data.get(auth.LINKS)
+        app = self.app
+        if not (isinstance(links, list) and len(links) == 2) or (
+            app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and data.get(auth.VERIFIED) is not True
+        ):
+            return None
+        form = _small_form(environ)
+        if form is None:
+            return None
+        with app.app_context():
+            gone = page_cache.nothing_left(batch_id)
+            if gone is None or not security.csrf_accepted(
+                app, raw, form.get(self.token_field), environ
+            ):
+                return None
+            now = clock.now()
+            try:
+                forms.buy_terms(form, now.date())
+            except ShopError:
+                return None
+            if waiting_room.room_for_batch(batch_id) is not None:
+                return None
+            in_line = catalog.claimed_in_line(batch_id, claim)
+            if in_line is None:
+                return None
+            account = auth.NavAccount(bool(links[0]), bool(links[1]))
+            shell = page_cache.sold_out_shell(replace(gone, in_line=in_line), render=False)
+            nav = page_cache.kept_nav(_ENDPOINTS["buy"], account)
+            if shell is None or nav is None:
+                return None
+            limited = limits.buy_counted(claim.id, environ.get("REMOTE_ADDR") or "127.0.0.1")
+            if limited is None:
+                return None
+            body = page_cache.filled(
+                shell, {"nav": nav}, now, lambda: security.csrf_token(app, raw)
+            ).encode()
+            metrics.hold_refused(SoldOut.code)
+            refusal_counts.count(batch_id, SoldOut.code)
+        return _send(
+            "buy",
+            f"{SoldOut.status} CONFLICT",
+            [*self.refusal_headers, *limited],
+            body,
+            claim.id,
+            environ,
+            start_response,
+            started,
+        )
+
+    def _through_buy(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """Flask answers a buy; the headers of its sold-out answer are kept for ``_refused``
+        (not the rate limit's, which are each request's own)."""
+
+        def capture(status, headers, exc_info=None):
+            if environ.get(_KEEP_REFUSAL) and status.startswith(str(SoldOut.status)):
+                self.refusal_headers = [
+                    (k, v) for k, v in _headers_kept(headers) if k.lower() not in _LIMIT_HEADERS
+                ]
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, capture)
 
     def _through(
         self, kind: str, slug: str, environ: dict, start_response: Callable
@@ -281,8 +425,9 @@ def _send(
         headers.append(("Content-Length", str(len(body))))
     start_response(status, headers)
     code = int(status[:3])
+    method = environ["REQUEST_METHOD"]
     logs.log_answer(
-        "GET",
+        method,
         _RULES[kind],
         code,
         started=started,
@@ -290,8 +435,27 @@ def _send(
         client=environ.get("REMOTE_ADDR"),
         request_id=request_id,
     )
-    metrics.count_answer(_ENDPOINTS[kind], "GET", code, started)
+    metrics.count_answer(_ENDPOINTS[kind], method, code, started)
     return [body or b""]
+
+
+def _small_form(environ: dict) -> MultiDict | None:
+    """A small urlencoded body's fields, the body put back for Flask to read again; None for a
+    body without a length, a long one or one that is not UTF-8 fields."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    if not 0 < length <= _FORM_BYTES:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    if len(body) != length:
+        return None
+    try:
+        return MultiDict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=16))
+    except ValueError:  # not UTF-8, or too many fields
+        return None
 
 
 def _headers_kept(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -171,13 +171,18 @@ def counts_refused_holds(view):
         try:
             return view(*args, **kwargs)
         except ShopError as error:
-            HOLDS.labels(error.code).inc()
+            hold_refused(error.code)
             raise
         except RateLimitExceeded:
             HOLDS.labels("too_many_requests").inc()
             raise
 
     return counted
+
+
+def hold_refused(code: str) -> None:
+    """A buy refused, by the refusal's code (an answer made outside the view counts too)."""
+    HOLDS.labels(code).inc()
 
 
 def queue_visit(waiting: int, *, admitted: bool) -> None:

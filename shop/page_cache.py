@@ -232,12 +232,11 @@ def token_mark() -> str:
 def account_pieces() -> dict[str, str]:
     """The nav and the flashes for a shell, drawn without reading the visitor's account: the
     nav is kept in this process per page and account links (``auth.nav_account``), with a mark
-    where the visitor's CSRF token goes in."""
+    where the visitor's CSRF token goes in (``filled`` puts it in)."""
     account = auth.nav_account()
-    shape = "-" if account is None else f"{int(account.is_maker)}{int(account.is_admin)}"
     mark = token_mark()
     nav = kept_here(
-        f"nav:{request.endpoint}:{shape}",
+        _nav_name(request.endpoint, account),
         lambda: templating.render_piece(
             "_account_nav.html",
             current_user=account or AnonymousUserMixin(),
@@ -246,9 +245,28 @@ def account_pieces() -> dict[str, str]:
         ),
     )
     return {
-        "nav": nav.replace(mark, generate_csrf()) if account is not None else nav,
+        "nav": nav,
         "flashes": templating.render_piece("_flashes.html") if "_flashes" in session else "",
     }
+
+
+def kept_nav(endpoint: str, account: auth.NavAccount) -> str | None:
+    """The nav ``account_pieces`` keeps for ``endpoint``'s pages and ``account``'s links, if
+    this process has drawn it (for an answer made outside a request, ``shop.fast_path``)."""
+    return kept_here(_nav_name(endpoint, account), lambda: None)
+
+
+def _nav_name(endpoint: str | None, account: auth.NavAccount | None) -> str:
+    shape = "-" if account is None else f"{int(account.is_maker)}{int(account.is_admin)}"
+    return f"nav:{endpoint}:{shape}"
+
+
+def sold_out_shell(facts: SoldOutFacts, *, render: bool = True) -> str | None:
+    """The sold-out answer to a buy (``storefront/sold_out.html``) as a ``shell``, kept in this
+    process per set of facts: they are all it says of the batch and of the customer. With
+    ``render=False`` only if kept (``shop.fast_path`` answers without a request)."""
+    make = (lambda: shell("storefront/sold_out.html", facts=facts)) if render else lambda: None
+    return kept_here(f"sold-out:{facts!r}", make)
 
 
 def shape(account, allowed: dict[int, int]) -> str:
@@ -284,9 +302,15 @@ def shell(template: str, **context) -> str:
 def filled_for_visitor(shell: str, now: datetime, **own: str) -> str:
     """A shell rendered as nobody (``slot`` in its context, ``token_mark()`` for its CSRF
     tokens), filled with this visitor's ``own`` pieces, nav, flashes, clock and token."""
-    filled = fill(shell, own | account_pieces() | {"now": templating.iso(now)}, last=True)
+    return filled(shell, own | account_pieces(), now, generate_csrf)
+
+
+def filled(shell: str, found: dict[str, str], now: datetime, token: Callable[[], str]) -> str:
+    """``shell`` with the pieces ``found`` and the clock, every other slot empty, and the
+    visitor's CSRF ``token()`` wherever a piece has its mark."""
+    text = fill(shell, found | {"now": templating.iso(now)}, last=True)
     mark = token_mark()
-    return filled.replace(mark, generate_csrf()) if mark in filled else filled
+    return text.replace(mark, token()) if mark in text else text
 
 
 def pieces(text: str) -> dict[str, str]:

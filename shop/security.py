@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from flask.helpers import get_debug_flag
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from flask_wtf.csrf import same_origin
+from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
+from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import get_host
 
 from config import EMULATOR_SECRET_KEY
 from shop import certificates, limits, mail, page_cache
@@ -132,6 +136,47 @@ def csrf_token(app: Flask, raw: str) -> str:
     outside a request (``shop.fast_path``). A session reloading the page within
     ``CSRF_REUSE_SECONDS`` gets the token it got last (signing compresses and hashes: a crowd's
     reloads need not pay for that each time); a token is only ever its own session's."""
+    serializer, signed = _csrf_signer(app)
+    token = signed.get(raw)
+    if token is None:
+        token = serializer.dumps(raw)
+        signed.set(raw, token, None, CSRF_REUSE_SECONDS)
+    return token
+
+
+def csrf_accepted(app: Flask, raw: str, token: str | None, environ: dict) -> bool:
+    """Whether Flask-WTF's ``CSRFProtect`` takes the form's ``token`` for the session whose
+    raw token is ``raw``: signed by the same signer for that raw token (within
+    ``WTF_CSRF_TIME_LIMIT``) and, over HTTPS with ``WTF_CSRF_SSL_STRICT``, posted from a page
+    of this host (its Referer). For a form answered outside a request (``shop.fast_path``),
+    which then answers only a refusal: False never refuses anyone, it hands the request to
+    Flask-WTF, whose 400 is the visitor's answer."""
+    config = app.config
+    if not config.get("WTF_CSRF_ENABLED", True):
+        return True
+    if not token:
+        return False
+    serializer, signed = _csrf_signer(app)
+    if signed.get(raw) != token:  # not the token signed for this session a moment ago
+        try:
+            loaded = serializer.loads(token, max_age=config.get("WTF_CSRF_TIME_LIMIT", 3600))
+        except BadData:
+            return False
+        if not isinstance(loaded, str) or not hmac.compare_digest(loaded, raw):
+            return False
+    if environ.get("wsgi.url_scheme") != "https" or not config.get("WTF_CSRF_SSL_STRICT", True):
+        return True
+    try:
+        host = get_host(environ, config.get("TRUSTED_HOSTS"))
+    except SecurityError:
+        return False
+    referrer = environ.get("HTTP_REFERER")
+    return bool(referrer) and same_origin(referrer, f"https://{host}/")
+
+
+def _csrf_signer(app: Flask) -> tuple[URLSafeTimedSerializer, page_cache.MemoryStore]:
+    """Flask-WTF's signer of CSRF tokens (its key and salt), and the tokens it signed lately
+    by raw token, kept in the app's config until the key changes."""
     config = app.config
     secret = config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
     signer = config.get("_SHOP_CSRF_SIGNER")
@@ -141,12 +186,7 @@ def csrf_token(app: Flask, raw: str) -> str:
             URLSafeTimedSerializer(secret, salt="wtf-csrf-token"),
             page_cache.MemoryStore(limit=_KEPT_PER_PROCESS),
         )
-    _, serializer, signed = signer
-    token = signed.get(raw)
-    if token is None:
-        token = serializer.dumps(raw)
-        signed.set(raw, token, None, CSRF_REUSE_SECONDS)
-    return token
+    return signer[1], signer[2]
 
 
 def register(app: Flask) -> None:

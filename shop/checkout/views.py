@@ -7,8 +7,7 @@ gets a small sold-out page instead. JSON callers get the central JSON error.
 
 from __future__ import annotations
 
-import re
-from dataclasses import astuple, replace
+from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -22,13 +21,14 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from werkzeug.datastructures import MultiDict
 
 from shop import (
     auth,
     catalog,
     clock,
     database,
+    fast_path,
+    forms,
     inventory,
     limits,
     metrics,
@@ -56,17 +56,6 @@ from shop.storefront import views as storefront_views
 
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 
-_QUANTITY = re.compile(r"[0-9]{1,4}")
-
-
-def parse_quantity(form: MultiDict) -> int:
-    """Exactly one ``quantity`` field holding a whole number from 1; the batch's own limit is
-    checked by ``inventory.hold``, in the statement that takes the units."""
-    values = form.getlist("quantity")
-    if len(values) != 1 or not _QUANTITY.fullmatch(values[0]) or int(values[0]) < 1:
-        raise InvalidQuantity("Choose a quantity: a whole number from 1.")
-    return int(values[0])
-
 
 @bp.post("/batches/<int:batch_id>")
 @metrics.counts_refused_holds
@@ -90,8 +79,7 @@ def buy(batch_id: int):
     if current_app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and not auth.email_verified():
         raise EmailNotVerified()
     now = clock.now()
-    quantity = parse_quantity(request.form)
-    birth_date = shipping_rates.parse_birth_date(request.form.get("birth_date"), now.date())
+    quantity, birth_date = forms.buy_terms(request.form, now.date())
     ship_country = request.form.get("ship_country", "").strip()
     gone = page_cache.nothing_left(batch_id)
     if gone is not None:  # the crowd after the last unit: answered without the hold statement
@@ -251,10 +239,8 @@ def _sold_out_page(batch_id: int, facts: catalog.SoldOutFacts | None = None):
         if facts is None:  # never released, or gone: as if it never existed
             return error_response(404, NotFound.code, NotFound.message)
         page_cache.keep_nothing_left(facts)
-    shell = page_cache.kept_here(
-        f"sold-out:{astuple(facts)!r}",
-        lambda: page_cache.shell("storefront/sold_out.html", facts=facts),
-    )
+    fast_path.keep_refusal()
+    shell = page_cache.sold_out_shell(facts)
     return page_cache.filled_for_visitor(shell, clock.now()), SoldOut.status
 
 

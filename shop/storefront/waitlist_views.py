@@ -10,8 +10,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from shop import catalog, clock, orders, waitlist
-from shop.checkout.views import parse_quantity
+from shop import catalog, clock, forms, orders, waitlist
 from shop.errors import LoginRequired
 from shop.extensions import db
 from shop.models import Batch, Order
@@ -34,7 +33,7 @@ def join_waitlist(batch_id: int):
     g.render_error = lambda error: _refused(batch_id, error)
     batch = db.get_or_404(Batch, batch_id)
     place = waitlist.join(
-        batch, parse_quantity(request.form), customer=current_user, now=clock.now()
+        batch, forms.parse_quantity(request.form), customer=current_user, now=clock.now()
     )
     db.session.commit()
     position = waitlist.standing(place).position
