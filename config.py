@@ -143,6 +143,9 @@ class Config:
         # Refused buy attempts counted in memory (no REDIS_URL) are stored this often by each
         # app process (shop/refusal_counts.py); the worker stores Redis's every sweep.
         self.SHOP_REFUSALS_FLUSH_SECONDS = _env_int("SHOP_REFUSALS_FLUSH_SECONDS", 30)
+        # With REDIS_URL, each app process moves the refusals it counted into Redis this often
+        # (one round trip for all of them), rather than one round trip per refusal.
+        self.SHOP_REFUSALS_PUSH_SECONDS = _env_number("SHOP_REFUSALS_PUSH_SECONDS", 0.5)
         # Hoarding (SECURITY.md): units one account, and everyone on one client network, may
         # hold unpaid at once across a drop's batches; an account whose holds lapsed this many
         # times within the window holds nothing until the oldest leaves it. 0 turns one off.
@@ -280,8 +283,10 @@ class TestingConfig(DevelopmentConfig):
         self.SQLALCHEMY_DATABASE_URI = _database_url("sqlite://")
         self.SHOP_BASE_URL = _env("SHOP_BASE_URL", "http://shop.test")
         self.RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "0") == "1"
-        # Tests read refusal counts from memory or flush them themselves: no background thread.
+        # Tests read refusal counts from memory or flush them themselves, and find them in
+        # Redis after the request that counted them: no background thread.
         self.SHOP_REFUSALS_FLUSH_SECONDS = _env_int("SHOP_REFUSALS_FLUSH_SECONDS", 0)
+        self.SHOP_REFUSALS_PUSH_SECONDS = _env_number("SHOP_REFUSALS_PUSH_SECONDS", 0)
 
 
 class ProductionConfig(Config):

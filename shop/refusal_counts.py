@@ -1,20 +1,22 @@
 """Refused buy attempts, counted per batch and reason without a database write per refusal.
 
 Most of a drop's crowd is refused — sold out, over the limit, not live yet — and the buy request
-must stay cheap for them, so a refusal is one increment in a counter, never a row:
+must stay cheap for them, so a refusal is one increment in a counter in this process's memory,
+never a row and not even a round trip:
 
-- with ``REDIS_URL``, in Redis (``HINCRBY`` on the batch's hash and ``SADD`` to the set of
-  batches with news, one round trip, shared by every app process);
-- without, in this process's memory (and when Redis does not answer, so a refusal is never
-  slowed or lost to an outage).
+- with ``REDIS_URL``, a thread of each app process moves its counts into Redis every
+  ``SHOP_REFUSALS_PUSH_SECONDS`` (``HINCRBY`` on each batch's hash and ``SADD`` to the set of
+  batches with news, one round trip for all of them), and at exit; a count Redis does not
+  take stays in memory for the next push, so an outage slows and loses nothing. 0 pushes each
+  refusal on its own request (tests);
+- without, they stay in memory, and each process stores its own every
+  ``SHOP_REFUSALS_FLUSH_SECONDS`` from a background thread, and at exit.
 
-The worker (``flask shop worker``, the ``refusals`` job) moves the counts into
-``refusal_counts`` with one upsert per batch and reason; a process counting in memory also
-flushes its own every ``SHOP_REFUSALS_FLUSH_SECONDS`` from a background thread, and at exit.
-The report adds what is still waiting to what is stored (:func:`totals`), so it is current
-without waiting for a flush. Why not the Prometheus counter of refusals
-(``shop_holds_total``): it has no batch label, and giving it one would make every batch a new
-time series in every scrape, for ever.
+The worker (``flask shop worker``, the ``refusals`` job) moves Redis's counts into
+``refusal_counts`` with one upsert per batch and reason. The report adds what is still waiting
+to what is stored (:func:`totals`): at most a push behind for another process's refusals. Why
+not the Prometheus counter of refusals (``shop_holds_total``): it has no batch label, and giving
+it one would make every batch a new time series in every scrape, for ever.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import functools
 import logging
 import os
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterable
 
@@ -117,21 +120,17 @@ def counts_refusals(view):
 
 
 def count(batch_id: int | None, reason: str) -> None:
-    """One refusal of ``batch_id`` for ``reason``: a counter increment, no database write."""
+    """One refusal of ``batch_id`` for ``reason``: an increment in this process's memory, on
+    its way to Redis (``_push``) or the table (``_start_flusher``)."""
     if batch_id is None or reason not in REASONS:
         return
-    client = _redis()
-    if client is not None:
-        try:
-            pipe = client.pipeline(transaction=False)
-            pipe.hincrby(_key(batch_id), reason, 1)
-            pipe.sadd(_dirty(), batch_id)
-            pipe.execute()
-            return
-        except RedisError:
-            log.warning("could not count a refusal in Redis; counting it in memory")
     _memory().add([((batch_id, reason), 1)])
-    _start_flusher()
+    if _redis() is None:
+        _start_flusher()
+    elif not current_app.config.get("SHOP_REFUSALS_PUSH_SECONDS"):
+        _push(current_app._get_current_object())  # type: ignore[attr-defined]
+    else:
+        _start_pusher()
 
 
 # --- reading (the report) ------------------------------------------------------------------
@@ -156,9 +155,11 @@ def totals(batch_ids: Iterable[int]) -> dict[int, Counter[str]]:
 
 
 def _pending(ids: set[int]) -> Counter[Key]:
-    pending = _memory().peek(ids)
     client = _redis()
-    if client is not None:
+    if client is None:
+        return _memory().peek(ids)
+    with _pushing():  # a push's counts in memory or in Redis, not between
+        pending = _memory().peek(ids)
         ordered = sorted(ids)
         try:
             pipe = client.pipeline(transaction=False)
@@ -216,13 +217,19 @@ def _flush_redis(client: redis.Redis) -> int:
     return moved
 
 
+def _add_to_redis(client: redis.Redis, counts: Counter[Key]) -> None:
+    """``counts`` added to the batches' hashes and their ids to the set with news, in one
+    round trip."""
+    pipe = client.pipeline(transaction=False)
+    for (batch_id, reason), n in counts.items():
+        pipe.hincrby(_key(batch_id), reason, n)
+        pipe.sadd(_dirty(), batch_id)
+    pipe.execute()
+
+
 def _give_back(client: redis.Redis, counts: Counter[Key]) -> None:
     try:
-        pipe = client.pipeline(transaction=False)
-        for (batch_id, reason), n in counts.items():
-            pipe.hincrby(_key(batch_id), reason, n)
-            pipe.sadd(_dirty(), batch_id)
-        pipe.execute()
+        _add_to_redis(client, counts)
     except RedisError:
         log.error(
             "lost %d refusal counts: neither the database nor Redis took them back",
@@ -252,6 +259,55 @@ def _store(counts: Counter[Key]) -> int:
         )
     db.session.commit()
     return sum(row["count"] for row in rows)
+
+
+# --- this process's pusher, with Redis ----------------------------------------------------
+
+
+def _start_pusher() -> None:
+    """Move this process's counts into Redis every ``SHOP_REFUSALS_PUSH_SECONDS`` and when the
+    process exits, from a thread that lives as long as the app."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.extensions.get("shop_refusals_pusher") == os.getpid():
+        return
+    app.extensions["shop_refusals_pusher"] = os.getpid()  # a forked process starts its own
+    seconds = app.config["SHOP_REFUSALS_PUSH_SECONDS"]
+    stop = threading.Event()
+    held = weakref.ref(app)  # a test's app goes, and its pusher with it
+
+    def push() -> bool:
+        found = held()
+        if found is not None:
+            _push(found)
+        return found is not None
+
+    def loop() -> None:
+        while not stop.wait(seconds) and push():
+            pass
+
+    threading.Thread(target=loop, name="refusals-pusher", daemon=True).start()
+    atexit.register(lambda: (stop.set(), push()))
+
+
+def _push(app: Flask) -> None:
+    """This process's counts into Redis in one round trip; kept for the next push when Redis
+    does not take them."""
+    with app.app_context(), _pushing():
+        memory = _memory(app)
+        taken = memory.take()
+        client = _redis()
+        if not taken or client is None:
+            return
+        try:
+            _add_to_redis(client, taken)
+        except RedisError:
+            memory.add(taken.items())
+            log.warning("could not move %d refusal counts to Redis; keeping them", len(taken))
+
+
+def _pushing() -> threading.Lock:
+    """Held while counts move from memory to Redis, and while the report reads both."""
+    return current_app.extensions.setdefault("shop_refusals_pushing", threading.Lock())
 
 
 # --- this process's flusher, when it counts in memory --------------------------------------
