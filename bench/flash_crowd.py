@@ -563,7 +563,8 @@ def queue_drop(url: str) -> str:
 @contextmanager
 def bench_redis() -> Iterator[dict[str, str]]:
     """Settings for a shop on Redis (``TEST_REDIS_URL``, else db 15) under a prefix of its own,
-    whose keys are deleted afterwards."""
+    whose keys are deleted afterwards, moving refusal counts to Redis as production does (the
+    testing settings push each on its own request)."""
     import secrets
 
     import redis
@@ -571,7 +572,11 @@ def bench_redis() -> Iterator[dict[str, str]]:
     redis_url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
     prefix = f"smallbatch-bench-{secrets.token_hex(4)}"
     try:
-        yield {"REDIS_URL": redis_url, "RATELIMIT_KEY_PREFIX": prefix}
+        yield {
+            "REDIS_URL": redis_url,
+            "RATELIMIT_KEY_PREFIX": prefix,
+            "SHOP_REFUSALS_PUSH_SECONDS": "0.5",  # config.py's default
+        }
     finally:
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=500))
