@@ -10,22 +10,28 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
+from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from shop import clock, page_cache, refusal_counts
 from shop.extensions import db
-from shop.models import Order
+from shop.models import Drop, Order, User
 from testkit.factories import make_batch, make_customer
-from tests.integration.test_fast_path import flask_requests
+from tests.integration.test_fast_path import (
+    _headers,
+    _tokens,
+    _without_token_and_clock,
+    flask_requests,
+)
 from tests.integration.test_sold_out import _buy, _live_drop, _signed_in, _take_all
 from tests.support import redis_server
 from tests.support.wire import statements_of
 
-VOLATILE = {"X-Request-Id", "Content-Length", "Date"}
 TRIES = 5
 
 
@@ -39,25 +45,42 @@ def app_overrides(request):
         yield overrides
 
 
-def _sold_out(app):
-    """A live batch whose every unit is held, and a signed-in customer (address confirmed) whose
-    buys Flask refuses (the hold statement's refusal shares the facts): ``refuse()`` makes such
-    a refusal anew."""
+@dataclass
+class SoldOut:
+    """A live batch whose every unit is held, a customer (address confirmed) whose buys Flask
+    refuses — the hold statement's refusal shares the facts; ``refuse()`` makes one anew — and
+    another, signed in on ``client`` with the drop page's token ``csrf``."""
+
+    drop: Drop
+    batch_id: int
+    refuse: Callable[[], object]
+    customer: User
+    client: FlaskClient
+    csrf: str
+
+    def buy(self, **headers):
+        return _buy(self.client, self.batch_id, 1, self.csrf, **headers)
+
+
+def _sold_out(app, customer: User | None = None) -> SoldOut:
     drop = _live_drop()
     batch = make_batch(drop=drop, edition_size=2, limit=2)
     _take_all(batch)
     first = app.test_client()
-    csrf = _signed_in(first, _confirmed(), drop.slug)
+    first_csrf = _signed_in(first, _confirmed(), drop.slug)
     batch_id = batch.id
 
     def refuse():
         page_cache.numbers_changed(batch_ids=[batch_id])  # the facts dropped: the hold decides
         db.session.commit()
-        answer = _buy(first, batch_id, 1, csrf)
+        answer = _buy(first, batch_id, 1, first_csrf)
         assert answer.status_code == 409
         return answer
 
-    return drop, batch, refuse
+    customer = customer or make_customer()
+    client = app.test_client()
+    csrf = _signed_in(client, customer, drop.slug)
+    return SoldOut(drop, batch_id, refuse, customer, client, csrf)
 
 
 def _confirmed():
@@ -78,17 +101,10 @@ def _fresh(refuse, act):
     pytest.fail(f"no buy within {page_cache.STATE_SECONDS} s of a refusal in {TRIES} tries")
 
 
-def _headers(response) -> dict[str, str]:
-    return {k: v for k, v in response.headers.items() if k not in VOLATILE}
-
-
-def _without_token_and_clock(html: str) -> str:
-    html = re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token" value=""', html)
-    return re.sub(r'data-now="[^"]+"', 'data-now=""', html)
-
-
-def _tokens(html: str) -> set[str]:
-    return set(re.findall(r'name="csrf_token" value="([^"]+)"', html))
+def _join_waitlist(sold: SoldOut, csrf: str):
+    return sold.client.post(
+        f"/waitlist/batches/{sold.batch_id}/join", data={"quantity": "1", "csrf_token": csrf}
+    )
 
 
 @pytest.mark.parametrize("confirmation", ["not asked", "asked and given"])
@@ -96,19 +112,16 @@ def test_a_buy_of_a_batch_with_nothing_left_is_refused_before_flask_as_flask_ref
     app, confirmation
 ):
     app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] = confirmation != "not asked"
-    drop, batch, refuse = _sold_out(app)
-    batch_id = batch.id
-    client = app.test_client()
-    csrf = _signed_in(client, _confirmed(), drop.slug)
+    sold = _sold_out(app, _confirmed())
     orders = db.session.scalar(db.select(db.func.count()).select_from(Order))
     db.session.remove()
 
     def buy():
         with flask_requests(app) as through_flask, statements_of(db.engine) as statements:
-            answer = _buy(client, batch_id, 1, csrf)
+            answer = sold.buy()
         return answer, through_flask, statements
 
-    flasks, (answer, through_flask, statements) = _fresh(refuse, buy)
+    flasks, (answer, through_flask, statements) = _fresh(sold.refuse, buy)
 
     assert answer.status_code == 409 and through_flask == []
     assert _headers(answer) == _headers(flasks)
@@ -119,32 +132,21 @@ def test_a_buy_of_a_batch_with_nothing_left_is_refused_before_flask_as_flask_ref
     assert "Held units may come back." in html and "Log out" in html
     assert len(statements) == 1 and "session_token" in statements[0]  # the claim, checked
     assert db.session.scalar(db.select(db.func.count()).select_from(Order)) == orders
-    mine = _tokens(html)
-    assert len(mine) == 1 and not mine & _tokens(flasks.text)
-    joined = client.post(
-        f"/waitlist/batches/{batch_id}/join", data={"quantity": "1", "csrf_token": mine.pop()}
-    )
-    assert joined.status_code == 303  # the token on the page is the visitor's own
+    mine = _tokens(answer)
+    assert len(mine) == 1 and not mine & _tokens(flasks)
+    assert _join_waitlist(sold, mine.pop()).status_code == 303  # the visitor's own token
 
 
 def test_the_page_before_flask_says_whether_this_customer_is_in_line(app):
-    drop, batch, refuse = _sold_out(app)
-    batch_id = batch.id
-    client = app.test_client()
-    csrf = _signed_in(client, make_customer(), drop.slug)
-    assert (
-        client.post(
-            f"/waitlist/batches/{batch_id}/join", data={"quantity": "1", "csrf_token": csrf}
-        ).status_code
-        == 303
-    )
-    _fresh(refuse, lambda: _buy(client, batch_id, 1, csrf))  # Flask renders the in-line page
+    sold = _sold_out(app)
+    assert _join_waitlist(sold, sold.csrf).status_code == 303
+    _fresh(sold.refuse, sold.buy)  # Flask renders the in-line page
 
     def buy():
         with flask_requests(app) as through_flask:
-            return _buy(client, batch_id, 1, csrf), through_flask
+            return sold.buy(), through_flask
 
-    _, (answer, through_flask) = _fresh(refuse, buy)
+    _, (answer, through_flask) = _fresh(sold.refuse, buy)
 
     assert answer.status_code == 409 and through_flask == []
     assert "You're on the waitlist for this batch." in answer.text
@@ -152,11 +154,8 @@ def test_the_page_before_flask_says_whether_this_customer_is_in_line(app):
 
 
 def test_a_refusal_before_flask_is_counted_logged_and_metered_as_flasks_are(app, caplog):
-    drop, batch, refuse = _sold_out(app)
-    batch_id = batch.id
-    client = app.test_client()
-    customer = make_customer()
-    csrf = _signed_in(client, customer, drop.slug)
+    sold = _sold_out(app)
+    batch_id = sold.batch_id
     sold_out = {"result": "sold_out"}
     answers = {"endpoint": "checkout.buy", "method": "POST", "status": "409"}
 
@@ -169,11 +168,11 @@ def test_a_refusal_before_flask_is_counted_logged_and_metered_as_flasks_are(app,
         )
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="shop.requests"), flask_requests(app) as seen:
-            answer = _buy(client, batch_id, 1, csrf)
+            answer = sold.buy()
         refusal_counts.flush()
         return answer, seen, before
 
-    _, (answer, through_flask, before) = _fresh(refuse, buy)
+    _, (answer, through_flask, before) = _fresh(sold.refuse, buy)
 
     assert answer.status_code == 409 and through_flask == []
     refused, holds, requests = before
@@ -183,7 +182,7 @@ def test_a_refusal_before_flask_is_counted_logged_and_metered_as_flasks_are(app,
     lines = [r for r in caplog.records if r.name == "shop.requests"]
     assert len(lines) == 1
     assert lines[0].fields["route"] == "/checkout/batches/<int:batch_id>"
-    assert lines[0].fields["status"] == 409 and lines[0].fields["user_id"] == customer.id
+    assert lines[0].fields["status"] == 409 and lines[0].fields["user_id"] == sold.customer.id
     assert lines[0].request_id == answer.headers["X-Request-Id"]
 
 
@@ -200,37 +199,35 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_buy_the_fast_path_is_not_sure_of_is_answered_by_flask(app, case):
-    drop, batch, refuse = _sold_out(app)
-    batch_id = batch.id
-    client = app.test_client()
-    customer = make_customer()
-    csrf = _signed_in(client, customer, drop.slug)
-    _fresh(refuse, lambda: _buy(client, batch_id, 1, csrf))  # the page and nav kept
-    data = {"quantity": "1", "csrf_token": csrf}
+    sold = _sold_out(app)
+    _fresh(sold.refuse, sold.buy)  # the page and nav kept
+    data = {"quantity": "1", "csrf_token": sold.csrf}
     headers = {}
     if case == "no CSRF token":
         del data["csrf_token"]
     elif case == "another session's CSRF token":
-        data["csrf_token"] = _signed_in(app.test_client(), make_customer(), drop.slug)
+        data["csrf_token"] = _signed_in(app.test_client(), make_customer(), sold.drop.slug)
     elif case == "a JSON caller":
         headers["Accept"] = "application/json"
     elif case == "no quantity":
         del data["quantity"]
     elif case == "a session ended elsewhere":
-        customer.session_token = "rotated-elsewhere"
+        sold.customer.session_token = "rotated-elsewhere"
         db.session.commit()
     elif case == "a message to show":
-        with client.session_transaction() as session:
+        with sold.client.session_transaction() as session:
             session["_flashes"] = [("info", "Welcome back")]
     else:
         app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] = True
 
     def buy():
         with flask_requests(app) as through_flask:
-            answer = client.post(f"/checkout/batches/{batch_id}", data=data, headers=headers)
+            answer = sold.client.post(
+                f"/checkout/batches/{sold.batch_id}", data=data, headers=headers
+            )
         return answer, through_flask
 
-    _, (answer, through_flask) = _fresh(refuse, buy)
+    _, (answer, through_flask) = _fresh(sold.refuse, buy)
 
     assert len(through_flask) == 1
     assert answer.status_code == CASES[case], answer.text
@@ -244,21 +241,18 @@ def test_a_buy_the_fast_path_is_not_sure_of_is_answered_by_flask(app, case):
 def test_refusals_before_and_inside_flask_share_one_count_of_the_buy_limit(app):
     """Flask counts a buy, the fast path sees it; the fast path counts, Flask sees it: the same
     keys in the same storage, and the same headers on either answer."""
-    drop, batch, refuse = _sold_out(app)
-    batch_id = batch.id
-    client = app.test_client()
-    csrf = _signed_in(client, make_customer(), drop.slug)
-    with client.session_transaction() as session:
+    sold = _sold_out(app)
+    with sold.client.session_transaction() as session:
         session["_flashes"] = [("info", "Welcome back")]  # the first buy is Flask's
 
     def buys():
         answers = []
         for _ in range(4):
             with flask_requests(app) as through_flask:
-                answers.append((_buy(client, batch_id, 1, csrf), len(through_flask)))
+                answers.append((sold.buy(), len(through_flask)))
         return answers
 
-    _, answers = _fresh(refuse, buys)
+    _, answers = _fresh(sold.refuse, buys)
 
     assert [(a.status_code, flask) for a, flask in answers] == [
         (409, 1),  # Flask: the message shown and used up
