@@ -285,8 +285,15 @@ def _start_pusher() -> None:
         while not stop.wait(seconds) and push():
             pass
 
+    def at_exit() -> None:
+        stop.set()
+        found = held()
+        if found is not None:
+            _push(found)
+            _flush_memory(found)  # what Redis would not take goes to the table
+
     threading.Thread(target=loop, name="refusals-pusher", daemon=True).start()
-    atexit.register(lambda: (stop.set(), push()))
+    atexit.register(at_exit)
 
 
 def _push(app: Flask) -> None:

@@ -6,8 +6,11 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from testkit.factories import make_batch
 from tests.support import redis_server
 
 PUSH = 0.2
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -73,3 +77,23 @@ def test_counts_redis_does_not_take_wait_in_memory_and_are_never_lost(app):
     assert refusal_counts.flush() == 1  # the worker's pass stores what waits in memory
     stored = db.session.scalar(db.select(RefusalCount).where(RefusalCount.batch_id == batch_id))
     assert stored.count == 1
+
+
+def test_a_process_that_exits_while_redis_is_down_stores_its_counts_in_the_table(app, database_url):
+    batch_id = make_batch().id
+    db.session.commit()
+    script = (
+        "from shop import refusal_counts\n"
+        "from testkit import databases\n"
+        f"app = databases.make_app({database_url!r}, REDIS_URL='redis://127.0.0.1:1/0',\n"
+        "                          SHOP_REFUSALS_PUSH_SECONDS=60)\n"
+        "with app.app_context():\n"
+        f"    refusal_counts.count({batch_id}, 'sold_out')\n"
+    )  # the next push is a minute away: only the exit moves the count
+
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60, capture_output=True
+    )
+
+    stored = db.session.scalar(db.select(RefusalCount).where(RefusalCount.batch_id == batch_id))
+    assert stored is not None and stored.count == 1
