@@ -27,6 +27,7 @@ Whatever this code is not sure of goes to Flask, whose answer is then the visito
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -55,6 +56,8 @@ from shop import (
 from shop.errors import ShopError, SoldOut
 from shop.models.drop import ROOM_OFF
 from shop.templating import iso
+
+log = logging.getLogger(__name__)
 
 _ROUTES = re.compile(r"/(?:api/drops/(?P<stock>[^/]+)/stock|drops/(?P<page>[^/]+))")
 _BUY = re.compile(r"/checkout/batches/(?P<batch>[1-9][0-9]{0,17})")
@@ -170,11 +173,7 @@ class FastPath:
         if method == "POST" and not environ.get("QUERY_STRING"):
             buy = _BUY.fullmatch(environ.get("PATH_INFO", ""))
             if buy is not None:
-                started = time.perf_counter()
-                refused = self._refused(int(buy["batch"]), environ, start_response, started)
-                if refused is not None:
-                    return refused
-                return self._through_buy(environ, start_response)
+                return self._buy(int(buy["batch"]), environ, start_response)
         if method != "GET" or environ.get("QUERY_STRING"):
             return self.wsgi_app(environ, start_response)
         found = _ROUTES.fullmatch(environ.get("PATH_INFO", ""))
@@ -273,9 +272,24 @@ class FastPath:
             return None
         return data, claim, raw
 
+    def _buy(self, batch_id: int, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """A buy: refused here when ``_refused`` is sure Flask would refuse it so, else Flask's.
+        An error on the way (a store that does not answer) is Flask's to handle too."""
+        started = time.perf_counter()
+        try:
+            refused = self._refused(batch_id, environ)
+        except Exception:
+            log.exception("the sold-out refusal failed before Flask; Flask answers")
+            refused = None
+        if refused is None:
+            return self._through_buy(environ, start_response)
+        headers, body, user_id = refused
+        status = f"{SoldOut.status} CONFLICT"
+        return _send("buy", status, headers, body, user_id, environ, start_response, started)
+
     def _refused(
-        self, batch_id: int, environ: dict, start_response: Callable, started: float
-    ) -> list[bytes] | None:
+        self, batch_id: int, environ: dict
+    ) -> tuple[list[tuple[str, str]], bytes, int] | None:
         """A buy of a batch with nothing left (``page_cache.nothing_left``: shared, so only
         with Redis), refused as ``checkout.buy`` refuses it, after its checks in its order:
         an HTML form, a plain signed-in session, the CSRF token Flask-WTF would take, a
@@ -284,7 +298,8 @@ class FastPath:
         also says whether the buyer is in the batch's line) and the buy's rate limits, counted
         where Flask-Limiter counts them. Then the sold-out page this process rendered for the
         same facts, with the visitor's nav, clock and token, and the headers of Flask's last
-        such answer. None (Flask answers) for anything else, or a page or nav not kept yet."""
+        such answer: its headers, body and the buyer. None (Flask answers) for anything else,
+        or a page or nav not kept yet."""
         cookie = environ.get("HTTP_COOKIE")
         content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if self.refusal_headers is None or not cookie or content_type != _FORM:
@@ -333,16 +348,7 @@ class FastPath:
             ).encode()
             metrics.hold_refused(SoldOut.code)
             refusal_counts.count(batch_id, SoldOut.code)
-        return _send(
-            "buy",
-            f"{SoldOut.status} CONFLICT",
-            [*self.refusal_headers, *limited],
-            body,
-            claim.id,
-            environ,
-            start_response,
-            started,
-        )
+        return [*self.refusal_headers, *limited], body, claim.id
 
     def _through_buy(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """Flask answers a buy; the headers of its sold-out answer are kept for ``_refused``

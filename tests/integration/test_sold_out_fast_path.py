@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from shop import clock, page_cache, refusal_counts
-from shop.extensions import db
+from shop.extensions import db, limiter
 from shop.models import Drop, Order, User
 from testkit.factories import make_batch, make_customer
 from tests.integration.test_fast_path import (
@@ -38,10 +38,12 @@ TRIES = 5
 @pytest.fixture(params=["limits off"])
 def app_overrides(request):
     """Redis; rate limits off as in every test, or "limits on": three buys a minute per
-    customer, counted in Redis as in production."""
+    customer, counted in Redis as in production (or in a Redis that does not answer)."""
     with redis_server.shared_store("redis") as overrides:
-        if request.param == "limits on":
+        if request.param.startswith("limits on"):
             overrides |= {"RATELIMIT_ENABLED": True, "SHOP_LIMIT_BUY_PER_CUSTOMER": "3 per minute"}
+        if request.param == "limits on, their store down":
+            overrides["RATELIMIT_STORAGE_URI"] = "redis://127.0.0.1:1/0"  # nothing listens there
         yield overrides
 
 
@@ -266,3 +268,26 @@ def test_refusals_before_and_inside_flask_share_one_count_of_the_buy_limit(app):
         assert 0 < int(answer.headers["X-RateLimit-Reset"]) - time.time() <= 61
         assert 0 <= int(answer.headers["Retry-After"]) <= 61
     assert int(answers[3][0].headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("app_overrides", ["limits on, their store down"], indirect=True)
+def test_a_rate_limit_store_that_stops_answering_leaves_the_refusal_to_flask(app, caplog):
+    """The first buy after the store went down fails to count before Flask, and Flask answers
+    it (Flask-Limiter then counts in memory); once Flask-Limiter knows, the fast path counts
+    where it counts."""
+    sold = _sold_out(app)
+    _fresh(sold.refuse, sold.buy)  # the page and nav kept
+
+    def buys():
+        answers = []
+        limiter._storage_dead = False  # the store just went: Flask-Limiter has not noticed
+        for _ in range(2):
+            with flask_requests(app) as through_flask:
+                answers.append((sold.buy(), len(through_flask)))
+        return answers
+
+    _, answers = _fresh(sold.refuse, buys)
+
+    assert [(a.status_code, flask) for a, flask in answers] == [(409, 1), (409, 0)]
+    assert all("Sold out" in a.text for a, _ in answers)
+    assert any("failed before Flask" in r.getMessage() for r in caplog.records)
