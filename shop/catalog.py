@@ -465,14 +465,33 @@ def customer_orders(customer: User) -> list[Order]:
 
 
 def customer_order_for_session(customer: User, session_id: str) -> Order | None:
-    """The customer's order paid through this Checkout Session; None for anyone else's."""
+    """The customer's order paid through this Checkout Session, with its batch, product and drop
+    in the same row (the return page shows them; a payment reads them for the receipt); None
+    for anyone else's."""
     if not _SESSION_ID.fullmatch(session_id or ""):
         return None
     return db.session.scalar(
-        select(Order).where(
-            Order.checkout_session_id == session_id, Order.customer_id == customer.id
-        )
+        select(Order)
+        .where(Order.checkout_session_id == session_id, Order.customer_id == customer.id)
+        .options(*_RETURN_PAGE)
     )
+
+
+def order_for_return_page(order_id: int) -> Order:
+    """The order as the return page shows it, read afresh after a payment committed: its
+    batch, product and drop joined into one statement, its units in a second."""
+    return db.session.scalars(
+        select(Order)
+        .where(Order.id == order_id)
+        .options(*_RETURN_PAGE, selectinload(Order.units))
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+_RETURN_PAGE = (
+    joinedload(Order.batch).joinedload(Batch.product),
+    joinedload(Order.batch).joinedload(Batch.drop),
+)
 
 
 def customer_order(customer: User, public_id: str, *, details: bool = True) -> Order | None:

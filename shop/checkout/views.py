@@ -177,7 +177,7 @@ def success():
             orders.fulfil(session_id, now=clock.now())
         except (PaymentUnavailable, PaymentRejected):
             db.session.rollback()  # show what we know; the webhook finishes the job
-        order = db.session.get_one(Order, order_id, populate_existing=True)
+        order = catalog.order_for_return_page(order_id)
     return render_template("checkout/success.html", order=order, batch=order.batch)
 
 
