@@ -196,6 +196,7 @@ CASES = {
     "a session ended elsewhere": 303,
     "a message to show": 409,
     "an unconfirmed address where one is asked for": 403,
+    "over HTTPS, another site's page as Referer": 400,
 }
 
 
@@ -219,13 +220,19 @@ def test_a_buy_the_fast_path_is_not_sure_of_is_answered_by_flask(app, case):
     elif case == "a message to show":
         with sold.client.session_transaction() as session:
             session["_flashes"] = [("info", "Welcome back")]
+    elif case.startswith("over HTTPS"):
+        headers["Referer"] = "https://elsewhere.example/"
     else:
         app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] = True
+    scheme = "https" if case.startswith("over HTTPS") else "http"
 
     def buy():
         with flask_requests(app) as through_flask:
             answer = sold.client.post(
-                f"/checkout/batches/{sold.batch_id}", data=data, headers=headers
+                f"/checkout/batches/{sold.batch_id}",
+                data=data,
+                headers=headers,
+                base_url=f"{scheme}://localhost",
             )
         return answer, through_flask
 
@@ -237,6 +244,27 @@ def test_a_buy_the_fast_path_is_not_sure_of_is_answered_by_flask(app, case):
         assert answer.json["error"]["code"] == "sold_out"
     elif case == "a message to show":
         assert "Welcome back" in answer.text
+
+
+def test_over_https_a_buy_posted_from_a_page_of_this_host_is_refused_before_flask(app):
+    """Flask-WTF takes a token over HTTPS only with a Referer of this host; so does the fast
+    path (another site's Referer is Flask's: above)."""
+    sold = _sold_out(app)
+    _fresh(sold.refuse, sold.buy)  # the page and nav kept
+
+    def buy():
+        with flask_requests(app) as through_flask:
+            answer = sold.client.post(
+                f"/checkout/batches/{sold.batch_id}",
+                data={"quantity": "1", "csrf_token": sold.csrf},
+                headers={"Referer": f"https://localhost/drops/{sold.drop.slug}"},
+                base_url="https://localhost",
+            )
+        return answer, through_flask
+
+    _, (answer, through_flask) = _fresh(sold.refuse, buy)
+
+    assert answer.status_code == 409 and through_flask == []
 
 
 @pytest.mark.parametrize("app_overrides", ["limits on"], indirect=True)
