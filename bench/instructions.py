@@ -1,7 +1,7 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
     .venv/bin/python bench/instructions.py [--requests 200] [--redis] [--state-seconds 60] \
-        [--targets hello,bare,buy,drop,anon,stock,soldout,queue]
+        [--limits] [--targets hello,bare,buy,drop,anon,stock,soldout,queue]
     .venv/bin/python bench/instructions.py --profile drop [--requests 200]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
@@ -58,6 +58,15 @@ from bench.flash_crowd import bench_redis  # noqa: E402  (after the path is set)
 # takes ~50 ms, so state that lives a second is read afresh through Flask every ~20 requests (a
 # crowd spreads that over thousands): the report says how many of the counted requests it was.
 FAST_TARGETS = ("drop", "anon", "stock", "soldout")
+# --limits: every limit a measured request meets counted, as in production, but never reached.
+LIMITS_COUNTED = {
+    "RATELIMIT_ENABLED": "1",
+    **{
+        f"SHOP_LIMIT_{name}_PER_{who}": "1000000 per minute"
+        for name in ("BUY", "PAY", "RETURN", "QUEUE")
+        for who in ("CUSTOMER", "IP")
+    },
+}
 WARM = 20  # requests before counting starts to matter (imports, caches, prepared statements)
 BASELINE = 40
 
@@ -256,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         "~20 requests a second, 60 makes the fast path's refreshes through Flask as rare as in "
         "a crowd, so its own cost shows",
     )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="count the rate limits as production does (their numbers raised so none trips)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -265,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     store = bench_redis() if args.redis else nullcontext({})
     if args.profile:
         with store as extra_env:
-            return profile(args.profile, args.requests, extra_env)
+            return profile(
+                args.profile, args.requests, extra_env | (LIMITS_COUNTED if args.limits else {})
+            )
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -275,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = args.targets.split(",")
     where = "Redis" if args.redis else "memory"
     life = f", kept {args.state_seconds:g} s" if args.state_seconds else ""
+    life += ", rate limits counted" if args.limits else ""
     print(
         f"Instructions per request in the app process ({counted} requests counted, shared state "
         f"in {where}{life}):",
@@ -286,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
-        prepare(url, spec.name, extra_env)
+        prepare(url, spec.name, extra_env | (LIMITS_COUNTED if args.limits else {}))
         if args.state_seconds:
             written = json.loads(Path(spec.name).read_text())
             Path(spec.name).write_text(json.dumps(written | {"state_seconds": args.state_seconds}))
