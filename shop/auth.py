@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import unquote, urlsplit
@@ -256,10 +256,19 @@ def remember_links(user) -> None:
 def nav_account() -> NavAccount | None:
     """The signed-in visitor as the nav shows them: from the session (from the account's row
     only for a session begun before this was kept); None when nobody is signed in."""
-    links = session.get(LINKS)
-    if not isinstance(links, list) or parse_claim(session.get("_user_id")) is None:
+    found = links_kept(session) if parse_claim(session.get("_user_id")) is not None else None
+    if found is None:
         if not current_user.is_authenticated:
             return None
         remember_links(current_user)
-        links = session[LINKS]
+        found = links_kept(session)
+    return found
+
+
+def links_kept(data: Mapping) -> NavAccount | None:
+    """The account links a session's ``data`` keeps (``remember_links``), if it keeps them —
+    the request's session, or one read outside a request (``shop.fast_path``)."""
+    links = data.get(LINKS)
+    if not isinstance(links, list) or len(links) != 2:
+        return None
     return NavAccount(bool(links[0]), bool(links[1]))

@@ -310,9 +310,9 @@ class FastPath:
         if signed_in is None:
             return None
         data, claim, raw = signed_in
-        links = data.get(auth.LINKS)
+        account = auth.links_kept(data)
         app = self.app
-        if not (isinstance(links, list) and len(links) == 2) or (
+        if account is None or (
             app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] and data.get(auth.VERIFIED) is not True
         ):
             return None
@@ -335,7 +335,6 @@ class FastPath:
             in_line = catalog.claimed_in_line(batch_id, claim)
             if in_line is None:
                 return None
-            account = auth.NavAccount(bool(links[0]), bool(links[1]))
             shell = page_cache.sold_out_shell(replace(gone, in_line=in_line), render=False)
             nav = page_cache.kept_nav(_ENDPOINTS["buy"], account)
             if shell is None or nav is None:
