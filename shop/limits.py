@@ -124,7 +124,11 @@ def account_and_ip_key() -> str:
 def customer_key() -> str:
     """The signed-in customer, as the session claims (no user query on a flash crowd's buy)."""
     buyer = auth.buyer()
-    return f"user:{buyer.id}" if buyer is not None else "anonymous"
+    return _customer(buyer.id) if buyer is not None else "anonymous"
+
+
+def _customer(customer_id: int) -> str:
+    return f"user:{customer_id}"
 
 
 def setting(name: str, default: str) -> str:
@@ -381,10 +385,13 @@ def notify(view):
     )(view)
 
 
+_BUY = ("BUY", (BUY_PER_CUSTOMER, BUY_PER_IP))
+
+
 def buy(view):
     """Limits for buying (POST only, every attempt). Anonymous visitors are sent to log in, so
     only the per-address limit applies to them."""
-    return _per_customer_and_ip(view, "BUY", (BUY_PER_CUSTOMER, BUY_PER_IP), methods=["POST"])
+    return _per_customer_and_ip(view, *_BUY, methods=["POST"])
 
 
 def buy_counted(customer_id: int, ip: str) -> list[tuple[str, str]] | None:
@@ -403,13 +410,11 @@ def buy_counted(customer_id: int, ip: str) -> list[tuple[str, str]] | None:
     # several (tests). Private names: the parity test (tests/integration/
     # test_sold_out_fast_path.py) fails the day an upgrade moves them.
     prefix, headers = limiter._key_prefix, limiter._headers_enabled
+    keys = (_customer(customer_id), ip)
     counted = sorted(  # as Flask-Limiter orders a view's limits: shortest window first
         (
-            (item, [*([prefix] if prefix else []), key, f"checkout.buy:buy-{scope}"])
-            for key, scope, name, default in (
-                (f"user:{customer_id}", "customer", "BUY_PER_CUSTOMER", BUY_PER_CUSTOMER),
-                (ip, "ip", "BUY_PER_IP", BUY_PER_IP),
-            )
+            (item, [*([prefix] if prefix else []), key, f"checkout.buy:{scope}"])
+            for key, (name, default, scope) in zip(keys, _pair(*_BUY), strict=True)
             for item in parse_many(setting(name, default))
         ),
         key=lambda limit: limit[0],
@@ -460,23 +465,29 @@ def stripe_check_due(session_id: str) -> bool:
     return True
 
 
-def _per_customer_and_ip(view, name: str, defaults: tuple[str, str], *, methods):
+def _pair(name: str, defaults: tuple[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """The per-customer and the per-address limit of ``name``: each's setting, default and
+    Flask-Limiter scope (``_per_customer_and_ip`` decorates with them, ``buy_counted`` counts
+    on them)."""
     per_customer, per_ip = defaults
     scope = name.lower()
+    return (
+        (f"{name}_PER_CUSTOMER", per_customer, f"{scope}-customer"),
+        (f"{name}_PER_IP", per_ip, f"{scope}-ip"),
+    )
+
+
+def _per_customer_and_ip(view, name: str, defaults: tuple[str, str], *, methods):
+    (customer, per_customer, customer_scope), (ip, per_ip, ip_scope) = _pair(name, defaults)
     for decorator in (
         limiter.limit(
-            policy(f"{name}_PER_CUSTOMER", per_customer),
+            policy(customer, per_customer),
             key_func=customer_key,
             methods=methods,
             exempt_when=anonymous,
-            scope=f"{scope}-customer",
+            scope=customer_scope,
         ),
-        limiter.limit(
-            policy(f"{name}_PER_IP", per_ip),
-            key_func=client_ip,
-            methods=methods,
-            scope=f"{scope}-ip",
-        ),
+        limiter.limit(policy(ip, per_ip), key_func=client_ip, methods=methods, scope=ip_scope),
     ):
         view = decorator(view)
     return view
