@@ -28,7 +28,7 @@ import os
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 from flask import Flask, current_app
@@ -265,35 +265,14 @@ def _store(counts: Counter[Key]) -> int:
 
 
 def _start_pusher() -> None:
-    """Move this process's counts into Redis every ``SHOP_REFUSALS_PUSH_SECONDS`` and when the
-    process exits, from a thread that lives as long as the app."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if app.extensions.get("shop_refusals_pusher") == os.getpid():
-        return
-    app.extensions["shop_refusals_pusher"] = os.getpid()  # a forked process starts its own
-    seconds = app.config["SHOP_REFUSALS_PUSH_SECONDS"]
-    stop = threading.Event()
-    held = weakref.ref(app)  # a test's app goes, and its pusher with it
-
-    def push() -> bool:
-        found = held()
-        if found is not None:
-            _push(found)
-        return found is not None
-
-    def loop() -> None:
-        while not stop.wait(seconds) and push():
-            pass
-
-    def at_exit() -> None:
-        stop.set()
-        found = held()
-        if found is not None:
-            _push(found)
-            _flush_memory(found)  # what Redis would not take goes to the table
-
-    threading.Thread(target=loop, name="refusals-pusher", daemon=True).start()
-    atexit.register(at_exit)
+    """Move this process's counts into Redis every ``SHOP_REFUSALS_PUSH_SECONDS``, and when
+    the process exits (what Redis then would not take goes to the table)."""
+    _every(
+        "pusher",
+        current_app.config["SHOP_REFUSALS_PUSH_SECONDS"],
+        _push,
+        at_exit=lambda app: (_push(app), _flush_memory(app)),
+    )
 
 
 def _push(app: Flask) -> None:
@@ -325,18 +304,39 @@ def _start_flusher() -> None:
     ``SHOP_REFUSALS_FLUSH_SECONDS`` (0: only the worker and the report's own process see them,
     as in tests) and when the process exits."""
     seconds = current_app.config.get("SHOP_REFUSALS_FLUSH_SECONDS") or 0
+    if seconds > 0:
+        _every("flusher", seconds, _flush_memory, at_exit=_flush_memory)
+
+
+def _every(
+    name: str,
+    seconds: float,
+    work: Callable[[Flask], object],
+    *,
+    at_exit: Callable[[Flask], object],
+) -> None:
+    """``work(app)`` every ``seconds`` from a daemon thread, and ``at_exit(app)`` when the
+    process exits: started once per app and process (a forked process starts its own), and
+    ended with the app (held weakly: tests make many)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if seconds <= 0 or app.extensions.get("shop_refusals_flusher") == os.getpid():
+    started = f"shop_refusals_{name}"
+    if app.extensions.get(started) == os.getpid():
         return
-    app.extensions["shop_refusals_flusher"] = os.getpid()  # a forked process starts its own
+    app.extensions[started] = os.getpid()
     stop = threading.Event()
+    held = weakref.ref(app)
 
     def loop() -> None:
-        while not stop.wait(seconds):
-            _flush_memory(app)
+        while not stop.wait(seconds) and (found := held()) is not None:
+            work(found)
 
-    threading.Thread(target=loop, name="refusals-flusher", daemon=True).start()
-    atexit.register(lambda: (stop.set(), _flush_memory(app)))
+    def last() -> None:
+        stop.set()
+        if (found := held()) is not None:
+            at_exit(found)
+
+    threading.Thread(target=loop, name=f"refusals-{name}", daemon=True).start()
+    atexit.register(last)
 
 
 def _flush_memory(app: Flask) -> None:

@@ -97,3 +97,20 @@ def test_a_process_that_exits_while_redis_is_down_stores_its_counts_in_the_table
 
     stored = db.session.scalar(db.select(RefusalCount).where(RefusalCount.batch_id == batch_id))
     assert stored is not None and stored.count == 1
+
+
+def test_without_redis_a_process_stores_its_counts_every_flush(app):
+    batch_id = make_batch().id
+    db.session.commit()
+    app.config["REDIS_URL"] = None
+    app.config["SHOP_REFUSALS_FLUSH_SECONDS"] = PUSH
+
+    refusal_counts.count(batch_id, "sold_out")
+
+    deadline = time.monotonic() + PUSH * 10
+    stored = None
+    while stored is None and time.monotonic() < deadline:
+        time.sleep(PUSH / 2)
+        db.session.rollback()  # a fresh look at the table
+        stored = db.session.scalar(db.select(RefusalCount).where(RefusalCount.batch_id == batch_id))
+    assert stored is not None and stored.count == 1
