@@ -32,11 +32,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl
 
 from flask import Flask, request
 from flask_limiter.constants import HeaderNames
 from werkzeug.datastructures import MIMEAccept, MultiDict
+from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_accept_header, parse_cookie, parse_etags, unquote_etag
 
 from shop import (
@@ -445,8 +445,9 @@ def _send(
 
 
 def _small_form(environ: dict) -> MultiDict | None:
-    """A small urlencoded body's fields, the body put back for Flask to read again; None for a
-    body without a length, a long one or one that is not UTF-8 fields."""
+    """A small urlencoded body's fields, read by Werkzeug's form parser as ``request.form``
+    reads them (one that is not UTF-8 reads as no fields), the body put back for Flask to read
+    again; None for a body without a length or a long one."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
@@ -457,10 +458,7 @@ def _small_form(environ: dict) -> MultiDict | None:
     environ["wsgi.input"] = io.BytesIO(body)
     if len(body) != length:
         return None
-    try:
-        return MultiDict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=16))
-    except ValueError:  # not UTF-8, or too many fields
-        return None
+    return FormDataParser().parse(io.BytesIO(body), _FORM, length)[1]
 
 
 def _headers_kept(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
