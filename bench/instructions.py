@@ -277,11 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         child(target, int(count), spec_file)
         return 0
     store = bench_redis() if args.redis else nullcontext({})
+    limits_env = LIMITS_COUNTED if args.limits else {}
     if args.profile:
         with store as extra_env:
-            return profile(
-                args.profile, args.requests, extra_env | (LIMITS_COUNTED if args.limits else {})
-            )
+            return profile(args.profile, args.requests, extra_env | limits_env)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -303,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.NamedTemporaryFile("w", suffix=".json") as spec,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
-        prepare(url, spec.name, extra_env | (LIMITS_COUNTED if args.limits else {}))
+        prepare(url, spec.name, extra_env | limits_env)
         if args.state_seconds:
             written = json.loads(Path(spec.name).read_text())
             Path(spec.name).write_text(json.dumps(written | {"state_seconds": args.state_seconds}))

@@ -464,6 +464,13 @@ def customer_orders(customer: User) -> list[Order]:
     )
 
 
+# What the return page shows of an order besides its units, joined into the order's row.
+_RETURN_PAGE = (
+    joinedload(Order.batch).joinedload(Batch.product),
+    joinedload(Order.batch).joinedload(Batch.drop),
+)
+
+
 def customer_order_for_session(customer: User, session_id: str) -> Order | None:
     """The customer's order paid through this Checkout Session, with its batch, product and drop
     in the same row (the return page shows them; a payment reads them for the receipt); None
@@ -486,12 +493,6 @@ def order_for_return_page(order_id: int) -> Order:
         .options(*_RETURN_PAGE, selectinload(Order.units))
         .execution_options(populate_existing=True)
     ).one()
-
-
-_RETURN_PAGE = (
-    joinedload(Order.batch).joinedload(Batch.product),
-    joinedload(Order.batch).joinedload(Batch.drop),
-)
 
 
 def customer_order(customer: User, public_id: str, *, details: bool = True) -> Order | None:
