@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from shop import draws, passwords
+from shop import clock, draws, passwords
 from shop.extensions import db
 from shop.models import Batch, Drop, Product, User
 from shop.models.drop import DRAW, OPEN
@@ -30,13 +30,16 @@ def make_user(
     email: str | None = None,
     name: str | None = None,
     password: str = PASSWORD,
+    confirmed: bool = False,
 ) -> User:
+    """A user; ``confirmed``: their email address confirmed (now)."""
     n = next(_seq)
     user = User(
         email=email or f"{role}{n}@example.com",
         password_hash=passwords.hash_password(password),
         display_name=name or f"{role.title()} Number{n}",
         role=role,
+        email_verified_at=clock.now() if confirmed else None,
     )
     db.session.add(user)
     db.session.flush()

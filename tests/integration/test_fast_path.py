@@ -216,8 +216,7 @@ def test_a_customer_whose_address_is_confirmed_gets_the_page_of_their_shape_with
     for nearly every customer of a shop that asks for confirmation: that mark changes nothing
     on a drop page, so it must not send the visitor to Flask."""
     drop, _batch = live_drop()
-    ann, bob = make_customer(), make_customer()
-    bob.email_verified_at = clock.now()
+    ann, bob = make_customer(), make_customer(confirmed=True)
     db.session.commit()
     bob_client, path, _ = _signed_in_page(app, drop, bob)
     with bob_client.session_transaction() as session:
@@ -238,9 +237,7 @@ def test_a_customer_who_logged_in_through_the_form_gets_the_page_without_flask(a
     one day and not known to the fast path would silently send every such customer through
     Flask, as the confirmed address's mark once did."""
     drop, _batch = live_drop()
-    ann, bob = make_customer(), make_customer()
-    if confirmed:
-        bob.email_verified_at = clock.now()
+    ann, bob = make_customer(), make_customer(confirmed=confirmed)
     db.session.commit()
     client = app.test_client()
     form = client.get("/account/login").get_data(as_text=True)

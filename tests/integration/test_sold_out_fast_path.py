@@ -18,7 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from shop import clock, page_cache, refusal_counts
+from shop import page_cache, refusal_counts
 from shop.extensions import db, limiter
 from shop.models import Drop, Order, User
 from testkit.factories import make_batch, make_customer
@@ -69,7 +69,7 @@ def _sold_out(app, customer: User | None = None) -> SoldOut:
     batch = make_batch(drop=drop, edition_size=2, limit=2)
     _take_all(batch)
     first = app.test_client()
-    first_csrf = _signed_in(first, _confirmed(), drop.slug)
+    first_csrf = _signed_in(first, make_customer(confirmed=True), drop.slug)
     batch_id = batch.id
 
     def refuse():
@@ -83,12 +83,6 @@ def _sold_out(app, customer: User | None = None) -> SoldOut:
     client = app.test_client()
     csrf = _signed_in(client, customer, drop.slug)
     return SoldOut(drop, batch_id, refuse, customer, client, csrf)
-
-
-def _confirmed():
-    customer = make_customer()
-    customer.email_verified_at = clock.now()
-    return customer
 
 
 def _fresh(refuse, act):
@@ -114,7 +108,7 @@ def test_a_buy_of_a_batch_with_nothing_left_is_refused_before_flask_as_flask_ref
     app, confirmation
 ):
     app.config["SHOP_REQUIRE_VERIFIED_EMAIL"] = confirmation != "not asked"
-    sold = _sold_out(app, _confirmed())
+    sold = _sold_out(app, make_customer(confirmed=True))
     orders = db.session.scalar(db.select(db.func.count()).select_from(Order))
     db.session.remove()
 
