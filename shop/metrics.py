@@ -147,19 +147,28 @@ def _count_request(response):
     return response
 
 
+@functools.cache
+def _labelled(metric, *values: str):
+    """The child of ``metric`` for these label values, found once per process: prometheus
+    looks a child up under a lock and rebuilds its key on every ``labels`` call, a cost the
+    fast paths pay on every answer. The values are few (endpoints, methods, statuses, codes)."""
+    return metric.labels(*values)
+
+
 def count_answer(endpoint: str | None, method: str, status: int, started: float | None) -> None:
     """One answer counted, with its time; the app's hook and ``shop.fast_path`` both count."""
     endpoint = endpoint or "none"
-    HTTP_REQUESTS.labels(endpoint, method if method in _METHODS else "other", str(status)).inc()
+    method = method if method in _METHODS else "other"
+    _labelled(HTTP_REQUESTS, endpoint, method, str(status)).inc()
     if started is not None:
-        HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+        _labelled(HTTP_SECONDS, endpoint).observe(time.perf_counter() - started)
 
 
 # --- what the code counts ------------------------------------------------------------------
 
 
 def hold_taken() -> None:
-    HOLDS.labels("taken").inc()
+    _labelled(HOLDS, "taken").inc()
 
 
 def counts_refused_holds(view):
@@ -182,7 +191,7 @@ def counts_refused_holds(view):
 
 def hold_refused(code: str) -> None:
     """A buy refused, by the refusal's code (an answer made outside the view counts too)."""
-    HOLDS.labels(code).inc()
+    _labelled(HOLDS, code).inc()
 
 
 def queue_visit(waiting: int, *, admitted: bool) -> None:
