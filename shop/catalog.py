@@ -7,7 +7,7 @@ the last ``paid_at`` of the batch's paid orders, never stored.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -270,6 +270,11 @@ class SoldOutFacts:
     def for_good(self) -> bool:
         """Every unit is paid for: none can come back, so there is no waitlist."""
         return self.sold >= self.edition_size
+
+    def seen_by(self, *, in_line: bool) -> SoldOutFacts:
+        """These facts as a customer who is (or is not) in the batch's line sees them: the
+        same object when that is already what they say, as for most of a crowd."""
+        return self if self.in_line == in_line else replace(self, in_line=in_line)
 
 
 def _has_place(batch_id, customer_id):

@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from flask import Flask, request
 from flask_limiter.constants import HeaderNames
@@ -320,9 +320,11 @@ class FastPath:
         if form is None:
             return None
         with app.app_context():
-            gone = page_cache.nothing_left(batch_id)
-            if gone is None or not security.csrf_accepted(
-                app, raw, form.get(self.token_field), environ
+            room, gone = waiting_room.before_buy(batch_id)
+            if (
+                room is not None
+                or gone is None
+                or not security.csrf_accepted(app, raw, form.get(self.token_field), environ)
             ):
                 return None
             now = clock.now()
@@ -330,12 +332,10 @@ class FastPath:
                 forms.buy_terms(form, now.date())
             except ShopError:
                 return None
-            if waiting_room.room_for_batch(batch_id) is not None:
-                return None
             in_line = catalog.claimed_in_line(batch_id, claim)
             if in_line is None:
                 return None
-            shell = page_cache.sold_out_shell(replace(gone, in_line=in_line), render=False)
+            shell = page_cache.sold_out_shell(gone.seen_by(in_line=in_line), render=False)
             nav = page_cache.kept_nav(_ENDPOINTS["buy"], account)
             if shell is None or nav is None:
                 return None

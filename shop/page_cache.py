@@ -28,13 +28,14 @@ docs/ARCHITECTURE.md, "The drop page cache", tells the whole design.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
 
@@ -129,14 +130,21 @@ def drop_state(slug: str, now: datetime, *, fresh: bool = False) -> DropState | 
     return state
 
 
-def nothing_left(batch_id: int) -> SoldOutFacts | None:
-    """The batch's sold-out facts if a buy found nothing left of it within ``STATE_SECONDS``
-    and no unit has come back since (``in_line`` is not among them: it is the customer's).
-    Never a grant: a miss only means the hold statement is asked. Only in a store every process
-    shares (Redis): a process's own memory would not hear another process (the worker's sweep,
+def nothing_left_key(batch_id: int) -> str | None:
+    """Where the batch's sold-out facts are shared (``nothing_left``): a Redis key, which the buy
+    reads in one round trip with its room's gate (``waiting_room.before_buy``); None without a
+    shared store — a process's own memory would not hear another process (the worker's sweep,
     say) give units back, and would refuse them for a second."""
     store = _store()
-    return store.get(f"gone:{batch_id}", _facts_from_json) if store.shared else None
+    return store.key(f"gone:{batch_id}") if store.shared else None
+
+
+def nothing_left(raw: bytes | None) -> SoldOutFacts | None:
+    """The batch's sold-out facts, as read at ``nothing_left_key``: there if a buy found nothing
+    left of it within ``STATE_SECONDS`` and no unit has come back since (``in_line`` is not
+    among them: it is the customer's). Never a grant: a miss only means the hold statement is
+    asked."""
+    return None if raw is None else _facts_from_json(raw)
 
 
 def keep_nothing_left(facts: SoldOutFacts) -> None:
@@ -150,7 +158,10 @@ def _facts_to_json(facts: SoldOutFacts) -> bytes:
     return json.dumps(astuple(replace(facts, in_line=False))).encode()
 
 
+@functools.lru_cache(maxsize=256)
 def _facts_from_json(raw: bytes) -> SoldOutFacts:
+    """Kept per text: the crowd after the last unit reads the same few facts again and again,
+    and the same object makes ``sold_out_shell``'s key cheap to find."""
     return SoldOutFacts(*json.loads(raw))
 
 
@@ -187,7 +198,7 @@ def snapshot(slug: str, key: str, load: Callable[[], object]):
     return kept_here(f"drop:{slug}:{key}", load)
 
 
-def kept_here(name: str, make: Callable[[], object]):
+def kept_here(name: Hashable, make: Callable[[], object]):
     """``make()`` kept in this process under ``name`` (which must say everything it depends
     on) for ``PAGE_SECONDS``; None is not kept."""
     extensions = current_app.extensions
@@ -266,7 +277,7 @@ def sold_out_shell(facts: SoldOutFacts, *, render: bool = True) -> str | None:
     process per set of facts: they are all it says of the batch and of the customer. With
     ``render=False`` only if kept (``shop.fast_path`` answers without a request)."""
     make = (lambda: shell("storefront/sold_out.html", facts=facts)) if render else lambda: None
-    return kept_here(f"sold-out:{facts!r}", make)
+    return kept_here(("sold-out", facts), make)
 
 
 def shape(account, allowed: dict[int, int]) -> str:
@@ -411,17 +422,17 @@ class MemoryStore:
     shared = False  # other processes neither see these entries nor evict them
 
     def __init__(self, limit: int = 4096) -> None:
-        self._items: dict[str, tuple[float, object]] = {}
+        self._items: dict[Hashable, tuple[float, object]] = {}
         self._lock = threading.Lock()
         self._limit = limit
 
-    def get(self, key: str, _decode=None):
+    def get(self, key: Hashable, _decode=None):
         item = self._items.get(key)
         if item is None or item[0] < time.monotonic():
             return None
         return item[1]
 
-    def set(self, key: str, value, _encode, seconds: float) -> None:
+    def set(self, key: Hashable, value, _encode, seconds: float) -> None:
         with self._lock:
             if len(self._items) >= self._limit:
                 now = time.monotonic()
@@ -443,6 +454,10 @@ class RedisStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+
+    def key(self, name: str) -> str:
+        """The Redis key an entry is kept under."""
+        return self._prefix + name
 
     def get(self, key: str, decode):
         try:

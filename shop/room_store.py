@@ -59,7 +59,12 @@ class Store:
     ) -> bool:
         raise NotImplementedError
 
-    def room_for_batch(self, batch_id: int) -> int | None:
+    def room_for_batch(
+        self, batch_id: int, *, also: str | None = None
+    ) -> tuple[int | None, bytes | None]:
+        """The drop whose open room guards the batch (or None), and the raw value of the key
+        ``also`` of the same Redis — another store's, read in the same round trip (None
+        without Redis)."""
         raise NotImplementedError
 
     def visit(
@@ -217,13 +222,15 @@ class RedisStore(Store):
             log.warning("the waiting room could not reach Redis; the drop page is served")
             return False
 
-    def room_for_batch(self, batch_id: int) -> int | None:
+    def room_for_batch(self, batch_id, *, also=None):
+        keys = [self._gate(batch_id)] if also is None else [self._gate(batch_id), also]
         try:
-            value = self.client.get(self._gate(batch_id))
+            values = self.client.mget(keys)
         except RedisError:
             log.warning("the waiting room could not reach Redis; the buy goes ahead")
-            return None
-        return int(value) if value else None
+            return None, None
+        gate = values[0]
+        return (int(gate) if gate else None), (values[1] if also is not None else None)
 
     def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
         try:
@@ -316,8 +323,8 @@ class MemoryStore(Store):
             self._gates.update({b: drop_id for b in batch_ids})
             return True
 
-    def room_for_batch(self, batch_id) -> int | None:
-        return self._gates.get(batch_id)
+    def room_for_batch(self, batch_id, *, also=None):
+        return self._gates.get(batch_id), None
 
     def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
         if not self.arrive(drop_id, batch_ids, mode=mode, threshold=threshold, now_ms=kw["now_ms"]):

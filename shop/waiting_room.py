@@ -35,6 +35,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from shop import audit, page_cache, room_store
+from shop.catalog import SoldOutFacts
 from shop.errors import InvalidInput
 from shop.extensions import db
 from shop.models import Drop
@@ -104,9 +105,14 @@ def is_open(drop: Drop | RoomDrop, batch_ids: list[int], *, now_ms: int) -> bool
     )
 
 
-def room_for_batch(batch_id: int) -> int | None:
-    """The drop whose open room guards ``batch_id``, or None (the buy's one lookup)."""
-    return room_store.for_app().room_for_batch(batch_id)
+def before_buy(batch_id: int) -> tuple[int | None, SoldOutFacts | None]:
+    """What a buy must know before anything else, in one Redis round trip: the drop whose open
+    room guards ``batch_id`` (or None) and the batch's shared sold-out facts
+    (``page_cache.nothing_left``, or None)."""
+    drop_id, gone = room_store.for_app().room_for_batch(
+        batch_id, also=page_cache.nothing_left_key(batch_id)
+    )
+    return drop_id, page_cache.nothing_left(gone)
 
 
 def visit(

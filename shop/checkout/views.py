@@ -7,8 +7,6 @@ gets a small sold-out page instead. JSON callers get the central JSON error.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from flask import (
     Blueprint,
     abort,
@@ -36,6 +34,7 @@ from shop import (
     page_cache,
     refusal_counts,
     shipping_rates,
+    waiting_room,
 )
 from shop.errors import (
     DestinationNeeded,
@@ -72,7 +71,8 @@ def buy(batch_id: int):
     buyer = auth.buyer()
     if buyer is None:
         return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
-    skipped = queue_views.buy_gate(batch_id, buyer.id)
+    room, gone = waiting_room.before_buy(batch_id)  # one round trip to Redis
+    skipped = queue_views.buy_gate(room, buyer.id)
     if skipped is not None:
         return skipped
     g.render_error = lambda error: _refused(batch_id, error)
@@ -81,12 +81,11 @@ def buy(batch_id: int):
     now = clock.now()
     quantity, birth_date = forms.buy_terms(request.form, now.date())
     ship_country = request.form.get("ship_country", "").strip()
-    gone = page_cache.nothing_left(batch_id)
     if gone is not None:  # the crowd after the last unit: answered without the hold statement
         in_line = catalog.claimed_in_line(batch_id, buyer)  # the session checked as a hold would
         if in_line is None:
             raise LoginRequired()  # the session was ended elsewhere
-        facts = replace(gone, in_line=in_line)
+        facts = gone.seen_by(in_line=in_line)
         g.render_error = lambda _error: _sold_out_page(batch_id, facts)
         raise SoldOut()
     with database.committed():  # the hold is one statement: it commits itself

@@ -185,10 +185,10 @@ def _give_pass(response: Response, drop_id: int, customer_id: int, turn) -> None
     )
 
 
-def buy_gate(batch_id: int, customer_id: int) -> Response | None:
-    """The buy's hook: None when the buyer may go on (no room open for the batch's drop, or
-    their turn: it is then used), a 403 page when the room is open and it is not their turn."""
-    drop_id = waiting_room.room_for_batch(batch_id)
+def buy_gate(drop_id: int | None, customer_id: int) -> Response | None:
+    """The buy's hook, given the drop whose room is open for the batch
+    (``waiting_room.before_buy``): None when the buyer may go on (no room open, or their turn:
+    it is then used), a 403 page when the room is open and it is not their turn."""
     if drop_id is None:
         return None
     now_ms = clock.ms(clock.now())

@@ -182,6 +182,28 @@ def test_a_refusal_before_flask_is_counted_logged_and_metered_as_flasks_are(app,
     assert lines[0].request_id == answer.headers["X-Request-Id"]
 
 
+@pytest.mark.parametrize("path", ["before Flask", "through Flask"])
+def test_a_buy_asks_redis_for_the_batchs_room_and_its_sold_out_facts_in_one_command(app, path):
+    sold = _sold_out(app)
+    batch_id = sold.batch_id
+    headers = {"Accept": "application/json"} if path == "through Flask" else {}
+
+    def buy():
+        with (
+            redis_server.commands_sent(app.config["RATELIMIT_KEY_PREFIX"]) as commands,
+            flask_requests(app) as through_flask,
+        ):
+            answer = sold.buy(**headers)
+        return answer, through_flask, commands
+
+    _, (answer, through_flask, commands) = _fresh(sold.refuse, buy)
+
+    assert answer.status_code == 409 and bool(through_flask) == (path == "through Flask")
+    reads = [c for c in commands if f"/room/batch/{batch_id}" in c or f"gone:{batch_id}" in c]
+    assert len(reads) == 1, reads
+    assert reads[0].split()[0] == "MGET" and f"gone:{batch_id}" in reads[0]
+
+
 CASES = {
     "no CSRF token": 400,
     "another session's CSRF token": 400,

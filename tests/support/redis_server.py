@@ -68,6 +68,24 @@ def shared_store(kind: str) -> Iterator[dict[str, str]]:
         yield {"REDIS_URL": redis_url(), "RATELIMIT_KEY_PREFIX": prefix}
 
 
+@contextmanager
+def commands_sent(prefix: str) -> Iterator[list[str]]:
+    """The commands naming ``prefix`` that Redis received while the block ran (MONITOR), each
+    as a line (``MGET key …``); the list is filled when the block ends."""
+    end = f"end-{secrets.token_hex(6)}"
+    client = redis.Redis.from_url(redis_url())
+    seen: list[str] = []
+    try:
+        with client.monitor() as monitor:
+            yield seen
+            client.echo(end)  # Redis buffers what MONITOR saw; read up to this mark
+            while end not in (line := monitor.next_command()["command"]):
+                if prefix in line:
+                    seen.append(line)
+    finally:
+        client.close()
+
+
 def keys_with(prefix: str) -> list[bytes]:
     client = redis.Redis.from_url(redis_url())
     try:
