@@ -2,7 +2,7 @@
 
 ``gunicorn bench.bare:app`` — the design the inventory issue measures its target by ("a bare
 Flask endpoint whose hold is ONE SQL statement"): a POST runs the hold statement of
-``shop.inventory``, verbatim, through psycopg on a connection each thread keeps open in
+``shop.inventory``, verbatim, through psycopg's RawCursor on a connection each thread keeps open in
 autocommit (no pool, no SQLAlchemy), and answers 303 when it took the units, 409 when not. No
 session cookie, no CSRF check, no rate-limit policy, no hooks: what the real buy costs beyond
 this endpoint is what the shop itself adds; what this endpoint costs beyond hello-world is one
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from flask import Flask, redirect, request
 
-from shop.holds import PG_HOLD_DRIVER
+from shop import holds
 from shop.models.order import new_public_id
 from testkit.databases import libpq_url
 
@@ -59,7 +59,8 @@ def buy(batch_id: int):
         "lapse_limit": 3,
         "lapse_since": now - timedelta(minutes=120),
     }
-    order_id = _connection().execute(PG_HOLD_DRIVER, values).fetchone()[-1]
+    cursor = psycopg.RawCursor(_connection())
+    order_id = cursor.execute(holds.PG_HOLD_DRIVER, holds.driver_values(values)).fetchone()[-1]
     if order_id is None:
         return "not held", 409
     return redirect(f"/checkout/orders/{values['public_id']}/pay", 303)

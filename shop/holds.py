@@ -9,7 +9,7 @@ transaction. Either way the rules are these fragments; nothing restates them.
 
 Everywhere else, compare-and-set updates are SQLAlchemy Core (``update(Order).where(...)``).
 Parameters are ``:name``; :func:`statement` binds the time parameters through the aware-UTC
-column type for SQLAlchemy, and :data:`PG_HOLD_DRIVER` is the same text in psycopg's style.
+column type for SQLAlchemy, and :data:`PG_HOLD_DRIVER` is the same text with PostgreSQL's ``$n``.
 """
 
 from __future__ import annotations
@@ -294,9 +294,18 @@ PG_HOLD = f"""
     FROM (SELECT 1) AS one LEFT JOIN seen s ON true LEFT JOIN terms t ON true
 """  # noqa: S608  # nosec B608 - the f-string only splices in the constants above
 
-# The same statement with psycopg's own placeholders (``%(name)s``): the hot path hands it to
-# the driver without SQLAlchemy. ``::`` casts are left alone.
-PG_HOLD_DRIVER = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", PG_HOLD)
+# The same statement with PostgreSQL's own placeholders (``$1``, in the order of PG_HOLD_NAMES),
+# which the hot path hands to psycopg's RawCursor without SQLAlchemy: psycopg keeps what it
+# makes of a ``%(name)s`` statement only for statements under 4 KB, and parsed this one (6 KB)
+# again on every buy. ``::`` casts are left alone.
+_PARAM = re.compile(r"(?<!:):([a-z_]+)")
+PG_HOLD_NAMES = tuple(dict.fromkeys(_PARAM.findall(PG_HOLD)))
+PG_HOLD_DRIVER = _PARAM.sub(lambda m: f"${PG_HOLD_NAMES.index(m[1]) + 1}", PG_HOLD)
+
+
+def driver_values(values: dict) -> list:
+    """The hold's named values in PG_HOLD_DRIVER's order."""
+    return [values[name] for name in PG_HOLD_NAMES]
 
 
 def statement(sql: str) -> TextClause:

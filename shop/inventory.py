@@ -128,7 +128,8 @@ def reserve(
     }
     if database.is_postgresql():
         try:
-            row = database.driver_connection().execute(holds.PG_HOLD_DRIVER, values).fetchone()
+            cursor = psycopg.RawCursor(database.driver_connection())
+            row = cursor.execute(holds.PG_HOLD_DRIVER, holds.driver_values(values)).fetchone()
         except psycopg.errors.CheckViolation as error:  # racing holds carried a cap over
             refusals.race(error, values)
             raise
