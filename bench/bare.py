@@ -10,6 +10,12 @@ database round trip in a threaded server.
 
 The buyer's id and session token come as form fields, where the real buy reads them from its
 signed session cookie; the statement checks the token either way.
+
+``POST /refuse/<batch_id>`` is the same ceiling for the sold-out answer: the reads a refusal
+cannot skip and nothing else — one Redis MGET of the batch's room gate and sold-out facts (as
+``waiting_room.before_buy``; ``REDIS_URL``, keys under ``RATELIMIT_KEY_PREFIX``), the claim
+statement of ``catalog.claimed_in_line`` through psycopg, and a fixed 409 body the size of the
+shop's sold-out page.
 """
 
 from __future__ import annotations
@@ -19,14 +25,29 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import redis
 from flask import Flask, redirect, request
+from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from shop import holds
+from shop import catalog, holds
 from shop.models.order import new_public_id
 from testkit.databases import libpq_url
 
 app = Flask(__name__)
 _local = threading.local()
+
+SOLD_OUT_BYTES = 4_400  # the shop's sold-out page, nav and all, is about this long
+SOLD_OUT_PAGE = b"<!doctype html><title>Sold out</title>" + b" " * (SOLD_OUT_BYTES - 38)
+_claim = catalog._CLAIMED_IN_LINE.compile(dialect=pg_dialect.dialect())
+CLAIM_DRIVER, CLAIM_CONSTANTS = str(_claim), dict(_claim.params)
+_redis: redis.Redis | None = None
+
+
+def _shared() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _redis
 
 
 def _connection() -> psycopg.Connection:
@@ -64,3 +85,17 @@ def buy(batch_id: int):
     if order_id is None:
         return "not held", 409
     return redirect(f"/checkout/orders/{values['public_id']}/pay", 303)
+
+
+@app.post("/refuse/<int:batch_id>")
+def refuse(batch_id: int):
+    prefix = os.environ.get("RATELIMIT_KEY_PREFIX", "smallbatch")
+    _shared().mget(f"{prefix}/room/batch/{batch_id}", f"{prefix}/page/gone:{batch_id}")
+    claim = {
+        "batch_id": batch_id,
+        "id": int(request.form["customer"]),
+        "token": request.form["token"],
+    }
+    if _connection().execute(CLAIM_DRIVER, CLAIM_CONSTANTS | claim).fetchone() is None:
+        return "not signed in", 403
+    return SOLD_OUT_PAGE, 409

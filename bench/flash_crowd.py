@@ -11,6 +11,9 @@ shop answers (closed loop, keep-alive, from a separate asyncio load-generator pr
 - bare   — ceiling: the least a buy can be (``bench/bare.py``): hello-world plus the hold
            statement through psycopg, no session, CSRF, limits or hooks — what the shop adds on
            top of one database round trip is the difference between this and ``buy``;
+- refuse — ceiling: the least a sold-out answer can be (``bench/bare.py``'s ``/refuse``):
+           hello-world plus the two round trips a refusal cannot skip (one Redis MGET, the
+           session's claim in PostgreSQL) and a body the size of the sold-out page;
 - sql    — ceilings: pgbench running (a) the bare conditional UPDATE on one hot row, (b) our whole
            hold statement (the CTE from ``shop.inventory``) on one batch and (c) spread over many
            batches, at the app's DB concurrency (workers x threads clients);
@@ -257,7 +260,7 @@ def round_rate(name: str, result: dict) -> float:
         return result["requests_per_s"]
     if name in READ_PHASES:
         return successes(result, "200")
-    return successes(result, "409" if name == "soldout" else "303")
+    return successes(result, "409" if name in ("soldout", "refuse") else "303")
 
 
 def median_round(name: str, runs: list[dict]) -> dict:
@@ -296,10 +299,10 @@ def closed_loop(args) -> dict:
     }
 
 
-def drive_ceiling(args, url: str, app: str, requests_for) -> dict:
+def drive_ceiling(args, url: str, app: str, requests_for, extra_env=None) -> dict:
     """A ceiling's app (``bench.hello``, ``bench.bare``) under the shop's gunicorn settings,
     driven with ``requests_for(address)``."""
-    with servers.start_gunicorn(url, app=app, **closed_loop(args)) as server:
+    with servers.start_gunicorn(url, app=app, extra_env=extra_env, **closed_loop(args)) as server:
         meter = CpuMeter(server.process.pid, None)
         return drive(server.address, requests_for(server.address), args, meter)
 
@@ -319,8 +322,9 @@ def phase_hello(args, url: str) -> dict:
     return drive_ceiling(args, url, "bench.hello:app", requests_for)
 
 
-def phase_bare(args, url: str, batch_id: int, customers) -> dict:
-    """The bare one-statement endpoint, each buyer posting their own id and session token."""
+def phase_bare(args, url: str, batch_id: int, customers, *, refuse: bool = False) -> dict:
+    """The bare one-statement endpoint, each buyer posting their own id and session token; with
+    ``refuse``, its bare sold-out answer (on Redis, as the shop's soldout phase)."""
     with psycopg.connect(databases.libpq_url(url)) as conn:
         tokens = dict(
             conn.execute(
@@ -335,7 +339,7 @@ def phase_bare(args, url: str, batch_id: int, customers) -> dict:
             rawhttp.build_request(
                 address,
                 "POST",
-                f"/checkout/batches/{batch_id}",
+                f"/refuse/{batch_id}" if refuse else f"/checkout/batches/{batch_id}",
                 fields={
                     "csrf_token": "x" * 91,
                     "quantity": 1,
@@ -347,7 +351,10 @@ def phase_bare(args, url: str, batch_id: int, customers) -> dict:
             for c in customers
         ]
 
-    return drive_ceiling(args, url, "bench.bare:app", requests_for)
+    if not refuse:
+        return drive_ceiling(args, url, "bench.bare:app", requests_for)
+    with bench_redis() as extra_env:
+        return drive_ceiling(args, url, "bench.bare:app", requests_for, extra_env)
 
 
 def pgbench(url: str, script: str, clients: int, seconds: float) -> dict:
@@ -886,6 +893,9 @@ def report(args, facts: dict, results: dict) -> None:
     bare = results.get("bare")
     if bare:
         print(line("bare", bare, successes(bare)))
+    refuse = results.get("refuse")
+    if refuse:
+        print(line("refuse", refuse))
     for name in SHOP_PHASES:
         if name in results and name != "soldout":
             print(line(name, results[name], successes(results[name])))
@@ -923,9 +933,12 @@ def report(args, facts: dict, results: dict) -> None:
         if name == "soldout":
             per_s = successes(result, "409")
             refused = sum(result["statuses"].values())
+            ceiling = (
+                f"{per_s / successes(refuse, '409'):.1%} of the bare refusal, " if refuse else ""
+            )
             print(
                 f"  soldout: {result['statuses'].get('409', 0)} of {refused} answers were 409, "
-                f"{per_s:.1f} refusals/s, p99 {result['p99_ms']} ms, CPU per refusal: "
+                f"{per_s:.1f} refusals/s, {ceiling}p99 {result['p99_ms']} ms, CPU per refusal: "
                 + cpu_per_success(result, per_s)
                 + ", "
                 + invariants_verdict(check)
@@ -947,9 +960,9 @@ def report(args, facts: dict, results: dict) -> None:
         if result["sample_bodies"]:
             parts.append(f"sample error bodies {result['sample_bodies']}")
         print("  " + ", ".join(parts))
-    for name in (*READ_PHASES, "soldout"):
+    for name in (*READ_PHASES, "refuse", "soldout"):
         if name in results and hello:
-            ok = "409" if name == "soldout" else "200"
+            ok = "409" if name in ("soldout", "refuse") else "200"
             per_s = successes(results[name], ok)
             print(
                 f"  {name}: {per_s:.1f} answers {ok}/s, "
@@ -970,7 +983,7 @@ def report(args, facts: dict, results: dict) -> None:
         )
     if args.rounds > 1:
         print(f"\n  Rounds (each phase above is its median round of {args.rounds}):")
-        for name in ("hello", "bare", *SHOP_PHASES, *READ_PHASES):
+        for name in ("hello", "bare", "refuse", *SHOP_PHASES, *READ_PHASES):
             if f"{name}_rounds" in results:
                 rates = " / ".join(f"{rate:,.1f}" for rate in results[f"{name}_rounds"])
                 print(f"    {name:<9} {rates}")
@@ -1019,9 +1032,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--phases",
-        default="hello,bare,sql,buy,spread,checkout,soldout,page,anon,stock,queue,paced",
-        help="comma-separated subset of hello,bare,sql,buy,spread,checkout,soldout,page,anon,"
-        "stock,queue,paced,crowd (crowd only when named)",
+        default="hello,bare,refuse,sql,buy,spread,checkout,soldout,page,anon,stock,queue,paced",
+        help="comma-separated subset of hello,bare,refuse,sql,buy,spread,checkout,soldout,page,"
+        "anon,stock,queue,paced,crowd (crowd only when named)",
     )
     parser.add_argument(
         "--paced",
@@ -1124,6 +1137,11 @@ def main(argv: list[str] | None = None) -> int:
                         phase_bare(args, url, batches["bare"][0], customers)
                     )
                     check_invariants("bare")
+                if "refuse" in phases:
+                    print(f"bare sold-out answer{tag} …", flush=True)
+                    rounds.setdefault("refuse", []).append(
+                        phase_bare(args, url, batches["soldout"][0], customers, refuse=True)
+                    )
                 for name in SHOP_PHASES:
                     if name not in phases:
                         continue
@@ -1182,7 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
     report(args, facts, results)
     crowd_report(args, results)
     if args.json:
-        for key in ("hello", "bare", *SHOP_PHASES, *map(paced_name, args.paced)):
+        for key in ("hello", "bare", "refuse", *SHOP_PHASES, *map(paced_name, args.paced)):
             if key in results:
                 results[key].pop("sample_bodies", None)
         args.json.write_text(

@@ -1,7 +1,7 @@
 """CPU instructions per request, counted by valgrind (a measurement, not a test).
 
     .venv/bin/python bench/instructions.py [--requests 200] [--redis] [--state-seconds 60] \
-        [--limits] [--targets hello,bare,buy,drop,anon,stock,soldout,queue]
+        [--limits] [--targets hello,bare,refuse,buy,drop,anon,stock,soldout,queue]
     .venv/bin/python bench/instructions.py --profile drop [--requests 200]
 
 Throughput on a shared VM moves ±25 % between identical runs minutes apart (docs/PERFORMANCE.md),
@@ -15,6 +15,9 @@ a time (instruction counts do not depend on what else the machine does).
 - hello   — the hello-world app of the flash-crowd ceiling (``bench/hello.py``);
 - bare    — the bare one-statement endpoint of the other ceiling (``bench/bare.py``): hello-world
             plus the hold statement, so ``buy`` minus ``bare`` is what the shop adds to a hold;
+- refuse  — the same endpoint's bare sold-out answer (``/refuse``, needs ``--redis``): hello-world
+            plus the Redis read and the claim statement a refusal cannot skip, so ``soldout``
+            minus ``refuse`` is what the shop adds to a refusal;
 - buy     — the real ``POST /checkout/batches/<id>`` as a logged-in customer: the hold and the 303;
 - drop    — the drop page (``GET /drops/<slug>``) as a signed-in customer;
 - anon    — the same page for an anonymous visitor (no cookie);
@@ -80,7 +83,7 @@ def child(target: str, count: int, spec_file: str) -> None:
         method, path, body, cookie, expect = "POST", "/", b"quantity=1", "", "303"
     else:
         os.environ.update(spec["env"])
-        if target == "bare":
+        if target in ("bare", "refuse"):
             from bench.bare import app
         else:
             from shop import page_cache
@@ -97,7 +100,7 @@ def child(target: str, count: int, spec_file: str) -> None:
     def start_response(status, _headers, _exc_info=None):
         statuses.append(status)
 
-    if target not in ("hello", "bare"):
+    if target not in ("hello", "bare", "refuse"):
         from flask import request_started
 
         request_started.connect(lambda _sender, **_extra: through_flask.append(1), weak=False)
@@ -187,6 +190,13 @@ def prepare(url: str, spec_file: str, extra_env: dict[str, str]) -> None:
                 "body": urlencode({"csrf_token": "x" * 91, "quantity": 1, **bare_buyer}),
                 "cookie": "",
                 "expect": "303",
+            },
+            "refuse": {
+                "method": "POST",
+                "path": f"/refuse/{sold_out}",
+                "body": urlencode({"csrf_token": "x" * 91, "quantity": 1, **bare_buyer}),
+                "cookie": "",
+                "expect": "409",
             },
             "buy": {"method": "POST", "path": f"/checkout/batches/{bought.batch_ids[0]}", **buys},
             "drop": {
@@ -288,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 
     counted = args.requests - BASELINE
     targets = args.targets.split(",")
+    if "refuse" in targets and not args.redis:
+        parser.error("the refuse target reads Redis: add --redis")
     where = "Redis" if args.redis else "memory"
     life = f", kept {args.state_seconds:g} s" if args.state_seconds else ""
     life += ", rate limits counted" if args.limits else ""
