@@ -20,16 +20,16 @@ shop's sold-out page.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import redis
 from flask import Flask, redirect, request
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from shop import catalog, holds
+from shop import catalog, holds, page_cache, room_store
 from shop.models.order import new_public_id
 from testkit.databases import libpq_url
 
@@ -40,14 +40,14 @@ SOLD_OUT_BYTES = 4_400  # the shop's sold-out page, nav and all, is about this l
 SOLD_OUT_PAGE = b"<!doctype html><title>Sold out</title>" + b" " * (SOLD_OUT_BYTES - 38)
 _claim = catalog._CLAIMED_IN_LINE.compile(dialect=pg_dialect.dialect())
 CLAIM_DRIVER, CLAIM_CONSTANTS = str(_claim), dict(_claim.params)
-_redis: redis.Redis | None = None
 
 
-def _shared() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _redis
+@functools.cache
+def _shared() -> tuple[room_store.RedisStore, page_cache.RedisStore]:
+    """The waiting room's store and the page cache's, in Redis as the shop keeps them."""
+    prefix = os.environ.get("RATELIMIT_KEY_PREFIX")
+    room = room_store.RedisStore(os.environ["REDIS_URL"], prefix or "smallbatch")
+    return room, page_cache.RedisStore(room.client, page_cache.redis_prefix(prefix))
 
 
 def _connection() -> psycopg.Connection:
@@ -89,8 +89,8 @@ def buy(batch_id: int):
 
 @app.post("/refuse/<int:batch_id>")
 def refuse(batch_id: int):
-    prefix = os.environ.get("RATELIMIT_KEY_PREFIX", "smallbatch")
-    _shared().mget(f"{prefix}/room/batch/{batch_id}", f"{prefix}/page/gone:{batch_id}")
+    room, pages = _shared()  # the shop's own read: waiting_room.before_buy
+    room.room_for_batch(batch_id, also=pages.key(page_cache.nothing_left_name(batch_id)))
     claim = {
         "batch_id": batch_id,
         "id": int(request.form["customer"]),

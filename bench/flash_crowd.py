@@ -74,6 +74,8 @@ SHOP_PHASES = {
     "checkout": "buy, then its follow-up GET pay: a Checkout Session on the Stripe emulator",
     "soldout": "the real checkout.buy on a sold-out batch: every answer the 409 sold-out page",
 }
+# Phases whose every answer is a 409 refusal.
+REFUSALS = frozenset({"soldout", "refuse"})
 # What a crowd that does not buy sends: each buyer GETs the same address again and again.
 READ_PHASES = {
     "page": "the drop page as a signed-in customer (each buyer their own session)",
@@ -260,7 +262,7 @@ def round_rate(name: str, result: dict) -> float:
         return result["requests_per_s"]
     if name in READ_PHASES:
         return successes(result, "200")
-    return successes(result, "409" if name in ("soldout", "refuse") else "303")
+    return successes(result, "409" if name in REFUSALS else "303")
 
 
 def median_round(name: str, runs: list[dict]) -> dict:
@@ -351,9 +353,7 @@ def phase_bare(args, url: str, batch_id: int, customers, *, refuse: bool = False
             for c in customers
         ]
 
-    if not refuse:
-        return drive_ceiling(args, url, "bench.bare:app", requests_for)
-    with bench_redis() as extra_env:
+    with bench_redis() if refuse else nullcontext({}) as extra_env:
         return drive_ceiling(args, url, "bench.bare:app", requests_for, extra_env)
 
 
@@ -962,7 +962,7 @@ def report(args, facts: dict, results: dict) -> None:
         print("  " + ", ".join(parts))
     for name in (*READ_PHASES, "refuse", "soldout"):
         if name in results and hello:
-            ok = "409" if name in ("soldout", "refuse") else "200"
+            ok = "409" if name in REFUSALS else "200"
             per_s = successes(results[name], ok)
             print(
                 f"  {name}: {per_s:.1f} answers {ok}/s, "

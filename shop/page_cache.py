@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 
 import redis
@@ -136,7 +136,12 @@ def nothing_left_key(batch_id: int) -> str | None:
     shared store — a process's own memory would not hear another process (the worker's sweep,
     say) give units back, and would refuse them for a second."""
     store = _store()
-    return store.key(f"gone:{batch_id}") if store.shared else None
+    return store.key(nothing_left_name(batch_id)) if store.shared else None
+
+
+def nothing_left_name(batch_id: int) -> str:
+    """The name the batch's sold-out facts are kept under in the shared store."""
+    return f"gone:{batch_id}"
 
 
 def nothing_left(raw: bytes | None) -> SoldOutFacts | None:
@@ -151,11 +156,11 @@ def keep_nothing_left(facts: SoldOutFacts) -> None:
     """Share what a buy just found of a batch with nothing left (``nothing_left``)."""
     store = _store()
     if facts.left <= 0 and store.shared:
-        store.set(f"gone:{facts.batch_id}", facts, _facts_to_json, STATE_SECONDS)
+        store.set(nothing_left_name(facts.batch_id), facts, _facts_to_json, STATE_SECONDS)
 
 
 def _facts_to_json(facts: SoldOutFacts) -> bytes:
-    return json.dumps(astuple(replace(facts, in_line=False))).encode()
+    return json.dumps(astuple(facts.seen_by(in_line=False))).encode()
 
 
 @functools.lru_cache(maxsize=256)
@@ -408,7 +413,9 @@ def numbers_changed(*, batch_ids: Iterable[int]) -> None:
 def _evict_after_commit(session: Session) -> None:
     slugs = session.info.pop(_EVICT, None) or ()
     batch_ids = session.info.pop(_EVICT_BATCHES, None) or ()
-    keys = [f"state:{slug}" for slug in slugs] + [f"gone:{batch_id}" for batch_id in batch_ids]
+    keys = [f"state:{slug}" for slug in slugs] + [
+        nothing_left_name(batch_id) for batch_id in batch_ids
+    ]
     if keys and has_app_context():
         _store().delete(keys)
 
@@ -461,7 +468,7 @@ class RedisStore:
 
     def get(self, key: str, decode):
         try:
-            raw = self._client.get(self._prefix + key)
+            raw = self._client.get(self.key(key))
         except RedisError as error:
             log.warning("page cache: Redis read failed: %s", error)
             return None
@@ -469,13 +476,13 @@ class RedisStore:
 
     def set(self, key: str, value, encode, seconds: float) -> None:
         try:
-            self._client.set(self._prefix + key, encode(value), px=int(seconds * 1000))
+            self._client.set(self.key(key), encode(value), px=int(seconds * 1000))
         except RedisError as error:
             log.warning("page cache: Redis write failed: %s", error)
 
     def delete(self, keys: list[str]) -> None:
         try:
-            self._client.delete(*(self._prefix + key for key in keys))
+            self._client.delete(*(self.key(key) for key in keys))
         except RedisError as error:
             log.warning("page cache: Redis eviction failed: %s", error)
 
@@ -484,6 +491,11 @@ def cached_state(app, slug: str) -> DropState | None:
     """The drop's state if the shared cache has it, else None — read without an app context
     and never from the database (``shop.fast_path``)."""
     return _store_of(app).get(f"state:{slug}", DropState.from_json)
+
+
+def redis_prefix(key_prefix: str | None) -> str:
+    """Where the page cache's keys live in Redis, under the app's ``RATELIMIT_KEY_PREFIX``."""
+    return (key_prefix or "smallbatch") + "/page/"
 
 
 def _store():
@@ -499,8 +511,7 @@ def _store_of(app):
             client = redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
             )
-            prefix = (app.config.get("RATELIMIT_KEY_PREFIX") or "smallbatch") + "/page/"
-            store = RedisStore(client, prefix)
+            store = RedisStore(client, redis_prefix(app.config.get("RATELIMIT_KEY_PREFIX")))
         else:
             store = MemoryStore()
         store = extensions.setdefault("shop_page_cache", store)
