@@ -188,7 +188,8 @@ def flush() -> int:
         except RedisError:
             log.warning("could not read the refusals waiting in Redis; the next pass will")
     memory = _memory()
-    taken = memory.take()
+    with _pushing():  # not while a push holds them between memory and Redis
+        taken = memory.take()
     if taken:
         try:
             moved += _store(taken)
