@@ -42,6 +42,7 @@ from werkzeug.http import parse_accept_header, parse_cookie, parse_etags, unquot
 from shop import (
     auth,
     catalog,
+    claims,
     clock,
     errors,
     forms,
@@ -320,7 +321,7 @@ class FastPath:
         if form is None:
             return None
         with app.app_context():
-            room, gone = waiting_room.before_buy(batch_id)
+            room, gone, mirrored = waiting_room.before_buy(batch_id, claim.id)
             if (
                 room is not None
                 or gone is None
@@ -332,7 +333,7 @@ class FastPath:
                 forms.buy_terms(form, now.date())
             except ShopError:
                 return None
-            in_line = catalog.claimed_in_line(batch_id, claim)
+            in_line = claims.in_line(batch_id, claim, mirrored)
             if in_line is None:
                 return None
             shell = page_cache.sold_out_shell(gone.seen_by(in_line=in_line), render=False)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from shop import messages, passwords, tokens, users
+from shop import claims, messages, passwords, tokens, users
 from shop.errors import LinkInvalid
 from shop.extensions import db
 from shop.models import User
@@ -82,5 +82,6 @@ def reset(token: str, new_password: str, *, now: datetime) -> User:
     if changed != 1:
         db.session.rollback()
         raise LinkInvalid(USED)
+    claims.changed(user.id)
     db.session.refresh(user)
     return user

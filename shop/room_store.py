@@ -60,11 +60,11 @@ class Store:
         raise NotImplementedError
 
     def room_for_batch(
-        self, batch_id: int, *, also: str | None = None
-    ) -> tuple[int | None, bytes | None]:
-        """The drop whose open room guards the batch (or None), and the raw value of the key
-        ``also`` of the same Redis — another store's, read in the same round trip (None
-        without Redis)."""
+        self, batch_id: int, *, also: tuple[str | None, ...] = ()
+    ) -> tuple[int | None, tuple[bytes | None, ...]]:
+        """The drop whose open room guards the batch (or None), and the raw values of the keys
+        ``also`` of the same Redis — other stores', read in the same round trip (None for a
+        key that is None, and for every key without Redis)."""
         raise NotImplementedError
 
     def visit(
@@ -222,15 +222,18 @@ class RedisStore(Store):
             log.warning("the waiting room could not reach Redis; the drop page is served")
             return False
 
-    def room_for_batch(self, batch_id, *, also=None):
-        keys = [self._gate(batch_id)] if also is None else [self._gate(batch_id), also]
+    def room_for_batch(self, batch_id, *, also=()):
+        asked = [name for name in also if name is not None]
         try:
-            values = self.client.mget(keys)
+            values = self.client.mget([self._gate(batch_id), *asked])
         except RedisError:
             log.warning("the waiting room could not reach Redis; the buy goes ahead")
-            return None, None
+            return None, (None,) * len(also)
+        found = iter(values[1:])
         gate = values[0]
-        return (int(gate) if gate else None), (values[1] if also is not None else None)
+        return (int(gate) if gate else None), tuple(
+            None if name is None else next(found) for name in also
+        )
 
     def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
         try:
@@ -323,8 +326,8 @@ class MemoryStore(Store):
             self._gates.update({b: drop_id for b in batch_ids})
             return True
 
-    def room_for_batch(self, batch_id, *, also=None):
-        return self._gates.get(batch_id), None
+    def room_for_batch(self, batch_id, *, also=()):
+        return self._gates.get(batch_id), (None,) * len(also)
 
     def visit(self, drop_id, customer_id, *, batch_ids, mode, threshold, **kw) -> Turn | None:
         if not self.arrive(drop_id, batch_ids, mode=mode, threshold=threshold, now_ms=kw["now_ms"]):

@@ -34,7 +34,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from shop import audit, page_cache, room_store
+from shop import audit, claims, page_cache, room_store
 from shop.catalog import SoldOutFacts
 from shop.errors import InvalidInput
 from shop.extensions import db
@@ -105,14 +105,17 @@ def is_open(drop: Drop | RoomDrop, batch_ids: list[int], *, now_ms: int) -> bool
     )
 
 
-def before_buy(batch_id: int) -> tuple[int | None, SoldOutFacts | None]:
+def before_buy(
+    batch_id: int, customer_id: int
+) -> tuple[int | None, SoldOutFacts | None, bytes | None]:
     """What a buy must know before anything else, in one Redis round trip: the drop whose open
-    room guards ``batch_id`` (or None) and the batch's shared sold-out facts
-    (``page_cache.nothing_left``, or None)."""
-    drop_id, gone = room_store.for_app().room_for_batch(
-        batch_id, also=page_cache.nothing_left_key(batch_id)
+    room guards ``batch_id`` (or None), the batch's shared sold-out facts
+    (``page_cache.nothing_left``, or None) and the buyer's mirrored claim (``claims.in_line``
+    takes it; None when not mirrored)."""
+    drop_id, (gone, mirrored) = room_store.for_app().room_for_batch(
+        batch_id, also=(page_cache.nothing_left_key(batch_id), claims.key(customer_id))
     )
-    return drop_id, page_cache.nothing_left(gone)
+    return drop_id, page_cache.nothing_left(gone), mirrored
 
 
 def visit(

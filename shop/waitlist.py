@@ -27,7 +27,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shop import inventory, messages
+from shop import claims, inventory, messages
 from shop.errors import (
     AlreadyInLine,
     DropNotLive,
@@ -81,6 +81,7 @@ def join(batch: Batch, quantity: int, *, customer: User, now: datetime) -> Waitl
     ).scalar()
     if joined is None:
         raise AlreadyInLine()
+    claims.changed(customer.id)
     if not inventory.join_line(batch.id):
         if batch.sold >= batch.edition_size:
             raise NotSoldOut("Every unit of this batch is paid for, so none can come free.")
@@ -98,6 +99,7 @@ def leave(place: WaitlistPlace, *, now: datetime) -> bool:
         .values(state=LEFT, ended_at=now)
         .returning(WaitlistPlace.order_id)
     ).first()
+    claims.changed(place.customer_id)
     db.session.expire(place)
     if left is None:
         return False
@@ -217,11 +219,15 @@ def _settle_offers() -> int:
     settled = 0
     for states, outcome in (((PAID, REFUNDED), BOUGHT), ((EXPIRED, CANCELLED), LAPSED)):
         ended = select(Order.id).where(Order.kind == WAITLIST, Order.state.in_(states))
-        settled += db.session.execute(
+        customers = db.session.scalars(
             update(WaitlistPlace)
             .where(WaitlistPlace.state == OFFERED, WaitlistPlace.order_id.in_(ended))
             .values(state=outcome)
-        ).rowcount
+            .returning(WaitlistPlace.customer_id)
+        ).all()
+        for customer_id in customers:
+            claims.changed(customer_id)
+        settled += len(customers)
     return settled
 
 

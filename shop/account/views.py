@@ -15,7 +15,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from shop import auth, catalog, clock, limits, operators, recovery, users, verification
+from shop import auth, catalog, claims, clock, limits, operators, recovery, users, verification
 from shop.account.forms import (
     AcceptInvitationForm,
     ForgotPasswordForm,
@@ -41,6 +41,7 @@ def _landing(user, requested: str | None) -> str:
 def _start_session(user, *, remember: bool) -> None:
     session.clear()  # a fresh session at login: no fixation, a new CSRF token
     login_user(user, remember=remember)
+    claims.refresh([user.id])  # a crowd's first refusal of this session reads it from Redis
     auth.remember_verified(user)
     auth.remember_links(user)
 

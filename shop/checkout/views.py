@@ -23,6 +23,7 @@ from flask_login import current_user
 from shop import (
     auth,
     catalog,
+    claims,
     clock,
     database,
     fast_path,
@@ -71,7 +72,7 @@ def buy(batch_id: int):
     buyer = auth.buyer()
     if buyer is None:
         return _login_first(_buy_anchor(_released_drop(batch_id), batch_id))
-    room, gone = waiting_room.before_buy(batch_id)  # one round trip to Redis
+    room, gone, mirrored = waiting_room.before_buy(batch_id, buyer.id)  # one round trip
     skipped = queue_views.buy_gate(room, buyer.id)
     if skipped is not None:
         return skipped
@@ -82,7 +83,7 @@ def buy(batch_id: int):
     quantity, birth_date = forms.buy_terms(request.form, now.date())
     ship_country = request.form.get("ship_country", "").strip()
     if gone is not None:  # the crowd after the last unit: answered without the hold statement
-        in_line = catalog.claimed_in_line(batch_id, buyer)  # the session checked as a hold would
+        in_line = claims.in_line(batch_id, buyer, mirrored)  # the session, checked as a hold would
         if in_line is None:
             raise LoginRequired()  # the session was ended elsewhere
         facts = gone.seen_by(in_line=in_line)
