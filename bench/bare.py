@@ -12,10 +12,11 @@ The buyer's id and session token come as form fields, where the real buy reads t
 signed session cookie; the statement checks the token either way.
 
 ``POST /refuse/<batch_id>`` is the same ceiling for the sold-out answer: the reads a refusal
-cannot skip and nothing else — one Redis MGET of the batch's room gate and sold-out facts (as
-``waiting_room.before_buy``; ``REDIS_URL``, keys under ``RATELIMIT_KEY_PREFIX``), the claim
-statement of ``catalog.claimed_in_line`` through psycopg, and a fixed 409 body the size of the
-shop's sold-out page.
+cannot skip and nothing else — one Redis MGET of the batch's room gate, its sold-out facts and
+the buyer's mirrored claim (as ``waiting_room.before_buy``; ``REDIS_URL``, keys under
+``RATELIMIT_KEY_PREFIX``), the claim statement of ``catalog.claimed_in_line`` through psycopg
+only when the mirror is missing or not the token's (``claims.in_line``), and a fixed 409 body
+the size of the shop's sold-out page.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import psycopg
 from flask import Flask, redirect, request
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from shop import catalog, holds, page_cache, room_store
+from shop import catalog, claims, holds, page_cache, room_store
 from shop.models.order import new_public_id
 from testkit.databases import libpq_url
 
@@ -90,12 +91,19 @@ def buy(batch_id: int):
 @app.post("/refuse/<int:batch_id>")
 def refuse(batch_id: int):
     room, pages = _shared()  # the shop's own read: waiting_room.before_buy
-    room.room_for_batch(batch_id, also=pages.key(page_cache.nothing_left_name(batch_id)))
-    claim = {
-        "batch_id": batch_id,
-        "id": int(request.form["customer"]),
-        "token": request.form["token"],
-    }
+    customer_id, token = int(request.form["customer"]), request.form["token"]
+    _gate, (_gone, mirrored) = room.room_for_batch(
+        batch_id,
+        also=(pages.key(page_cache.nothing_left_name(batch_id)), _mirror_key(customer_id)),
+    )
+    if claims.mirrored_lines(mirrored, token) is not None:
+        return SOLD_OUT_PAGE, 409
+    claim = {"batch_id": batch_id, "id": customer_id, "token": token}
     if _connection().execute(CLAIM_DRIVER, CLAIM_CONSTANTS | claim).fetchone() is None:
         return "not signed in", 403
     return SOLD_OUT_PAGE, 409
+
+
+def _mirror_key(customer_id: int) -> str:
+    """Where the shop mirrors the account's claim (``claims.key``)."""
+    return claims.redis_prefix(os.environ.get("RATELIMIT_KEY_PREFIX")) + str(customer_id)

@@ -62,7 +62,8 @@ os.environ.setdefault("SHOP_ENV", "testing")
 import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from shop import clock, holds, inventory  # noqa: E402
+from shop import claims, clock, holds, inventory  # noqa: E402
+from shop.extensions import db  # noqa: E402
 from shop.models import Batch  # noqa: E402
 from testkit import databases, factories, invariants, rawhttp, seed, servers  # noqa: E402
 
@@ -354,6 +355,11 @@ def phase_bare(args, url: str, batch_id: int, customers, *, refuse: bool = False
         ]
 
     with bench_redis() if refuse else nullcontext({}) as extra_env:
+        if refuse:  # each buyer's claim mirrored, as the shop's login leaves it
+            mirroring = databases.make_app(url, **extra_env)
+            with mirroring.app_context():
+                claims.refresh([c.id for c in customers])
+                db.engine.dispose()
         return drive_ceiling(args, url, "bench.bare:app", requests_for, extra_env)
 
 
@@ -538,8 +544,6 @@ def _read(args, url: str, name: str, path: str, customers, extra_env: dict) -> d
 def read_drop(seeding, batches: int) -> str:
     """A live drop of ``batches`` batches that never run out, its room off (64 buyers reloading
     it would otherwise open the automatic room): what the read phases read."""
-    from shop.extensions import db
-
     drop = seed.seed_live_drop(seeding, edition_size=BIG, limit=BIG, batches=batches)
     with seeding.app_context():
         db.session.execute(
@@ -552,8 +556,6 @@ def read_drop(seeding, batches: int) -> str:
 
 def queue_drop(url: str) -> str:
     """A live drop with its waiting room on and its one unit held: a line nobody leaves."""
-    from shop.extensions import db
-
     app = databases.make_app(url)
     drop = seed.seed_live_drop(app, edition_size=1, limit=1)
     with app.app_context():
@@ -636,8 +638,6 @@ def phase_crowd(args, url: str, *, room: bool) -> dict:
     connections, unless ``--worker-connections`` says otherwise), PostgreSQL, Redis and the
     emulator."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from shop.extensions import db
 
     seeding = databases.make_app(url)
     drop = seed.seed_live_drop(seeding, edition_size=args.crowd_units, limit=1)

@@ -155,7 +155,9 @@ def prepare(url: str, spec_file: str, extra_env: dict[str, str]) -> None:
     from testkit import databases, rawhttp, seed, servers
 
     key = secrets.token_urlsafe(32)
-    app = databases.make_app(url, SECRET_KEY=key)
+    # With --redis, the logins below mirror each customer's claim there as production's do.
+    shared = {k: v for k, v in extra_env.items() if k in ("REDIS_URL", "RATELIMIT_KEY_PREFIX")}
+    app = databases.make_app(url, SECRET_KEY=key, **shared)
     drop = seed.seed_live_drop(app, edition_size=10**9, limit=10**9, batches=2)
     sold_out = seed.add_batch(app, drop, edition_size=1, limit=1)
     # The buys pile up on a drop of their own: a buy changes its drop's numbers (and evicts its
