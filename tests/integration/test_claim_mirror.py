@@ -43,7 +43,8 @@ def app_overrides():
 def _mirror(app, customer_id: int) -> bytes | None:
     with app.app_context():
         key = claims.key(customer_id)
-    return redis.Redis.from_url(app.config["REDIS_URL"]).get(key)
+    with redis.Redis.from_url(app.config["REDIS_URL"]) as client:
+        return client.get(key)
 
 
 def _buy_watched(app, sold: SoldOut):
@@ -220,7 +221,8 @@ def test_a_value_that_is_not_a_mirror_is_asked_of_postgresql_and_replaced(app):
     customer_id = sold.customer.id
     with app.app_context():
         key = claims.key(customer_id)
-    redis.Redis.from_url(app.config["REDIS_URL"]).set(key, b"not a mirror")
+    with redis.Redis.from_url(app.config["REDIS_URL"]) as client:
+        client.set(key, b"not a mirror")
 
     answer, through_flask, statements = _buy_watched(app, sold)
 
