@@ -44,11 +44,13 @@ CLAIM_DRIVER, CLAIM_CONSTANTS = str(_claim), dict(_claim.params)
 
 
 @functools.cache
-def _shared() -> tuple[room_store.RedisStore, page_cache.RedisStore]:
-    """The waiting room's store and the page cache's, in Redis as the shop keeps them."""
+def _shared() -> tuple[room_store.RedisStore, page_cache.RedisStore, claims.RedisMirrors]:
+    """The waiting room's store, the page cache's and the claims' mirrors, in Redis as the shop
+    keeps them."""
     prefix = os.environ.get("RATELIMIT_KEY_PREFIX")
     room = room_store.RedisStore(os.environ["REDIS_URL"], prefix or "smallbatch")
-    return room, page_cache.RedisStore(room.client, page_cache.redis_prefix(prefix))
+    pages = page_cache.RedisStore(room.client, page_cache.redis_prefix(prefix))
+    return room, pages, claims.RedisMirrors(room.client, claims.redis_prefix(prefix))
 
 
 def _connection() -> psycopg.Connection:
@@ -90,11 +92,11 @@ def buy(batch_id: int):
 
 @app.post("/refuse/<int:batch_id>")
 def refuse(batch_id: int):
-    room, pages = _shared()  # the shop's own read: waiting_room.before_buy
+    room, pages, mirrors = _shared()  # the shop's own read: waiting_room.before_buy
     customer_id, token = int(request.form["customer"]), request.form["token"]
     _gate, (_gone, mirrored) = room.room_for_batch(
         batch_id,
-        also=(pages.key(page_cache.nothing_left_name(batch_id)), _mirror_key(customer_id)),
+        also=(pages.key(page_cache.nothing_left_name(batch_id)), mirrors.key(customer_id)),
     )
     if claims.mirrored_lines(mirrored, token) is not None:
         return SOLD_OUT_PAGE, 409
@@ -102,8 +104,3 @@ def refuse(batch_id: int):
     if _connection().execute(CLAIM_DRIVER, CLAIM_CONSTANTS | claim).fetchone() is None:
         return "not signed in", 403
     return SOLD_OUT_PAGE, 409
-
-
-def _mirror_key(customer_id: int) -> str:
-    """Where the shop mirrors the account's claim (``claims.key``)."""
-    return claims.redis_prefix(os.environ.get("RATELIMIT_KEY_PREFIX")) + str(customer_id)

@@ -94,7 +94,7 @@ def key(customer_id: int) -> str | None:
     """Where the account's claim is mirrored, for the buy's one ``MGET``; None when nothing is
     mirrored (no Redis, or SQLite)."""
     store = _store()
-    return None if store is None else store.prefix + str(customer_id)
+    return None if store is None else store.key(customer_id)
 
 
 def in_line(batch_id: int, claim: SessionClaim, mirrored: bytes | None) -> bool | None:
@@ -111,12 +111,11 @@ def in_line(batch_id: int, claim: SessionClaim, mirrored: bytes | None) -> bool 
     if row is None:
         return None
     token, lines, version = row
-    mirror = _mirror(token, lines, version)
     if mirrored is None or _parsed(mirrored)[0] != _digest(token):
-        store.write({claim.id: mirror})
+        store.write({claim.id: _mirror(token, lines, version)})
     if token is None or not hmac.compare_digest(token.encode(), claim.session_token.encode()):
         return None
-    return batch_id in _parsed(mirror[1].encode())[1]
+    return batch_id in _batch_ids(lines)
 
 
 def mirrored_lines(mirrored: bytes | None, token: str) -> frozenset[int] | None:
@@ -159,9 +158,14 @@ def _parsed(raw: bytes) -> tuple[str, frozenset[int]]:
     that is not a mirror matches no token."""
     try:
         _version, digest, lines = raw.decode().split(" ", 2)
-        return digest, frozenset(int(b) for b in lines.split(",") if b)
+        return digest, _batch_ids(lines)
     except ValueError:
         return "", frozenset()
+
+
+def _batch_ids(lines: str | None) -> frozenset[int]:
+    """The batch ids of a mirror's (or PostgreSQL's ``string_agg``'s) comma-separated list."""
+    return frozenset(int(b) for b in (lines or "").split(",") if b)
 
 
 @lru_cache(maxsize=4096)
@@ -174,17 +178,22 @@ def _mirror(token: str | None, lines: str | None, version) -> tuple[int, str]:
     return int(version), f"{int(version)} {_digest(token)} {lines or ''}"
 
 
-class _RedisMirrors:
+class RedisMirrors:
+    """The mirrors in Redis, each account's under ``prefix`` + its id."""
+
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self._write_newer = client.register_script(_WRITE_NEWER)
 
+    def key(self, customer_id: int) -> str:
+        return self.prefix + str(customer_id)
+
     def write(self, mirrors: dict[int, tuple[int, str]]) -> None:
         try:
             for customer_id, (version, value) in mirrors.items():
                 self._write_newer(
-                    keys=[self.prefix + str(customer_id)], args=[version, value, MIRROR_SECONDS]
+                    keys=[self.key(customer_id)], args=[version, value, MIRROR_SECONDS]
                 )
         except RedisError as error:
             log.error(
@@ -196,7 +205,7 @@ class _RedisMirrors:
 
     def forget(self, customer_ids: list[int]) -> None:
         try:
-            self.client.delete(*(self.prefix + str(customer_id) for customer_id in customer_ids))
+            self.client.delete(*map(self.key, customer_ids))
         except RedisError as error:
             log.error(
                 "claims: Redis delete failed for accounts %s (their mirrors lapse within %d s): %s",
@@ -211,7 +220,7 @@ def redis_prefix(key_prefix: str | None) -> str:
     return (key_prefix or "smallbatch") + "/claim/"
 
 
-def _store() -> _RedisMirrors | None:
+def _store() -> RedisMirrors | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     extensions = app.extensions
     if "shop.claims" not in extensions:
@@ -221,7 +230,7 @@ def _store() -> _RedisMirrors | None:
             client = redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
             )
-            store = _RedisMirrors(client, redis_prefix(app.config.get("RATELIMIT_KEY_PREFIX")))
+            store = RedisMirrors(client, redis_prefix(app.config.get("RATELIMIT_KEY_PREFIX")))
         extensions.setdefault("shop.claims", store)
     return extensions["shop.claims"]
 

@@ -40,11 +40,14 @@ def app_overrides():
         yield overrides
 
 
-def _mirror(app, customer_id: int) -> bytes | None:
+def _key(app, customer_id: int) -> str:
     with app.app_context():
-        key = claims.key(customer_id)
+        return claims.key(customer_id)
+
+
+def _mirror(app, customer_id: int) -> bytes | None:
     with redis.Redis.from_url(app.config["REDIS_URL"]) as client:
-        return client.get(key)
+        return client.get(_key(app, customer_id))
 
 
 def _buy_watched(app, sold: SoldOut):
@@ -200,7 +203,7 @@ def test_a_buy_reads_the_room_the_facts_and_the_claim_in_one_command(app):
     sold = _sold_out(app)
     customer_id = sold.customer.id
     _buy_watched(app, sold)
-    key = claims.redis_prefix(app.config["RATELIMIT_KEY_PREFIX"]) + str(customer_id)
+    key = _key(app, customer_id)
 
     def buy():
         with redis_server.commands_sent(app.config["RATELIMIT_KEY_PREFIX"]) as commands:
@@ -219,10 +222,8 @@ def test_a_buy_reads_the_room_the_facts_and_the_claim_in_one_command(app):
 def test_a_value_that_is_not_a_mirror_is_asked_of_postgresql_and_replaced(app):
     sold = _sold_out(app)
     customer_id = sold.customer.id
-    with app.app_context():
-        key = claims.key(customer_id)
     with redis.Redis.from_url(app.config["REDIS_URL"]) as client:
-        client.set(key, b"not a mirror")
+        client.set(_key(app, customer_id), b"not a mirror")
 
     answer, through_flask, statements = _buy_watched(app, sold)
 
